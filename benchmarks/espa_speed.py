@@ -1,0 +1,131 @@
+"""Speed and memory of an eSPA+ fit beside Lloyd's k-means, in the same run.
+
+For T in {1e4, 1e5, 1e6} samples, D = 64 features, K = 20 boxes, float64 and float32,
+prints the seconds per iteration of ESPAClassifier (eps_C = eps_W = 1, all cores) and of
+sklearn.cluster.KMeans(algorithm="lloyd") from the same initial boxes, and their ratio.
+Seconds per iteration are the slope of fit time over iterations (fits of a few and of
+more iterations, best of three), so fixed costs such as input checks do not count;
+the full fit time is printed too. Then the growth of fit time from 1e5 to 1e6 samples,
+and the peak memory of a fit (in a fresh process) over the size of X.
+
+    python benchmarks/espa_speed.py [--sizes 1e4 1e5 1e6]
+
+Targets (2 cores): eSPA/KMeans <= 1.25 at T = 1e6; fit time 1e5 -> 1e6 at most 12x;
+peak memory of a fit at most 2.5x the size of X.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+D, K = 64, 20
+ITERS = (3, 13)
+
+
+def data(n, dtype, seed=0):
+    """Gaussian noise with random labels: the boxes keep moving for many iterations.
+
+    Written straight into an array of ``dtype``, so making it allocates nothing more.
+    """
+    rng = np.random.default_rng(seed)
+    X = np.empty((n, D), dtype=dtype)
+    rng.standard_normal(dtype=dtype, out=X)
+    y = rng.integers(0, 3, n)
+    return X, y, X[rng.choice(n, K, replace=False)].astype(np.float64)
+
+
+def espa(init, iters):
+    from entropice.espa import ESPAClassifier
+
+    return ESPAClassifier(K, eps_C=1.0, eps_W=1.0, init=init, n_restarts=1, max_iter=iters,
+                          tol=0.0, n_jobs=-1)
+
+
+def kmeans(init, iters):
+    from sklearn.cluster import KMeans
+
+    return KMeans(K, init=init, n_init=1, max_iter=iters, tol=0.0, algorithm="lloyd")
+
+
+def timed_fit(make, X, y, init, iters, repeats=3):
+    """Best wall time of a fit and its iteration count."""
+    best = np.inf
+    for _ in range(repeats):
+        model = make(init, iters)
+        t0 = time.perf_counter()
+        model.fit(X, y)
+        best = min(best, time.perf_counter() - t0)
+    return best, model.n_iter_
+
+
+def per_iteration(make, X, y, init):
+    (t1, n1), (t2, n2) = (timed_fit(make, X, y, init, i) for i in ITERS)
+    return (t2 - t1) / max(n2 - n1, 1), t2, n2
+
+
+def peak_memory(n, dtype):
+    """Run one fit in a fresh process; return its peak RSS growth over the size of X."""
+    code = f"""
+import resource, json, numpy as np, sys
+sys.path.insert(0, {str(__file__.rsplit('/', 1)[0])!r})
+from espa_speed import data, espa
+X, y, init = data({n}, {dtype!r})
+espa(init, 2).fit(X[:2000], y[:2000])  # compile outside the measurement
+def rss():
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+before = rss()
+espa(init, 5).fit(X, y)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({{"x_bytes": X.nbytes, "before": before, "peak": peak}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    return r["x_bytes"], max(r["peak"] - r["before"], 0)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="+", type=float, default=[1e4, 1e5, 1e6])
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes]
+
+    X, y, init = data(5000, "float64")
+    for dtype in ("float64", "float32"):  # compile the kernels before timing
+        espa(init, 2).fit(X.astype(dtype), y)
+
+    print(f"D = {D}, K = {K}; seconds per iteration (slope over {ITERS[0]} -> {ITERS[1]} "
+          "iterations, best of 3)")
+    print("| T | dtype | eSPA+ s/iter | KMeans s/iter | ratio | eSPA+ fit s | KMeans fit s |")
+    print("|---|---|---|---|---|---|---|")
+    fit_times = {}
+    for dtype in ("float64", "float32"):
+        for n in sizes:
+            X, y, init = data(n, dtype)
+            e_it, e_fit, e_n = per_iteration(espa, X, y, init)
+            k_it, k_fit, k_n = per_iteration(kmeans, X, y, init)
+            fit_times[dtype, n] = e_fit
+            print(f"| {n:.0e} | {dtype} | {e_it:.4f} | {k_it:.4f} | {e_it / k_it:.2f} | "
+                  f"{e_fit:.3f} ({e_n} it) | {k_fit:.3f} ({k_n} it) |", flush=True)
+            del X
+    print()
+    for dtype in ("float64", "float32"):
+        if (dtype, 100_000) in fit_times and (dtype, 1_000_000) in fit_times:
+            growth = fit_times[dtype, 1_000_000] / fit_times[dtype, 100_000]
+            print(f"fit time growth 1e5 -> 1e6 ({dtype}, {ITERS[1]} iterations): "
+                  f"{growth:.1f}x (target <= 12x)")
+    n = max(sizes)
+    for dtype in ("float64", "float32"):
+        x_bytes, extra = peak_memory(n, dtype)
+        print(f"peak memory of a fit, T = {n:.0e} {dtype}: X {x_bytes / 2**20:.0f} MiB + "
+              f"{extra / 2**20:.0f} MiB during the fit = {(x_bytes + extra) / x_bytes:.2f}x "
+              "the size of X (target <= 2.5x)")
+
+
+if __name__ == "__main__":
+    main()

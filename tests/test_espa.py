@@ -1,0 +1,218 @@
+"""ESPAClassifier: the eSPA+ invariants, k-means equivalence, inputs and errors."""
+
+import tracemalloc
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from sklearn.cluster import KMeans
+from sklearn.utils._param_validation import InvalidParameterError
+
+from entropice.espa import ESPAClassifier
+
+RNG = np.random.default_rng(0)
+SETTINGS = settings(max_examples=60, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def problems(draw, max_classes=3):
+    """A small labelled data set with well-spread float64 features."""
+    n = draw(st.integers(8, 60))
+    d = draw(st.integers(1, 5))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    # spread and offset of the features; the spread stays at least 1e-4 of the
+    # offset, so float64 keeps over 10 digits of each squared residual
+    scale, offset = draw(st.sampled_from([(1e-3, 0.0), (1.0, 0.0), (1.0, 5.0), (1e3, 0.0),
+                                          (1.0, -1e4), (1e3, 1e6)]))
+    X = offset + scale * rng.standard_normal((n, d))
+    n_classes = draw(st.integers(2, max_classes))
+    y = rng.integers(0, n_classes, n)
+    y[:n_classes] = np.arange(n_classes)  # every class present
+    return X, y, rng
+
+
+eps_values = st.sampled_from([0.0, 0.1, 1.0, 10.0])
+eps_w_values = st.sampled_from([0.01, 0.5, 2.0, np.inf])
+
+
+@SETTINGS
+@given(problems(), st.integers(1, 6), eps_values, eps_w_values,
+       st.sampled_from(["k-means++", "random"]), st.sampled_from([None, "balanced"]))
+def test_invariants(problem, n_boxes, eps_c, eps_w, init, class_weight):
+    X, y, rng = problem
+    assume(n_boxes <= len(X))
+    model = ESPAClassifier(n_boxes, eps_C=eps_c, eps_W=eps_w, init=init, n_restarts=2,
+                           class_weight=class_weight, random_state=int(rng.integers(1000)))
+    model.fit(X, y)
+    curve = model.loss_curve_
+    # the loss never increases from one iteration to the next
+    assert np.all(np.diff(curve) <= 1e-10 * np.abs(curve[:-1])), curve
+    W = model.feature_weights_
+    assert np.all(W >= 0) and W.sum() == pytest.approx(1.0, abs=1e-12)
+    P = model.box_label_proba_
+    assert np.allclose(P.sum(axis=1), 1.0) and np.all(P >= 0)
+    K = model.boxes_.shape[0]
+    assert 1 <= K <= n_boxes and model.box_counts_.shape == (K,)
+    assert model.box_counts_.sum() == len(X) and np.all(model.box_counts_ > 0)
+    assert model.n_iter_ == len(curve) <= model.max_iter
+    # predictions are the label probabilities of the nearest box
+    boxes = model.apply(X)
+    assert boxes.min() >= 0 and boxes.max() < K
+    np.testing.assert_array_equal(model.predict_proba(X), P[boxes])
+
+
+@SETTINGS
+@given(problems(), st.integers(1, 5), eps_values, eps_w_values)
+def test_same_random_state_same_model(problem, n_boxes, eps_c, eps_w):
+    X, y, _ = problem
+    assume(n_boxes <= len(X))
+    fits = [ESPAClassifier(n_boxes, eps_C=eps_c, eps_W=eps_w, random_state=7).fit(X, y)
+            for _ in range(2)]
+    for attr in ("boxes_", "feature_weights_", "box_label_proba_", "box_counts_",
+                 "loss_curve_"):
+        np.testing.assert_array_equal(getattr(fits[0], attr), getattr(fits[1], attr))
+
+
+@SETTINGS
+@given(problems(), st.integers(1, 6), st.integers(1, 30))
+def test_equals_lloyd_kmeans(problem, n_boxes, max_iter):
+    """eps_C=0, eps_W=inf and given boxes: exactly Lloyd's k-means."""
+    X, y, rng = problem
+    assume(n_boxes <= len(X))
+    init = X[rng.choice(len(X), n_boxes, replace=False)]
+    model = ESPAClassifier(n_boxes, eps_C=0.0, eps_W=np.inf, init=init, n_restarts=1,
+                           max_iter=max_iter, tol=0.0).fit(X, y)
+    # k-means relocates an emptied cluster where eSPA+ drops the box: compare only
+    # runs in which no box emptied
+    assume(model.boxes_.shape[0] == n_boxes)
+    km = KMeans(n_boxes, init=init, n_init=1, algorithm="lloyd", tol=0,
+                max_iter=max_iter).fit(X)
+    scale = np.abs(X).max()
+    np.testing.assert_allclose(model.boxes_, km.cluster_centers_, rtol=0, atol=1e-10 * scale)
+    np.testing.assert_array_equal(model.apply(X), km.labels_)
+    np.testing.assert_allclose(model.feature_weights_, 1.0 / X.shape[1])
+
+
+def test_integer_weights_equal_repeated_rows():
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((40, 3))
+    y = (X[:, 0] > 0).astype(int)
+    reps = rng.integers(0, 4, 40)
+    reps[:4] = 1
+    init = X[:4]
+    kw = dict(n_boxes=4, init=init, n_restarts=1, eps_C=0.5, eps_W=0.3)
+    a = ESPAClassifier(**kw).fit(X, y, sample_weight=reps)
+    b = ESPAClassifier(**kw).fit(np.repeat(X, reps, axis=0), np.repeat(y, reps))
+    np.testing.assert_allclose(a.boxes_, b.boxes_, atol=1e-12)
+    np.testing.assert_allclose(a.feature_weights_, b.feature_weights_, atol=1e-12)
+    np.testing.assert_allclose(a.box_label_proba_, b.box_label_proba_, atol=1e-12)
+    np.testing.assert_allclose(a.loss_curve_, b.loss_curve_, rtol=1e-12)
+
+
+def test_class_weight_is_a_sample_weight():
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((90, 4))
+    y = np.where(X[:, 1] > 0.8, "slump", "none")
+    init = X[:5]
+    kw = dict(n_boxes=5, init=init, n_restarts=1)
+    a = ESPAClassifier(class_weight={"slump": 3.0, "none": 1.0}, **kw).fit(X, y)
+    b = ESPAClassifier(**kw).fit(X, y, sample_weight=np.where(y == "slump", 3.0, 1.0))
+    np.testing.assert_allclose(a.boxes_, b.boxes_)
+    np.testing.assert_allclose(a.box_label_proba_, b.box_label_proba_)
+
+
+def test_informative_feature_gets_the_weight():
+    """A feature that separates the classes gets most of the weight; noise does not."""
+    rng = np.random.default_rng(5)
+    n = 600
+    y = rng.integers(0, 2, n)
+    X = rng.standard_normal((n, 6))
+    X[:, 2] = 4.0 * y + 0.3 * rng.standard_normal(n)
+    model = ESPAClassifier(4, eps_C=1.0, eps_W=0.2, random_state=0).fit(X, y)
+    assert np.argmax(model.feature_weights_) == 2
+    assert model.feature_weights_[2] > 0.5
+    assert model.score(X, y) > 0.95
+
+
+def test_threads_give_the_same_model():
+    rng = np.random.default_rng(6)
+    X = rng.standard_normal((5000, 8))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    a = ESPAClassifier(6, random_state=1, n_jobs=1).fit(X, y)
+    b = ESPAClassifier(6, random_state=1, n_jobs=2).fit(X, y)
+    np.testing.assert_allclose(a.boxes_, b.boxes_, rtol=1e-10)
+    np.testing.assert_allclose(a.feature_weights_, b.feature_weights_, rtol=1e-10)
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))
+
+
+def test_strings_and_dataframes():
+    rng = np.random.default_rng(7)
+    X = pd.DataFrame(rng.standard_normal((120, 3)), columns=["era5_tdd_sum", "dem_slope", "emb"])
+    y = np.where(X["dem_slope"] > 0.5, "high", np.where(X["dem_slope"] < -0.5, "low", "none"))
+    model = ESPAClassifier(6, random_state=0).fit(X, y)
+    assert list(model.feature_names_in_) == list(X.columns)
+    assert list(model.classes_) == ["high", "low", "none"]
+    assert set(model.predict(X)) <= {"high", "low", "none"}
+    assert model.score(X, y) > 0.8
+
+
+def test_float32_is_not_copied_up():
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((50_000, 64)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    model = ESPAClassifier(8, n_restarts=1, random_state=0, max_iter=5)
+    model.fit(X[:1000], y[:1000])  # compile the float32 kernels outside the measurement
+    tracemalloc.start()
+    model.fit(X, y)
+    proba = model.predict_proba(X)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 0.5 * X.nbytes, f"fit allocated {peak / X.nbytes:.2f}x the size of X"
+    assert proba.shape == (len(X), 2)
+    assert model.score(X, y) > 0.75
+
+
+# -- bad input -------------------------------------------------------------------
+
+
+def test_nan_names_the_first_bad_column():
+    X = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0], "b": [0.0, 1.0, np.inf, 3.0],
+                      "c": [np.nan, 1.0, 2.0, 3.0]})
+    y = [0, 1, 0, 1]
+    with pytest.raises(ValueError, match=r"NaN or infinity in column 1 \('b'\), first at row 2"):
+        ESPAClassifier(2).fit(X, y)
+    model = ESPAClassifier(2, random_state=0).fit(X.fillna(0).replace(np.inf, 0), y)
+    with pytest.raises(ValueError, match=r"column 2 \('c'\), first at row 0"):
+        model.predict(X.replace(np.inf, 0))
+
+
+def test_single_class_is_an_error():
+    with pytest.raises(ValueError, match="at least 2 classes.*only one class: 'x'"):
+        ESPAClassifier(2).fit(RNG.random((10, 2)), ["x"] * 10)
+
+
+def test_too_many_boxes_is_an_error():
+    with pytest.raises(ValueError, match=r"n_boxes=20 is larger than the number of samples"):
+        ESPAClassifier(20).fit(RNG.random((10, 2)), [0, 1] * 5)
+
+
+@pytest.mark.parametrize("param", ["eps_C", "eps_W", "tol"])
+def test_negative_parameters_are_errors(param):
+    with pytest.raises(InvalidParameterError, match=param):
+        ESPAClassifier(2, **{param: -1.0}).fit(RNG.random((10, 2)), [0, 1] * 5)
+
+
+def test_wrong_feature_count_at_predict():
+    model = ESPAClassifier(2, random_state=0).fit(RNG.random((10, 3)), [0, 1] * 5)
+    with pytest.raises(ValueError, match="X has 2 features, but ESPAClassifier is expecting 3"):
+        model.predict(RNG.random((4, 2)))
+
+
+def test_init_of_wrong_shape():
+    with pytest.raises(ValueError, match=r"init has shape \(2, 2\); expected .* \(3, 3\)"):
+        ESPAClassifier(3, init=np.zeros((2, 2)), n_restarts=1).fit(RNG.random((10, 3)),
+                                                                   [0, 1] * 5)
