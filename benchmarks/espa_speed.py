@@ -68,20 +68,26 @@ def per_iteration(make, X, y, init):
 
 
 def peak_memory(n, dtype):
-    """Run one fit in a fresh process; return its peak RSS growth over the size of X."""
+    """Run one fit in a fresh process; return the size of X and the peak RSS growth.
+
+    The peak is the kernel's high-water mark (VmHWM), reset just before the fit by
+    writing 5 to /proc/self/clear_refs, so imports and compilation do not count.
+    """
     code = f"""
-import resource, json, numpy as np, sys
+import json, sys
 sys.path.insert(0, {str(__file__.rsplit('/', 1)[0])!r})
 from espa_speed import data, espa
 X, y, init = data({n}, {dtype!r})
 espa(init, 2).fit(X[:2000], y[:2000])  # compile outside the measurement
-def rss():
-    with open('/proc/self/statm') as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
-before = rss()
+def status(key):
+    with open('/proc/self/status') as f:
+        line = next(l for l in f if l.startswith(key))
+    return int(line.split()[1]) * 1024
+with open('/proc/self/clear_refs', 'w') as f:
+    f.write('5')
+before = status('VmRSS')
 espa(init, 5).fit(X, y)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({{"x_bytes": X.nbytes, "before": before, "peak": peak}}))
+print(json.dumps({{"x_bytes": X.nbytes, "before": before, "peak": status('VmHWM')}}))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
