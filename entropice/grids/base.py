@@ -80,6 +80,11 @@ class Grid(abc.ABC):
         """Area of each cell on the unit sphere (steradians)."""
 
     @abc.abstractmethod
+    def neighbours(self, ids) -> np.ndarray:
+        """The cells themselves and every cell sharing an edge or corner with them
+        (unique, sorted)."""
+
+    @abc.abstractmethod
     def parents(self, ids, level: int) -> np.ndarray:
         """Ancestor of each cell at the coarser ``level``."""
 

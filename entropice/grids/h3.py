@@ -78,6 +78,11 @@ class H3Grid(Grid):
         ids = np.ascontiguousarray(ids, dtype=np.uint64)
         return _np(h3ronpy.cells_area_rads2(ids)).astype(np.float64)
 
+    def neighbours(self, ids):
+        ids = np.ascontiguousarray(ids, dtype=np.uint64)
+        disk = _np(h3ronpy.grid_disk(ids, 1, flatten=True)).astype(np.uint64)
+        return np.unique(disk)
+
     def parents(self, ids, level):
         self._check_level(level, finer=False)
         ids = np.ascontiguousarray(ids, dtype=np.uint64)

@@ -74,6 +74,11 @@ class HealpixGrid(Grid):
         per_kid = fine.areas_km2(kids)
         return np.add.reduceat(per_kid, offsets[:-1])
 
+    def neighbours(self, ids):
+        ids = np.asarray(ids, dtype=np.int64)
+        around = np.asarray(hp.get_all_neighbours(self.nside, ids, nest=True)).ravel()
+        return np.unique(np.concatenate([ids, around[around >= 0]])).astype(np.uint64)
+
     def parents(self, ids, level):
         self._check_level(level, finer=False)
         return np.asarray(ids, dtype=np.uint64) >> np.uint64(2 * (self.level - level))

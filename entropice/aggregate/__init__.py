@@ -1,0 +1,13 @@
+"""Values into cells: rasters, polygons, and from fine levels to coarse ones.
+
+``raster_to_cells`` reduces a raster's pixels per cell through a cached pixel -> cell
+index; ``polygons_to_cells`` intersects polygons with cells exactly in an equal-area
+projection; ``rollup`` aggregates a fine level to a coarser one.
+"""
+
+from ._index import clear_cache
+from .polygons import polygons_to_cells
+from .raster import raster_to_cells
+from .rollup import rollup
+
+__all__ = ["clear_cache", "polygons_to_cells", "raster_to_cells", "rollup"]
