@@ -29,3 +29,21 @@ def main(
     ),
 ) -> None:
     """Entropice command line."""
+
+
+cube_app = typer.Typer(help="Inspect the cube.", no_args_is_help=True)
+app.add_typer(cube_app, name="cube")
+
+
+@cube_app.command("info")
+def cube_info(
+    path: str = typer.Argument("data/cube.zarr", help="Path of the cube (a zarr store)."),
+) -> None:
+    """Print the cube's grids, levels, cell counts, variables with units and provenance."""
+    from .cube import Cube, CubeError
+
+    try:
+        typer.echo(Cube(path).info())
+    except CubeError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None

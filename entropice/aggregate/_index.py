@@ -38,7 +38,8 @@ class PixelIndex:
     start: np.ndarray  # (R,) int32 first column
     length: np.ndarray  # (R,) int32 pixels in the run
     cell: np.ndarray  # (R,) int32 position of the run's cell in ``cell_ids``
-    weight: np.ndarray  # (R,) float64 true area of one pixel of the run, km2
+    weight: np.ndarray  # (R,) float64 true area of the run's first pixel, km2
+    slope: np.ndarray  # (R,) float64 change of the area from one pixel to the next
     cell_ids: np.ndarray = field(repr=False)  # (C,) uint64 the domain
 
     @property
@@ -66,17 +67,18 @@ class PixelIndex:
         return int(self.pixels_per_cell.max()) if self.n_runs else 0
 
     def nbytes(self):
-        return sum(a.nbytes for a in (self.row, self.start, self.length, self.cell, self.weight))
+        return sum(a.nbytes for a in (self.row, self.start, self.length, self.cell,
+                                      self.weight, self.slope))
 
     def to_npz(self, path):
         np.savez(path, shape=np.asarray(self.shape), row=self.row, start=self.start,
-                 length=self.length, cell=self.cell, weight=self.weight)
+                 length=self.length, cell=self.cell, weight=self.weight, slope=self.slope)
 
     @classmethod
     def from_npz(cls, path, cell_ids):
         with np.load(path) as f:
             return cls(tuple(int(v) for v in f["shape"]), f["row"], f["start"], f["length"],
-                       f["cell"], f["weight"], cell_ids)
+                       f["cell"], f["weight"], f["slope"], cell_ids)
 
 
 def _key(crs_wkt, x, y, grid, min_lat):
@@ -171,31 +173,42 @@ def build_index(x, y, crs, grid, cell_ids):
         parts.append((rr[keep] + r0, cc[keep], length[keep], cell[keep]))
     row, start, length, cell = (np.concatenate([p[i] for p in parts]) if parts else
                                 np.empty(0, dtype=np.int64) for i in range(4))
-    weight = _run_pixel_areas(x, y, crs, row, start, length, to_lonlat)
+    first = _pixel_areas(x, y, crs, row, start, to_lonlat)
+    last = _pixel_areas(x, y, crs, row, start + length - 1, to_lonlat)
+    slope = np.where(length > 1, (last - first) / np.maximum(length - 1, 1), 0.0)
     return PixelIndex((ny, nx), row.astype(np.int32), start.astype(np.int32),
-                      length.astype(np.int32), cell.astype(np.int32), weight, cell_ids)
+                      length.astype(np.int32), cell.astype(np.int32), first, slope, cell_ids)
 
 
-def _run_pixel_areas(x, y, crs, row, start, length, to_lonlat):
-    """True area (km2) of a pixel at the middle of each run.
+def _pixel_areas(x, y, crs, row, col, to_lonlat):
+    """True area (km2) of the pixels at (row, col).
 
-    On a lon/lat grid the pixel is a lon/lat rectangle on the ellipsoid; in a
+    On a lon/lat grid a pixel is a lon/lat rectangle on the ellipsoid; in a
     projection its nominal area is divided by the projection's areal scale there.
-    Within a run (shorter than a cell) the area changes by far less than 1e-4.
+    Along a run the area is taken as linear between its first and last pixel, which
+    is exact to ~1e-9 over a run no longer than a cell.
     """
     if len(row) == 0:
         return np.empty(0)
-    mid = start + length // 2
-    dx, dy = _pixel_sizes(x)[mid], _pixel_sizes(y)[row]
+    dx, dy = _pixel_sizes(x)[col], _pixel_sizes(y)[row]
     if to_lonlat is None:
         lat = y[row]
         sphere = np.radians(dx) * np.radians(dy) * np.cos(np.radians(lat))
-        return sphere * geometry.ellipsoid_area_factor_km2(lat)
+        return _snap(sphere * geometry.ellipsoid_area_factor_km2(lat))
     from pyproj import Proj
 
     unit = crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
-    lon, lat = to_lonlat.transform(x[mid], y[row])
+    lon, lat = to_lonlat.transform(x[col], y[row])
     factors = Proj(crs).get_factors(lon, lat, errcheck=False)
     areal = np.asarray(factors.areal_scale, dtype=np.float64)
     areal = np.where(np.isfinite(areal) & (areal > 0), areal, 1.0)
-    return dx * dy * unit * unit / 1e6 / areal
+    return _snap(dx * dy * unit * unit / 1e6 / areal)
+
+
+def _snap(w, digits=9):
+    """Areas rounded to ``digits`` significant digits: the projection's scale factors
+    carry ~1e-10 of numerical noise, which would otherwise make equal-area pixels
+    unequal and move quantiles that fall exactly between two pixels."""
+    w = np.asarray(w, dtype=np.float64)
+    scale = 10.0 ** (np.floor(np.log10(np.where(w > 0, w, 1.0))) - (digits - 1))
+    return np.round(w / scale) * scale

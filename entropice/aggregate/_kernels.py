@@ -14,14 +14,14 @@ def _missing(v, nodata, has_nodata):
 
 
 @nb.njit(cache=True, nogil=True)
-def moments(data, nodata, has_nodata, row, start, length, cell, weight, n_cells,
+def moments(data, nodata, has_nodata, row, start, length, cell, weight, slope, n_cells,
             want_spread, want_range):
     """Per-cell count, sum, area-weighted mean and M2 (sum of w (v - mean)^2), min, max.
 
-    Runs are reduced on their own (their pixels share one weight) and merged into
-    their cell with Chan's update, which keeps the variance accurate. M2 needs a
-    second read of each run and is skipped unless ``want_spread``; min and max are
-    skipped unless ``want_range``.
+    Pixel i of a run weighs ``weight + i * slope`` (its area, linear along the run).
+    Runs are reduced on their own and merged into their cell with Chan's update,
+    which keeps the variance accurate. M2 needs a second read of each run and is
+    skipped unless ``want_spread``; min and max unless ``want_range``.
     """
     count = np.zeros(n_cells, dtype=np.int64)
     wsum = np.zeros(n_cells)
@@ -32,35 +32,48 @@ def moments(data, nodata, has_nodata, row, start, length, cell, weight, n_cells,
     vmax = np.full(n_cells, -np.inf)
     for r in range(len(row)):
         values = data[row[r], start[r]:start[r] + length[r]]
+        w0 = weight[r]
+        g = slope[r]
         n = 0
-        s = 0.0
+        s = 0.0  # sum of v
+        ds = 0.0  # sum of v - ref: exact means for constant runs
+        si = 0.0  # sum of i (v - ref)
+        ii = 0.0  # sum of i
+        ref = 0.0
         lo = np.inf
         hi = -np.inf
-        for v in values:
+        for i in range(len(values)):
+            v = values[i]
             if _missing(v, nodata, has_nodata):
                 continue
+            fv = np.float64(v)
+            if n == 0:
+                ref = fv
             n += 1
-            s += v
+            s += fv
+            ds += fv - ref
+            if g != 0.0:
+                si += i * (fv - ref)
+                ii += i
             if want_range:
-                fv = np.float64(v)
                 lo = min(lo, fv)
                 hi = max(hi, fv)
         if n == 0:
             continue
         c = cell[r]
-        run_mean = s / n
+        w_run = w0 * n + g * ii
+        run_mean = ref + (ds / n if g == 0.0 else (w0 * ds + g * si) / w_run)
         run_m2 = 0.0
         if want_spread:
-            for v in values:
+            for i in range(len(values)):
+                v = values[i]
                 if not _missing(v, nodata, has_nodata):
                     d = v - run_mean
-                    run_m2 += d * d
-        w = weight[r]
-        w_run = w * n
+                    run_m2 += (w0 + g * i) * d * d
         total = wsum[c] + w_run
         delta = run_mean - mean[c]
-        mean[c] += delta * w_run / total
-        m2[c] += w * run_m2 + delta * delta * wsum[c] * w_run / total
+        mean[c] += delta * (w_run / total)
+        m2[c] += run_m2 + delta * delta * (wsum[c] * (w_run / total))
         wsum[c] = total
         count[c] += n
         vsum[c] += s
@@ -88,14 +101,14 @@ def weighted_quantiles(values, weights, qs, out):
         target = qs[j] * total
         k = np.searchsorted(cum, target, side="left")
         # cumulative sums round; accept a value whose sum is within rounding of target
-        while k > 0 and cum[k - 1] >= target * (1 - 1e-12):
+        while k > 0 and cum[k - 1] >= target * (1 - 1e-9):
             k -= 1
         out[j] = v[min(k, n - 1)]
 
 
 @nb.njit(cache=True, nogil=True)
-def quantiles(data, nodata, has_nodata, row, start, length, cell, weight, order, cell_start,
-              qs, max_pixels, select):
+def quantiles(data, nodata, has_nodata, row, start, length, cell, weight, slope, order,
+              cell_start, qs, max_pixels, select):
     """Per-cell weighted quantiles over the runs of each cell; NaN for cells without
     valid pixels. Only cells with ``select[c]`` are computed."""
     n_cells = len(cell_start) - 1
@@ -108,10 +121,11 @@ def quantiles(data, nodata, has_nodata, row, start, length, cell, weight, order,
         n = 0
         for j in range(cell_start[c], cell_start[c + 1]):
             r = order[j]
-            for v in data[row[r], start[r]:start[r] + length[r]]:
-                if not _missing(v, nodata, has_nodata):
-                    vbuf[n] = v
-                    wbuf[n] = weight[r]
+            values = data[row[r], start[r]:start[r] + length[r]]
+            for i in range(len(values)):
+                if not _missing(values[i], nodata, has_nodata):
+                    vbuf[n] = values[i]
+                    wbuf[n] = weight[r] + i * slope[r]
                     n += 1
         if n > 0:
             weighted_quantiles(vbuf[:n], wbuf[:n], qs, out[c])
@@ -119,7 +133,7 @@ def quantiles(data, nodata, has_nodata, row, start, length, cell, weight, order,
 
 
 @nb.njit(cache=True, nogil=True)
-def gather(data, nodata, has_nodata, row, start, length, cell, weight, select, n_out):
+def gather(data, nodata, has_nodata, row, start, length, cell, weight, slope, select, n_out):
     """Valid values of the runs of selected cells as flat (cell, value, weight) arrays."""
     cells = np.empty(n_out, dtype=np.int64)
     values = np.empty(n_out)
@@ -129,11 +143,12 @@ def gather(data, nodata, has_nodata, row, start, length, cell, weight, select, n
         c = cell[r]
         if not select[c]:
             continue
-        for v in data[row[r], start[r]:start[r] + length[r]]:
-            if not _missing(v, nodata, has_nodata):
+        run = data[row[r], start[r]:start[r] + length[r]]
+        for i in range(len(run)):
+            if not _missing(run[i], nodata, has_nodata):
                 cells[n] = c
-                values[n] = v
-                weights[n] = weight[r]
+                values[n] = run[i]
+                weights[n] = weight[r] + i * slope[r]
                 n += 1
     return cells[:n], values[:n], weights[:n]
 

@@ -31,28 +31,31 @@ def _checked_geometries(gdf, repair):
     if len(bad):
         raise ValueError(f"{_label(bad[0], index)} is a {geoms[bad[0]].geom_type}, not a "
                          "polygon; polygons_to_cells takes (Multi)Polygons only.")
+    geoms = geoms.copy()
     if gdf.crs.is_geographic:
         wide = np.flatnonzero(shapely.bounds(geoms)[:, 2] - shapely.bounds(geoms)[:, 0] > 180)
-        geoms = geoms.copy()
         geoms[wide] = [_across_antimeridian(geoms[i]) for i in wide]
+    invalid = ~shapely.is_valid(geoms)
+    if invalid.any():
+        if not repair:
+            i = np.flatnonzero(invalid)[0]
+            raise ValueError(f"polygon {_label(i, index)} is invalid "
+                             f"({shapely.is_valid_reason(geoms[i])}); pass repair=True "
+                             "to repair it.")
+        geoms[invalid] = [_polygonal(shapely.make_valid(g)) for g in geoms[invalid]]
+        gone = np.flatnonzero(shapely.is_empty(geoms) | (shapely.area(geoms) <= 0))
+        if len(gone):
+            raise ValueError(f"polygon {_label(gone[0], index)} is invalid and has no area "
+                             "left once repaired.")
     # densify in the source CRS, so that edges keep their shape once projected
     step = 0.05 if gdf.crs.is_geographic else 2000.0
     geoms = shapely.segmentize(geoms, step)
     t = geometry.transformer(gdf.crs.to_wkt(), geometry.EQUAL_AREA_CRS)
     projected = shapely.transform(geoms, lambda xy: np.column_stack(
         t.transform(xy[:, 0], xy[:, 1], errcheck=False)))
-    invalid = ~shapely.is_valid(projected)
-    if invalid.any():
-        if not repair:
-            i = np.flatnonzero(invalid)[0]
-            raise ValueError(f"polygon {_label(i, index)} is invalid "
-                             f"({shapely.is_valid_reason(projected[i])}); pass repair=True "
-                             "to repair it.")
-        projected[invalid] = [_polygonal(shapely.make_valid(g)) for g in projected[invalid]]
-        gone = np.flatnonzero(shapely.is_empty(projected) | (shapely.area(projected) <= 0))
-        if len(gone):
-            raise ValueError(f"polygon {_label(gone[0], index)} is invalid and has no area "
-                             "left once repaired.")
+    # a polar cap drawn in lon/lat folds onto itself at the pole: mend such folds
+    folded = ~shapely.is_valid(projected)
+    projected[folded] = [_polygonal(shapely.make_valid(g)) for g in projected[folded]]
     return projected
 
 

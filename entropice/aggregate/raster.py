@@ -145,7 +145,7 @@ def _reduce_block(values, index, nodata, want_spread, want_range, qs, complete=N
     nodata_value = values.dtype.type(nodata) if has_nodata else values.dtype.type(0)
     n = len(index.cell_ids)
     args = (values, nodata_value, has_nodata, index.row, index.start, index.length,
-            index.cell, index.weight)
+            index.cell, index.weight, index.slope)
     count, wsum, mean, m2, vsum, vmin, vmax = _kernels.moments(
         *args, n, want_spread, want_range)
     touched = np.flatnonzero(index.pixels_per_cell > 0)
@@ -174,8 +174,12 @@ def _merge(partials, n_cells, qs):
            for k in ("count", "wsum", "mean", "m2", "vsum", "vmin", "vmax")}
     count = np.bincount(cells, weights=cat["count"], minlength=n_cells).astype(np.int64)
     wsum = np.bincount(cells, weights=cat["wsum"], minlength=n_cells)
+    # means relative to each cell's first block mean: exact for one block or a constant
+    ref = np.zeros(n_cells)
+    ref[cells[::-1]] = cat["mean"][::-1]
+    dev = np.where(cat["wsum"] > 0, cat["mean"] - ref[cells], 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.bincount(cells, weights=cat["wsum"] * cat["mean"], minlength=n_cells) / wsum
+        mean = ref + np.bincount(cells, weights=cat["wsum"] * dev, minlength=n_cells) / wsum
     shift = np.where(cat["wsum"] > 0, cat["mean"] - mean[cells], 0.0)
     m2 = np.bincount(cells, weights=cat["m2"] + cat["wsum"] * shift**2, minlength=n_cells)
     vsum = np.bincount(cells, weights=cat["vsum"], minlength=n_cells)
@@ -246,16 +250,17 @@ def _bilinear(values, row, col, nodata):
     fc = col - c0
     r1 = np.minimum(r0 + 1, ny - 1)
     c0w, c1w = np.mod(c0, nx), np.mod(c0 + 1, nx)
-    total = np.zeros(len(row))
-    wsum = np.zeros(len(row))
-    for rr, cc, w in ((r0, c0w, (1 - fr) * (1 - fc)), (r0, c1w, (1 - fr) * fc),
-                      (r1, c0w, fr * (1 - fc)), (r1, c1w, fr * fc)):
-        v = data[rr, cc]
-        ok = np.isfinite(v) & (w > 0)
-        total += np.where(ok, w * np.where(ok, v, 0.0), 0.0)
-        wsum += np.where(ok, w, 0.0)
+    corners = [(r0, c0w, (1 - fr) * (1 - fc)), (r0, c1w, (1 - fr) * fc),
+               (r1, c0w, fr * (1 - fc)), (r1, c1w, fr * fc)]
+    vals = np.stack([data[rr, cc] for rr, cc, _ in corners])
+    w = np.stack([wt for _, _, wt in corners])
+    w = np.where(np.isfinite(vals), w, 0.0)
+    # relative to the heaviest valid corner, so that a constant field stays exact
+    ref = vals[np.argmax(w, axis=0), np.arange(len(row))]
+    wsum = w.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(wsum > 0, total / wsum, np.nan)
+        offset = (w * np.where(w > 0, vals - ref, 0.0)).sum(axis=0) / wsum
+    return np.where(wsum > 0, ref + offset, np.nan)
 
 
 # -- the public function -----------------------------------------------------------------

@@ -1,0 +1,351 @@
+"""The on-disk cube: one zarr (v3) store, one group per grid and level.
+
+Every group is an ``xarray.Dataset`` on dimension ``cells`` with the coordinate
+``cell_ids`` that ``xdggs.decode`` reads. Writes are atomic: a group is written in
+full to a staging directory inside the store and swapped into place with one
+rename, so a killed process leaves the previous group readable. Each write records
+its stage's provenance (config hash, input fingerprints, version, time) in the
+group's attributes, which is how stages know they are up to date.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from . import __version__
+
+SCHEMA_VERSION = 1
+DEFAULT_PATH = Path("data/cube.zarr")
+STAGING = ".staging"
+PROVENANCE = "provenance"
+
+
+class CubeError(ValueError):
+    """A cube that cannot be opened or a group that breaks the cube's schema."""
+
+
+# -- atomic directory swaps ---------------------------------------------------------------
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two directories (Linux renameat2); False where unsupported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    rc = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    return rc == 0
+
+
+def _swap_into_place(staged: Path, target: Path):
+    """Put ``staged`` at ``target``; the old ``target`` (if any) is removed after."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.exists():
+        os.rename(staged, target)
+        return
+    if _exchange(staged, target):
+        shutil.rmtree(staged)
+        return
+    # elsewhere: two renames, with the old group kept until the new one is in place
+    old = staged.with_name(staged.name + ".old")
+    os.rename(target, old)
+    os.rename(staged, target)
+    shutil.rmtree(old)
+
+
+def _stage_copy(src: Path, dst: Path, skip=()):
+    """Copy a group for editing: chunk files are hard-linked (never written in place:
+    replaced variables are skipped and written anew), metadata files copied."""
+    for root, dirs, files in os.walk(src):
+        rel = Path(root).relative_to(src)
+        if rel.parts and rel.parts[0] in skip:
+            dirs[:] = []
+            continue
+        (dst / rel).mkdir(parents=True, exist_ok=True)
+        for f in files:
+            s, d = Path(root) / f, dst / rel / f
+            if f == "zarr.json":
+                shutil.copy2(s, d)
+            else:
+                try:
+                    os.link(s, d)
+                except OSError:
+                    shutil.copy2(s, d)
+
+
+# -- fingerprints and provenance ----------------------------------------------------------
+
+
+def config_hash(config) -> str:
+    """Stable short hash of a JSON-serialisable configuration."""
+    text = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def fingerprint(path) -> str:
+    """Content fingerprint of a file or directory (size, and a hash of the bytes).
+
+    Files above 64 MiB hash their first and last 8 MiB with the size and mtime.
+    """
+    path = Path(path)
+    if path.is_dir():
+        h = hashlib.sha256()
+        for p in sorted(path.rglob("*")):
+            if p.is_file():
+                h.update(str(p.relative_to(path)).encode())
+                h.update(fingerprint(p).encode())
+        return h.hexdigest()[:16]
+    size = path.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as f:
+        if size <= 64 * 2**20:
+            for block in iter(lambda: f.read(2**20), b""):
+                h.update(block)
+        else:
+            h.update(f.read(8 * 2**20))
+            f.seek(-8 * 2**20, os.SEEK_END)
+            h.update(f.read())
+            h.update(str(path.stat().st_mtime_ns).encode())
+    return h.hexdigest()[:16]
+
+
+# -- schema ------------------------------------------------------------------------------
+
+
+def group_name(grid: str, level: int) -> str:
+    return f"{grid}/{int(level)}"
+
+
+def validate_group(ds: xr.Dataset, grid: str, level: int):
+    """Check a dataset against the cube's schema for group (grid, level)."""
+    where = f"group {group_name(grid, level)}"
+    if "cell_ids" not in ds.coords or ds.cell_ids.dims != ("cells",):
+        raise CubeError(f"{where}: needs a 'cell_ids' coordinate on dimension 'cells'.")
+    if ds.cell_ids.dtype != np.uint64:
+        raise CubeError(f"{where}: cell_ids must be uint64, not {ds.cell_ids.dtype}.")
+    attrs = ds.cell_ids.attrs
+    if attrs.get("grid_name") != grid or int(attrs.get("level", -1)) != int(level):
+        raise CubeError(f"{where}: cell_ids say grid {attrs.get('grid_name')!r} level "
+                        f"{attrs.get('level')!r}.")
+    if grid == "healpix" and attrs.get("indexing_scheme") != "nested":
+        raise CubeError(f"{where}: HEALPix cell_ids need indexing_scheme 'nested'.")
+    ids = ds.cell_ids.values
+    if len(ids) > 1 and not np.all(ids[1:] > ids[:-1]):
+        raise CubeError(f"{where}: cell_ids must be sorted and unique.")
+    for name, var in ds.data_vars.items():
+        missing = [k for k in ("units", "long_name") if k not in var.attrs]
+        if missing:
+            raise CubeError(f"{where}: variable {name!r} lacks the {' and '.join(missing)} "
+                            "attribute(s) the cube requires.")
+
+
+def _clean_for_zarr(ds: xr.Dataset) -> xr.Dataset:
+    ds = ds.copy()
+    for v in ds.variables.values():
+        v.encoding = {k: val for k, val in v.encoding.items() if k in ("dtype", "_FillValue")}
+    return ds
+
+
+# -- the cube ---------------------------------------------------------------------------
+
+
+class Cube:
+    """The zarr cube at ``path``.
+
+    ``Cube(path)`` opens an existing cube (a clear error if there is none, or it has
+    another schema version); ``Cube.create(path)`` makes an empty one if needed.
+    """
+
+    def __init__(self, path=DEFAULT_PATH):
+        self.path = Path(path)
+        meta = self.path / "zarr.json"
+        if not meta.exists():
+            raise CubeError(f"no cube at {self.path}: build one with `entropice demo` or the "
+                            "pipeline (`entropice grids` ...).")
+        try:
+            attrs = json.loads(meta.read_text()).get("attributes", {})
+        except (OSError, ValueError) as err:
+            raise CubeError(f"{meta} is not readable zarr metadata: {err}") from None
+        version = attrs.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise CubeError(
+                f"the cube at {self.path} has schema version {version}; this entropice "
+                f"({__version__}) reads version {SCHEMA_VERSION}. Rebuild the cube with "
+                "`entropice demo` or the pipeline."
+            )
+        self.attrs = attrs
+
+    @classmethod
+    def create(cls, path=DEFAULT_PATH, attrs=None) -> Cube:
+        """Open the cube at ``path``, creating an empty one if there is none."""
+        import zarr
+
+        path = Path(path)
+        if not (path / "zarr.json").exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            root = zarr.open_group(str(path), mode="w", zarr_format=3)
+            root.attrs.update({"schema_version": SCHEMA_VERSION, "entropice_version": __version__,
+                               "created": _now(), **(attrs or {})})
+        return cls(path)
+
+    def __repr__(self):
+        return f"Cube({str(self.path)!r}, groups={self.groups()})"
+
+    # -- reading -------------------------------------------------------------------
+
+    def groups(self) -> list[tuple[str, int]]:
+        """(grid, level) of every group, sorted."""
+        out = []
+        for grid_dir in sorted(self.path.iterdir()) if self.path.exists() else []:
+            if not grid_dir.is_dir() or grid_dir.name.startswith("."):
+                continue
+            for level_dir in grid_dir.iterdir():
+                if level_dir.name.isdigit() and (level_dir / "zarr.json").exists():
+                    out.append((grid_dir.name, int(level_dir.name)))
+        return sorted(out)
+
+    def __contains__(self, key):
+        grid, level = key
+        return (self.path / group_name(grid, level) / "zarr.json").exists()
+
+    def read(self, grid: str, level: int) -> xr.Dataset:
+        """The group as a lazy (dask-backed) dataset."""
+        if (grid, level) not in self:
+            have = ", ".join(group_name(*g) for g in self.groups()) or "none"
+            raise CubeError(f"the cube at {self.path} has no group {group_name(grid, level)} "
+                            f"(groups: {have}).")
+        return xr.open_zarr(self.path, group=group_name(grid, level), consolidated=False,
+                            zarr_format=3)
+
+    def provenance(self, grid: str, level: int) -> dict:
+        """Per stage: config hash, input fingerprints, version, time and variables."""
+        return json.loads(self.read(grid, level).attrs.get(PROVENANCE, "{}"))
+
+    def is_up_to_date(self, grid, level, stage, config_hash, inputs) -> bool:
+        """Whether ``stage`` last wrote this group with the same config and inputs."""
+        if (grid, level) not in self:
+            return False
+        rec = self.provenance(grid, level).get(stage)
+        return bool(rec) and rec.get("config_hash") == config_hash and rec.get(
+            "inputs") == dict(inputs)
+
+    # -- writing -------------------------------------------------------------------
+
+    def _record(self, attrs, stage, config_hash, inputs, variables):
+        prov = json.loads(attrs.get(PROVENANCE, "{}"))
+        prov[stage] = {"config_hash": config_hash, "inputs": dict(inputs or {}),
+                       "entropice_version": __version__, "time": _now(),
+                       "variables": sorted(variables)}
+        attrs[PROVENANCE] = json.dumps(prov, sort_keys=True)
+        return attrs
+
+    def _staging(self) -> Path:
+        path = self.path / STAGING / uuid.uuid4().hex
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def write_group(self, ds: xr.Dataset, grid: str, level: int, *, stage: str,
+                    config_hash: str = "", inputs=None):
+        """Write (or replace) a whole group atomically and record the stage."""
+        validate_group(ds, grid, level)
+        ds = _clean_for_zarr(ds)
+        ds.attrs = self._record(dict(ds.attrs), stage, config_hash, inputs, ds.data_vars)
+        ds.attrs.update(grid_name=grid, level=int(level))
+        staged = self._staging()
+        try:
+            ds.to_zarr(staged, mode="w", consolidated=False, zarr_format=3)
+            _swap_into_place(staged, self.path / group_name(grid, level))
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+
+    def add_variables(self, ds: xr.Dataset, grid: str, level: int, *, stage: str,
+                      config_hash: str = "", inputs=None):
+        """Add (or replace) variables of an existing group atomically.
+
+        ``ds`` must be on the group's cells. Variables of the same name are replaced;
+        the rest of the group is kept (hard-linked, not copied). New dimensions (such
+        as ``year``) are added; a dimension coordinate that differs from the group's
+        makes the group be rewritten on the union of both.
+        """
+        current = self.read(grid, level)
+        if not np.array_equal(ds.cell_ids.values, current.cell_ids.values):
+            raise CubeError(f"group {group_name(grid, level)}: the new variables are not on the "
+                            "group's cells (reindex them to its cell_ids first).")
+        ds = ds.assign_coords(cell_ids=current.cell_ids)
+        validate_group(ds, grid, level)
+        clash = [d for d in ds.dims if d != "cells" and d in current.dims
+                 and not np.array_equal(ds[d].values, current[d].values)]
+        attrs = self._record(dict(current.attrs), stage, config_hash, inputs, ds.data_vars)
+        target = self.path / group_name(grid, level)
+        staged = self._staging()
+        try:
+            if clash:  # rewrite the group on the union of the coordinates
+                merged = xr.merge([current.drop_vars(list(ds.data_vars), errors="ignore"), ds],
+                                  join="outer", combine_attrs="override")
+                merged = _clean_for_zarr(merged.load())
+                merged.attrs = attrs
+                merged.to_zarr(staged, mode="w", consolidated=False, zarr_format=3)
+            else:
+                _stage_copy(target, staged, skip=set(ds.data_vars))
+                new = _clean_for_zarr(ds.drop_vars(
+                    [c for c in ds.coords if c in current.coords]))
+                new.attrs = {}
+                new.to_zarr(staged, mode="a", consolidated=False, zarr_format=3)
+                _set_group_attrs(staged, attrs)
+            _swap_into_place(staged, target)
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+
+    # -- description -----------------------------------------------------------
+
+    def info(self) -> str:
+        """A description: groups, cell counts, variables with units, provenance."""
+        lines = [f"cube {self.path} (schema version {SCHEMA_VERSION}, written by entropice "
+                 f"{self.attrs.get('entropice_version', '?')})"]
+        for key in ("synthetic", "licences"):
+            if key in self.attrs:
+                lines.append(f"  {key}: {self.attrs[key]}")
+        groups = self.groups()
+        if not groups:
+            lines.append("  no groups yet")
+        for grid, level in groups:
+            ds = self.read(grid, level)
+            dims = ", ".join(f"{d}={n}" for d, n in ds.sizes.items())
+            lines.append(f"\n{group_name(grid, level)}  ({dims})")
+            for name, var in ds.data_vars.items():
+                extra = f" [{', '.join(d for d in var.dims if d != 'cells')}]" if var.ndim > 1 else ""
+                lines.append(f"  {name:<28} {var.attrs.get('units', '?'):<14} "
+                             f"{var.attrs.get('long_name', '')}{extra}")
+            for stage, rec in self.provenance(grid, level).items():
+                inputs = ", ".join(f"{k}:{v}" for k, v in rec.get("inputs", {}).items()) or "-"
+                lines.append(f"  provenance {stage}: config {rec.get('config_hash') or '-'}, "
+                             f"inputs {inputs}, entropice {rec.get('entropice_version')}, "
+                             f"{rec.get('time')}")
+        return "\n".join(lines)
+
+
+def _set_group_attrs(store_path: Path, attrs: dict):
+    meta_path = store_path / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    meta["attributes"] = attrs
+    tmp = meta_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(meta, indent=2))
+    os.replace(tmp, meta_path)
+
+
+def _now():
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

@@ -1,0 +1,388 @@
+"""Rasters and polygons into cells, and levels rolled up: checked against other methods."""
+
+import geopandas as gpd
+import h3
+import healpy as hp
+import numpy as np
+import pandas as pd
+import pytest
+import rioxarray  # noqa: F401
+import shapely
+import xarray as xr
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pyproj import CRS, Geod, Proj, Transformer
+
+from entropice.aggregate import _index, clear_cache, polygons_to_cells, raster_to_cells, rollup
+from entropice.grids import geometry, get_grid
+from entropice.grids.domain import land_fraction
+
+GEOD = Geod(ellps="WGS84")
+
+
+def projected_raster(values, crs="EPSG:3413", x0=-400e3, y0=-1200e3, res=2000.0, name="v"):
+    ny, nx = values.shape[-2:]
+    x = x0 + res * (np.arange(nx) + 0.5)
+    y = y0 + res * (ny - np.arange(ny) - 0.5)  # north-up, as GeoTIFFs are
+    dims = ("y", "x") if values.ndim == 2 else ("time", "y", "x")
+    coords = {"y": y, "x": x}
+    if values.ndim == 3:
+        coords["time"] = np.arange(values.shape[0])
+    da = xr.DataArray(values, dims=dims, coords=coords, name=name, attrs={"units": "m"})
+    return da.rio.write_crs(crs)
+
+
+def naive(da, grid, weights=True):
+    """Per pixel: transform, look up the cell with the reference library, group."""
+    crs = CRS.from_user_input(da.rio.crs)
+    xx, yy = np.meshgrid(da.x.values, da.y.values)
+    lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(xx.ravel(),
+                                                                               yy.ravel())
+    if grid.name == "h3":
+        ids = [h3.str_to_int(h3.latlng_to_cell(a, b, grid.level)) for a, b in zip(lat, lon)]
+    else:
+        ids = hp.ang2pix(grid.nside, lon, lat, nest=True, lonlat=True)
+    w = 1.0 / np.asarray(Proj(crs).get_factors(lon, lat).areal_scale) if weights else 1.0
+    df = pd.DataFrame({"cell": np.asarray(ids, dtype=np.uint64), "v": da.values.ravel(),
+                       "w": np.broadcast_to(w, lat.shape), "lat": lat})
+    df = df[(df.lat >= 50.0) & df.v.notna()]
+    df["wv"] = df.w * df.v
+    g = df.groupby("cell")
+    out = pd.DataFrame({"count": g.v.count(), "sum": g.v.sum(), "min": g.v.min(),
+                        "max": g.v.max(), "mean": g.wv.sum() / g.w.sum()})
+    return out
+
+
+# -- rasters ------------------------------------------------------------------------------
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.floats(-1e3, 1e3), st.sampled_from([("h3", 3), ("h3", 5), ("healpix", 6),
+                                                ("healpix", 9)]),
+       st.sampled_from(["EPSG:3413", "EPSG:32633", "EPSG:4326"]))
+def test_constant_raster_gives_the_constant(value, grid_spec, crs):
+    grid = get_grid(*grid_spec)
+    if crs == "EPSG:4326":
+        lat = np.arange(79.95, 60.0, -0.1)
+        lon = np.arange(-179.95, 180.0, 0.1)
+        da = xr.DataArray(np.full((len(lat), len(lon)), value), dims=("lat", "lon"),
+                          coords={"lat": lat, "lon": lon})
+    elif crs == "EPSG:32633":
+        da = projected_raster(np.full((120, 100), value), crs, x0=300e3, y0=7500e3, res=2000)
+    else:
+        da = projected_raster(np.full((200, 150), value))
+    ds = raster_to_cells(da, grid, stats=("mean", "std", "min", "max", "p10", "p90", "median"))
+    assert ds.sizes["cells"] > 0
+    for s in ("mean", "min", "max", "p10", "p90", "p50"):
+        np.testing.assert_allclose(ds[s].values, value, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.nan_to_num(ds["std"].values), 0.0, atol=1e-9 * (1 + abs(value)))
+
+
+@pytest.mark.parametrize("grid_spec", [("h3", 5), ("healpix", 8)])
+def test_matches_per_pixel_lookup_and_groupby(grid_spec):
+    grid = get_grid(*grid_spec)
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(150, 120))
+    values[rng.random(values.shape) < 0.05] = np.nan
+    da = projected_raster(values)
+    ds = raster_to_cells(da, grid, stats=("count", "sum", "mean", "min", "max"))
+    ref = naive(da, grid)
+    got = ds.to_dataframe().set_index("cell_ids")
+    got = got[got["count"] > 0]
+    assert set(got.index) == set(ref.index)
+    ref = ref.loc[got.index]
+    np.testing.assert_array_equal(got["count"], ref["count"])
+    for col in ("sum", "min", "max"):
+        np.testing.assert_allclose(got[col], ref[col], rtol=1e-12)
+    # a run's pixels share its middle pixel's area (which changes by ~1e-4 along a
+    # run): the means agree with per-pixel weights to 1e-4 of the values' spread
+    np.testing.assert_allclose(got["mean"], ref["mean"], rtol=0, atol=1e-4 * np.nanstd(values))
+
+
+def test_quantiles_and_std_match_numpy_on_an_equal_area_raster():
+    grid = get_grid("h3", 4)
+    rng = np.random.default_rng(1)
+    da = projected_raster(rng.gamma(2.0, size=(160, 160)), crs="EPSG:6931", x0=0, y0=-2000e3,
+                          res=1500.0)
+    ds = raster_to_cells(da, grid, stats=("p10", "p50", "p90", "std", "mean"))
+    xx, yy = np.meshgrid(da.x.values, da.y.values)
+    lon, lat = Transformer.from_crs("EPSG:6931", "EPSG:4326", always_xy=True).transform(
+        xx.ravel(), yy.ravel())
+    ids = grid.latlon_to_cells(lat, lon)
+    vals = da.values.ravel()
+    for k, cid in enumerate(ds.cell_ids.values[:40]):
+        v = vals[ids == cid]
+        np.testing.assert_allclose(
+            [ds.p10.values[k], ds.p50.values[k], ds.p90.values[k]],
+            np.quantile(v, [0.1, 0.5, 0.9], method="inverted_cdf"))
+        np.testing.assert_allclose(ds["std"].values[k], v.std(), rtol=1e-9)
+        np.testing.assert_allclose(ds["mean"].values[k], v.mean(), rtol=1e-12)
+
+
+def test_weighted_quantiles_match_numpy():
+    from entropice.aggregate import _kernels
+
+    rng = np.random.default_rng(2)
+    for n in (1, 2, 7, 50):
+        v, w = rng.normal(size=n), rng.uniform(0.5, 2.0, n)
+        out = np.empty(3)
+        _kernels.weighted_quantiles(v.copy(), w.copy(), np.array([0.1, 0.5, 0.9]), out)
+        np.testing.assert_allclose(out, np.quantile(v, [0.1, 0.5, 0.9], weights=w,
+                                                    method="inverted_cdf"))
+
+
+def test_nodata_is_missing():
+    values = np.full((100, 100), 7.0, dtype=np.float32)
+    values[:, :50] = -9999.0
+    da = projected_raster(values).rio.write_nodata(-9999.0)
+    ds = raster_to_cells(da, get_grid("h3", 6), stats=("mean", "count", "min"))
+    assert np.all((ds["mean"].values == 7.0) | np.isnan(ds["mean"].values))
+    assert ds["count"].sum() == 100 * 50
+    assert np.nanmin(ds["min"].values) == 7.0
+
+
+def test_latlon_raster_is_area_weighted():
+    """On a lat/lon grid a pixel's weight is its area: cos(lat) at first order."""
+    lat = np.arange(89.975, 50.0, -0.05)
+    lon = np.arange(-179.975, 180.0, 0.05)
+    field = np.broadcast_to(lat[:, None], (len(lat), len(lon)))
+    da = xr.DataArray(field, dims=("lat", "lon"), coords={"lat": lat, "lon": lon})
+    grid = get_grid("healpix", 3)
+    ds = raster_to_cells(da, grid, stats=("mean",))
+    # one cell by hand, with pixel areas from the geodesic library
+    k = 5
+    cid = ds.cell_ids.values[k]
+    lon2, lat2 = np.meshgrid(lon, lat)
+    inside = grid.latlon_to_cells(lat2.ravel(), lon2.ravel()) == cid
+    rows = np.nonzero(inside.reshape(lat2.shape))[0]
+    areas = np.array([abs(GEOD.polygon_area_perimeter([0, 0.05, 0.05, 0],
+                                                      [a - 0.025, a - 0.025, a + 0.025,
+                                                       a + 0.025])[0]) for a in lat[rows]])
+    np.testing.assert_allclose(ds["mean"].values[k], np.average(lat[rows], weights=areas),
+                               rtol=1e-9)
+
+
+def test_coarse_raster_is_sampled_at_cell_centres():
+    """ERA5-like 0.25 deg data on H3 level 6: no cell under the raster is left empty."""
+    lat = np.arange(90.0, 49.0, -0.25)
+    lon = np.arange(0.0, 360.0, 0.25)  # 0..360, as ERA5
+    field = np.broadcast_to(lat[:, None], (len(lat), len(lon))) + 0.0
+    da = xr.DataArray(field, dims=("latitude", "longitude"),
+                      coords={"latitude": lat, "longitude": lon})
+    grid = get_grid("h3", 5)
+    ds = raster_to_cells(da, grid, stats=("mean", "count"))
+    cells = grid.cells()
+    assert ds.sizes["cells"] == cells.sizes["cells"]
+    assert "sampled" in ds.attrs["aggregation"]
+    np.testing.assert_allclose(ds["mean"].values, cells.lat.values, atol=1e-9)
+
+
+def test_extra_dimensions_are_kept():
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=(3, 80, 80))
+    da = projected_raster(values)
+    ds = raster_to_cells(da, get_grid("healpix", 7), stats=("mean",))
+    assert ds["mean"].dims == ("time", "cells")
+    for t in range(3):
+        one = raster_to_cells(da.isel(time=t), get_grid("healpix", 7), stats=("mean",))
+        np.testing.assert_allclose(ds["mean"].isel(time=t), one["mean"])
+
+
+def test_dask_chunks_give_the_same_result():
+    import dask.array
+
+    rng = np.random.default_rng(4)
+    values = rng.normal(size=(300, 260)).astype(np.float32)
+    values[10:40, 10:60] = np.nan
+    da = projected_raster(values)
+    stats = ("count", "sum", "mean", "std", "min", "max", "p10", "p90")
+    ref = raster_to_cells(da, get_grid("h3", 5), stats=stats)
+    lazy = da.copy(data=dask.array.from_array(values, chunks=(70, 90)))
+    got = raster_to_cells(lazy, get_grid("h3", 5), stats=stats)
+    # chunk edges cut runs; pixel areas are linear along each piece, so the weights
+    # differ by ~1e-9 and the means by ~1e-7 of the values' spread
+    xr.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-6)
+
+
+def test_index_is_cached_in_memory_and_on_disk(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENTROPICE_CACHE_DIR", str(tmp_path))
+    clear_cache()
+    da = projected_raster(np.ones((50, 50)))
+    grid = get_grid("h3", 4)
+    raster_to_cells(da, grid)
+    files = list((tmp_path / "pixel-index").glob("*.npz"))
+    assert len(files) == 1
+    first = next(iter(_index._MEMORY_CACHE.values()))
+    raster_to_cells(da * 2, grid)
+    assert next(iter(_index._MEMORY_CACHE.values())) is first
+    clear_cache()
+    ds = raster_to_cells(da * 3, grid)  # from disk
+    assert len(_index._MEMORY_CACHE) == 1 and np.allclose(ds["mean"], 3.0)
+
+
+def test_raster_without_crs_is_an_error():
+    da = xr.DataArray(np.ones((4, 4)), dims=("y", "x"), coords={"y": np.arange(4.0),
+                                                                 "x": np.arange(4.0)},
+                      name="dem")
+    with pytest.raises(ValueError, match="raster 'dem' has no CRS"):
+        raster_to_cells(da, get_grid("h3", 3))
+
+
+def test_raster_with_untransformable_crs_is_an_error():
+    local = CRS.from_wkt(
+        'ENGCRS["site grid",EDATUM["local"],CS[Cartesian,2],'
+        'AXIS["x",east,LENGTHUNIT["metre",1]],AXIS["y",north,LENGTHUNIT["metre",1]]]')
+    da = projected_raster(np.ones((4, 4)), crs=local, name="dem")
+    with pytest.raises(ValueError, match="raster 'dem': its CRS .* cannot be transformed"):
+        raster_to_cells(da, get_grid("h3", 3))
+
+
+def test_raster_outside_the_domain_is_an_error():
+    lat, lon = np.arange(10.0, 0.0, -1.0), np.arange(0.0, 10.0, 1.0)
+    da = xr.DataArray(np.ones((10, 10)), dims=("lat", "lon"), coords={"lat": lat, "lon": lon},
+                      name="tropics")
+    with pytest.raises(ValueError, match="raster 'tropics' does not overlap the domain"):
+        raster_to_cells(da, get_grid("h3", 3))
+
+
+def test_unknown_statistic_is_an_error():
+    with pytest.raises(ValueError, match="unknown statistic 'mode'"):
+        raster_to_cells(projected_raster(np.ones((4, 4))), get_grid("h3", 3), stats=("mode",))
+
+
+# -- polygons -----------------------------------------------------------------------------
+
+
+def geod_area_km2(poly_lonlat):
+    return abs(GEOD.geometry_area_perimeter(shapely.segmentize(poly_lonlat, 0.01))[0]) / 1e6
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.floats(52.0, 85.0), st.floats(-179.0, 179.0), st.sampled_from([("h3", 4),
+                                                                         ("healpix", 6)]))
+def test_polygon_inside_one_cell_gives_it_its_area(lat, lon, grid_spec):
+    grid = get_grid(*grid_spec)
+    cid = grid.latlon_to_cells([lat], [lon])[0]
+    clat, clon = grid.centres([cid])
+    small = shapely.Point(clon[0], clat[0]).buffer(0.02)
+    gdf = gpd.GeoDataFrame({"n": [4.0]}, geometry=[small], crs="EPSG:4326")
+    ds = polygons_to_cells(gdf, grid, attributes=["n"])
+    assert list(ds.cell_ids.values) == [cid]
+    assert ds.overlap_area_km2.item() == pytest.approx(geod_area_km2(small), rel=1e-5)
+    assert ds["count"].item() == 1 and ds["sum_n"].item() == pytest.approx(4.0)
+
+
+def test_polygon_across_cells_is_split_and_keeps_its_area():
+    grid = get_grid("healpix", 7)
+    big = shapely.box(10.0, 65.0, 14.0, 67.0)
+    gdf = gpd.GeoDataFrame({"n": [10.0]}, geometry=[big], crs="EPSG:4326")
+    ds = polygons_to_cells(gdf, grid, attributes=["n"])
+    assert ds.sizes["cells"] > 10
+    assert ds.overlap_area_km2.sum() == pytest.approx(geod_area_km2(big), rel=1e-5)
+    assert ds["sum_n"].sum() == pytest.approx(10.0)
+    assert ds["count"].sum() == 1
+    # a cell wholly inside the polygon gets the whole cell area
+    full = ds.overlap_area_km2.values.max()
+    assert full == pytest.approx(grid.areas_km2(ds.cell_ids.values[[ds.overlap_area_km2.argmax()
+                                                                     .item()]])[0], rel=1e-3)
+
+
+@pytest.mark.parametrize("shape", [
+    shapely.Polygon([(179, 70), (-179, 70), (-179, 71), (179, 71)]),  # edges jump +-180
+    shapely.MultiPolygon([shapely.box(179, 70, 180, 71), shapely.box(-180, 70, -179, 71)]),
+    shapely.box(179, 70, 181, 71),  # longitudes past 180
+])
+def test_polygon_across_the_antimeridian(shape):
+    ds = polygons_to_cells(gpd.GeoDataFrame(geometry=[shape], crs="EPSG:4326"), get_grid("h3", 4))
+    expected = geod_area_km2(shapely.box(179, 70, 181, 71))
+    assert ds.overlap_area_km2.sum() == pytest.approx(expected, rel=1e-5)
+    lons = get_grid("h3", 4).centres(ds.cell_ids.values)[1]
+    assert (lons > 170).any() and (lons < -170).any()
+
+
+def test_polygon_around_the_pole():
+    cap = shapely.Polygon([(-180, 85), (180, 85), (180, 90), (-180, 90)])
+    for grid in (get_grid("h3", 4), get_grid("healpix", 6)):
+        ds = polygons_to_cells(gpd.GeoDataFrame(geometry=[cap], crs="EPSG:4326"), grid)
+        assert ds.overlap_area_km2.sum() == pytest.approx(
+            geometry.ellipsoid_area_north_of(85.0), rel=1e-5)
+        assert ds["count"].sum() == 1
+
+
+def test_polygons_in_a_projected_crs():
+    poly_3413 = shapely.box(-100e3, -1200e3, 100e3, -1000e3)
+    gdf = gpd.GeoDataFrame(geometry=[poly_3413], crs="EPSG:3413")
+    ds = polygons_to_cells(gdf, get_grid("h3", 5))
+    dense = gdf.geometry.segmentize(200.0).to_crs("EPSG:4326").iloc[0]
+    expected = abs(GEOD.geometry_area_perimeter(dense)[0]) / 1e6
+    assert ds.overlap_area_km2.sum() == pytest.approx(expected, rel=1e-4)
+
+
+def test_invalid_polygons_are_repaired_or_rejected():
+    bowtie = shapely.Polygon([(10, 60), (11, 61), (11, 60), (10, 61)])
+    gdf = gpd.GeoDataFrame(geometry=[bowtie], crs="EPSG:4326", index=["rts-17"])
+    ds = polygons_to_cells(gdf, get_grid("h3", 5))
+    repaired = shapely.make_valid(bowtie)
+    assert ds.overlap_area_km2.sum() == pytest.approx(geod_area_km2(repaired), rel=1e-3)
+    with pytest.raises(ValueError, match="polygon row 'rts-17' is invalid"):
+        polygons_to_cells(gdf, get_grid("h3", 5), repair=False)
+
+
+def test_bad_polygon_input():
+    grid = get_grid("h3", 3)
+    with pytest.raises(ValueError, match="have no CRS"):
+        polygons_to_cells(gpd.GeoDataFrame(geometry=[shapely.box(0, 60, 1, 61)]), grid)
+    with pytest.raises(ValueError, match="is a Point, not a polygon"):
+        polygons_to_cells(gpd.GeoDataFrame(geometry=[shapely.Point(0, 60)], crs="EPSG:4326"),
+                          grid)
+    with pytest.raises(ValueError, match="attribute 'area' is not a column"):
+        polygons_to_cells(gpd.GeoDataFrame(geometry=[shapely.box(0, 60, 1, 61)],
+                                           crs="EPSG:4326"), grid, attributes=["area"])
+
+
+def test_land_fraction():
+    grid = get_grid("healpix", 5)
+    cells = grid.cells()
+    land = gpd.GeoDataFrame(geometry=[shapely.box(-180, 50, 0, 90)], crs="EPSG:4326")
+    frac = land_fraction(grid, land)
+    west = cells.lon.values < -20
+    east = cells.lon.values > 20
+    inner = (cells.lat.values > 53) & (cells.lat.values < 80)  # away from 50 N and the pole
+    np.testing.assert_allclose(frac.values[west & inner], 1.0, atol=1e-4)
+    np.testing.assert_allclose(frac.values[east & inner], 0.0, atol=1e-9)
+    assert frac.attrs["units"] == "1"
+
+
+# -- roll-up --------------------------------------------------------------------------------
+
+
+def test_healpix_rollup_of_sums_is_exact():
+    fine = get_grid("healpix", 7)
+    ds = fine.cells()
+    rng = np.random.default_rng(5)
+    ds["n"] = ("cells", rng.integers(0, 5, ds.sizes["cells"]).astype(float),
+               {"units": "1", "long_name": "count", "cell_methods": "area: sum"})
+    ds["t"] = ("cells", rng.normal(size=ds.sizes["cells"]), {"units": "K", "long_name": "t"})
+    up = rollup(ds, 5)
+    parents = fine.parents(ds.cell_ids.values, 5)
+    for k, pid in enumerate(up.cell_ids.values[:50]):
+        sel = parents == pid
+        assert up.n.values[k] == ds.n.values[sel].sum()
+        w = ds.area_km2.values[sel]
+        assert up.t.values[k] == pytest.approx(np.average(ds.t.values[sel], weights=w))
+    # the children tile the parent: areas add up to the coarse grid's own areas (for
+    # parents whose children all lie in the domain: away from its 50 N edge)
+    inner = up.lat.values > 52
+    np.testing.assert_allclose(up.area_km2.values[inner],
+                               get_grid("healpix", 5).areas_km2(up.cell_ids.values[inner]),
+                               rtol=1e-6)
+
+
+def test_h3_rollup_approximates_the_parent_areas():
+    ds = get_grid("h3", 5).cells()
+    up = rollup(ds, 3)
+    ref = get_grid("h3", 3).areas_km2(up.cell_ids.values)
+    complete = up.lat.values > 52  # parents whose children all lie in the domain
+    ratio = up.area_km2.values[complete] / ref[complete]
+    assert np.median(np.abs(ratio - 1)) < 0.05
+    assert up.area_km2.sum() == pytest.approx(ds.area_km2.sum())
