@@ -28,6 +28,7 @@ SCHEMA_VERSION = 1
 DEFAULT_PATH = Path("data/cube.zarr")
 STAGING = ".staging"
 PROVENANCE = "provenance"
+_CELL_VARS = ("lat", "lon", "area_km2", "land_fraction")
 
 
 class CubeError(ValueError):
@@ -254,9 +255,14 @@ class Cube:
         return attrs
 
     def _staging(self) -> Path:
-        path = self.path / STAGING / uuid.uuid4().hex
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path
+        """A fresh staging directory; those of writers that died are removed."""
+        root = self.path / STAGING
+        root.mkdir(parents=True, exist_ok=True)
+        for old in root.iterdir():
+            pid = old.name.split("-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(old, ignore_errors=True)
+        return root / f"{os.getpid()}-{uuid.uuid4().hex}"
 
     def write_group(self, ds: xr.Dataset, grid: str, level: int, *, stage: str,
                     config_hash: str = "", inputs=None):
@@ -326,8 +332,10 @@ class Cube:
             ds = self.read(grid, level)
             dims = ", ".join(f"{d}={n}" for d, n in ds.sizes.items())
             lines.append(f"\n{group_name(grid, level)}  ({dims})")
-            for name, var in ds.data_vars.items():
-                extra = f" [{', '.join(d for d in var.dims if d != 'cells')}]" if var.ndim > 1 else ""
+            for name in sorted(ds.data_vars, key=lambda n: (n not in _CELL_VARS, n)):
+                var = ds[name]
+                other = [d for d in var.dims if d != "cells"]
+                extra = f" [{', '.join(other)}]" if other else ""
                 lines.append(f"  {name:<28} {var.attrs.get('units', '?'):<14} "
                              f"{var.attrs.get('long_name', '')}{extra}")
             for stage, rec in self.provenance(grid, level).items():
@@ -345,6 +353,16 @@ def _set_group_attrs(store_path: Path, attrs: dict):
     tmp = meta_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(meta, indent=2))
     os.replace(tmp, meta_path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _now():

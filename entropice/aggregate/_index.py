@@ -41,6 +41,7 @@ class PixelIndex:
     weight: np.ndarray  # (R,) float64 true area of the run's first pixel, km2
     slope: np.ndarray  # (R,) float64 change of the area from one pixel to the next
     cell_ids: np.ndarray = field(repr=False)  # (C,) uint64 the domain
+    memo: dict = field(default_factory=dict, repr=False)  # derived, per raster grid
 
     @property
     def n_runs(self):
@@ -50,6 +51,12 @@ class PixelIndex:
     def order(self):
         """Runs sorted by cell (stable: row-major within a cell)."""
         return np.argsort(self.cell, kind="stable")
+
+    def prepare(self):
+        """Compute the derived arrays now (at build time rather than on first use)."""
+        for attr in ("order", "cell_start", "pixels_per_cell", "max_pixels_per_cell"):
+            getattr(self, attr)
+        return self
 
     @cached_property
     def cell_start(self):
@@ -125,7 +132,7 @@ def get_index(x, y, crs, grid, cell_ids, min_lat):
             tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
             index.to_npz(tmp)
             os.replace(tmp, path)
-    _MEMORY_CACHE[key] = index
+    _MEMORY_CACHE[key] = index.prepare()
     while len(_MEMORY_CACHE) > _MEMORY_CACHE_SIZE:
         _MEMORY_CACHE.popitem(last=False)
     return index

@@ -84,26 +84,126 @@ def moments(data, nodata, has_nodata, row, start, length, cell, weight, slope, n
 
 
 @nb.njit(cache=True, nogil=True)
+def _weighted_select(v, w, target):
+    """Smallest value whose cumulative weight (in sorted order) reaches ``target``.
+
+    Weighted quickselect: three-way partitions around a median-of-three pivot narrow
+    the range that holds the answer, in linear expected time; short ranges are
+    finished by insertion sort. ``v`` and ``w`` are reordered in place.
+    """
+    lo = 0
+    hi = len(v)
+    below = 0.0  # weight of the values known to sort before v[lo:hi]
+    while hi - lo > 24:
+        a, b, c = v[lo], v[(lo + hi) // 2], v[hi - 1]
+        pivot = max(min(a, b), min(max(a, b), c))
+        # Dutch-flag partition: [lo, lt) < pivot, [lt, i) == pivot, (gt, hi) > pivot
+        lt = lo
+        i = lo
+        gt = hi - 1
+        w_less = 0.0
+        w_equal = 0.0
+        while i <= gt:
+            x = v[i]
+            if x < pivot:
+                v[i], v[lt] = v[lt], v[i]
+                w[i], w[lt] = w[lt], w[i]
+                w_less += w[lt]
+                lt += 1
+                i += 1
+            elif x > pivot:
+                v[i], v[gt] = v[gt], v[i]
+                w[i], w[gt] = w[gt], w[i]
+                gt -= 1
+            else:
+                w_equal += w[i]
+                i += 1
+        if below + w_less >= target:
+            hi = lt
+        elif below + w_less + w_equal >= target:
+            return pivot
+        else:
+            below += w_less + w_equal
+            lo = gt + 1
+    # insertion sort of the rest, then the cumulative scan
+    for i in range(lo + 1, hi):
+        x, y = v[i], w[i]
+        j = i - 1
+        while j >= lo and v[j] > x:
+            v[j + 1] = v[j]
+            w[j + 1] = w[j]
+            j -= 1
+        v[j + 1] = x
+        w[j + 1] = y
+    cum = below
+    for i in range(lo, hi):
+        cum += w[i]
+        if cum >= target:
+            return v[i]
+    return v[hi - 1]
+
+
+N_BUCKETS = 256
+
+
+@nb.njit(cache=True, nogil=True)
+def _quantiles_into(values, weights, qs, out, tmp_v, tmp_w, hist):
+    """Weighted inverted-CDF quantiles (see ``weighted_quantiles``) with scratch buffers.
+
+    Many values: one pass spreads their weights over ``N_BUCKETS`` equal-width value
+    buckets, which tells the bucket each quantile lies in; that bucket's values are
+    copied out and the quantile selected among them. Buckets are ordered by value, so
+    the result is exact, in about two passes over the values.
+    """
+    n = len(values)
+    total = 0.0
+    lo = np.inf
+    hi = -np.inf
+    for i in range(n):
+        total += weights[i]
+        lo = min(lo, values[i])
+        hi = max(hi, values[i])
+    small = n <= 64 or not (np.isfinite(lo) and np.isfinite(hi)) or lo == hi
+    if not small:
+        hist[:] = 0.0
+        scale = (N_BUCKETS - 1e-9) / (hi - lo)
+        for i in range(n):
+            hist[int((values[i] - lo) * scale)] += weights[i]
+    for j in range(len(qs)):
+        target = qs[j] * total * (1 - 1e-9)
+        if target <= 0.0 or lo == hi:
+            out[j] = lo
+            continue
+        if small:
+            tmp_v[:n] = values
+            tmp_w[:n] = weights
+            out[j] = _weighted_select(tmp_v[:n], tmp_w[:n], target)
+            continue
+        below = 0.0
+        b = 0
+        while b < N_BUCKETS - 1 and below + hist[b] < target:
+            below += hist[b]
+            b += 1
+        m = 0
+        for i in range(n):
+            if int((values[i] - lo) * scale) == b:
+                tmp_v[m] = values[i]
+                tmp_w[m] = weights[i]
+                m += 1
+        out[j] = _weighted_select(tmp_v[:m], tmp_w[:m], target - below)
+
+
+@nb.njit(cache=True, nogil=True)
 def weighted_quantiles(values, weights, qs, out):
     """Inverted-CDF weighted quantiles of one cell's values, written into ``out``.
 
     For each q the smallest value whose cumulative weight reaches q times the total,
-    as ``numpy.quantile(..., weights=..., method="inverted_cdf")``. ``values`` is
-    sorted in place, with ``weights``.
+    as ``numpy.quantile(..., weights=..., method="inverted_cdf")``; the target is
+    lowered by 1e-9 of itself, so that pixel areas equal but for rounding count as
+    equal.
     """
     n = len(values)
-    order = np.argsort(values, kind="mergesort")
-    v = values[order]
-    w = weights[order]
-    cum = np.cumsum(w)
-    total = cum[n - 1]
-    for j in range(len(qs)):
-        target = qs[j] * total
-        k = np.searchsorted(cum, target, side="left")
-        # cumulative sums round; accept a value whose sum is within rounding of target
-        while k > 0 and cum[k - 1] >= target * (1 - 1e-9):
-            k -= 1
-        out[j] = v[min(k, n - 1)]
+    _quantiles_into(values, weights, qs, out, np.empty(n), np.empty(n), np.empty(N_BUCKETS))
 
 
 @nb.njit(cache=True, nogil=True)
@@ -115,6 +215,9 @@ def quantiles(data, nodata, has_nodata, row, start, length, cell, weight, slope,
     out = np.full((n_cells, len(qs)), np.nan)
     vbuf = np.empty(max_pixels)
     wbuf = np.empty(max_pixels)
+    tmp_v = np.empty(max_pixels)
+    tmp_w = np.empty(max_pixels)
+    hist = np.empty(N_BUCKETS)
     for c in range(n_cells):
         if not select[c] or cell_start[c] == cell_start[c + 1]:
             continue
@@ -128,7 +231,7 @@ def quantiles(data, nodata, has_nodata, row, start, length, cell, weight, slope,
                     wbuf[n] = weight[r] + i * slope[r]
                     n += 1
         if n > 0:
-            weighted_quantiles(vbuf[:n], wbuf[:n], qs, out[c])
+            _quantiles_into(vbuf[:n], wbuf[:n], qs, out[c], tmp_v, tmp_w, hist)
     return out
 
 
@@ -166,6 +269,6 @@ def grouped_quantiles(cells, values, weights, n_cells, qs):
         while j < n and cells[order[j]] == c:
             j += 1
         idx = order[i:j]
-        weighted_quantiles(values[idx].copy(), weights[idx].copy(), qs, out[c])
+        weighted_quantiles(values[idx], weights[idx], qs, out[c])
         i = j
     return out

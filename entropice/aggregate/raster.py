@@ -322,7 +322,9 @@ def raster_to_cells(raster: xr.DataArray, grid: Grid, stats=("mean",),
     cells_ds = grid.cells(min_lat)
     cell_ids = cells_ds.cell_ids.values
     index = _index.get_index(x, y, crs, grid, cell_ids, min_lat)
-    row, col = _centre_positions(x, y, crs, grid, cells_ds)
+    if "centres" not in index.memo:
+        index.memo["centres"] = _centre_positions(x, y, crs, grid, cells_ds)
+    row, col = index.memo["centres"]
     under = np.isfinite(row) & np.isfinite(col)
     if index.n_runs == 0 and not under.any():
         raise ValueError(
