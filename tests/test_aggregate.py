@@ -209,6 +209,24 @@ def test_dask_chunks_give_the_same_result():
     xr.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-6)
 
 
+def test_dask_distributed_cluster_gives_the_same_result():
+    """On a LocalCluster with two worker processes, as on a real cluster."""
+    import dask.array
+    from distributed import Client, LocalCluster
+
+    rng = np.random.default_rng(5)
+    values = rng.normal(size=(240, 200)).astype(np.float32)
+    da = projected_raster(values)
+    stats = ("count", "mean", "std", "p50", "p90")
+    ref = raster_to_cells(da, get_grid("healpix", 8), stats=stats)
+    lazy = da.copy(data=dask.array.from_array(values, chunks=(80, 100)))
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        got = raster_to_cells(lazy, get_grid("healpix", 8), stats=stats)
+        assert len(client.scheduler_info()["workers"]) == 2
+    xr.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-6)
+
+
 def test_index_is_cached_in_memory_and_on_disk(tmp_path, monkeypatch):
     monkeypatch.setenv("ENTROPICE_CACHE_DIR", str(tmp_path))
     clear_cache()
@@ -340,6 +358,9 @@ def test_bad_polygon_input():
     with pytest.raises(ValueError, match="is a Point, not a polygon"):
         polygons_to_cells(gpd.GeoDataFrame(geometry=[shapely.Point(0, 60)], crs="EPSG:4326"),
                           grid)
+    with pytest.raises(ValueError, match="row 0 reaches latitudes beyond"):
+        polygons_to_cells(gpd.GeoDataFrame(geometry=[shapely.box(0, 89, 1, 91)],
+                                           crs="EPSG:4326"), grid)
     with pytest.raises(ValueError, match="attribute 'area' is not a column"):
         polygons_to_cells(gpd.GeoDataFrame(geometry=[shapely.box(0, 60, 1, 61)],
                                            crs="EPSG:4326"), grid, attributes=["area"])

@@ -33,6 +33,10 @@ def _checked_geometries(gdf, repair):
                          "polygon; polygons_to_cells takes (Multi)Polygons only.")
     geoms = geoms.copy()
     if gdf.crs.is_geographic:
+        beyond = np.flatnonzero(np.abs(shapely.bounds(geoms)[:, [1, 3]]).max(axis=1) > 90.0)
+        if len(beyond):
+            raise ValueError(f"polygon {_label(beyond[0], index)} reaches latitudes beyond "
+                             "+-90 degrees.")
         wide = np.flatnonzero(shapely.bounds(geoms)[:, 2] - shapely.bounds(geoms)[:, 0] > 180)
         geoms[wide] = [_across_antimeridian(geoms[i]) for i in wide]
     invalid = ~shapely.is_valid(geoms)

@@ -1,0 +1,154 @@
+"""The DARTS reader: files in DARTS's formats, written here, checked against geometry."""
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import shapely
+from pyproj import Transformer
+
+from entropice.grids import get_grid
+from entropice.sources import darts
+
+GRID = get_grid("h3", 5)
+
+
+def footprint_in_cell(cell_index, size_m=300.0, shift=0.0):
+    """A square RTS footprint (EPSG:3413, as DARTS) at the centre of a domain cell."""
+    cells = GRID.cells()
+    lat, lon = cells.lat.values[cell_index], cells.lon.values[cell_index]
+    x, y = Transformer.from_crs("EPSG:4326", "EPSG:3413", always_xy=True).transform(lon, lat)
+    return shapely.box(x + shift, y, x + shift + size_m, y + size_m), cells.cell_ids.values[
+        cell_index]
+
+
+@pytest.fixture
+def inventory(tmp_path):
+    lat, lon = GRID.cells().lat.values, GRID.cells().lon.values
+    cells_in_siberia = np.flatnonzero((lat > 68) & (lat < 72) & (lon > 120) & (lon < 140))[:3]
+    rows = []
+    for k, idx in enumerate(cells_in_siberia):
+        geom, _ = footprint_in_cell(idx)
+        rows.append({"year": 2021, "geometry": geom})
+        rows.append({"year": 2022, "geometry": shapely.affinity.scale(geom, 1.5, 1.5)})
+        if k == 0:
+            rows.append({"year": 2022, "geometry": geom})  # a second footprint
+    rows.append(dict(rows[0]))  # an exact duplicate
+    gdf = gpd.GeoDataFrame(rows, crs="EPSG:3413")
+    path = tmp_path / "darts_level2.gpkg"
+    gdf.to_file(path, layer="rts", driver="GPKG")
+    return path, cells_in_siberia
+
+
+def test_open_geopackage_drops_duplicates(inventory):
+    path, _ = inventory
+    gdf = darts.open(path)
+    assert len(gdf) == 7
+    assert gdf.crs.to_epsg() == 3413
+    assert sorted(set(gdf.year)) == [2021, 2022]
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "shp"])
+def test_other_formats(inventory, tmp_path, fmt):
+    path, _ = inventory
+    gdf = gpd.read_file(path)
+    out = tmp_path / f"darts.{fmt}"
+    gdf.to_parquet(out) if fmt == "parquet" else gdf.to_file(out)
+    assert len(darts.open(out)) == 7
+
+
+def test_to_cells_counts_areas_and_density(inventory):
+    path, idx = inventory
+    gdf = darts.open(path)
+    land = np.full(GRID.cells().sizes["cells"], 0.5)
+    ds = darts.to_cells(gdf, GRID, land_fraction=land)
+    assert ds.rts_class.dims == ("year", "cells")
+    cells = GRID.cells()
+    for year, n_expected in ((2021, 1), (2022, 2)):
+        one = ds.sel(year=year)
+        c = idx[0]
+        assert one.rts_count.values[c] == n_expected
+        # the area another way: the footprints' areas on the ellipsoid (the polygons
+        # are in EPSG:3413, conformal, so project them to equal-area to compare)
+        sel = gdf[gdf.year == year].to_crs("EPSG:6931")
+        centroid_cells = GRID.latlon_to_cells(*_latlon(sel.centroid))
+        expected = sel.area[centroid_cells == cells.cell_ids.values[c]].sum() / 1e6
+        assert one.rts_area_km2.values[c] == pytest.approx(expected, rel=1e-6)
+        density = expected / (0.5 * cells.area_km2.values[c])
+        assert one.rts_density.values[c] == pytest.approx(density, rel=1e-6)
+    assert ds.rts_count.sum() == 7
+    assert set(np.unique(ds.rts_class.values)) <= {0.0, 1.0, 2.0, 3.0}
+    assert ds.rts_class.attrs["flag_meanings"] == "none low medium high"
+    assert (ds.rts_class.values == 0).sum() > 0.99 * ds.rts_class.size
+
+
+def _latlon(points):
+    lon, lat = Transformer.from_crs("EPSG:6931", "EPSG:4326", always_xy=True).transform(
+        points.x.values, points.y.values)
+    return lat, lon
+
+
+def test_density_classes():
+    d = np.array([0.0, 5e-5, 1e-4, 5e-4, 1e-3, 0.01, np.nan])
+    np.testing.assert_array_equal(darts.density_classes(d, (1e-4, 1e-3)),
+                                  [0, 1, 1, 2, 2, 3, np.nan])
+    with pytest.raises(ValueError, match="positive and increasing"):
+        darts.density_classes(d, (1e-3, 1e-4))
+
+
+def test_coverage_makes_unmapped_cells_missing(inventory):
+    path, idx = inventory
+    gdf = darts.open(path)
+    cells = GRID.cells()
+    lat, lon = cells.lat.values[idx[0]], cells.lon.values[idx[0]]
+    footprint = gpd.GeoDataFrame(geometry=[shapely.box(lon - 3, lat - 1.5, lon + 3, lat + 1.5)],
+                                 crs="EPSG:4326")
+    ds = darts.to_cells(gdf, GRID, coverage=footprint)
+    mapped = ~np.isnan(ds.rts_density.sel(year=2021).values)
+    assert mapped[idx[0]] and 0 < mapped.sum() < 0.01 * len(mapped)
+    assert np.nansum(ds.rts_count.sel(year=2021).values) >= 1
+
+
+# -- bad input ------------------------------------------------------------------------------
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ValueError, match="DARTS file .*nope.gpkg does not exist"):
+        darts.open(tmp_path / "nope.gpkg")
+
+
+def test_unreadable_file(tmp_path):
+    bad = tmp_path / "broken.gpkg"
+    bad.write_text("not a geopackage")
+    with pytest.raises(ValueError, match="cannot read DARTS file .*broken.gpkg"):
+        darts.open(bad)
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.gpkg"
+    gpd.GeoDataFrame({"year": []}, geometry=[], crs="EPSG:3413").to_file(path)
+    with pytest.raises(ValueError, match="empty.gpkg holds no polygons"):
+        darts.open(path)
+
+
+def test_file_without_year(tmp_path):
+    path = tmp_path / "noyear.gpkg"
+    gpd.GeoDataFrame({"id": [1]}, geometry=[shapely.box(0, 0, 1, 1)], crs="EPSG:3413").to_file(
+        path)
+    with pytest.raises(ValueError, match="noyear.gpkg has no year of observation"):
+        darts.open(path)
+
+
+def test_year_from_a_date_column(tmp_path):
+    path = tmp_path / "level1.gpkg"
+    gpd.GeoDataFrame({"acquisition_date": ["2020-07-14", "2021-08-01"]},
+                     geometry=[shapely.box(0, 0, 1, 1), shapely.box(2, 0, 3, 1)],
+                     crs="EPSG:3413").to_file(path)
+    assert list(darts.open(path).year) == [2020, 2021]
+
+
+def test_points_are_rejected(tmp_path):
+    path = tmp_path / "points.gpkg"
+    gpd.GeoDataFrame({"year": [2020]}, geometry=[shapely.Point(0, 0)], crs="EPSG:3413").to_file(
+        path)
+    with pytest.raises(ValueError, match="points.gpkg holds Point geometries"):
+        darts.open(path)
