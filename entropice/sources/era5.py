@@ -1,0 +1,339 @@
+"""ERA5 single-level climate: per cell and (Arctic) year climate features.
+
+``open`` reads ERA5 as the Copernicus Climate Data Store delivers it (NetCDF or GRIB;
+the older ``time`` layout and the newer ``valid_time`` one, hourly or monthly means)
+or the analysis-ready ERA5 Zarr layout (``2m_temperature``, ``total_precipitation``,
+...), and brings it to one form: short names ``t2m`` (K), ``tp`` and ``sf`` (m of
+water), dimensions ``time``, ``latitude``, ``longitude``. ``features`` computes the
+yearly features on the ERA5 grid; ``to_cells`` puts them into cells.
+
+Years are Arctic-aligned by default: year Y runs from 1 October of Y-1 to 30 September
+of Y (``year_start_month``; 1 gives calendar years).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from ..grids import DEFAULT_MIN_LAT, Grid
+
+NAMES = {
+    "t2m": "t2m", "2t": "t2m", "2m_temperature": "t2m",
+    "tp": "tp", "total_precipitation": "tp",
+    "sf": "sf", "snowfall": "sf",
+}
+REQUIRED = ("t2m", "tp")
+SEASONS = {"djf": (12, 1, 2), "mam": (3, 4, 5), "jja": (6, 7, 8), "son": (9, 10, 11)}
+
+
+def _label(paths):
+    paths = [str(p) for p in paths]
+    return paths[0] if len(paths) == 1 else f"{paths[0]} (+{len(paths) - 1} files)"
+
+
+def open(paths, *, min_lat: float = DEFAULT_MIN_LAT, engine=None):  # noqa: A001
+    """Read ERA5 files (NetCDF, GRIB) or an ERA5 Zarr store into one standard form.
+
+    Parameters
+    ----------
+    paths : str, Path or list of them
+        NetCDF (``.nc``) or GRIB (``.grib``, ``.grb``; needs ``cfgrib``) files of the
+        CDS, or one Zarr store (a local path or an fsspec URL such as ``gs://...``).
+    min_lat : float, default 50
+        Latitudes south of ``min_lat`` minus one degree are dropped (lazily).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``t2m`` (K), ``tp`` (m) and, if present, ``sf`` (m of water) on ``time``,
+        ``latitude`` (descending), ``longitude`` (-180..180); the time step in
+        ``attrs["frequency"]`` (hourly, daily or monthly).
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    paths = list(paths)
+    if not paths:
+        raise ValueError("no ERA5 files given.")
+    label = _label(paths)
+    first = str(paths[0])
+    is_zarr = first.rstrip("/").endswith(".zarr") or (Path(first) / "zarr.json").exists() or (
+        Path(first) / ".zmetadata").exists()
+    grib = first.lower().endswith((".grib", ".grb", ".grib2"))
+    if not is_zarr:
+        for p in paths:
+            if "://" not in str(p) and not Path(p).exists():
+                raise ValueError(f"ERA5 file {p} does not exist.")
+        if grib:
+            try:
+                import cfgrib  # noqa: F401
+            except ImportError:
+                raise ValueError(f"reading GRIB ({label}) needs cfgrib: pip install cfgrib, "
+                                 "or ask the CDS for NetCDF.") from None
+    try:
+        if is_zarr:
+            ds = xr.open_zarr(first, consolidated=None)
+        else:
+            kw = {"engine": engine or ("cfgrib" if grib else None)}
+            ds = xr.open_mfdataset([str(p) for p in paths], combine="by_coords", chunks={},
+                                   **{k: v for k, v in kw.items() if v})
+    except Exception as err:  # noqa: BLE001 - the backends raise many types
+        raise ValueError(f"cannot read ERA5 data {label}: {err}") from None
+    return _standardise(ds, label, min_lat)
+
+
+def _standardise(ds, label, min_lat):
+    if "valid_time" in ds.dims or "valid_time" in ds.coords:
+        ds = ds.rename({"valid_time": "time"}) if "time" not in ds.dims else ds
+    rename = {v: NAMES[v] for v in ds.data_vars if v in NAMES}
+    ds = ds.rename(rename)
+    for dim, alts in (("latitude", ("lat",)), ("longitude", ("lon",))):
+        for alt in alts:
+            if alt in ds.dims and dim not in ds.dims:
+                ds = ds.rename({alt: dim})
+    if "expver" in ds.dims:  # ERA5 and ERA5T side by side: take what is there
+        ds = ds.bfill("expver").isel(expver=0)
+    for extra in ("number", "expver", "step", "surface"):
+        if extra in ds.coords and extra not in ds.dims:
+            ds = ds.drop_vars(extra)
+    missing_dims = [d for d in ("time", "latitude", "longitude") if d not in ds.dims]
+    if missing_dims:
+        raise ValueError(f"ERA5 data {label} lacks the dimension(s) {', '.join(missing_dims)}.")
+    missing = [v for v in REQUIRED if v not in ds.data_vars]
+    if missing:
+        raise ValueError(f"ERA5 data {label} lacks the variable(s) {', '.join(missing)} "
+                         f"(has {', '.join(map(str, ds.data_vars)) or 'none'}).")
+    ds = ds[[v for v in ("t2m", "tp", "sf") if v in ds.data_vars]]
+    lon = ds.longitude.values
+    if lon.max() > 180:
+        ds = ds.assign_coords(longitude=((ds.longitude + 180) % 360) - 180)
+    ds = ds.sortby("longitude").sortby("latitude", ascending=False)
+    ds = ds.sel(latitude=slice(90, min_lat - 1.0))
+    if ds.sizes["latitude"] == 0:
+        raise ValueError(f"ERA5 data {label} has no latitude north of {min_lat - 1} degrees.")
+    times = pd.DatetimeIndex(ds.time.values)
+    step = np.median(np.diff(times.values)) / np.timedelta64(1, "h") if len(times) > 1 else 24
+    ds.attrs["frequency"] = "hourly" if step < 23 else "daily" if step < 24 * 27 else "monthly"
+    ds.attrs["source_files"] = label
+    return ds
+
+
+# -- features ------------------------------------------------------------------------------
+
+
+def arctic_year(times, year_start_month=10):
+    """The (Arctic) year each time belongs to: Y from month ``year_start_month`` of Y-1."""
+    t = pd.DatetimeIndex(times)
+    return np.where(t.month >= year_start_month, t.year + 1, t.year) if year_start_month > 1 \
+        else t.year.values
+
+
+def to_daily(ds):
+    """Daily values: mean/min/max 2 m temperature (degC), precipitation and snowfall sums
+    (mm). Monthly data stays monthly, with totals per month."""
+    freq = ds.attrs.get("frequency", "hourly")
+    t = ds.t2m - 273.15
+    out = xr.Dataset()
+    if freq == "monthly":
+        days = xr.DataArray(pd.DatetimeIndex(ds.time.values).days_in_month, dims="time",
+                            coords={"time": ds.time})
+        out["t2m_mean"] = t
+        out["days"] = days
+        # ERA5 monthly means hold the mean daily accumulation (m per day)
+        for v in ("tp", "sf"):
+            if v in ds:
+                out[v] = ds[v] * 1000.0 * days
+    elif freq == "daily":
+        out["t2m_mean"] = t
+        out["days"] = xr.ones_like(ds.time, dtype=float)
+        for v in ("tp", "sf"):
+            if v in ds:
+                out[v] = ds[v] * 1000.0
+    else:  # hourly: reduce the steps of each day (numpy reduceat, the steps sorted)
+        ds = ds.load()
+        day = ds.time.values.astype("datetime64[D]")
+        starts = np.flatnonzero(np.r_[True, day[1:] != day[:-1]])
+        coords = {"time": day[starts].astype("datetime64[ns]"),
+                  "latitude": ds.latitude, "longitude": ds.longitude}
+        dims = ("time", "latitude", "longitude")
+        tv = t.transpose(*dims).values
+        counts = np.diff(np.r_[starts, len(day)])[:, None, None]
+        out["t2m_mean"] = (dims, np.add.reduceat(tv, starts, axis=0) / counts)
+        out["t2m_min"] = (dims, np.minimum.reduceat(tv, starts, axis=0))
+        out["t2m_max"] = (dims, np.maximum.reduceat(tv, starts, axis=0))
+        for v in ("tp", "sf"):
+            if v in ds:
+                out[v] = (dims, np.add.reduceat(ds[v].transpose(*dims).values * 1000.0, starts,
+                                                axis=0))
+        out = out.assign_coords(coords)
+        out["days"] = ("time", np.ones(len(starts)))
+    out.attrs["frequency"] = "monthly" if freq == "monthly" else "daily"
+    return out
+
+
+def _onsets(t, pos, year_days, monthly):
+    """Thaw onset and freeze-up, in days from the year's start, and the season between.
+
+    Thaw onset: where the temperature (a 7-day running mean of daily means, or the
+    monthly means placed mid-month) first crosses 0 degC upwards within the year;
+    freeze-up: where it next crosses downwards, looked for up to three months past
+    the year's end. Both are interpolated between the steps around the crossing. Where
+    the temperature stays above 0 all year the season is the whole year; where it
+    never rises above 0 there is no onset (NaN) and the season is 0 days.
+    """
+    s = t if monthly else t.rolling(time=7, center=True, min_periods=4).mean()
+    s = s.transpose("time", ...).values
+    above = s > 0
+    thaw = np.full(s.shape[1:], np.nan)
+    freeze = np.full(s.shape[1:], np.nan)
+    for i in range(1, s.shape[0]):
+        frac = s[i - 1] / (s[i - 1] - s[i] + 1e-300)
+        at = pos[i - 1] + frac * (pos[i] - pos[i - 1])
+        up = ~above[i - 1] & above[i] & np.isnan(thaw) & (pos[i] <= year_days)
+        thaw[up] = at[up]
+        down = above[i - 1] & ~above[i] & np.isnan(freeze) & ~np.isnan(thaw)
+        freeze[down] = at[down]
+    within = pos < year_days
+    always = above[within].all(axis=0)
+    never = ~above[within].any(axis=0)
+    thaw[always] = 0.0
+    freeze[always] = year_days
+    season = freeze - thaw
+    season[never] = 0.0
+    return thaw, freeze, season
+
+
+FEATURES = {
+    "era5_t2m_annual_mean": ("degC", "annual mean 2 m temperature"),
+    "era5_t2m_djf_mean": ("degC", "winter (DJF) mean 2 m temperature"),
+    "era5_t2m_mam_mean": ("degC", "spring (MAM) mean 2 m temperature"),
+    "era5_t2m_jja_mean": ("degC", "summer (JJA) mean 2 m temperature"),
+    "era5_t2m_son_mean": ("degC", "autumn (SON) mean 2 m temperature"),
+    "era5_tdd_sum": ("degC day", "thawing degree days"),
+    "era5_fdd_sum": ("degC day", "freezing degree days"),
+    "era5_tp_annual_sum": ("mm", "annual total precipitation"),
+    "era5_tp_jja_sum": ("mm", "summer (JJA) total precipitation"),
+    "era5_sf_annual_sum": ("mm", "annual snowfall (water equivalent)"),
+    "era5_t2m_p10": ("degC", "10th percentile of daily mean 2 m temperature"),
+    "era5_t2m_p90": ("degC", "90th percentile of daily mean 2 m temperature"),
+    "era5_thaw_onset_doy": ("day", "thaw onset, day of the year (0 = first day)"),
+    "era5_freeze_onset_doy": ("day", "freeze-up onset, day of the year (0 = first day)"),
+    "era5_thaw_season_days": ("day", "days from thaw onset to freeze-up"),
+    "era5_t2m_trend": ("degC decade-1", "linear trend of the annual mean 2 m temperature "
+                                         "over the trend window ending with the year"),
+}
+
+
+def features(ds, *, years=None, year_start_month=10, trend_window=10) -> xr.Dataset:
+    """Yearly climate features on the ERA5 grid (dimensions year, latitude, longitude).
+
+    From monthly data the degree days, percentiles and onsets use monthly means (the
+    degree days then miss the days on the other side of 0 degC within a month).
+    Only complete years (12 months of data) get features.
+    """
+    monthly = ds.attrs.get("frequency") == "monthly"
+    label = arctic_year(ds.time.values, year_start_month)
+    months = pd.DatetimeIndex(ds.time.values).month
+    out = {}
+    all_years = []
+    for y in np.unique(label):
+        sel = label == y
+        if len(np.unique(months[sel])) < 12:
+            continue
+        all_years.append(y)
+        # one year at a time, with three months of the next for the freeze-up
+        idx = np.flatnonzero(sel)
+        nxt = np.flatnonzero(label == y + 1)
+        end = ds.time.values[idx[-1]] + np.timedelta64(92, "D")
+        nxt = nxt[ds.time.values[nxt] <= end]
+        ext = to_daily(ds.isel(time=np.concatenate([idx, nxt]))).load()
+        in_year = arctic_year(ext.time.values, year_start_month) == y
+        d = ext.isel(time=np.flatnonzero(in_year))
+        m = pd.DatetimeIndex(d.time.values).month
+        w = d.days
+        t = d.t2m_mean
+        rec = {}
+        rec["era5_t2m_annual_mean"] = (t * w).sum("time") / w.sum()
+        for name, season in SEASONS.items():
+            k = np.isin(m, season)
+            ws = w.isel(time=k)
+            rec[f"era5_t2m_{name}_mean"] = (t.isel(time=k) * ws).sum("time") / ws.sum()
+        rec["era5_tdd_sum"] = (t.clip(min=0) * w).sum("time")
+        rec["era5_fdd_sum"] = ((-t).clip(min=0) * w).sum("time")
+        rec["era5_tp_annual_sum"] = d.tp.sum("time")
+        rec["era5_tp_jja_sum"] = d.tp.isel(time=np.isin(m, SEASONS["jja"])).sum("time")
+        if "sf" in d:
+            rec["era5_sf_annual_sum"] = d.sf.sum("time")
+        rec["era5_t2m_p10"] = t.quantile(0.1, dim="time").drop_vars("quantile")
+        rec["era5_t2m_p90"] = t.quantile(0.9, dim="time").drop_vars("quantile")
+        start = np.concatenate([[0.0], np.cumsum(ext.days.values)[:-1]])
+        pos = start + (ext.days.values / 2.0 if monthly else 0.0)
+        thaw, freeze, season = _onsets(ext.t2m_mean, pos, float(w.sum()), monthly)
+        dims = ("latitude", "longitude")
+        coords = dict(latitude=t.latitude, longitude=t.longitude)
+        rec["era5_thaw_onset_doy"] = xr.DataArray(thaw, dims=dims, coords=coords)
+        rec["era5_freeze_onset_doy"] = xr.DataArray(freeze, dims=dims, coords=coords)
+        rec["era5_thaw_season_days"] = xr.DataArray(season, dims=dims, coords=coords)
+        for k, v in rec.items():
+            out.setdefault(k, []).append(v)
+    if not all_years:
+        raise ValueError(f"ERA5 data {ds.attrs.get('source_files', '')} holds no complete "
+                         f"year (12 months from month {year_start_month}).")
+    year_coord = xr.DataArray(np.asarray(all_years, dtype=np.int64), dims="year")
+    fds = xr.Dataset({k: xr.concat(v, dim=year_coord) for k, v in out.items()})
+    fds = fds.assign_coords(year=year_coord)
+    fds["era5_t2m_trend"] = _trend(fds.era5_t2m_annual_mean, trend_window)
+    if years is not None:
+        fds = fds.sel(year=[y for y in years if y in fds.year.values])
+    for name, var in fds.data_vars.items():
+        units, long_name = FEATURES[name]
+        var.attrs.update(units=units, long_name=long_name, source="era5")
+    fds.attrs["frequency"] = ds.attrs.get("frequency")
+    return fds
+
+
+def _trend(annual, window):
+    """Least-squares slope (per decade) over the ``window`` years ending with each year."""
+    y = annual.year.values
+    vals = annual.values
+    out = np.full(vals.shape, np.nan)
+    for i, year in enumerate(y):
+        k = (y > year - window) & (y <= year)
+        if k.sum() < 3:
+            continue
+        x = y[k] - y[k].mean()
+        out[i] = np.tensordot(x, vals[k] - vals[k].mean(axis=0), axes=(0, 0)) / (x @ x) * 10
+    return annual.copy(data=out)
+
+
+def to_cells(ds, grid: Grid, *, years=None, year_start_month=10, trend_window=10,
+             min_lat: float = DEFAULT_MIN_LAT) -> xr.Dataset:
+    """ERA5 features per cell and year on the whole domain.
+
+    Features are computed on the ERA5 grid, then averaged over each cell's pixels
+    (area-weighted), or sampled bilinearly at the cell centre where the cells are
+    smaller than ERA5's pixels.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dimensions (year, cells), the variables of ``FEATURES``.
+    """
+    from ..aggregate import raster_to_cells
+
+    fds = features(ds, years=years, year_start_month=year_start_month,
+                   trend_window=trend_window)
+    cells = grid.cells(min_lat)
+    ids = cells.cell_ids.values
+    data_vars = {}
+    for name, var in fds.data_vars.items():
+        raster = var.rename({"latitude": "lat", "longitude": "lon"})
+        per_cell = raster_to_cells(raster, grid, stats=("mean",), min_lat=min_lat)["mean"]
+        full = np.full((fds.sizes["year"], len(ids)), np.nan)
+        full[:, np.searchsorted(ids, per_cell.cell_ids.values)] = per_cell.transpose(
+            "year", "cells").values
+        data_vars[name] = (("year", "cells"), full, dict(var.attrs))
+    return xr.Dataset(data_vars, coords={"cell_ids": cells.cell_ids, "year": fds.year.values})
