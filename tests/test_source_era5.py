@@ -32,7 +32,8 @@ def cds_hourly(path, start="2019-10-01", end="2021-12-31 18:00"):
     ds = xr.Dataset(
         {"t2m": (("valid_time", "latitude", "longitude"), t2m, {"units": "K"}),
          "tp": (("valid_time", "latitude", "longitude"), tp, {"units": "m"}),
-         "sf": (("valid_time", "latitude", "longitude"), tp / 2, {"units": "m of water equivalent"})},
+         "sf": (("valid_time", "latitude", "longitude"), tp / 2,
+                {"units": "m of water equivalent"})},
         coords={"valid_time": times, "latitude": LAT, "longitude": LON,
                 "number": 0, "expver": ("valid_time", np.full(len(times), "0001"))},
     )
