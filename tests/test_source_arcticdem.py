@@ -1,0 +1,135 @@
+"""The ArcticDEM reader: GeoTIFF tiles in EPSG:3413 written here, terrain checked on planes."""
+
+import json
+
+import numpy as np
+import pytest
+import rioxarray  # noqa: F401
+import xarray as xr
+from pyproj import Transformer
+
+from entropice.grids import get_grid
+from entropice.sources import arcticdem
+
+RES = 100.0
+# on the -45 deg meridian near 70 N, where EPSG:3413 has true scale and grid north is north
+X0, Y0 = -15_000.0, -2_240_000.0
+
+
+def plane(nx=300, ny=300, x0=X0, y0=Y0, a=0.0, b=0.05):
+    x = x0 + RES * (np.arange(nx) + 0.5)
+    y = y0 + RES * (ny - np.arange(ny) - 0.5)
+    z = 100.0 + a * (x[None, :] - X0) + b * (y[:, None] - Y0)
+    da = xr.DataArray(z.astype(np.float32), dims=("y", "x"), coords={"y": y, "x": x})
+    return da.rio.write_crs("EPSG:3413")
+
+
+def write_tile(da, path, nodata=-9999.0):
+    da = da.where(np.isfinite(da), nodata).rio.write_nodata(nodata)
+    da.rio.to_raster(path, driver="COG")
+    return path
+
+
+@pytest.fixture
+def tiles(tmp_path):
+    west = plane(300, 300, X0, Y0)
+    east = plane(300, 300, X0 + 300 * RES, Y0)
+    east.values[:20, -20:] = np.nan  # nodata in a corner
+    return [write_tile(west, tmp_path / "tile_west.tif"),
+            write_tile(east, tmp_path / "tile_east.tif")]
+
+
+def test_tiles_join_into_one_lazy_raster(tiles):
+    dem = arcticdem.open(tiles, chunks=128)
+    assert dem.shape == (300, 600) and dem.chunks is not None
+    assert dem.rio.crs.to_epsg() == 3413
+    assert np.isnan(dem.values[:20, -20:]).all()
+
+
+def test_stac_item_collection(tiles, tmp_path):
+    items = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "id": p.stem, "assets": {"dem": {"href": p.name}}} for p in tiles]}
+    path = tmp_path / "items.json"
+    path.write_text(json.dumps(items))
+    assert arcticdem.open(path).shape == (300, 600)
+
+
+def test_slope_and_aspect_of_a_plane(tiles):
+    ter = arcticdem.terrain(arcticdem.open(tiles, chunks=128)).compute()
+    inner = ter.isel(y=slice(10, -10), x=slice(10, -10))
+    lon, lat = Transformer.from_crs("EPSG:3413", "EPSG:4326", always_xy=True).transform(
+        float(inner.x.mean()), float(inner.y.mean()))
+    assert abs(lat - 70.0) < 0.5
+    # a 5% rise to the north: slope atan(0.05), facing south (northness -1)
+    np.testing.assert_allclose(np.nanmedian(inner.slope), np.degrees(np.arctan(0.05)),
+                               rtol=2e-3)
+    np.testing.assert_allclose(np.nanmedian(inner.northness), -1.0, atol=1e-3)
+    np.testing.assert_allclose(np.nanmedian(inner.eastness), 0.0, atol=0.05)
+    away = ter.isel(y=slice(40, -10), x=slice(10, -10))  # from the edges and the nodata
+    np.testing.assert_allclose(np.nanmax(np.abs(away.curvature)), 0.0, atol=1e-6)
+    np.testing.assert_allclose(np.nanmax(np.abs(away.tpi)), 0.0, atol=1e-3)
+    assert np.isnan(ter.slope.values[:20, -20:]).all()
+
+
+def test_tile_and_chunk_edges_are_seamless(tiles, tmp_path):
+    """Terrain of the two-tile mosaic in small chunks equals that of one big tile."""
+    rng = np.random.default_rng(0)
+    rough = plane(600, 300, X0, Y0)
+    rough.values += rng.normal(0, 2.0, rough.shape).astype(np.float32)
+    one = write_tile(rough, tmp_path / "one.tif")
+    a = write_tile(rough.isel(x=slice(0, 300)), tmp_path / "a.tif")
+    b = write_tile(rough.isel(x=slice(300, 600)), tmp_path / "b.tif")
+    whole = arcticdem.terrain(arcticdem.open(one, chunks=1024)).compute()
+    pieces = arcticdem.terrain(arcticdem.open([a, b], chunks=97)).compute()
+    for name in ("slope", "northness", "tpi", "tri", "roughness", "curvature"):
+        np.testing.assert_allclose(pieces[name].values, whole[name].values, rtol=1e-5,
+                                   atol=1e-5, err_msg=name)
+
+
+def test_to_cells(tiles):
+    dem = arcticdem.open(tiles, chunks=128)
+    grid = get_grid("h3", 6)
+    ds = arcticdem.to_cells(dem, grid)
+    assert "dem_slope_p90" in ds and ds.dem_slope_mean.attrs["units"] == "degree"
+    covered = ~np.isnan(ds.dem_elevation_mean.values)
+    assert 5 < covered.sum() < 200
+    slope = ds.dem_slope_p50.values[covered]
+    np.testing.assert_allclose(np.median(slope), np.degrees(np.arctan(0.05)), rtol=5e-3)
+    # elevation another way: pixels whose centres fall in the cell
+    d = dem.compute()
+    xx, yy = np.meshgrid(d.x.values, d.y.values)
+    lon, lat = Transformer.from_crs("EPSG:3413", "EPSG:4326", always_xy=True).transform(
+        xx.ravel(), yy.ravel())
+    ids = grid.latlon_to_cells(lat, lon)
+    k = int(np.flatnonzero(covered)[len(np.flatnonzero(covered)) // 2])
+    cid = ds.cell_ids.values[k]
+    np.testing.assert_allclose(ds.dem_elevation_mean.values[k],
+                               np.nanmean(d.values.ravel()[ids == cid]), rtol=1e-4)
+
+
+# -- bad input ------------------------------------------------------------------------------
+
+
+def test_missing_tile(tmp_path):
+    with pytest.raises(ValueError, match="ArcticDEM tile .*gone.tif does not exist"):
+        arcticdem.open(tmp_path / "gone.tif")
+
+
+def test_tile_without_crs(tmp_path):
+    import rasterio
+    from rasterio.transform import from_origin
+
+    path = tmp_path / "nocrs.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=10, height=10, count=1,
+                       dtype="float32", transform=from_origin(X0, Y0, RES, RES)) as f:
+        f.write(np.ones((1, 10, 10), dtype=np.float32))
+    with pytest.raises(ValueError, match="nocrs.tif has no CRS"):
+        arcticdem.open(path)
+
+
+def test_tiles_in_different_crs(tmp_path):
+    a = write_tile(plane(10, 10), tmp_path / "a.tif")
+    other = plane(10, 10).rio.write_crs("EPSG:3995")
+    b = write_tile(other, tmp_path / "b.tif")
+    with pytest.raises(ValueError, match="b.tif is in EPSG:3995"):
+        arcticdem.open([a, b])
