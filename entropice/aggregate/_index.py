@@ -48,30 +48,42 @@ class PixelIndex:
         return len(self.row)
 
     @cached_property
+    def touched(self):
+        """Domain positions of the cells with at least one pixel centre, sorted."""
+        return np.unique(self.cell)
+
+    @cached_property
+    def local_cell(self):
+        """Each run's cell as a position in ``touched`` (kernels work on these)."""
+        return np.searchsorted(self.touched, self.cell).astype(np.int32)
+
+    @cached_property
+    def local_pixels(self):
+        """Pixels (valid or not) whose centre lies in each touched cell."""
+        return np.bincount(self.local_cell, weights=self.length,
+                           minlength=len(self.touched)).astype(np.int64)
+
+    @cached_property
     def order(self):
         """Runs sorted by cell (stable: row-major within a cell)."""
-        return np.argsort(self.cell, kind="stable")
-
-    def prepare(self):
-        """Compute the derived arrays now (at build time rather than on first use)."""
-        for attr in ("order", "cell_start", "pixels_per_cell", "max_pixels_per_cell"):
-            getattr(self, attr)
-        return self
+        return np.argsort(self.local_cell, kind="stable")
 
     @cached_property
     def cell_start(self):
-        """Offsets into ``order``: cell c's runs are order[cell_start[c]:cell_start[c + 1]]."""
-        counts = np.bincount(self.cell, minlength=len(self.cell_ids))
+        """Offsets into ``order``: touched cell c's runs are order[cell_start[c]:...[c + 1]]."""
+        counts = np.bincount(self.local_cell, minlength=len(self.touched))
         return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
     @cached_property
-    def pixels_per_cell(self):
-        """Pixels (valid or not) whose centre lies in each domain cell."""
-        return np.bincount(self.cell, weights=self.length, minlength=len(self.cell_ids))
-
-    @cached_property
     def max_pixels_per_cell(self):
-        return int(self.pixels_per_cell.max()) if self.n_runs else 0
+        return int(self.local_pixels.max()) if self.n_runs else 0
+
+    def prepare(self):
+        """Compute the derived arrays now (at build time rather than on first use)."""
+        for attr in ("touched", "local_cell", "local_pixels", "order", "cell_start",
+                     "max_pixels_per_cell"):
+            getattr(self, attr)
+        return self
 
     def nbytes(self):
         return sum(a.nbytes for a in (self.row, self.start, self.length, self.cell,

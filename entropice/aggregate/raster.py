@@ -140,15 +140,16 @@ class _Partial:
 
 def _reduce_block(values, index, nodata, want_spread, want_range, qs, complete=None):
     """Moments of every touched cell; quantiles for cells entirely in this block
-    (``complete``, by default all) and the raw pixels of the others."""
+    (``complete``, a mask over ``index.touched``; by default all) and the raw pixels of
+    the others. Works on the block's own cells, not the whole domain."""
     has_nodata = nodata is not None
     nodata_value = values.dtype.type(nodata) if has_nodata else values.dtype.type(0)
-    n = len(index.cell_ids)
+    touched = index.touched
+    n = len(touched)
     args = (values, nodata_value, has_nodata, index.row, index.start, index.length,
-            index.cell, index.weight, index.slope)
+            index.local_cell, index.weight, index.slope)
     count, wsum, mean, m2, vsum, vmin, vmax = _kernels.moments(
         *args, n, want_spread, want_range)
-    touched = np.flatnonzero(index.pixels_per_cell > 0)
     empty = np.empty(0)
     q_cells, q_values = np.empty(0, dtype=np.int64), np.empty((0, len(qs)))
     g_cells, g_values, g_weights = np.empty(0, dtype=np.int64), empty, empty
@@ -156,14 +157,14 @@ def _reduce_block(values, index, nodata, want_spread, want_range, qs, complete=N
         complete = np.ones(n, dtype=bool) if complete is None else complete
         out = _kernels.quantiles(*args, index.order, index.cell_start, np.asarray(qs),
                                  index.max_pixels_per_cell, complete)
-        q_cells = touched[complete[touched]]
-        q_values = out[q_cells]
+        q_cells = touched[complete]
+        q_values = out[complete]
         split = ~complete
-        if split[touched].any():
-            n_split = int(index.pixels_per_cell[split].sum())
-            g_cells, g_values, g_weights = _kernels.gather(*args, split, n_split)
-    return _Partial(touched, count[touched], wsum[touched], mean[touched], m2[touched],
-                    vsum[touched], vmin[touched], vmax[touched], q_cells, q_values,
+        if split.any():
+            n_split = int(index.local_pixels[split].sum())
+            local, g_values, g_weights = _kernels.gather(*args, split, n_split)
+            g_cells = touched[local]
+    return _Partial(touched, count, wsum, mean, m2, vsum, vmin, vmax, q_cells, q_values,
                     g_cells, g_values, g_weights)
 
 
@@ -280,9 +281,10 @@ def raster_to_cells(raster: xr.DataArray, grid: Grid, stats=("mean",),
 
     Parameters
     ----------
-    raster : xarray.DataArray
+    raster : xarray.DataArray or xarray.Dataset
         2-D (y, x), optionally with more dimensions (band, time, ...), which the
-        result keeps. Its CRS comes from rioxarray (``raster.rio.crs``) or, for
+        result keeps. A Dataset's variables (on one grid) are reduced in one pass
+        over the data, into variables ``<name>_<stat>``. Its CRS comes from rioxarray (``raster.rio.crs``) or, for
         lat/lon (latitude/longitude) coordinates, is EPSG:4326. Backed by a dask
         array, it is reduced chunk by chunk on the current dask scheduler.
     grid : Grid
@@ -309,8 +311,11 @@ def raster_to_cells(raster: xr.DataArray, grid: Grid, stats=("mean",),
         If the raster has no CRS, a CRS that cannot be transformed to lon/lat, does
         not overlap the domain, or a statistic is unknown.
     """
+    if isinstance(raster, xr.Dataset):
+        return _dataset_to_cells(raster, grid, stats, min_lat, nodata)
     if not isinstance(raster, xr.DataArray):
-        raise TypeError(f"raster_to_cells takes an xarray.DataArray; got {type(raster).__name__}.")
+        raise TypeError("raster_to_cells takes an xarray.DataArray or Dataset; got "
+                        f"{type(raster).__name__}.")
     names = _parse_stats(stats)
     crs = raster_crs(raster)
     _check_transformable(raster, crs)
@@ -340,34 +345,33 @@ def raster_to_cells(raster: xr.DataArray, grid: Grid, stats=("mean",),
 
     other_dims = raster.dims[:-2]
     other_shape = raster.shape[:-2]
-    results = []
-    for pos in np.ndindex(*other_shape):
-        sl = raster[dict(zip(other_dims, pos))] if other_dims else raster
-        if sampled_mode:
-            results.append(None)
-            continue
-        if sl.chunks is not None:
-            covered, st = _reduce_dask(sl, x, y, crs, grid, cell_ids, min_lat, nodata,
-                                       want_spread, want_range, qs)
+    positions = list(np.ndindex(*other_shape))
+    results = [None] * len(positions)
+    if not sampled_mode:
+        if raster.chunks is not None:  # every slice, block by block, in one dask pass
+            slices = [raster[dict(zip(other_dims, pos))] if other_dims else raster
+                      for pos in positions]
+            results = _reduce_dask(slices, x, y, crs, grid, cell_ids, min_lat, nodata,
+                                   want_spread, want_range, qs)
         else:
-            partial = _reduce_block(np.asarray(sl.values), index, nodata, want_spread,
-                                    want_range, qs)
-            covered, st = _merge([partial], len(cell_ids), qs)
-        results.append((covered, st))
+            for k, pos in enumerate(positions):
+                sl = raster[dict(zip(other_dims, pos))] if other_dims else raster
+                partial = _reduce_block(np.asarray(sl.values), index, nodata, want_spread,
+                                        want_range, qs)
+                results[k] = _merge([partial], len(cell_ids), qs)
 
     # the cells of the result: under pixel centres, or (sampled) under the raster
     if sampled_mode:
         keep = under
     else:
-        keep = np.zeros(len(cell_ids), dtype=bool)
-        keep[index.pixels_per_cell > 0] = True
-        keep |= under
+        keep = under.copy()
+        keep[index.touched] = True
     keep_idx = np.flatnonzero(keep)
     out_shape = (*other_shape, len(keep_idx))
     arrays = {s: np.full(out_shape, np.nan) for s in names}
     if "count" in arrays:
         arrays["count"] = np.zeros(out_shape, dtype=np.int64)
-    for pos, res in zip(np.ndindex(*other_shape), results):
+    for pos, res in zip(positions, results):
         sl = raster[dict(zip(other_dims, pos))] if other_dims else raster
         if res is None:
             sample = np.full(len(cell_ids), np.nan)
@@ -397,6 +401,23 @@ def raster_to_cells(raster: xr.DataArray, grid: Grid, stats=("mean",),
     ds.attrs.update(aggregation="sampled at cell centres" if sampled_mode else
                     "pixels binned by centre, area-weighted")
     return ds
+
+
+def _dataset_to_cells(ds, grid, stats, min_lat, nodata):
+    """Every variable of a dataset on one raster grid, in one pass over the data."""
+    if not ds.data_vars:
+        raise ValueError("the raster dataset has no variables.")
+    names = list(ds.data_vars)
+    stacked = ds.to_dataarray("variable")
+    stacked.name = None
+    result = raster_to_cells(stacked, grid, stats, min_lat, nodata=nodata)
+    sampled = "sampled" in result.attrs["aggregation"]
+    out = xr.Dataset(coords={"cell_ids": result.cell_ids}, attrs=result.attrs)
+    for v in names:
+        for st in result.data_vars:
+            out[f"{v}_{st}"] = result[st].sel(variable=v, drop=True).assign_attrs(
+                _stat_attrs(ds[v], st, sampled))
+    return out
 
 
 def _values(sl):
@@ -465,22 +486,22 @@ def _block_index(x, y, crs, grid, cell_ids, min_lat):
 
 def _block_counts(x, y, crs, grid, cell_ids, min_lat):
     index = _block_index(x, y, crs, grid, cell_ids, min_lat)
-    touched = np.flatnonzero(index.pixels_per_cell > 0)
-    return touched, index.pixels_per_cell[touched]
+    return index.touched, index.local_pixels
 
 
-def _block_partial(values, x, y, crs, grid, cell_ids, min_lat, nodata, want_spread,
-                   want_range, qs, totals):
+def _block_partials(blocks, x, y, crs, grid, cell_ids, min_lat, nodata, want_spread,
+                    want_range, qs, totals):
+    """Partial statistics of one block of every slice (they share the index)."""
     index = _block_index(x, y, crs, grid, cell_ids, min_lat)
-    complete = None
-    if len(qs):
-        complete = index.pixels_per_cell == totals
-    return _reduce_block(np.asarray(values), index, nodata, want_spread, want_range, qs,
-                         complete)
+    complete = index.local_pixels == totals[index.touched] if len(qs) else None
+    return [_reduce_block(np.asarray(b), index, nodata, want_spread, want_range, qs, complete)
+            for b in blocks]
 
 
-def _reduce_dask(sl, x, y, crs, grid, cell_ids, min_lat, nodata, want_spread, want_range, qs):
-    """Reduce a dask-backed 2-D raster block by block on the current scheduler.
+def _reduce_dask(slices, x, y, crs, grid, cell_ids, min_lat, nodata, want_spread, want_range,
+                 qs):
+    """Reduce dask-backed 2-D slices (same grid, same chunks) block by block, all slices of
+    a block in one task, on the current scheduler.
 
     Moments merge exactly. For quantiles a first pass counts every cell's pixels per
     block: cells inside one block get their quantiles there, the pixels of cells
@@ -488,8 +509,7 @@ def _reduce_dask(sl, x, y, crs, grid, cell_ids, min_lat, nodata, want_spread, wa
     """
     import dask
 
-    data = sl.data
-    ychunks, xchunks = data.chunks
+    ychunks, xchunks = slices[0].data.chunks
     yb = np.concatenate([[0], np.cumsum(ychunks)])
     xb = np.concatenate([[0], np.cumsum(xchunks)])
     blocks = [(i, j) for i in range(len(ychunks)) for j in range(len(xchunks))]
@@ -503,10 +523,11 @@ def _reduce_dask(sl, x, y, crs, grid, cell_ids, min_lat, nodata, want_spread, wa
         totals = np.zeros(len(cell_ids))
         for touched, n in counts:
             totals[touched] += n
-    partials = dask.compute(*[
-        dask.delayed(_block_partial)(data.blocks[i, j], x[xb[j]:xb[j + 1]],
-                                     y[yb[i]:yb[i + 1]], crs, grid, cell_ids, min_lat, nodata,
-                                     want_spread, want_range, qs, totals)
+    per_block = dask.compute(*[
+        dask.delayed(_block_partials)([sl.data.blocks[i, j] for sl in slices],
+                                      x[xb[j]:xb[j + 1]], y[yb[i]:yb[i + 1]], crs, grid,
+                                      cell_ids, min_lat, nodata, want_spread, want_range, qs,
+                                      totals)
         for i, j in blocks
     ])
-    return _merge(list(partials), len(cell_ids), qs)
+    return [_merge([b[k] for b in per_block], len(cell_ids), qs) for k in range(len(slices))]
