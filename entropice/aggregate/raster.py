@@ -284,8 +284,9 @@ def raster_to_cells(raster: xr.DataArray, grid: Grid, stats=("mean",),
     raster : xarray.DataArray or xarray.Dataset
         2-D (y, x), optionally with more dimensions (band, time, ...), which the
         result keeps. A Dataset's variables (on one grid) are reduced in one pass
-        over the data, into variables ``<name>_<stat>``. Its CRS comes from rioxarray (``raster.rio.crs``) or, for
-        lat/lon (latitude/longitude) coordinates, is EPSG:4326. Backed by a dask
+        over the data, into variables ``<name>_<stat>``. The CRS comes from
+        rioxarray (``raster.rio.crs``) or, for lat/lon (latitude/longitude)
+        coordinates, is EPSG:4326. Backed by a dask
         array, it is reduced chunk by chunk on the current dask scheduler.
     grid : Grid
         The cell grid, from :func:`entropice.grids.get_grid`.
