@@ -1,0 +1,158 @@
+"""AlphaEarth Foundations satellite embeddings: 64 numbers per 10 m pixel and year.
+
+The embeddings come as annual 64-band rasters (bands A00-A63), exported from Earth
+Engine as GeoTIFF/COG (one file per year and tile, the year in the file name) or as a
+Zarr store with dimensions (year, band, y, x). ``to_cells`` gives per cell and year
+the mean of each band, and optionally their principal components, fitted once over
+the domain and all years.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from ..grids import DEFAULT_MIN_LAT, Grid
+
+YEAR_RE = re.compile(r"(?<!\d)(19|20)\d{2}(?!\d)")
+
+
+def _band_names(da, path):
+    names = da.attrs.get("long_name")
+    if isinstance(names, (list, tuple)) and len(names) == da.sizes["band"] and all(
+            isinstance(n, str) and re.fullmatch(r"A\d\d", n) for n in names):
+        return list(names)
+    return [f"A{i:02d}" for i in range(da.sizes["band"])]
+
+
+def open(paths, *, years=None, chunks=2048):  # noqa: A001 - the source's verb
+    """Read AlphaEarth embeddings as one lazy DataArray per year.
+
+    Parameters
+    ----------
+    paths : str, Path or list of them
+        GeoTIFF/COG files (one year each; the year is read from the file name unless
+        ``years`` gives it), or one Zarr store with dims (year, band, y, x).
+    years : list of int, optional
+        The year of each file, in order.
+
+    Returns
+    -------
+    dict of int -> xarray.DataArray
+        (band, y, x) rasters with bands named ``A00``...; several tiles of one year
+        are joined.
+    """
+    import rioxarray
+
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ValueError("no AlphaEarth files given.")
+    if len(paths) == 1 and (paths[0].suffix == ".zarr" or (paths[0] / "zarr.json").exists()):
+        try:
+            ds = xr.open_zarr(paths[0], consolidated=None, decode_coords="all")
+        except Exception as err:  # noqa: BLE001
+            raise ValueError(f"cannot read AlphaEarth store {paths[0]}: {err}") from None
+        var = next((v for v in ds.data_vars if {"year", "band"} <= set(ds[v].dims)), None)
+        if var is None:
+            raise ValueError(f"AlphaEarth store {paths[0]} has no variable with year and band "
+                             "dimensions.")
+        da = ds[var]
+        if da.rio.crs is None:
+            raise ValueError(f"AlphaEarth store {paths[0]} has no CRS (a grid_mapping).")
+        return {int(y): da.sel(year=y, drop=True) for y in da.year.values}
+    if years is not None and len(years) != len(paths):
+        raise ValueError(f"years gives {len(years)} years for {len(paths)} files.")
+    per_year = {}
+    for k, path in enumerate(paths):
+        if not path.exists():
+            raise ValueError(f"AlphaEarth file {path} does not exist.")
+        if years is not None:
+            year = int(years[k])
+        else:
+            m = YEAR_RE.search(path.stem)
+            if m is None:
+                raise ValueError(f"cannot tell the year of AlphaEarth file {path}: put it in "
+                                 "the file name (..._2021.tif) or pass years=[...].")
+            year = int(m.group(0))
+        try:
+            da = rioxarray.open_rasterio(path, chunks={"x": chunks, "y": chunks}, masked=True)
+        except Exception as err:  # noqa: BLE001
+            raise ValueError(f"cannot read AlphaEarth file {path}: {err}") from None
+        if da.rio.crs is None:
+            raise ValueError(f"AlphaEarth file {path} has no CRS.")
+        da = da.assign_coords(band=_band_names(da, path))
+        per_year.setdefault(year, []).append(da)
+    out = {}
+    for year, tiles in per_year.items():
+        if len(tiles) == 1:
+            out[year] = tiles[0]
+        else:
+            crs = tiles[0].rio.crs
+            joined = xr.combine_by_coords([t.to_dataset(name="emb") for t in tiles],
+                                          combine_attrs="override")["emb"]
+            out[year] = joined.rio.write_crs(crs)
+    return dict(sorted(out.items()))
+
+
+def to_cells(rasters, grid: Grid, *, n_components=None,
+             min_lat: float = DEFAULT_MIN_LAT) -> xr.Dataset:
+    """Per cell and year: the mean of each band (``emb_a00_mean``...), and with
+    ``n_components`` the principal components of those means (``emb_pc01``...).
+
+    Parameters
+    ----------
+    rasters : dict of int -> xarray.DataArray
+        From :func:`open`.
+    n_components : int, optional
+        Principal components to add, fitted once on all cells and years.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dimensions (year, cells) on the whole domain (NaN where no embedding).
+    """
+    from ..aggregate import raster_to_cells
+
+    cells = grid.cells(min_lat)
+    ids = cells.cell_ids.values
+    years = sorted(rasters)
+    bands = list(rasters[years[0]].band.values)
+    means = np.full((len(years), len(bands), len(ids)), np.nan)
+    for k, year in enumerate(years):
+        da = rasters[year]
+        if list(da.band.values) != bands:
+            raise ValueError(f"AlphaEarth year {year} has bands {list(da.band.values)[:3]}...; "
+                             f"year {years[0]} has {bands[:3]}...")
+        per_cell = raster_to_cells(da, grid, stats=("mean",), min_lat=min_lat)["mean"]
+        pos = np.searchsorted(ids, per_cell.cell_ids.values)
+        means[k][:, pos] = per_cell.transpose("band", "cells").values
+    dims = ("year", "cells")
+    data_vars = {}
+    for b, name in enumerate(bands):
+        data_vars[f"emb_{name.lower()}_mean"] = (dims, means[:, b], {
+            "units": "1", "long_name": f"mean of AlphaEarth embedding band {name}",
+            "source": "alphaearth"})
+    ds = xr.Dataset(data_vars, coords={"cell_ids": cells.cell_ids, "year": years})
+    if n_components:
+        from sklearn.decomposition import PCA
+
+        flat = means.transpose(0, 2, 1).reshape(-1, len(bands))
+        ok = np.isfinite(flat).all(axis=1)
+        if ok.sum() < n_components:
+            raise ValueError(f"{ok.sum()} cells have embeddings: too few for "
+                             f"{n_components} principal components.")
+        pca = PCA(n_components).fit(flat[ok])
+        comps = np.full((flat.shape[0], n_components), np.nan)
+        comps[ok] = pca.transform(flat[ok])
+        comps = comps.reshape(len(years), len(ids), n_components)
+        for c in range(n_components):
+            ds[f"emb_pc{c + 1:02d}"] = (dims, comps[:, :, c], {
+                "units": "1", "long_name": f"principal component {c + 1} of the AlphaEarth "
+                f"band means ({pca.explained_variance_ratio_[c]:.1%} of the variance)",
+                "source": "alphaearth"})
+    return ds
