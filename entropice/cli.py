@@ -1,4 +1,9 @@
-"""The ``entropice`` command: one sub-command per pipeline stage, the demo and the app."""
+"""The ``entropice`` command: one sub-command per pipeline stage, the demo and the cube."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
 
 import typer
 
@@ -13,6 +18,21 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+STAGE_HELP = {
+    "grids": "Cells of every grid and level: ids, centres, areas, land fraction.",
+    "labels": "RTS labels from DARTS: count, area, density and class per cell and year.",
+    "era5": "Climate features from ERA5 per cell and year.",
+    "arcticdem": "Terrain statistics from ArcticDEM per cell.",
+    "alphaearth": "AlphaEarth embedding means (and principal components) per cell and year.",
+}
+CONFIG = typer.Option(Path("pipeline/config.toml"), "--config", "-c",
+                      help="Pipeline configuration (TOML).")
+FORCE = typer.Option(False, "--force", help="Redo groups that are up to date.")
+QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars.")
+SCHEDULER = typer.Option(None, "--scheduler",
+                         help="dask.distributed scheduler address (tcp://...) for raster work.")
+LOG_LEVEL = typer.Option("WARNING", "--log-level", help="DEBUG, INFO, WARNING or ERROR.")
 
 
 def _print_version(value: bool) -> None:
@@ -31,6 +51,71 @@ def main(
     """Entropice command line."""
 
 
+def _fail(err: Exception):
+    typer.echo(f"error: {err}", err=True)
+    raise typer.Exit(1)
+
+
+def _setup_logging(level: str):
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.WARNING),
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def _run(stages, config, force, quiet, scheduler, log_level):
+    from .cube import CubeError
+    from .pipeline import load_config, run_stage
+
+    _setup_logging(log_level)
+    try:
+        cfg = load_config(config)
+        for stage in stages:
+            done = run_stage(stage, cfg, force=force, quiet=quiet, scheduler=scheduler)
+            written = sum(1 for *_, status in done if status == "written")
+            typer.echo(f"{stage}: {written} group(s) written, {len(done) - written} up to date")
+    except (ValueError, CubeError) as err:
+        _fail(err)
+
+
+def _stage_command(stage: str):
+    def command(config: Path = CONFIG, force: bool = FORCE, quiet: bool = QUIET,
+                scheduler: str | None = SCHEDULER, log_level: str = LOG_LEVEL) -> None:
+        _run([stage], config, force, quiet, scheduler, log_level)
+
+    command.__doc__ = STAGE_HELP[stage]
+    return command
+
+
+for _stage in STAGE_HELP:
+    app.command(_stage, help=STAGE_HELP[_stage])(_stage_command(_stage))
+
+
+@app.command("run")
+def run_all(config: Path = CONFIG, force: bool = FORCE, quiet: bool = QUIET,
+            scheduler: str | None = SCHEDULER, log_level: str = LOG_LEVEL) -> None:
+    """Run every stage in order: grids, labels, era5, arcticdem, alphaearth."""
+    _run(list(STAGE_HELP), config, force, quiet, scheduler, log_level)
+
+
+@app.command("demo")
+def demo(
+    cube: Path = typer.Option(Path("data/cube.zarr"), "--cube", help="Where to build the cube."),
+    force: bool = FORCE, quiet: bool = QUIET, log_level: str = LOG_LEVEL,
+) -> None:
+    """Build a demo cube with no network: real land, terrain and climate from data that
+    ships in packages, synthetic RTS and embeddings; then say how to explore it."""
+    from .cube import CubeError
+    from .sources import demo as demo_source
+
+    _setup_logging(log_level)
+    try:
+        demo_source.build(cube, force=force, quiet=quiet)
+    except (ValueError, CubeError) as err:
+        _fail(err)
+    typer.echo(f"\nThe demo cube is at {cube}. Look into it with:\n\n"
+               f"    entropice cube info {cube}\n\n"
+               "(the dashboard, `panel serve app/`, comes with the next release)")
+
+
 cube_app = typer.Typer(help="Inspect the cube.", no_args_is_help=True)
 app.add_typer(cube_app, name="cube")
 
@@ -45,5 +130,4 @@ def cube_info(
     try:
         typer.echo(Cube(path).info())
     except CubeError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(1) from None
+        _fail(err)

@@ -155,9 +155,13 @@ def validate_group(ds: xr.Dataset, grid: str, level: int):
 
 
 def _clean_for_zarr(ds: xr.Dataset) -> xr.Dataset:
+    """Drop stale encodings; store features and labels (variables with a ``source``)
+    as float32, which halves the cube and keeps 7 digits."""
     ds = ds.copy()
-    for v in ds.variables.values():
+    for name, v in ds.variables.items():
         v.encoding = {k: val for k, val in v.encoding.items() if k in ("dtype", "_FillValue")}
+        if name in ds.data_vars and "source" in v.attrs and v.dtype == np.float64:
+            v.encoding["dtype"] = "float32"
     return ds
 
 
@@ -205,6 +209,12 @@ class Cube:
 
     def __repr__(self):
         return f"Cube({str(self.path)!r}, groups={self.groups()})"
+
+    def set_attrs(self, **attrs):
+        """Update the root attributes (the schema version cannot be changed)."""
+        attrs.pop("schema_version", None)
+        self.attrs.update(attrs)
+        _set_group_attrs(self.path, self.attrs)
 
     # -- reading -------------------------------------------------------------------
 

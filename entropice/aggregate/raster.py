@@ -337,8 +337,11 @@ def raster_to_cells(raster: xr.DataArray, grid: Grid, stats=("mean",),
             f"{_label(raster)} does not overlap the domain (cells of {grid.name} level "
             f"{grid.level} with centres north of {min_lat} deg)."
         )
+    # pixels larger than the cells under the raster: sample at the cell centres instead
     pixel_km2 = float(np.median(index.weight)) if index.n_runs else np.inf
-    cell_km2 = float(np.median(cells_ds.area_km2.values[under])) if under.any() else 0.0
+    near = under.copy()
+    near[index.touched] = True
+    cell_km2 = float(np.median(cells_ds.area_km2.values[near]))
     sampled_mode = pixel_km2 > cell_km2
     qs = [int(QUANTILE_RE.match(s).group(1)) / 100 for s in names if QUANTILE_RE.match(s)]
     want_spread = "std" in names

@@ -191,7 +191,9 @@ def terrain(dem: xr.DataArray) -> xr.Dataset:
     res_y = float(abs(y[1] - y[0])) if len(y) > 1 else 1.0
     to_lonlat = geometry.transformer(crs.to_wkt(), "EPSG:4326")
     proj = Proj(crs)
-    polar = crs.to_dict().get("proj") == "stere" and crs.to_dict().get("lat_0") == 90
+    op = crs.coordinate_operation
+    polar = op is not None and "Polar Stereographic" in op.method_name and any(
+        "latitude" in p.name.lower() and p.value > 0 for p in op.params)
     depth = TPI_RADIUS + 1
     data = dem.data if isinstance(dem.data, dsa.Array) else dsa.from_array(dem.data)
 

@@ -322,18 +322,23 @@ def to_cells(ds, grid: Grid, *, years=None, year_start_month=10, trend_window=10
     xarray.Dataset
         Dimensions (year, cells), the variables of ``FEATURES``.
     """
-    from ..aggregate import raster_to_cells
-
     fds = features(ds, years=years, year_start_month=year_start_month,
                    trend_window=trend_window)
+    return features_to_cells(fds, grid, min_lat=min_lat)
+
+
+def features_to_cells(fds, grid: Grid, *, min_lat: float = DEFAULT_MIN_LAT) -> xr.Dataset:
+    """Features from :func:`features` into cells, all in one pass over the ERA5 grid."""
+    from ..aggregate import raster_to_cells
+
     cells = grid.cells(min_lat)
     ids = cells.cell_ids.values
+    per_cell = raster_to_cells(fds.rename({"latitude": "lat", "longitude": "lon"}), grid,
+                               stats=("mean",), min_lat=min_lat)
+    pos = np.searchsorted(ids, per_cell.cell_ids.values)
     data_vars = {}
     for name, var in fds.data_vars.items():
-        raster = var.rename({"latitude": "lat", "longitude": "lon"})
-        per_cell = raster_to_cells(raster, grid, stats=("mean",), min_lat=min_lat)["mean"]
         full = np.full((fds.sizes["year"], len(ids)), np.nan)
-        full[:, np.searchsorted(ids, per_cell.cell_ids.values)] = per_cell.transpose(
-            "year", "cells").values
+        full[:, pos] = per_cell[f"{name}_mean"].transpose("year", "cells").values
         data_vars[name] = (("year", "cells"), full, dict(var.attrs))
     return xr.Dataset(data_vars, coords={"cell_ids": cells.cell_ids, "year": fds.year.values})

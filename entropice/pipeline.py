@@ -1,0 +1,304 @@
+"""The pipeline stages: from raw files to the cube, one stage at a time.
+
+Each stage reads its sources once and writes its variables into every (grid, level)
+group of the cube. A stage records a hash of its configuration and the fingerprints
+of its input files in each group; when both are unchanged the group is skipped
+(``force`` redoes it). A failing stage leaves every group as it was: each group is
+written atomically.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import tomllib
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+
+from .cube import Cube, config_hash, fingerprint
+from .grids import get_grid
+
+log = logging.getLogger("entropice")
+
+STAGES = ("grids", "labels", "era5", "arcticdem", "alphaearth")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used."""
+
+
+def load_config(path) -> dict:
+    """Read a pipeline TOML file; relative paths in it are relative to the file."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"no pipeline configuration at {path}.")
+    try:
+        cfg = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path} is not valid TOML: {err}") from None
+    cfg["_dir"] = str(path.parent.resolve())
+    cfg.setdefault("domain", {})
+    cfg["domain"].setdefault("min_lat", 50.0)
+    cfg["domain"].setdefault("year_start_month", 10)
+    if "cube" not in cfg:
+        raise ConfigError(f"{path} does not say where the cube is (cube = \"...\").")
+    return cfg
+
+
+def _path(cfg, value) -> Path:
+    p = Path(value)
+    return p if p.is_absolute() else Path(cfg["_dir"]) / p
+
+
+def _paths(cfg, section, key="paths") -> list[str]:
+    """Input files of a section (globs expanded, in order); an error if none exist."""
+    values = cfg.get(section, {}).get(key)
+    if not values:
+        raise ConfigError(f"[{section}] {key} is empty: say where the {section} data are.")
+    values = [values] if isinstance(values, str) else values
+    out = []
+    for v in values:
+        if "://" in str(v):
+            out.append(str(v))
+            continue
+        p = _path(cfg, v)
+        matches = sorted(glob.glob(str(p))) if any(c in str(p) for c in "*?[") else (
+            [str(p)] if p.exists() else [])
+        if not matches:
+            raise ConfigError(f"[{section}] {key}: no file matches {p}.")
+        out.extend(matches)
+    return out
+
+
+def _groups(cfg):
+    grids = cfg.get("grids", {})
+    out = [(name, int(level)) for name in ("h3", "healpix") for level in grids.get(name, [])]
+    if not out:
+        raise ConfigError("[grids] names no levels: give h3 = [...] and/or healpix = [...].")
+    for name, level in out:
+        get_grid(name, level)  # a clear error for a level out of range
+    return out
+
+
+def _hash(cfg, section):
+    return config_hash({"domain": cfg["domain"], section: cfg.get(section, {})})
+
+
+def _fingerprints(paths):
+    return {Path(p).name: (fingerprint(p) if "://" not in p else p) for p in paths}
+
+
+def _progress(items, quiet, desc):
+    if quiet:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, unit="group")
+
+
+def run_stage(stage: str, cfg: dict, *, force=False, quiet=False, scheduler=None):
+    """Run one stage on every group; returns ``[(grid, level, "written" | "up to date")]``."""
+    if stage not in STAGES:
+        raise ConfigError(f"unknown stage {stage!r}; the stages are {', '.join(STAGES)}.")
+    client = nullcontext()
+    if scheduler:
+        from distributed import Client
+
+        client = Client(scheduler)
+    with client:
+        return _STAGE_FUNCS[stage](cfg, force=force, quiet=quiet)
+
+
+def _each_group(cfg, stage, inputs, compute, *, force, quiet, new_group=False):
+    """Call ``compute(grid, level, cube)`` for every group not up to date; write results."""
+    cube = Cube.create(_path(cfg, cfg["cube"]))
+    chash = _hash(cfg, stage)
+    done = []
+    for name, level in _progress(_groups(cfg), quiet, stage):
+        if not force and cube.is_up_to_date(name, level, stage, chash, inputs):
+            log.info("%s: %s/%s is up to date", stage, name, level)
+            done.append((name, level, "up to date"))
+            continue
+        if not new_group and (name, level) not in cube:
+            raise ConfigError(f"the cube has no group {name}/{level}: run the grids stage "
+                              "first (`entropice grids`).")
+        ds = compute(name, level, cube)
+        if new_group and (name, level) in cube and np.array_equal(
+                cube.read(name, level).cell_ids.values, ds.cell_ids.values):
+            cube.add_variables(ds, name, level, stage=stage, config_hash=chash, inputs=inputs)
+        elif new_group:
+            cube.write_group(ds, name, level, stage=stage, config_hash=chash, inputs=inputs)
+        else:
+            cube.add_variables(ds, name, level, stage=stage, config_hash=chash, inputs=inputs)
+        log.info("%s: wrote %s/%s", stage, name, level)
+        done.append((name, level, "written"))
+    return done
+
+
+# -- the stages ----------------------------------------------------------------------------
+
+
+def _land(cfg):
+    """The land mask or polygons of [grids] land (None: all land)."""
+    value = cfg.get("grids", {}).get("land")
+    if not value:
+        return None, {}
+    path = _path(cfg, value)
+    if not path.exists():
+        raise ConfigError(f"[grids] land: no file at {path}.")
+    if path.suffix.lower() in (".tif", ".tiff", ".nc", ".zarr"):
+        import rioxarray
+
+        try:
+            mask = rioxarray.open_rasterio(path, masked=True).squeeze("band", drop=True)
+        except Exception as err:  # noqa: BLE001
+            raise ConfigError(f"cannot read the land mask {path}: {err}") from None
+        mask.name = "land"
+        return ("raster", mask), {path.name: fingerprint(path)}
+    import geopandas as gpd
+
+    return ("polygons", gpd.read_file(path)), {path.name: fingerprint(path)}
+
+
+def stage_grids(cfg, *, force=False, quiet=False):
+    """Cells of every grid and level: ids, centres, areas and land fraction."""
+    from .aggregate import raster_to_cells
+    from .grids.domain import land_fraction
+
+    min_lat = cfg["domain"]["min_lat"]
+    land, inputs = _land(cfg)
+
+    def compute(name, level, cube):
+        grid = get_grid(name, level)
+        cells = grid.cells(min_lat)
+        if land is None:
+            frac = np.ones(cells.sizes["cells"])
+        elif land[0] == "raster":
+            per_cell = raster_to_cells(land[1], grid, ("mean",), min_lat)["mean"]
+            frac = np.zeros(cells.sizes["cells"])
+            pos = np.searchsorted(cells.cell_ids.values, per_cell.cell_ids.values)
+            frac[pos] = np.nan_to_num(per_cell.values)
+        else:
+            frac = land_fraction(grid, land[1], min_lat).values
+        cells["land_fraction"] = ("cells", np.clip(frac, 0.0, 1.0),
+                                  {"units": "1", "long_name": "land share of the cell area"})
+        return cells
+
+    return _each_group(cfg, "grids", inputs, compute, force=force, quiet=quiet, new_group=True)
+
+
+def _years(cfg, ds):
+    years = cfg["domain"].get("years")
+    if years is None or "year" not in ds.dims:
+        return ds
+    keep = [y for y in ds.year.values if y in set(years)]
+    if not keep:
+        raise ConfigError(f"none of the years {list(ds.year.values)} is among [domain] years "
+                          f"{years}.")
+    return ds.sel(year=keep)
+
+
+def stage_labels(cfg, *, force=False, quiet=False):
+    """RTS labels from DARTS: count, area, density and class per cell and year."""
+    import geopandas as gpd
+
+    from .sources import darts
+
+    section = cfg.get("labels", {})
+    if not section.get("darts"):
+        raise ConfigError("[labels] darts is empty: say where the DARTS file is.")
+    path = _path(cfg, section["darts"])
+    inputs = {path.name: fingerprint(path) if path.exists() else "missing"}
+    cov_path = _path(cfg, section["coverage"]) if section.get("coverage") else None
+    if cov_path is not None:
+        inputs[cov_path.name] = fingerprint(cov_path) if cov_path.exists() else "missing"
+    state = {}
+
+    def compute(name, level, cube):
+        if "gdf" not in state:
+            state["gdf"] = darts.open(path)
+            if cov_path is not None:
+                if not cov_path.exists():
+                    raise ConfigError(f"[labels] coverage: no file at {cov_path}.")
+                state["coverage"] = gpd.read_file(cov_path)
+        land = cube.read(name, level).land_fraction.values
+        ds = darts.to_cells(state["gdf"], get_grid(name, level), land_fraction=land,
+                            coverage=state.get("coverage"),
+                            bin_edges=section.get("bin_edges", darts.DEFAULT_BIN_EDGES),
+                            min_lat=cfg["domain"]["min_lat"])
+        return _years(cfg, ds)
+
+    return _each_group(cfg, "labels", inputs, compute, force=force, quiet=quiet)
+
+
+def stage_era5(cfg, *, force=False, quiet=False):
+    """Climate features from ERA5 per cell and year."""
+    from .sources import era5
+
+    paths = _paths(cfg, "era5")
+    inputs = _fingerprints(paths)
+    section = cfg.get("era5", {})
+    state = {}
+
+    def compute(name, level, cube):
+        if "features" not in state:
+            ds = era5.open(paths, min_lat=cfg["domain"]["min_lat"])
+            state["features"] = era5.features(
+                ds, year_start_month=cfg["domain"]["year_start_month"],
+                trend_window=section.get("trend_window", 10))
+        out = era5.features_to_cells(state["features"], get_grid(name, level),
+                                     min_lat=cfg["domain"]["min_lat"])
+        return _years(cfg, out)
+
+    return _each_group(cfg, "era5", inputs, compute, force=force, quiet=quiet)
+
+
+def stage_arcticdem(cfg, *, force=False, quiet=False):
+    """Terrain statistics from ArcticDEM per cell."""
+    from .sources import arcticdem
+
+    paths = _paths(cfg, "arcticdem")
+    inputs = _fingerprints(paths)
+    stats = tuple(cfg.get("arcticdem", {}).get("stats", arcticdem.STATS))
+    state = {}
+
+    def compute(name, level, cube):
+        if "dem" not in state:
+            state["dem"] = arcticdem.open(paths)
+        return arcticdem.to_cells(state["dem"], get_grid(name, level), stats=stats,
+                                  min_lat=cfg["domain"]["min_lat"])
+
+    return _each_group(cfg, "arcticdem", inputs, compute, force=force, quiet=quiet)
+
+
+def stage_alphaearth(cfg, *, force=False, quiet=False):
+    """Satellite embedding means (and principal components) per cell and year."""
+    from .sources import alphaearth
+
+    paths = _paths(cfg, "alphaearth")
+    inputs = _fingerprints(paths)
+    n = cfg.get("alphaearth", {}).get("n_components") or None
+    state = {}
+
+    def compute(name, level, cube):
+        if "rasters" not in state:
+            state["rasters"] = alphaearth.open(paths)
+        out = alphaearth.to_cells(state["rasters"], get_grid(name, level), n_components=n,
+                                  min_lat=cfg["domain"]["min_lat"])
+        return _years(cfg, out)
+
+    return _each_group(cfg, "alphaearth", inputs, compute, force=force, quiet=quiet)
+
+
+_STAGE_FUNCS = {"grids": stage_grids, "labels": stage_labels, "era5": stage_era5,
+                "arcticdem": stage_arcticdem, "alphaearth": stage_alphaearth}
+
+
+def run_all(cfg, *, force=False, quiet=False, scheduler=None, stages=STAGES):
+    """Run the stages in order; a stage without inputs configured is an error."""
+    return {s: run_stage(s, cfg, force=force, quiet=quiet, scheduler=scheduler) for s in stages}
+
+
+__all__ = ["STAGES", "ConfigError", "load_config", "run_all", "run_stage"]
