@@ -162,3 +162,18 @@ def test_the_shipped_config_parses():
     cfg = load_config(os.path.join(os.path.dirname(__file__), "..", "pipeline", "config.toml"))
     assert cfg["grids"]["h3"] == [3, 4, 5, 6]
     assert textwrap.dedent(cfg["cube"]).endswith("cube.zarr")
+
+
+def test_stage_on_a_dask_cluster(project):
+    """--scheduler sends the raster work to a dask.distributed cluster."""
+    from distributed import LocalCluster
+
+    cfg = str(project / "config.toml")
+    assert entropice("grids", "--config", cfg, "--quiet").returncode == 0
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:
+        out = entropice("arcticdem", "--config", cfg, "--quiet", "--scheduler",
+                        cluster.scheduler_address)
+    assert out.returncode == 0, out.stderr
+    assert "arcticdem: 3 group(s) written" in out.stdout
+    assert np.isfinite(Cube(project / "cube.zarr").read("h3", 3).dem_slope_p90.values).any()
