@@ -9,6 +9,7 @@ written atomically.
 
 from __future__ import annotations
 
+import functools
 import glob
 import logging
 import tomllib
@@ -214,18 +215,20 @@ def stage_labels(cfg, *, force=False, quiet=False):
     cov_path = _path(cfg, section["coverage"]) if section.get("coverage") else None
     if cov_path is not None:
         inputs[cov_path.name] = fingerprint(cov_path) if cov_path.exists() else "missing"
-    state = {}
+
+    @functools.cache  # read the sources once, on the first group that needs them
+    def sources():
+        coverage = None
+        if cov_path is not None:
+            if not cov_path.exists():
+                raise ConfigError(f"[labels] coverage: no file at {cov_path}.")
+            coverage = gpd.read_file(cov_path)
+        return darts.open(path), coverage
 
     def compute(name, level, cube):
-        if "gdf" not in state:
-            state["gdf"] = darts.open(path)
-            if cov_path is not None:
-                if not cov_path.exists():
-                    raise ConfigError(f"[labels] coverage: no file at {cov_path}.")
-                state["coverage"] = gpd.read_file(cov_path)
+        gdf, coverage = sources()
         land = cube.read(name, level).land_fraction.values
-        ds = darts.to_cells(state["gdf"], get_grid(name, level), land_fraction=land,
-                            coverage=state.get("coverage"),
+        ds = darts.to_cells(gdf, get_grid(name, level), land_fraction=land, coverage=coverage,
                             bin_edges=section.get("bin_edges", darts.DEFAULT_BIN_EDGES),
                             min_lat=cfg["domain"]["min_lat"])
         return _years(cfg, ds)
@@ -240,15 +243,15 @@ def stage_era5(cfg, *, force=False, quiet=False):
     paths = _paths(cfg, "era5")
     inputs = _fingerprints(paths)
     section = cfg.get("era5", {})
-    state = {}
+
+    @functools.cache
+    def features():
+        ds = era5.open(paths, min_lat=cfg["domain"]["min_lat"])
+        return era5.features(ds, year_start_month=cfg["domain"]["year_start_month"],
+                             trend_window=section.get("trend_window", 10))
 
     def compute(name, level, cube):
-        if "features" not in state:
-            ds = era5.open(paths, min_lat=cfg["domain"]["min_lat"])
-            state["features"] = era5.features(
-                ds, year_start_month=cfg["domain"]["year_start_month"],
-                trend_window=section.get("trend_window", 10))
-        out = era5.features_to_cells(state["features"], get_grid(name, level),
+        out = era5.features_to_cells(features(), get_grid(name, level),
                                      min_lat=cfg["domain"]["min_lat"])
         return _years(cfg, out)
 
@@ -262,12 +265,10 @@ def stage_arcticdem(cfg, *, force=False, quiet=False):
     paths = _paths(cfg, "arcticdem")
     inputs = _fingerprints(paths)
     stats = tuple(cfg.get("arcticdem", {}).get("stats", arcticdem.STATS))
-    state = {}
+    dem = functools.cache(lambda: arcticdem.open(paths))
 
     def compute(name, level, cube):
-        if "dem" not in state:
-            state["dem"] = arcticdem.open(paths)
-        return arcticdem.to_cells(state["dem"], get_grid(name, level), stats=stats,
+        return arcticdem.to_cells(dem(), get_grid(name, level), stats=stats,
                                   min_lat=cfg["domain"]["min_lat"])
 
     return _each_group(cfg, "arcticdem", inputs, compute, force=force, quiet=quiet)
@@ -280,12 +281,10 @@ def stage_alphaearth(cfg, *, force=False, quiet=False):
     paths = _paths(cfg, "alphaearth")
     inputs = _fingerprints(paths)
     n = cfg.get("alphaearth", {}).get("n_components") or None
-    state = {}
+    rasters = functools.cache(lambda: alphaearth.open(paths))
 
     def compute(name, level, cube):
-        if "rasters" not in state:
-            state["rasters"] = alphaearth.open(paths)
-        out = alphaearth.to_cells(state["rasters"], get_grid(name, level), n_components=n,
+        out = alphaearth.to_cells(rasters(), get_grid(name, level), n_components=n,
                                   min_lat=cfg["domain"]["min_lat"])
         return _years(cfg, out)
 
