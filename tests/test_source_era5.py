@@ -96,6 +96,12 @@ def test_hourly_cds_netcdf(tmp_path):
         i = up[0]
         expected = i + col[i, row] / (col[i, row] - col[i + 1, row])
         assert abs(thaw[row] - expected) < 1.5, (row, thaw[row], expected)
+    # the shoulder: the four weeks around thaw onset, another way (daily means by hand)
+    shoulder = f.era5_t2m_thaw_shoulder_mean.sel(year=2021).sortby("longitude").values[:, 0]
+    for row in np.flatnonzero(np.isfinite(thaw))[:5]:
+        days = np.arange(thaw[row] - 14, thaw[row] + 15)
+        expected = np.interp(days, np.arange(len(col)), col[:, row]).mean()
+        assert abs(shoulder[row] - expected) < 0.05
     season = f.era5_thaw_season_days.sel(year=2021).values
     found = ~np.isnan(season)  # NaN: no freeze-up within three months past the year
     assert found.mean() > 0.5 and (season[found] >= 0).all() and (season[found] <= 458).all()

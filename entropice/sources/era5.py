@@ -79,6 +79,7 @@ def open(paths, *, min_lat: float = DEFAULT_MIN_LAT, engine=None):  # noqa: A001
         else:
             kw = {"engine": engine or ("cfgrib" if grib else None)}
             ds = xr.open_mfdataset([str(p) for p in paths], combine="by_coords", chunks={},
+                                   compat="no_conflicts", coords="minimal",
                                    **{k: v for k, v in kw.items() if v})
     except Exception as err:  # noqa: BLE001 - the backends raise many types
         raise ValueError(f"cannot read ERA5 data {label}: {err}") from None
@@ -206,6 +207,25 @@ def _onsets(t, pos, year_days, monthly):
     return thaw, freeze, season
 
 
+def _window_mean(t, pos, centre, half=14.0):
+    """Mean of the piecewise-linear temperature series over [centre - half, centre + half]
+    (daily steps), per pixel; NaN where ``centre`` is NaN."""
+    s = t.transpose("time", ...).values
+    flat = s.reshape(s.shape[0], -1)
+    c = centre.ravel()
+    total = np.zeros(c.shape)
+    offsets = np.arange(-half, half + 1.0)
+    cols = np.arange(flat.shape[1])
+    for d in offsets:
+        q = np.clip(c + d, pos[0], pos[-1])
+        j = np.clip(np.searchsorted(pos, q, side="right") - 1, 0, len(pos) - 2)
+        f = np.where(np.isfinite(q), (q - pos[j]) / (pos[j + 1] - pos[j]), 0.0)
+        jj = np.where(np.isfinite(q), j, 0)
+        total += (1 - f) * flat[jj, cols] + f * flat[jj + 1, cols]
+    out = total / len(offsets)
+    return np.where(np.isfinite(c), out, np.nan).reshape(centre.shape)
+
+
 FEATURES = {
     "era5_t2m_annual_mean": ("degC", "annual mean 2 m temperature"),
     "era5_t2m_djf_mean": ("degC", "winter (DJF) mean 2 m temperature"),
@@ -222,6 +242,10 @@ FEATURES = {
     "era5_thaw_onset_doy": ("day", "thaw onset, day of the year (0 = first day)"),
     "era5_freeze_onset_doy": ("day", "freeze-up onset, day of the year (0 = first day)"),
     "era5_thaw_season_days": ("day", "days from thaw onset to freeze-up"),
+    "era5_t2m_thaw_shoulder_mean": ("degC", "mean 2 m temperature in the four weeks "
+                                            "around thaw onset"),
+    "era5_t2m_freeze_shoulder_mean": ("degC", "mean 2 m temperature in the four weeks "
+                                              "around freeze-up"),
     "era5_t2m_trend": ("degC decade-1", "linear trend of the annual mean 2 m temperature "
                                          "over the trend window ending with the year"),
 }
@@ -272,11 +296,17 @@ def features(ds, *, years=None, year_start_month=10, trend_window=10) -> xr.Data
         start = np.concatenate([[0.0], np.cumsum(ext.days.values)[:-1]])
         pos = start + (ext.days.values / 2.0 if monthly else 0.0)
         thaw, freeze, season = _onsets(ext.t2m_mean, pos, float(w.sum()), monthly)
+        thaw_shoulder = _window_mean(ext.t2m_mean, pos, thaw)
+        freeze_shoulder = _window_mean(ext.t2m_mean, pos, freeze)
         dims = ("latitude", "longitude")
         coords = dict(latitude=t.latitude, longitude=t.longitude)
         rec["era5_thaw_onset_doy"] = xr.DataArray(thaw, dims=dims, coords=coords)
         rec["era5_freeze_onset_doy"] = xr.DataArray(freeze, dims=dims, coords=coords)
         rec["era5_thaw_season_days"] = xr.DataArray(season, dims=dims, coords=coords)
+        rec["era5_t2m_thaw_shoulder_mean"] = xr.DataArray(thaw_shoulder, dims=dims,
+                                                          coords=coords)
+        rec["era5_t2m_freeze_shoulder_mean"] = xr.DataArray(freeze_shoulder, dims=dims,
+                                                            coords=coords)
         for k, v in rec.items():
             out.setdefault(k, []).append(v)
     if not all_years:
