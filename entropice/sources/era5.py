@@ -191,7 +191,8 @@ def _onsets(t, pos, year_days, monthly):
     thaw = np.full(s.shape[1:], np.nan)
     freeze = np.full(s.shape[1:], np.nan)
     for i in range(1, s.shape[0]):
-        frac = s[i - 1] / (s[i - 1] - s[i] + 1e-300)
+        with np.errstate(divide="ignore", invalid="ignore"):  # used only where s changes sign
+            frac = s[i - 1] / (s[i - 1] - s[i])
         at = pos[i - 1] + frac * (pos[i] - pos[i - 1])
         up = ~above[i - 1] & above[i] & np.isnan(thaw) & (pos[i] <= year_days)
         thaw[up] = at[up]
