@@ -1,0 +1,174 @@
+"""Training pieces on small groups built here: design matrix, spatial folds, metrics,
+the triage curve and models saved as arrays."""
+
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+from scipy.ndimage import gaussian_filter
+from sklearn import metrics as skm
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.model_selection import KFold, cross_val_score
+
+from entropice import train
+from entropice.espa import ESPAClassifier
+from entropice.grids import get_grid
+
+GRID = get_grid("h3", 5)
+
+
+def group(seed=0, years=(2021, 2022)):
+    """Cells of a 10 x 30 deg box with clustered RTS classes and a few features."""
+    cells = GRID.cells()
+    box = (cells.lat.values > 62) & (cells.lat.values < 72) & (cells.lon.values > 100) & (
+        cells.lon.values < 130)
+    ds = cells.isel(cells=np.flatnonzero(box))
+    rng = np.random.default_rng(seed)
+    # a smooth random field on a lat/lon raster, read at the cell centres: clustered labels
+    field = gaussian_filter(rng.standard_normal((50, 150)), 4)
+    r = np.clip(((ds.lat.values - 62) * 5).astype(int), 0, 49)
+    c = np.clip(((ds.lon.values - 100) * 5).astype(int), 0, 149)
+    f = field[r, c] / field.std()
+    n = ds.sizes["cells"]
+    classes = np.digitize(f, [-0.3, 0.5, 1.2]).astype(float)
+    classes[rng.random(n) < 0.1] = np.nan  # unmapped
+    ds["rts_class"] = (("year", "cells"), np.tile(classes, (len(years), 1)),
+                       {"units": "1", "long_name": "class",
+                        "flag_meanings": "none low medium high"})
+    ds["rts_count"] = (("year", "cells"), np.tile(np.nan_to_num(classes) * 2, (len(years), 1)),
+                       {"units": "1", "long_name": "count"})
+    ds["era5_tdd_sum"] = (("year", "cells"), 800 + 100 * f + rng.normal(0, 50, (len(years), n)),
+                          {"units": "degC day", "long_name": "tdd"})
+    slope = rng.gamma(2, 2, n)
+    slope[:5] = np.nan
+    ds["dem_slope_mean"] = ("cells", slope, {"units": "degree", "long_name": "slope"})
+    ds["emb_pc01"] = (("year", "cells"), rng.normal(size=(len(years), n)),
+                      {"units": "1", "long_name": "pc1"})
+    return ds.assign_coords(year=list(years))
+
+
+def test_design_matrix():
+    ds = group()
+    dm = train.design_matrix(ds)
+    labelled = np.isfinite(ds.rts_class.values).sum()
+    assert len(dm.y) == labelled == len(dm.X) == len(dm.cell_ids) == len(dm.years)
+    assert list(dm.X.columns) == ["era5_tdd_sum", "dem_slope_mean", "emb_pc01",
+                                  "dem_slope_mean_missing"]
+    assert dm.classes == ["none", "low", "medium", "high"]
+    # yearly features follow the sample's year; static ones repeat
+    k = np.flatnonzero(dm.years == 2022)[0]
+    pos = int(np.searchsorted(ds.cell_ids.values, dm.cell_ids[k]))
+    assert dm.X.era5_tdd_sum[k] == ds.era5_tdd_sum.sel(year=2022).values[pos]
+    dropped = train.design_matrix(ds, missing="drop")
+    assert len(dropped.y) < len(dm.y) and "dem_slope_mean_missing" not in dropped.X
+    anyrts = train.design_matrix(ds, target="any")
+    assert set(anyrts.y) == {0, 1}
+
+
+def test_design_matrix_errors():
+    ds = group()
+    with pytest.raises(ValueError, match="no labels"):
+        train.design_matrix(ds.drop_vars(["rts_class", "rts_count"]))
+    with pytest.raises(ValueError, match="pattern 'sar_\\*' matches nothing"):
+        train.design_matrix(ds, features=("era5_*", "sar_*"))
+    lonely = ds.copy(deep=True)
+    vals = lonely.rts_class.values
+    vals[vals == 3] = 2
+    vals[0, 0] = 3
+    vals[1, 0] = np.nan
+    with pytest.raises(ValueError, match="class 3 has a single labelled cell"):
+        train.design_matrix(lonely)
+
+
+def test_spatial_folds_keep_blocks_together():
+    ds = group()
+    dm = train.design_matrix(ds)
+    folds = train.spatial_folds(dm.cell_ids, "h3", 5, n_folds=5)
+    blocks = GRID.parents(dm.cell_ids, 3)
+    for b in np.unique(blocks):
+        assert len(set(folds[blocks == b])) == 1
+    sizes = np.bincount(folds)
+    assert len(sizes) == 5 and sizes.min() > 0.5 * sizes.max()
+    with pytest.raises(ValueError, match="blocks at level 0 for 5 folds"):
+        train.spatial_folds(dm.cell_ids[:3], "h3", 5, ancestor_level=0)
+
+
+def test_spatial_folds_matter_on_clustered_labels():
+    """Random folds flatter a model that learns places; spatial folds do not."""
+    ds = group(seed=3)
+    dm = train.design_matrix(ds, features=("era5_*",), years=[2021])
+    lat, lon = GRID.centres(dm.cell_ids)
+    X = np.column_stack([lat, lon])
+    rf = RandomForestClassifier(100, random_state=0)
+    random_cv = cross_val_score(rf, X, dm.y, cv=KFold(5, shuffle=True, random_state=0),
+                                scoring="balanced_accuracy").mean()
+    folds = train.spatial_folds(dm.cell_ids, "h3", 5, n_folds=5, ancestor_level=2)
+    splits = [(np.flatnonzero(folds != k), np.flatnonzero(folds == k)) for k in range(5)]
+    spatial_cv = cross_val_score(rf, X, dm.y, cv=splits, scoring="balanced_accuracy").mean()
+    assert random_cv > spatial_cv + 0.1, (random_cv, spatial_cv)
+
+
+def test_metrics_agree_with_scikit_learn():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 200)
+    proba = rng.dirichlet(np.ones(3), 200)
+    m = train.evaluate(y, proba, [0, 1, 2])
+    pred = np.argmax(proba, axis=1)
+    assert m["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, pred))
+    assert m["macro_f1"] == pytest.approx(skm.f1_score(y, pred, average="macro"))
+    assert m["roc_auc"] == pytest.approx(skm.roc_auc_score(y, proba, multi_class="ovr"))
+    assert m["log_loss"] == pytest.approx(skm.log_loss(y, proba))
+    assert m["confusion_matrix"] == skm.confusion_matrix(y, pred).tolist()
+    onehot = np.eye(3)[y]
+    assert m["brier"] == pytest.approx(np.mean(np.sum((proba - onehot) ** 2, axis=1)))
+    curve = train.reliability_curve(y, proba, [0, 1, 2])
+    assert sum(curve["count"]) == 200
+
+
+def test_triage_curve():
+    rng = np.random.default_rng(2)
+    land = rng.uniform(50, 100, 1000)
+    rts = np.where(rng.random(1000) < 0.1, rng.uniform(0.1, 1.0, 1000), 0.0)
+    perfect = train.triage_curve(rts / land, rts, land)
+    assert perfect["rts_share"][-1] == pytest.approx(1.0)
+    for r, share in perfect["land_share_needed"].items():
+        assert share < perfect["random_land_share_needed"][r]
+    assert perfect["land_share_needed"]["0.95"] < 0.12
+    shuffled = train.triage_curve(rng.random(1000), rts, land)
+    assert shuffled["land_share_needed"]["0.50"] > perfect["land_share_needed"]["0.50"]
+
+
+def test_saved_model_predicts_exactly_the_same(tmp_path):
+    ds = group()
+    dm = train.design_matrix(ds)
+    model = train.make_model(ESPAClassifier(6, random_state=0, eps_W=np.inf))
+    model.fit(dm.X.to_numpy(), dm.y)
+    train.save_model(tmp_path / "run", model, list(dm.X.columns), {"grid": "h3", "level": 5})
+    loaded = train.load_model(tmp_path / "run")
+    assert loaded.meta["grid"] == "h3"
+    np.testing.assert_array_equal(loaded.predict_proba(dm.X.to_numpy()),
+                                  model.predict_proba(dm.X.to_numpy()))
+    np.testing.assert_array_equal(train.predict_frame(loaded, dm.X),
+                                  model.predict_proba(dm.X.to_numpy()))
+    assert not list((tmp_path / "run").glob("*.pkl"))
+    with pytest.raises(ValueError, match="lack 1 feature.*'emb_pc01'"):
+        train.predict_frame(loaded, dm.X.drop(columns="emb_pc01"))
+    doc = json.loads((tmp_path / "run" / "model.json").read_text())
+    doc["schema_version"] = 0
+    (tmp_path / "run" / "model.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="written for cube schema 0"):
+        train.load_model(tmp_path / "run")
+
+
+def test_group_from_a_real_cube_layout(tmp_path):
+    """The design matrix reads a group straight from the zarr cube."""
+    from entropice.cube import Cube
+
+    ds = group()
+    cube = Cube.create(tmp_path / "cube.zarr")
+    cube.write_group(ds, "h3", 5, stage="test")
+    dm = train.design_matrix(cube.read("h3", 5))
+    assert len(dm.y) == np.isfinite(ds.rts_class.values).sum()
+    assert isinstance(dm.X.iloc[0, 0], float | np.floating)
+    xr.testing.assert_equal(cube.read("h3", 5).rts_class.load(), ds.rts_class)
