@@ -25,6 +25,9 @@ STAGE_HELP = {
     "era5": "Climate features from ERA5 per cell and year.",
     "arcticdem": "Terrain statistics from ArcticDEM per cell.",
     "alphaearth": "AlphaEarth embedding means (and principal components) per cell and year.",
+    "train": "eSPA+ and baselines on every group with spatial cross-validation; runs go "
+             "to models/<run_id>/ and a summary table to models/summary.md.",
+    "predict": "Predicted class probabilities, class and entropy for every cell and year.",
 }
 CONFIG = typer.Option(Path("pipeline/config.toml"), "--config", "-c",
                       help="Pipeline configuration (TOML).")
@@ -63,7 +66,7 @@ def _setup_logging(level: str):
 
 def _run(stages, config, force, quiet, scheduler, log_level):
     from .cube import CubeError
-    from .pipeline import load_config, run_stage
+    from .pipeline import load_config, models_dir, run_stage
 
     _setup_logging(log_level)
     try:
@@ -72,6 +75,8 @@ def _run(stages, config, force, quiet, scheduler, log_level):
             done = run_stage(stage, cfg, force=force, quiet=quiet, scheduler=scheduler)
             written = sum(1 for *_, status in done if status == "written")
             typer.echo(f"{stage}: {written} group(s) written, {len(done) - written} up to date")
+            if stage == "train" and (models_dir(cfg) / "summary.md").exists():
+                typer.echo((models_dir(cfg) / "summary.md").read_text())
     except (ValueError, CubeError) as err:
         _fail(err)
 
@@ -92,8 +97,15 @@ for _stage in STAGE_HELP:
 @app.command("run")
 def run_all(config: Path = CONFIG, force: bool = FORCE, quiet: bool = QUIET,
             scheduler: str | None = SCHEDULER, log_level: str = LOG_LEVEL) -> None:
-    """Run every stage in order: grids, labels, era5, arcticdem, alphaearth."""
-    _run(list(STAGE_HELP), config, force, quiet, scheduler, log_level)
+    """Run every stage in order: grids, labels, era5, arcticdem, alphaearth, and train and
+    predict when the configuration has a [train] section."""
+    from .pipeline import ConfigError, load_config, stages_of
+
+    try:
+        stages = list(stages_of(load_config(config)))
+    except ConfigError as err:
+        _fail(err)
+    _run(stages, config, force, quiet, scheduler, log_level)
 
 
 @app.command("demo")

@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import functools
 import glob
+import json
 import logging
 import tomllib
 from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .cube import Cube, config_hash, fingerprint
 from .grids import get_grid
 
 log = logging.getLogger("entropice")
 
-STAGES = ("grids", "labels", "era5", "arcticdem", "alphaearth")
+STAGES = ("grids", "labels", "era5", "arcticdem", "alphaearth", "train", "predict")
 
 
 class ConfigError(ValueError):
@@ -291,12 +293,102 @@ def stage_alphaearth(cfg, *, force=False, quiet=False):
     return _each_group(cfg, "alphaearth", inputs, compute, force=force, quiet=quiet)
 
 
+def models_dir(cfg):
+    """Where the runs are stored ([train] models, default models/ beside the config)."""
+    return _path(cfg, cfg.get("train", {}).get("models", "models"))
+
+
+def _registry(cfg):
+    path = models_dir(cfg) / "latest.json"
+    return path, (json.loads(path.read_text()) if path.exists() else {})
+
+
+def stage_train(cfg, *, force=False, quiet=False):
+    """eSPA+ and the baselines on every group, with spatial cross-validation; each run is
+    stored in models/<run_id>/, and a summary table in models/summary.csv."""
+    from .runs import train_group
+
+    cube = Cube(_path(cfg, cfg["cube"]))
+    section = cfg.get("train", {})
+    chash = config_hash({"train": section, "domain": cfg["domain"]})
+    reg_path, registry = _registry(cfg)
+    rows, done = [], []
+    for name, level in _progress(_groups(cfg), quiet, "train"):
+        if (name, level) not in cube:
+            raise ConfigError(f"the cube has no group {name}/{level}: run the grids stage "
+                              "first (`entropice grids`).")
+        key = f"{name}/{level}"
+        # the data trained on: every stage's record but the predictions' own
+        data = config_hash({k: v for k, v in cube.provenance(name, level).items()
+                            if k != "predict"})
+        entry = registry.get(key, {})
+        if not force and entry.get("config_hash") == chash and entry.get("data") == data:
+            done.append((name, level, "up to date"))
+            rows.extend(entry.get("rows", []))
+            continue
+        run = train_group(cube.read(name, level), name, level, section,
+                          models_dir=models_dir(cfg))
+        entry = {"run_id": run["run_id"], "config_hash": chash, "data": data,
+                 "rows": [{"grid": name, "level": level, "model": m, **{
+                     k: v for k, v in met.items() if k != "confusion_matrix"}}
+                     for m, met in run["metrics"].items()]}
+        if run["triage"]:
+            entry["rows"][0]["land_share_for_90pct_rts"] = run["triage"]["land_share_needed"][
+                "0.90"]
+        registry[key] = entry
+        rows.extend(entry["rows"])
+        reg_path.parent.mkdir(parents=True, exist_ok=True)
+        reg_path.write_text(json.dumps(registry, indent=2))
+        done.append((name, level, "written"))
+    summary = pd.DataFrame(rows)
+    if len(summary):
+        summary.to_csv(models_dir(cfg) / "summary.csv", index=False)
+        cols = ["grid", "level", "model", "balanced_accuracy", "macro_f1", "roc_auc",
+                "log_loss", "brier"]
+        (models_dir(cfg) / "summary.md").write_text(markdown_table(summary[cols]))
+    return done
+
+
+def markdown_table(df) -> str:
+    """A data frame as a Markdown table, floats with three decimals."""
+    cells = [[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row]
+             for row in df.itertuples(index=False)]
+    lines = ["| " + " | ".join(map(str, df.columns)) + " |",
+             "|" + "---|" * len(df.columns)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in cells]) + "\n"
+
+
+def stage_predict(cfg, *, force=False, quiet=False):
+    """Predictions of each group's latest run for every cell and year."""
+    from .runs import predict_group
+
+    _, registry = _registry(cfg)
+
+    def compute(name, level, cube):
+        entry = registry.get(f"{name}/{level}")
+        if entry is None:
+            raise ConfigError(f"no trained run for {name}/{level}: run the train stage first "
+                              "(`entropice train`).")
+        return predict_group(cube.read(name, level), models_dir(cfg) / entry["run_id"])
+
+    inputs = {k: v["run_id"] for k, v in registry.items()}
+    return _each_group(cfg, "predict", inputs, compute, force=force, quiet=quiet)
+
+
 _STAGE_FUNCS = {"grids": stage_grids, "labels": stage_labels, "era5": stage_era5,
-                "arcticdem": stage_arcticdem, "alphaearth": stage_alphaearth}
+                "arcticdem": stage_arcticdem, "alphaearth": stage_alphaearth,
+                "train": stage_train, "predict": stage_predict}
 
 
-def run_all(cfg, *, force=False, quiet=False, scheduler=None, stages=STAGES):
+def stages_of(cfg):
+    """The stages a configuration runs: the data stages, then train and predict if it has
+    a [train] section."""
+    return STAGES if "train" in cfg else STAGES[:5]
+
+
+def run_all(cfg, *, force=False, quiet=False, scheduler=None, stages=None):
     """Run the stages in order; a stage without inputs configured is an error."""
+    stages = stages_of(cfg) if stages is None else stages
     return {s: run_stage(s, cfg, force=force, quiet=quiet, scheduler=scheduler) for s in stages}
 
 

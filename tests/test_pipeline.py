@@ -177,3 +177,46 @@ def test_stage_on_a_dask_cluster(project):
     assert out.returncode == 0, out.stderr
     assert "arcticdem: 3 group(s) written" in out.stdout
     assert np.isfinite(Cube(project / "cube.zarr").read("h3", 3).dem_slope_p90.values).any()
+
+
+def test_train_and_predict(project):
+    """Spatial cross-validation, the run stored without pickle, predictions in the cube."""
+    import json as _json
+
+    cfg = project / "config.toml"
+    cfg.write_text(CONFIG.replace("[labels]", "[labels]\nbin_edges = [1e-2]") + """
+[train]
+features = ["era5_*", "dem_*"]
+target = "any"
+n_folds = 2
+inner_folds = 2
+ancestor_level = 1
+baselines = ["LogisticRegression", "Majority"]
+grid = {n_boxes = [3], eps_C = [1.0], eps_W = ["inf"]}
+""")
+    # footprints all over the Arctic, so that every fold holds cells with and without RTS
+    from pyproj import Transformer
+
+    rng = np.random.default_rng(7)
+    lon, lat = rng.uniform(-180, 180, 300), rng.uniform(55, 80, 300)
+    x, y = Transformer.from_crs("EPSG:4326", "EPSG:3413", always_xy=True).transform(lon, lat)
+    gpd.GeoDataFrame({"year": rng.choice([2020, 2021], 300)},
+                     geometry=[shapely.Point(a, b).buffer(500) for a, b in zip(x, y)],
+                     crs="EPSG:3413").to_file(project / "raw" / "darts.gpkg")
+    out = entropice("run", "--config", str(cfg), "--quiet")
+    assert out.returncode == 0, out.stderr
+    assert "train: 3 group(s) written" in out.stdout
+    assert "| grid | level | model | balanced_accuracy" in out.stdout
+    registry = _json.loads((project / "models" / "latest.json").read_text())
+    run = project / "models" / registry["h3/3"]["run_id"]
+    assert {p.name for p in run.iterdir()} == {"arrays.npz", "model.json", "folds.csv",
+                                               "metrics.json"}
+    metrics = _json.loads((run / "metrics.json").read_text())["metrics"]
+    assert set(metrics) == {"eSPA+", "LogisticRegression", "Majority"}
+    ds = Cube(project / "cube.zarr").read("h3", 3)
+    assert ds.pred_proba.dims == ("year", "cells", "class")
+    assert np.isfinite(ds.pred_class.values).all()  # every cell, labelled or not
+    np.testing.assert_allclose(ds.pred_proba.sum("class"), 1.0, rtol=1e-6)
+    assert ds.pred_class.attrs["run_id"] == registry["h3/3"]["run_id"]
+    again = entropice("train", "--config", str(cfg), "--quiet")
+    assert "train: 0 group(s) written, 3 up to date" in again.stdout

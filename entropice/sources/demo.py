@@ -302,6 +302,7 @@ stats = ["mean", "std", "p10", "p50", "p90"]
 [alphaearth]
 paths = ["alphaearth/*.tif"]
 n_components = 8
+
 """
     path.write_text(text)
     return path
