@@ -64,13 +64,22 @@ def _setup_logging(level: str):
                         format="%(levelname)s %(name)s: %(message)s")
 
 
-def _run(stages, config, force, quiet, scheduler, log_level):
+def _run(stages, config, force, quiet, scheduler, log_level, only=None):
     from .cube import CubeError
     from .pipeline import load_config, models_dir, run_stage
 
     _setup_logging(log_level)
     try:
         cfg = load_config(config)
+        if only:  # "h3/5" ...: restrict the groups
+            picked = {}
+            for g in only:
+                name, _, level = g.partition("/")
+                if name not in ("h3", "healpix") or not level.isdigit():
+                    raise ValueError(f"--group takes GRID/LEVEL such as h3/5; got {g!r}.")
+                picked.setdefault(name, []).append(int(level))
+            cfg["grids"] = {**cfg.get("grids", {}), "h3": picked.get("h3", []),
+                            "healpix": picked.get("healpix", [])}
         for stage in stages:
             done = run_stage(stage, cfg, force=force, quiet=quiet, scheduler=scheduler)
             written = sum(1 for *_, status in done if status == "written")
@@ -91,7 +100,22 @@ def _stage_command(stage: str):
 
 
 for _stage in STAGE_HELP:
-    app.command(_stage, help=STAGE_HELP[_stage])(_stage_command(_stage))
+    if _stage != "train":
+        app.command(_stage, help=STAGE_HELP[_stage])(_stage_command(_stage))
+
+
+@app.command("train", help=STAGE_HELP["train"])
+def train_command(config: Path = CONFIG, force: bool = FORCE, quiet: bool = QUIET,
+                  scheduler: str | None = SCHEDULER, log_level: str = LOG_LEVEL,
+                  all_groups: bool = typer.Option(False, "--all",
+                                                  help="Every grid and level of the config "
+                                                       "(the default without --group)."),
+                  group: list[str] = typer.Option(None, "--group",
+                                                  help="Only this group, as GRID/LEVEL "
+                                                       "(h3/5); repeatable.")) -> None:
+    if all_groups and group:
+        _fail(ValueError("--all and --group exclude each other."))
+    _run(["train"], config, force, quiet, scheduler, log_level, only=group)
 
 
 @app.command("run")

@@ -105,12 +105,14 @@ def run_stage(stage: str, cfg: dict, *, force=False, quiet=False, scheduler=None
     """Run one stage on every group; returns ``[(grid, level, "written" | "up to date")]``."""
     if stage not in STAGES:
         raise ConfigError(f"unknown stage {stage!r}; the stages are {', '.join(STAGES)}.")
-    client = nullcontext()
+    client = backend = nullcontext()
     if scheduler:
+        import joblib
         from distributed import Client
 
         client = Client(scheduler)
-    with client:
+        backend = joblib.parallel_config(backend="dask")  # the searches fan out too
+    with client, backend:
         return _STAGE_FUNCS[stage](cfg, force=force, quiet=quiet)
 
 

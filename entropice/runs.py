@@ -34,6 +34,7 @@ DEFAULTS = {
     "n_restarts": 1,
     "baselines": ["RandomForest", "HistGradientBoosting", "LogisticRegression", "Majority"],
     "random_state": 0,
+    "n_jobs": None,  # the search's workers (joblib; on a dask cluster with --scheduler)
 }
 
 
@@ -53,7 +54,8 @@ def _espa_search(s, groups_level):
                                             random_state=s["random_state"]))
     grid = {f"model__{k}": v for k, v in s["grid"].items()}
     return GridSearchCV(model, grid, cv=GroupKFold(s["inner_folds"]),
-                        scoring="balanced_accuracy", n_jobs=1, error_score="raise")
+                        scoring="balanced_accuracy", n_jobs=s.get("n_jobs"),
+                        error_score="raise")
 
 
 def _baseline(name, random_state):

@@ -218,5 +218,7 @@ grid = {n_boxes = [3], eps_C = [1.0], eps_W = ["inf"]}
     assert np.isfinite(ds.pred_class.values).all()  # every cell, labelled or not
     np.testing.assert_allclose(ds.pred_proba.sum("class"), 1.0, rtol=1e-6)
     assert ds.pred_class.attrs["run_id"] == registry["h3/3"]["run_id"]
-    again = entropice("train", "--config", str(cfg), "--quiet")
+    again = entropice("train", "--config", str(cfg), "--quiet", "--all")
     assert "train: 0 group(s) written, 3 up to date" in again.stdout
+    one = entropice("train", "--config", str(cfg), "--quiet", "--force", "--group", "h3/2")
+    assert "train: 1 group(s) written, 0 up to date" in one.stdout, one.stderr

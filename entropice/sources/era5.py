@@ -74,8 +74,11 @@ def open(paths, *, min_lat: float = DEFAULT_MIN_LAT, engine=None):  # noqa: A001
                 raise ValueError(f"reading GRIB ({label}) needs cfgrib: pip install cfgrib, "
                                  "or ask the CDS for NetCDF.") from None
     try:
-        if is_zarr:
-            ds = xr.open_zarr(first, consolidated=None)
+        if is_zarr:  # analysis-ready stores are consolidated; local ones may not be
+            try:
+                ds = xr.open_zarr(first, consolidated=True)
+            except Exception:  # noqa: BLE001
+                ds = xr.open_zarr(first, consolidated=False)
         else:
             kw = {"engine": engine or ("cfgrib" if grib else None)}
             ds = xr.open_mfdataset([str(p) for p in paths], combine="by_coords", chunks={},
