@@ -203,7 +203,11 @@ def test_dask_chunks_give_the_same_result():
     stats = ("count", "sum", "mean", "std", "min", "max", "p10", "p90")
     ref = raster_to_cells(da, get_grid("h3", 5), stats=stats)
     lazy = da.copy(data=dask.array.from_array(values, chunks=(70, 90)))
+    clear_cache()
     got = raster_to_cells(lazy, get_grid("h3", 5), stats=stats)
+    # chunk by chunk: no index of the whole raster was built
+    shapes = {ix.shape for ix in _index._MEMORY_CACHE.values()}
+    assert values.shape not in shapes and max(s[0] for s in shapes) <= 70
     # chunk edges cut runs; pixel areas are linear along each piece, so the weights
     # differ by ~1e-9 and the means by ~1e-7 of the values' spread
     xr.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-6)

@@ -199,6 +199,14 @@ def build_index(x, y, crs, grid, cell_ids):
                       length.astype(np.int32), cell.astype(np.int32), first, slope, cell_ids)
 
 
+def pixel_area_at(x, y, crs, row, col):
+    """True area (km2) of the pixel at (row, col) of a raster grid."""
+    to_lonlat = None if crs.is_geographic else geometry.transformer(crs.to_wkt(), "EPSG:4326")
+    area = _pixel_areas(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64), crs,
+                        np.array([row]), np.array([col]), to_lonlat)
+    return float(area[0])
+
+
 def _pixel_areas(x, y, crs, row, col, to_lonlat):
     """True area (km2) of the pixels at (row, col).
 

@@ -327,21 +327,30 @@ def raster_to_cells(raster: xr.DataArray, grid: Grid, stats=("mean",),
     nodata = _nodata(raster, nodata)
     cells_ds = grid.cells(min_lat)
     cell_ids = cells_ds.cell_ids.values
-    index = _index.get_index(x, y, crs, grid, cell_ids, min_lat)
-    if "centres" not in index.memo:
-        index.memo["centres"] = _centre_positions(x, y, crs, grid, cells_ds)
-    row, col = index.memo["centres"]
+    lazy = raster.chunks is not None
+    if lazy:  # no index of the whole raster: each chunk builds (and caches) its own
+        index = None
+        row, col = _centre_positions(x, y, crs, grid, cells_ds)
+        pixel_km2 = _index.pixel_area_at(x, y, crs, len(y) // 2, len(x) // 2)
+        touched = np.empty(0, dtype=np.int64)
+    else:
+        index = _index.get_index(x, y, crs, grid, cell_ids, min_lat)
+        if "centres" not in index.memo:
+            index.memo["centres"] = _centre_positions(x, y, crs, grid, cells_ds)
+        row, col = index.memo["centres"]
+        pixel_km2 = float(np.median(index.weight)) if index.n_runs else np.inf
+        touched = index.touched
     under = np.isfinite(row) & np.isfinite(col)
-    if index.n_runs == 0 and not under.any():
-        raise ValueError(
-            f"{_label(raster)} does not overlap the domain (cells of {grid.name} level "
-            f"{grid.level} with centres north of {min_lat} deg)."
-        )
+    no_overlap = ValueError(
+        f"{_label(raster)} does not overlap the domain (cells of {grid.name} level "
+        f"{grid.level} with centres north of {min_lat} deg).")
+    if not lazy and index.n_runs == 0 and not under.any():
+        raise no_overlap
     # pixels larger than the cells under the raster: sample at the cell centres instead
-    pixel_km2 = float(np.median(index.weight)) if index.n_runs else np.inf
     near = under.copy()
-    near[index.touched] = True
-    cell_km2 = float(np.median(cells_ds.area_km2.values[near]))
+    near[touched] = True
+    areas = cells_ds.area_km2.values
+    cell_km2 = float(np.median(areas[near] if near.any() else areas))
     sampled_mode = pixel_km2 > cell_km2
     qs = [int(QUANTILE_RE.match(s).group(1)) / 100 for s in names if QUANTILE_RE.match(s)]
     want_spread = "std" in names
@@ -365,11 +374,12 @@ def raster_to_cells(raster: xr.DataArray, grid: Grid, stats=("mean",),
                 results[k] = _merge([partial], len(cell_ids), qs)
 
     # the cells of the result: under pixel centres, or (sampled) under the raster
-    if sampled_mode:
-        keep = under
-    else:
-        keep = under.copy()
-        keep[index.touched] = True
+    keep = under.copy()
+    if not sampled_mode:
+        for covered, _ in results:
+            keep[covered] = True
+    if not keep.any():
+        raise no_overlap
     keep_idx = np.flatnonzero(keep)
     out_shape = (*other_shape, len(keep_idx))
     arrays = {s: np.full(out_shape, np.nan) for s in names}
