@@ -359,16 +359,16 @@ def raster_to_cells(raster: xr.DataArray, grid: Grid, stats=("mean",),
     other_dims = raster.dims[:-2]
     other_shape = raster.shape[:-2]
     positions = list(np.ndindex(*other_shape))
+    # the 2-D slices of the raster, one per position along its other dimensions
+    slices = [raster[dict(zip(other_dims, pos))] if other_dims else raster
+              for pos in positions]
     results = [None] * len(positions)
     if not sampled_mode:
         if raster.chunks is not None:  # every slice, block by block, in one dask pass
-            slices = [raster[dict(zip(other_dims, pos))] if other_dims else raster
-                      for pos in positions]
             results = _reduce_dask(slices, x, y, crs, grid, cell_ids, min_lat, nodata,
                                    want_spread, want_range, qs)
         else:
-            for k, pos in enumerate(positions):
-                sl = raster[dict(zip(other_dims, pos))] if other_dims else raster
+            for k, sl in enumerate(slices):
                 partial = _reduce_block(np.asarray(sl.values), index, nodata, want_spread,
                                         want_range, qs)
                 results[k] = _merge([partial], len(cell_ids), qs)
@@ -385,11 +385,10 @@ def raster_to_cells(raster: xr.DataArray, grid: Grid, stats=("mean",),
     arrays = {s: np.full(out_shape, np.nan) for s in names}
     if "count" in arrays:
         arrays["count"] = np.zeros(out_shape, dtype=np.int64)
-    for pos, res in zip(positions, results):
-        sl = raster[dict(zip(other_dims, pos))] if other_dims else raster
+    for pos, sl, res in zip(positions, slices, results):
         if res is None:
             sample = np.full(len(cell_ids), np.nan)
-            sample[under] = _bilinear(_values(sl), row[under], col[under], nodata)
+            sample[under] = _bilinear(np.asarray(sl.values), row[under], col[under], nodata)
             filled = _sampled_stats(names, sample)
         else:
             _, st = res
@@ -397,7 +396,7 @@ def raster_to_cells(raster: xr.DataArray, grid: Grid, stats=("mean",),
             empty = st["count"] == 0
             fill = empty & under
             if fill.any():
-                sample = _bilinear(_values(sl), row[fill], col[fill], nodata)
+                sample = _bilinear(np.asarray(sl.values), row[fill], col[fill], nodata)
                 for s in names:
                     if s not in ("count", "sum", "std"):
                         filled[s][fill] = sample
@@ -432,10 +431,6 @@ def _dataset_to_cells(ds, grid, stats, min_lat, nodata):
             out[f"{v}_{st}"] = result[st].sel(variable=v, drop=True).assign_attrs(
                 _stat_attrs(ds[v], st, sampled))
     return out
-
-
-def _values(sl):
-    return np.asarray(sl.values)
 
 
 def _binned_stats(names, st, qs):
@@ -494,19 +489,15 @@ def _stat_attrs(raster, stat, sampled):
 # -- dask: chunk by chunk ------------------------------------------------------------------
 
 
-def _block_index(x, y, crs, grid, cell_ids, min_lat):
-    return _index.get_index(x, y, crs, grid, cell_ids, min_lat)
-
-
 def _block_counts(x, y, crs, grid, cell_ids, min_lat):
-    index = _block_index(x, y, crs, grid, cell_ids, min_lat)
+    index = _index.get_index(x, y, crs, grid, cell_ids, min_lat)
     return index.touched, index.local_pixels
 
 
 def _block_partials(blocks, x, y, crs, grid, cell_ids, min_lat, nodata, want_spread,
                     want_range, qs, totals):
     """Partial statistics of one block of every slice (they share the index)."""
-    index = _block_index(x, y, crs, grid, cell_ids, min_lat)
+    index = _index.get_index(x, y, crs, grid, cell_ids, min_lat)
     complete = index.local_pixels == totals[index.touched] if len(qs) else None
     return [_reduce_block(np.asarray(b), index, nodata, want_spread, want_range, qs, complete)
             for b in blocks]
