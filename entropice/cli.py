@@ -147,9 +147,34 @@ def demo(
         demo_source.build(cube, force=force, quiet=quiet)
     except (ValueError, CubeError) as err:
         _fail(err)
-    typer.echo(f"\nThe demo cube is at {cube}. Look into it with:\n\n"
-               f"    entropice cube info {cube}\n\n"
-               "(the dashboard, `panel serve app/`, comes with the next release)")
+    typer.echo(f"\nThe demo cube is at {cube}. Explore it on a map with\n\n"
+               f"    entropice app --cube {cube}\n\n"
+               f"(or `panel serve app/ --args --cube {cube}`), or read it with\n\n"
+               f"    entropice cube info {cube}")
+
+
+@app.command("app")
+def app_command(
+    cube: Path = typer.Option(Path("data/cube.zarr"), "--cube", help="The cube to show."),
+    models: Path = typer.Option(None, "--models", help="Model runs (default: where the "
+                                "cube's last training put them, else beside the cube)."),
+    address: str = typer.Option("127.0.0.1", "--address",
+                                help="Interface to listen on (0.0.0.0: every one)."),
+    port: int = typer.Option(5006, "--port"),
+    show: bool = typer.Option(False, "--show", help="Open a browser tab."),
+) -> None:
+    """Serve the dashboard (the same page as `panel serve app/`), on localhost only
+    unless --address says otherwise."""
+    import panel as pn
+
+    from .dashboard import build
+
+    if not Path(cube).exists():
+        _fail(ValueError(f"no cube at {cube}: build one with `entropice demo`."))
+    typer.echo(f"Serving the dashboard of {cube} at http://{address}:{port}/ (Ctrl+C stops)")
+    pn.serve({"": lambda: build(cube, models)}, address=address, port=port, show=show,
+             websocket_origin=[f"{address}:{port}", f"localhost:{port}"], title="Entropice",
+             print_url=False)
 
 
 cube_app = typer.Typer(help="Inspect the cube.", no_args_is_help=True)

@@ -314,6 +314,7 @@ def stage_train(cfg, *, force=False, quiet=False):
     section = cfg.get("train", {})
     chash = config_hash({"train": section, "domain": cfg["domain"]})
     reg_path, registry = _registry(cfg)
+    cube.set_attrs(models=str(models_dir(cfg).resolve()))  # where the dashboard finds runs
     rows, done = [], []
     for name, level in _progress(_groups(cfg), quiet, "train"):
         if (name, level) not in cube:
@@ -332,11 +333,10 @@ def stage_train(cfg, *, force=False, quiet=False):
                           models_dir=models_dir(cfg))
         entry = {"run_id": run["run_id"], "config_hash": chash, "data": data,
                  "rows": [{"grid": name, "level": level, "model": m, **{
-                     k: v for k, v in met.items() if k != "confusion_matrix"}}
+                     k: v for k, v in met.items() if k != "confusion_matrix"},
+                     **({"land_for_90pct_rts": run["triage"][m]["land_share_needed"]["0.90"]}
+                        if run["triage"] else {})}
                      for m, met in run["metrics"].items()]}
-        if run["triage"]:
-            entry["rows"][0]["land_share_for_90pct_rts"] = run["triage"]["land_share_needed"][
-                "0.90"]
         registry[key] = entry
         rows.extend(entry["rows"])
         reg_path.parent.mkdir(parents=True, exist_ok=True)
@@ -345,8 +345,9 @@ def stage_train(cfg, *, force=False, quiet=False):
     summary = pd.DataFrame(rows)
     if len(summary):
         summary.to_csv(models_dir(cfg) / "summary.csv", index=False)
-        cols = ["grid", "level", "model", "balanced_accuracy", "macro_f1", "roc_auc",
-                "log_loss", "brier"]
+        cols = [c for c in ["grid", "level", "model", "balanced_accuracy", "macro_f1",
+                            "roc_auc", "log_loss", "brier", "land_for_90pct_rts"]
+                if c in summary]
         (models_dir(cfg) / "summary.md").write_text(markdown_table(summary[cols]))
     return done
 

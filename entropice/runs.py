@@ -69,7 +69,8 @@ def _baseline(name, random_state):
                                                        class_weight="balanced"),
         "HistGradientBoosting": lambda: HistGradientBoostingClassifier(
             random_state=random_state, class_weight="balanced"),
-        "LogisticRegression": lambda: LogisticRegression(max_iter=2000,
+        # newton-cholesky converges in a few steps where lbfgs needs thousands here
+        "LogisticRegression": lambda: LogisticRegression(solver="newton-cholesky",
                                                          class_weight="balanced"),
         "Majority": lambda: DummyClassifier(strategy="prior"),
     }
@@ -120,13 +121,15 @@ def train_group(ds, grid_name, level, section=None, *, models_dir="models", quie
         results[name], _ = _oof(lambda n=name: _baseline(n, s["random_state"]), X, y, folds,
                                 blocks, labels)
     metrics = {name: train.evaluate(y, p, labels) for name, p in results.items()}
-    # triage with eSPA+'s out-of-fold probability of any RTS
+    # triage: every model's out-of-fold probability of any RTS ranks the cells
     pos = np.searchsorted(ds.cell_ids.values, dm.cell_ids)
     year_idx = np.searchsorted(ds.year.values, dm.years)
     area = ds.rts_area_km2.transpose("year", "cells").values[year_idx, pos]
     land = (ds.land_fraction.values * ds.area_km2.values)[pos]
-    p_any = 1.0 - proba_espa[:, 0] if labels[0] == 0 else proba_espa.max(axis=1)
-    triage = train.triage_curve(p_any, area, land) if np.nansum(area) > 0 else None
+    triage = None
+    if np.nansum(area) > 0 and labels[0] == 0:
+        triage = {name: train.triage_curve(1.0 - p[:, 0], area, land)
+                  for name, p in results.items()}
     # the final model: the search on every sample
     final = _espa_search(s, inner_level).fit(X, y, groups=blocks)
     chash = config_hash({"train": s, "grid": grid_name, "level": level})

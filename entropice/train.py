@@ -198,7 +198,9 @@ def triage_curve(score, rts_area, land_area, recalls=(0.5, 0.8, 0.9, 0.95)) -> d
 
     Returns the curve (cumulative share of land area, of RTS area) and, for each
     recall, the share of land area needed, beside the same for a random ranking
-    (whose expected curve is the diagonal).
+    (whose expected curve is the diagonal). Cells of equal score are scanned in random
+    order, so the curve is the expected one: a straight line across each tie (eSPA+'s
+    probabilities take one value per box, so its ties are many).
     """
     score = np.asarray(score, dtype=np.float64)
     rts = np.nan_to_num(np.asarray(rts_area, dtype=np.float64))
@@ -206,12 +208,16 @@ def triage_curve(score, rts_area, land_area, recalls=(0.5, 0.8, 0.9, 0.95)) -> d
     if rts.sum() <= 0:
         raise ValueError("no mapped RTS area: the triage curve needs some.")
     order = np.argsort(-score, kind="stable")
-    land_share = np.concatenate([[0.0], np.cumsum(land[order]) / land.sum()])
-    rts_share = np.concatenate([[0.0], np.cumsum(rts[order]) / rts.sum()])
+    s = score[order]
+    ends = np.flatnonzero(np.r_[s[1:] != s[:-1], True])  # last index of each tie
+    land_share = np.r_[0.0, np.cumsum(land[order])[ends] / land.sum()]
+    rts_share = np.r_[0.0, np.cumsum(rts[order])[ends] / rts.sum()]
     needed = {}
-    for r in recalls:
-        k = int(np.searchsorted(rts_share, r * (1 - 1e-12)))
-        needed[f"{r:.2f}"] = float(land_share[min(k, len(land_share) - 1)])
+    for r in recalls:  # the first point reaching r, linear inside its tie
+        k = min(int(np.searchsorted(rts_share, r * (1 - 1e-12))), len(rts_share) - 1)
+        r0, r1, l0, l1 = rts_share[k - 1], rts_share[k], land_share[k - 1], land_share[k]
+        frac = 1.0 if r1 <= r0 else min(1.0, (r - r0) / (r1 - r0))
+        needed[f"{r:.2f}"] = float(l0 + (l1 - l0) * frac)
     return {"land_share": land_share.tolist(), "rts_share": rts_share.tolist(),
             "land_share_needed": needed,
             "random_land_share_needed": {f"{r:.2f}": float(r) for r in recalls}}

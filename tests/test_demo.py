@@ -7,6 +7,7 @@ import numpy as np
 import xdggs
 
 from entropice.cube import Cube
+from entropice.grids import get_grid
 
 
 def test_demo_builds_a_cube_and_reruns_cheaply(tmp_path):
@@ -30,6 +31,13 @@ def test_demo_builds_a_cube_and_reruns_cheaply(tmp_path):
     # land is real: the Arctic Ocean is water, Siberia is land
     land = ds.land_fraction.values
     assert 0.2 < land.mean() < 0.8
+    grid = get_grid("h3", 4)
+    siberia, ocean = grid.latlon_to_cells([68.0, 86.0], [100.0, 0.0])  # Putorana, North Pole
+    at = ds.land_fraction.sel(cells=[siberia, ocean]).values
+    assert at[0] > 0.95 and at[1] < 0.05
+    # the mapped RTS lie on land
+    rts = (ds.rts_class.fillna(0) > 0).any("year").values
+    assert np.average(land, weights=rts) > 0.8
     # labels: mapped regions only; every class appears
     classes = ds.rts_class.values
     mapped = ~np.isnan(classes)
@@ -39,6 +47,12 @@ def test_demo_builds_a_cube_and_reruns_cheaply(tmp_path):
     tdd = ds.era5_tdd_sum.sel(year=2021).values
     ok = np.isfinite(tdd)
     assert np.corrcoef(ds.lat.values[ok], tdd[ok])[0, 1] < -0.5
+    # eSPA+ is trained beside the baselines and predicts every cell
+    summary = (cube_path.parent / "models" / "summary.md").read_text()
+    assert "| eSPA+ |" in summary and "| RandomForest |" in summary
+    pred = cube.read("h3", 5)
+    assert pred.pred_proba.dims == ("year", "cells", "class")
+    assert np.isfinite(pred.pred_class.values).all()
     # a second run finds everything up to date
     again = subprocess.run([sys.executable, "-m", "entropice", "demo", "--cube",
                             str(cube_path), "--quiet"], capture_output=True, text=True,

@@ -139,6 +139,16 @@ def test_triage_curve():
     assert shuffled["land_share_needed"]["0.50"] > perfect["land_share_needed"]["0.50"]
 
 
+def test_triage_curve_ties_are_scanned_in_random_order():
+    """A score that ties every cell ranks no better than chance, whatever the row order."""
+    rng = np.random.default_rng(3)
+    land = rng.uniform(50, 100, 500)
+    rts = np.where(np.arange(500) < 50, 1.0, 0.0)  # the RTS cells come first in the rows
+    flat = train.triage_curve(np.zeros(500), rts, land)
+    for r, share in flat["land_share_needed"].items():
+        assert share == pytest.approx(float(r))
+
+
 def test_saved_model_predicts_exactly_the_same(tmp_path):
     ds = group()
     dm = train.design_matrix(ds)

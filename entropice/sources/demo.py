@@ -78,7 +78,8 @@ def land_mask(min_lat=49.0, factor=10):
         mask, lat = f["mask"], f["lat"]
     rows = int(np.searchsorted(-lat, -min_lat))  # lat runs from 90 down
     rows -= rows % factor
-    m = mask[:rows].reshape(rows // factor, factor, -1, factor).mean(axis=(1, 3))
+    # the package's mask is True on the ocean (``is_land`` negates it)
+    m = 1.0 - mask[:rows].reshape(rows // factor, factor, -1, factor).mean(axis=(1, 3))
     step = 180.0 / mask.shape[0] * factor
     la = 90.0 - step * (np.arange(m.shape[0]) + 0.5)
     lo = -180.0 + step * (np.arange(m.shape[1]) + 0.5)
@@ -303,6 +304,11 @@ stats = ["mean", "std", "p10", "p50", "p90"]
 paths = ["alphaearth/*.tif"]
 n_components = 8
 
+[train]                     # a small search, so the demo trains every group in ~2 min
+models = "{Path(cube_path).resolve().parent / 'models'}"
+n_folds = 5
+inner_folds = 3
+grid = {{ n_boxes = [20], eps_C = [1.0], eps_W = [0.3, "inf"], class_weight = ["balanced"] }}
 """
     path.write_text(text)
     return path

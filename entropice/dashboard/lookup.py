@@ -1,0 +1,157 @@
+"""Map pixels in North Polar Stereographic (EPSG:3413) to grid cells, and the land and
+coastline drawn beneath them.
+
+The map is an image whose pixels are looked up by cell: each pixel's cell is found once
+per grid, level and view (inverse projection, then the grid's point-to-cell), and a layer
+is coloured by indexing its values, so a layer change costs one gather.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import numpy as np
+import pyproj
+
+from ..grids import get_grid
+
+POLAR_CRS = "EPSG:3413"
+
+
+@functools.cache
+def _to_lonlat():
+    return pyproj.Transformer.from_crs(POLAR_CRS, "EPSG:4326", always_xy=True)
+
+
+@functools.cache
+def _to_polar():
+    return pyproj.Transformer.from_crs("EPSG:4326", POLAR_CRS, always_xy=True)
+
+
+def to_polar(lon, lat):
+    """Lon/lat (degrees) to EPSG:3413 metres."""
+    return _to_polar().transform(np.asarray(lon, float), np.asarray(lat, float))
+
+
+def pixel_centres(x_range, y_range, width, height):
+    """Centres of an image's pixels; rows run from the top (north of the map) down."""
+    (x0, x1), (y0, y1) = x_range, y_range
+    xs = x0 + (np.arange(width) + 0.5) * (x1 - x0) / width
+    ys = y1 - (np.arange(height) + 0.5) * (y1 - y0) / height
+    return xs, ys
+
+
+def pixel_lonlat(x_range, y_range, width, height):
+    """Lon/lat of every pixel centre, each (height, width)."""
+    xs, ys = pixel_centres(x_range, y_range, width, height)
+    x, y = np.meshgrid(xs, ys)
+    lon, lat = _to_lonlat().transform(x.ravel(), y.ravel())
+    return lon.reshape(x.shape), lat.reshape(x.shape)
+
+
+class PixelLookup:
+    """Which cell of a group each pixel of a view shows (-1: none), remembered per view.
+
+    Parameters
+    ----------
+    grid, level : str, int
+        The group's grid and level.
+    cell_ids : numpy.ndarray
+        The group's sorted cell ids; the lookup returns positions into it.
+    size : int
+        Views remembered.
+    """
+
+    def __init__(self, grid, level, cell_ids, size=8):
+        self.grid = get_grid(grid, level)
+        self.cell_ids = np.asarray(cell_ids)
+        self._cache: dict = {}
+        self._size = size
+
+    def __call__(self, x_range, y_range, width, height) -> np.ndarray:
+        key = (tuple(np.round(x_range, 3)), tuple(np.round(y_range, 3)), width, height)
+        if key not in self._cache:
+            if len(self._cache) >= self._size:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[key] = self._lookup(x_range, y_range, width, height)
+        return self._cache[key]
+
+    def _lookup(self, x_range, y_range, width, height):
+        lon, lat = pixel_lonlat(x_range, y_range, width, height)
+        out = np.full(lon.size, -1, dtype=np.int64)
+        ok = np.isfinite(lat.ravel()) & (lat.ravel() >= -90)
+        if ok.any() and len(self.cell_ids):
+            ids = self.grid.latlon_to_cells(lat.ravel()[ok], lon.ravel()[ok])
+            pos = np.minimum(np.searchsorted(self.cell_ids, ids), len(self.cell_ids) - 1)
+            hit = self.cell_ids[pos] == ids
+            out[np.flatnonzero(ok)[hit]] = pos[hit]
+        return out.reshape(lon.shape)
+
+
+LAND_STEP = 0.05  # degrees
+LAND_MIN_LAT = 40.0
+
+
+def _cache_path() -> Path:
+    root = os.environ.get("ENTROPICE_CACHE_DIR") or Path.home() / ".cache" / "entropice"
+    return Path(root) / f"land-{LAND_STEP}-{LAND_MIN_LAT}.npy"
+
+
+@functools.cache
+def land_share() -> np.ndarray:
+    """Land share on a LAND_STEP lat/lon grid north of LAND_MIN_LAT, rows from the north:
+    block means of the NOAA GLOBE 30'' mask (package ``global-land-mask``, offline).
+    Decompressing that mask takes seconds, so the result is kept on disk."""
+    path = _cache_path()
+    if path.exists():
+        return np.load(path)
+    import global_land_mask
+
+    src = os.path.join(os.path.dirname(global_land_mask.__file__),
+                       "globe_combined_mask_compressed.npz")
+    with np.load(src) as f:
+        mask = f["mask"]  # True on the ocean
+    factor = int(round(LAND_STEP / (180.0 / mask.shape[0])))
+    rows = int(round((90.0 - LAND_MIN_LAT) / LAND_STEP)) * factor
+    land = 1.0 - mask[:rows].reshape(rows // factor, factor, -1, factor).mean(axis=(1, 3))
+    land = land.astype(np.float32)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.npy")
+        np.save(tmp, land)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return land
+
+
+def land_image(x_range, y_range, width, height) -> np.ndarray:
+    """1 on land, NaN elsewhere, at each pixel of a view."""
+    land = land_share()
+    lon, lat = pixel_lonlat(x_range, y_range, width, height)
+    ok = np.isfinite(lat) & (lat > LAND_MIN_LAT)
+    r = np.clip(((90.0 - np.where(ok, lat, 90.0)) / LAND_STEP).astype(int), 0, land.shape[0] - 1)
+    c = np.clip(((np.nan_to_num(lon) + 180.0) / LAND_STEP).astype(int), 0, land.shape[1] - 1)
+    return np.where(ok & (land[r, c] >= 0.5), 1.0, np.nan)
+
+
+@functools.cache
+def coastline(min_lat=45.0) -> tuple[np.ndarray, np.ndarray]:
+    """Coastlines north of ``min_lat`` in EPSG:3413 metres, as x and y arrays with NaN
+    between lines: the 0.5 contour of :func:`land_share`."""
+    import contourpy
+
+    land = land_share()
+    la = 90.0 - LAND_STEP * (np.arange(land.shape[0]) + 0.5)
+    lo = -180.0 + LAND_STEP * (np.arange(land.shape[1]) + 0.5)
+    keep = la >= min_lat
+    lines = contourpy.contour_generator(lo, la[keep], land[keep],
+                                        line_type="SeparateCode").lines(0.5)[0]
+    xs, ys = [], []
+    for line in lines:
+        x, y = to_polar(line[:, 0], line[:, 1])
+        xs += [x, [np.nan]]
+        ys += [y, [np.nan]]
+    return np.concatenate(xs), np.concatenate(ys)

@@ -1,0 +1,176 @@
+"""The dashboard's views, each on a small cube built by the tests (no browser here;
+tests/ui drives the served page)."""
+
+import io
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import panel as pn
+import pytest
+import small_cube
+
+from entropice.dashboard import build
+from entropice.dashboard.boxes_view import BoxesView, box_table
+from entropice.dashboard.data_view import DataView, by_class
+from entropice.dashboard.evaluation_view import EvaluationView, metrics_table
+from entropice.dashboard.lookup import PixelLookup, coastline, land_image, to_polar
+from entropice.dashboard.map_view import MapView, home_extent
+from entropice.dashboard.page import layer_csv, layer_geoparquet
+from entropice.dashboard.relevance_view import RelevanceView, weights
+from entropice.dashboard.store import CubeStore, cube_path
+from entropice.grids import get_grid
+
+
+@pytest.fixture(scope="module")
+def cube(tmp_path_factory):
+    path = tmp_path_factory.mktemp("dash") / "cube.zarr"
+    run = small_cube.build(path)
+    return path, run
+
+
+@pytest.fixture
+def store(cube):
+    return CubeStore(cube[0])
+
+
+def test_store_opens_the_cube_and_follows_the_selection(store, cube):
+    assert store.problem is None
+    assert store.param.grid.objects == ["h3", "healpix"]
+    assert store.grid == "h3" and store.param.level.objects == [2, 3]
+    store.level = 3
+    assert store.run == cube[1]
+    assert store.layer == "pred_proba:1"  # predictions first where they exist
+    groups = store.layer_groups()
+    assert list(groups["Predictions"].values())[:2] == ["pred_class", "pred_entropy"]
+    assert groups["ERA5 climate"] == {"era5_tdd_sum": "era5_tdd_sum"}
+    assert "dem_slope_mean" in groups["ArcticDEM terrain"]
+    v = store.values("pred_proba:1", 2022)
+    np.testing.assert_array_equal(v, store.dataset.pred_proba.sel(year=2022, **{"class": 1}))
+    store.grid = "healpix"
+    assert store.level == 4 and not store.has_predictions and store.run is None
+    assert store.layer == "rts_density"
+
+
+def test_a_missing_cube_says_to_run_the_demo(tmp_path):
+    page = build(tmp_path / "nowhere.zarr")
+    text = str(page.main[0].object)
+    assert "entropice demo" in text and "nowhere.zarr" in text
+
+
+def test_cube_path_from_args_env_or_default(monkeypatch):
+    assert str(cube_path(["--cube", "x.zarr"])) == "x.zarr"
+    assert str(cube_path(["--cube=y.zarr"])) == "y.zarr"
+    monkeypatch.setenv("ENTROPICE_CUBE", "z.zarr")
+    assert str(cube_path([])) == "z.zarr"
+    monkeypatch.delenv("ENTROPICE_CUBE")
+    assert str(cube_path([])) == "data/cube.zarr"
+
+
+def test_runs_are_only_those_listed(store):
+    store.level = 3
+    with pytest.raises(KeyError, match="unknown model run"):
+        store.run_dir("../../etc")
+
+
+def test_pixel_lookup_finds_each_pixels_cell():
+    grid = get_grid("h3", 3)
+    ids = np.sort(grid.domain_ids())
+    lookup = PixelLookup("h3", 3, ids)
+    idx = lookup((-3e6, 3e6), (-3e6, 3e6), 60, 60)
+    assert idx.shape == (60, 60) and (idx >= 0).all()  # all of it north of 50 N
+    # the centre pixel is the pole's cell; a cell's centre maps to that cell
+    lat, lon = grid.centres(ids[idx[30, 30:31]])
+    assert lat[0] > 88
+    x, y = to_polar(lon, lat)
+    one = lookup((x[0] - 1, x[0] + 1), (y[0] - 1, y[0] + 1), 1, 1)
+    assert one[0, 0] == idx[30, 30]
+    # across the antimeridian (x = 0, y > 0 in EPSG:3413 is 180 E) nothing is lost
+    seam = lookup((-2e5, 2e5), (2.0e6, 2.4e6), 40, 40)
+    assert (seam >= 0).all()
+
+
+def test_land_and_coastline_ship_offline():
+    img = land_image((-4e6, 4e6), (-4e6, 4e6), 80, 80)
+    assert 0.2 < np.isfinite(img).mean() < 0.8
+    x, y = coastline()
+    assert np.isnan(x).any() and np.nanmax(np.hypot(x, y)) > 3e6
+
+
+def test_map_view_renders_values_and_highlights_a_box(store):
+    store.level = 3
+    view = MapView(store=store)
+    (x0, x1), (y0, y1) = home_extent(store)
+    img, idx = view.image((x0, x1), (y0, y1), "era5_tdd_sum")
+    assert np.isfinite(img).sum() == (idx >= 0).sum() > 0
+    ok = idx >= 0
+    np.testing.assert_allclose(img[ok], store.values("era5_tdd_sum")[idx[ok]], rtol=1e-6)
+    plain = view.dmap[()]
+    store.box = int(store.cell_boxes()[0])
+    highlighted = view.dmap[()]
+    assert len(highlighted) == len(plain) + 1
+    assert np.isfinite(highlighted.Image.III.data).any()
+    assert "cells" in view.status.object
+    pn.panel(view).get_root()
+
+
+def test_zoomed_in_cells_are_outlined_with_their_details(store):
+    store.level = 3
+    view = MapView(store=store)
+    lat, lon = store.dataset.lat.values[100], store.dataset.lon.values[100]
+    x, y = to_polar(lon, lat)
+    out = view._render("h3", 3, store.year, "pred_class", "viridis", None, None, -1,
+                       store.run, x_range=(x - 2e5, x + 2e5), y_range=(y - 2e5, y + 2e5))
+    polys = out.Polygons.I
+    assert "probabilities" in polys.vdims[-1].name
+    cells = polys.dimension_values("cell", expanded=False)
+    assert any(c == format(int(store.dataset.cell_ids.values[100]), "x") for c in cells)
+
+
+def test_boxes_view(store):
+    store.level = 3
+    view = BoxesView(store=store)
+    names, centres, proba, counts, boxes = box_table(store.model())
+    assert centres.shape == (len(boxes), len(names)) and np.allclose(proba.sum(1), 1)
+    assert np.all(np.diff(proba[:, 0]) >= 0)  # most RTS first
+    assert len(view.box_select.options) == len(boxes) + 1
+    view.box_select.value = int(boxes[0])
+    assert store.box == int(boxes[0])
+    pn.panel(view).get_root()
+    store.grid = "healpix"
+    assert isinstance(view.plots(), pn.pane.Alert)
+
+
+def test_relevance_view(store):
+    store.level = 3
+    df = weights(store.model())
+    assert np.isclose(df.weight.sum(), 1) and df.weight.is_monotonic_decreasing
+    assert set(df.source) == {"era5", "dem", "emb"}
+    pn.panel(RelevanceView(store=store)).get_root()
+
+
+def test_evaluation_view(store):
+    store.level = 3
+    table = metrics_table(store.metrics())
+    assert list(table.model) == ["eSPA+", "LogisticRegression", "Majority"]
+    assert "land for 90% RTS" in table
+    pn.panel(EvaluationView(store=store)).get_root()
+
+
+def test_data_view(store):
+    store.level = 3
+    df = by_class(store.dataset, "era5_tdd_sum", 2021)
+    assert set(df["class"]) <= {"none", "low", "medium", "high"}
+    assert len(df) == np.isfinite(store.dataset.rts_class.sel(year=2021)).sum()
+    pn.panel(DataView(store=store)).get_root()
+
+
+def test_downloads_hold_the_current_layer(store):
+    store.level = 3
+    store.layer = "era5_tdd_sum"
+    csv = pd.read_csv(layer_csv(store))
+    assert len(csv) == store.dataset.sizes["cells"]
+    np.testing.assert_allclose(csv.era5_tdd_sum, store.values(), rtol=1e-6)
+    gdf = gpd.read_parquet(io.BytesIO(layer_geoparquet(store).getvalue()))
+    assert gdf.crs.to_epsg() == 4326 and len(gdf) == len(csv)
+    assert gdf.geometry.is_valid.all()
