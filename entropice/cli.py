@@ -171,8 +171,8 @@ def app_command(
 
     if not Path(cube).exists():
         _fail(ValueError(f"no cube at {cube}: build one with `entropice demo`."))
-    typer.echo(f"Serving the dashboard of {cube} at http://{address}:{port}/ (Ctrl+C stops)")
-    pn.serve({"": lambda: build(cube, models)}, address=address, port=port, show=show,
+    typer.echo(f"Serving the dashboard of {cube} at http://{address}:{port}/app (Ctrl+C stops)")
+    pn.serve({"app": lambda: build(cube, models)}, address=address, port=port, show=show,
              websocket_origin=[f"{address}:{port}", f"localhost:{port}"], title="Entropice",
              print_url=False)
 

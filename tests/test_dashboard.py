@@ -119,8 +119,8 @@ def test_zoomed_in_cells_are_outlined_with_their_details(store):
     view = MapView(store=store)
     lat, lon = store.dataset.lat.values[100], store.dataset.lon.values[100]
     x, y = to_polar(lon, lat)
-    out = view._render("h3", 3, store.year, "pred_class", "viridis", None, None, -1,
-                       store.run, x_range=(x - 2e5, x + 2e5), y_range=(y - 2e5, y + 2e5))
+    store.layer = "pred_class"
+    out = view._render(x_range=(x - 2e5, x + 2e5), y_range=(y - 2e5, y + 2e5))
     polys = out.Polygons.I
     assert "probabilities" in polys.vdims[-1].name
     cells = polys.dimension_values("cell", expanded=False)

@@ -77,9 +77,14 @@ class MapView(pn.viewable.Viewer):
         img = np.where(idx >= 0, values[np.maximum(idx, 0)], np.nan)
         return img.astype(np.float32), idx
 
-    def _render(self, grid, level, year, layer, cmap, vmin, vmax, box, run,
-                x_range=None, y_range=None):
+    def _render(self, x_range=None, y_range=None, **_):
+        # the stream only triggers: the store is read whole, so a half-applied change
+        # of grid (its levels, layers and runs follow one after another) draws consistently
         s = self.store
+        grid, level, year, layer, run = s.grid, s.level, s.year, s.layer, s.run
+        cmap, vmin, vmax, box = s.cmap, s.vmin, s.vmax, s.box
+        if layer.partition(":")[0] not in s.dataset:
+            layer = s.default_layer(s.param.layer.objects)
         xr_, yr_ = self._extent(x_range, y_range)
         bounds = (xr_[0], yr_[0], xr_[1], yr_[1])
         img, idx = self.image(xr_, yr_, layer)
@@ -140,7 +145,7 @@ class MapView(pn.viewable.Viewer):
             fill_alpha=0.0, line_color="white", line_width=0.8, tools=["hover"])
 
     def __panel__(self):
-        return pn.Column(pn.pane.HoloViews(self.dmap, linked_axes=False), self.status)
+        return pn.Column(pn.pane.HoloViews(self.dmap, linked_axes=False, css_classes=["entropice-map"]), self.status)
 
 
 def format_id(cell, grid):

@@ -4,10 +4,12 @@ the view's state in the URL, and downloads of the current layer."""
 from __future__ import annotations
 
 import io
+from urllib.parse import urlencode
 
 import holoviews as hv
 import pandas as pd
 import panel as pn
+import param
 
 from .boxes_view import BoxesView
 from .data_view import DataView
@@ -64,25 +66,27 @@ def _layer_select(store: CubeStore) -> pn.widgets.Select:
 
 
 def _sync_url(store: CubeStore):
-    """Keep the view's state in the URL; values that are not offered are ignored."""
+    """Keep the view's state in the URL. Values from a link are matched against what the
+    cube offers (a name that is not offered is dropped, never used to open a file)."""
     loc = pn.state.location
     if loc is None:
         return
-    query = dict(loc.query_params)
+    query, kept = dict(loc.query_params), {}
     for name in URL_STATE:  # in order: the grid decides the levels, the level the layers
         if name not in query:
             continue
         p = store.param[name]
-        value = query[name]
         try:
-            if hasattr(p, "objects"):
-                match = [o for o in p.objects if str(o) == str(value)]
-                if match:
-                    setattr(store, name, match[0])
+            if isinstance(p, param.Selector):
+                value = next(o for o in p.objects if str(o) == str(query[name]))
             else:
-                setattr(store, name, type(p.default or 0.0)(value))
-        except (ValueError, TypeError):
-            pass
+                number = float(query[name])
+                value = int(number) if isinstance(p, param.Integer) else number
+            setattr(store, name, value)
+            kept[name] = query[name]
+        except (StopIteration, ValueError, TypeError):
+            continue
+    loc.search = "?" + urlencode(kept) if kept else ""
     loc.sync(store, {n: n for n in URL_STATE})
 
 

@@ -1,0 +1,85 @@
+"""Browser tests: `panel serve app/` on a small cube, driven by Debian's headless
+chromium through pytest-playwright. Screenshots go to test-artifacts/."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import small_cube
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(os.environ.get("ENTROPICE_ARTIFACTS", ROOT / "test-artifacts"))
+
+
+def chromium() -> str:
+    path = os.environ.get("ENTROPICE_CHROMIUM") or shutil.which("chromium") or shutil.which(
+        "chromium-browser")
+    if not path:
+        raise RuntimeError("the browser tests need chromium: `apt-get install chromium` "
+                           "(or set ENTROPICE_CHROMIUM to a Chromium binary).")
+    return path
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    return {**browser_type_launch_args, "executable_path": chromium(), "headless": True,
+            "args": ["--no-sandbox", "--disable-gpu"]}
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args):
+    return {**browser_context_args, "viewport": {"width": 1300, "height": 1000}}
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(cube_path, log_path):
+    """Start `panel serve app/` on a free port; return (process, url)."""
+    port = _free_port()
+    log = open(log_path, "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "panel", "serve", str(ROOT / "app"), "--port", str(port),
+         "--address", "127.0.0.1", "--args", "--cube", str(cube_path)],
+        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}/app"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"panel serve exited: {Path(log_path).read_text()}")
+        try:
+            urllib.request.urlopen(url, timeout=30)
+            return proc, url
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError(f"panel serve did not answer: {Path(log_path).read_text()}")
+
+
+@pytest.fixture(scope="session")
+def cube(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ui") / "cube.zarr"
+    return path, small_cube.build(path)
+
+
+@pytest.fixture(scope="session")
+def app_url(cube, tmp_path_factory):
+    proc, url = serve(cube[0], tmp_path_factory.mktemp("log") / "server.log")
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def artifacts():
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
