@@ -14,7 +14,7 @@ from entropice.dashboard import build
 from entropice.dashboard.boxes_view import BoxesView, box_table
 from entropice.dashboard.data_view import DataView, by_class
 from entropice.dashboard.evaluation_view import EvaluationView, metrics_table
-from entropice.dashboard.lookup import PixelLookup, coastline, land_image, to_polar
+from entropice.dashboard.lookup import PixelLookup, land_image, to_polar
 from entropice.dashboard.map_view import MapView, home_extent
 from entropice.dashboard.page import layer_csv, layer_geoparquet
 from entropice.dashboard.relevance_view import RelevanceView, weights
@@ -91,10 +91,15 @@ def test_pixel_lookup_finds_each_pixels_cell():
 
 
 def test_land_and_coastline_ship_offline():
-    img = land_image((-4e6, 4e6), (-4e6, 4e6), 80, 80)
+    img = land_image((-4e6, 4e6), (-4e6, 4e6), 200, 200)
     assert 0.2 < np.isfinite(img).mean() < 0.8
-    x, y = coastline()
-    assert np.isnan(x).any() and np.nanmax(np.hypot(x, y)) > 3e6
+    coast = img == 2
+    assert 0.01 < coast.mean() < 0.2  # a thin line between land and water
+    # Greenland's ice sheet is land, the North Pole is water
+    x, y = to_polar([-40.0, 0.0], [75.0, 90.0])
+    for xi, yi, want in zip(x, y, [1.0, None]):
+        one = land_image((xi - 1, xi + 1), (yi - 1, yi + 1), 1, 1)[0, 0]
+        assert (one == want) if want else np.isnan(one)
 
 
 def test_map_view_renders_values_and_highlights_a_box(store):
@@ -109,7 +114,7 @@ def test_map_view_renders_values_and_highlights_a_box(store):
     store.box = int(store.cell_boxes()[0])
     highlighted = view.dmap[()]
     assert len(highlighted) == len(plain) + 1
-    assert np.isfinite(highlighted.Image.III.data).any()
+    assert np.isfinite(highlighted.Image.II.data).any()
     assert "cells" in view.status.object
     pn.panel(view).get_root()
 

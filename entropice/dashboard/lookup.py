@@ -128,30 +128,15 @@ def land_share() -> np.ndarray:
 
 
 def land_image(x_range, y_range, width, height) -> np.ndarray:
-    """1 on land, NaN elsewhere, at each pixel of a view."""
+    """At each pixel of a view: 1 on land, 2 on the coast (land beside water), NaN on
+    water. The coastline is drawn into the image, not as lines: the browser redraws
+    every vertex of a line on every change, an image costs one blit."""
     land = land_share()
     lon, lat = pixel_lonlat(x_range, y_range, width, height)
     ok = np.isfinite(lat) & (lat > LAND_MIN_LAT)
     r = np.clip(((90.0 - np.where(ok, lat, 90.0)) / LAND_STEP).astype(int), 0, land.shape[0] - 1)
     c = np.clip(((np.nan_to_num(lon) + 180.0) / LAND_STEP).astype(int), 0, land.shape[1] - 1)
-    return np.where(ok & (land[r, c] >= 0.5), 1.0, np.nan)
-
-
-@functools.cache
-def coastline(min_lat=45.0) -> tuple[np.ndarray, np.ndarray]:
-    """Coastlines north of ``min_lat`` in EPSG:3413 metres, as x and y arrays with NaN
-    between lines: the 0.5 contour of :func:`land_share`."""
-    import contourpy
-
-    land = land_share()
-    la = 90.0 - LAND_STEP * (np.arange(land.shape[0]) + 0.5)
-    lo = -180.0 + LAND_STEP * (np.arange(land.shape[1]) + 0.5)
-    keep = la >= min_lat
-    lines = contourpy.contour_generator(lo, la[keep], land[keep],
-                                        line_type="SeparateCode").lines(0.5)[0]
-    xs, ys = [], []
-    for line in lines:
-        x, y = to_polar(line[:, 0], line[:, 1])
-        xs += [x, [np.nan]]
-        ys += [y, [np.nan]]
-    return np.concatenate(xs), np.concatenate(ys)
+    is_land = ok & (land[r, c] >= 0.5)
+    water = np.pad(~is_land, 1, mode="edge")
+    coast = is_land & (water[:-2, 1:-1] | water[2:, 1:-1] | water[1:-1, :-2] | water[1:-1, 2:])
+    return np.where(is_land, np.where(coast, 2.0, 1.0), np.nan)

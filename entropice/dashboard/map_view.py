@@ -13,7 +13,7 @@ import numpy as np
 import panel as pn
 import param
 
-from .lookup import coastline, land_image, to_polar
+from .lookup import land_image, to_polar
 from .store import CubeStore
 
 PIXELS = 640  # the image's width and height
@@ -52,7 +52,13 @@ class MapView(pn.viewable.Viewer):
         self.range = hv.streams.RangeXY()
         self.selection = hv.streams.Params(
             s, ["grid", "level", "year", "layer", "cmap", "vmin", "vmax", "box", "run"])
+        # two layers, so a layer change resends only the cells' image: the land (and
+        # coastline) beneath follows the view alone
+        self.land = hv.DynamicMap(self._land, streams=[self.range])
         self.dmap = hv.DynamicMap(self._render, streams=[self.selection, self.range])
+        self.plot = (self.land * self.dmap).opts(
+            width=720, height=700, xaxis=None, yaxis=None, data_aspect=1, framewise=True,
+            active_tools=["wheel_zoom"])
         self.range.add_subscriber(self._remember_extent)
 
     def _extent(self, x_range, y_range):
@@ -92,30 +98,30 @@ class MapView(pn.viewable.Viewer):
         lo, hi = robust_range(s.values(layer))
         clim = (lo if vmin is None else vmin, hi if vmax is None else vmax)
         kdims = ["x", "y"]
-        land = hv.Image(land_image(xr_, yr_, PIXELS, PIXELS), bounds=bounds, kdims=kdims,
-                        vdims=["land"]).opts(cmap=["#e6e2d8"], alpha=1.0, tools=[])
         cells = hv.Image(img, bounds=bounds, kdims=kdims,
                          vdims=[hv.Dimension("value", label=long, unit=units or None)]).opts(
             cmap=cmap, clim=clim, colorbar=True, clabel=f"{long} [{units}]" if units else long,
             tools=["hover", "tap"], alpha=0.9)
-        layers = [land, cells]
+        layers = [cells]
         if box >= 0 and run:
             boxes = s.cell_boxes(run, year)
             mask = np.where((idx >= 0) & (boxes[np.maximum(idx, 0)] == box), 1.0, np.nan)
             layers.append(hv.Image(mask, bounds=bounds, kdims=kdims, vdims=["in box"]).opts(
                 cmap=["#ff2d95"], alpha=0.75, tools=[]))
-        cx, cy = coastline()
-        layers.append(hv.Path([np.column_stack([cx, cy])], kdims=kdims).opts(
-            color="#3d3d3d", line_width=0.7))
         shown = np.unique(idx[idx >= 0])
         if 0 < len(shown) <= MAX_OUTLINED:
             layers.append(self.outlines(shown, layer))
-        self.status.object = (f"**{grid} level {level}**, {layer}, {year}: "
+        self.status.object = (f"{grid} level {level}, {layer}, {year}: "
                               f"{len(s.dataset.cell_ids):,} cells, {len(shown):,} in view")
-        return hv.Overlay(layers).opts(
-            width=720, height=700, xaxis=None, yaxis=None, data_aspect=1, framewise=True,
-            title=f"{long} — {grid} level {level}, {year}",
-            xlim=xr_, ylim=yr_, active_tools=["wheel_zoom"])
+        return hv.Overlay(layers).opts(title=f"{long} — {grid} level {level}, {year}",
+                                       xlim=xr_, ylim=yr_)
+
+    def _land(self, x_range=None, y_range=None):
+        """Land in grey and the coast in dark grey, at the view's resolution."""
+        xr_, yr_ = self._extent(x_range, y_range)
+        img = land_image(xr_, yr_, PIXELS, PIXELS).astype(np.float32)
+        return hv.Image(img, bounds=(xr_[0], yr_[0], xr_[1], yr_[1]), kdims=["x", "y"],
+                        vdims=["land"]).opts(cmap=["#e6e2d8", "#5a5a5a"], clim=(1, 2), tools=[])
 
     def outlines(self, positions, layer):
         """The cells at ``positions`` as polygons with their details in the hover."""
@@ -145,7 +151,8 @@ class MapView(pn.viewable.Viewer):
             fill_alpha=0.0, line_color="white", line_width=0.8, tools=["hover"])
 
     def __panel__(self):
-        return pn.Column(pn.pane.HoloViews(self.dmap, linked_axes=False, css_classes=["entropice-map"]), self.status)
+        return pn.Column(pn.pane.HoloViews(self.plot, linked_axes=False,
+                                           css_classes=["entropice-map"]), self.status)
 
 
 def format_id(cell, grid):

@@ -206,7 +206,8 @@ class CubeStore(pn.viewable.Viewer):
         if cls:
             labels = {v: k for k, v in self.layer_groups().get("Predictions", {}).items()}
             long = f"predicted probability, {labels.get(layer, cls)}"
-        return long, attrs.get("units", "")
+        units = attrs.get("units", "")
+        return long, "" if units == "1" else units
 
     # -- model runs -------------------------------------------------------------------------
 

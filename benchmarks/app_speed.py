@@ -1,0 +1,120 @@
+"""How fast the dashboard redraws the map on a million cells, measured in the browser.
+
+Builds a synthetic cube (H3 level 6 north of 59 N: about a million cells; level 3 as a
+small baseline), serves `panel serve app/` and drives Debian's headless chromium: the
+time from a change in the sidebar to the new map drawn (the status line updated, then
+two animation frames). Targets: a layer change under 1 s, a level change under 2 s.
+Each figure is also given as a ratio to the same change on the 5,000-cell level.
+
+    python benchmarks/app_speed.py [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "tests" / "ui"), str(ROOT / "tests")]  # the UI tests' server
+
+
+def synthetic_cube(path: Path):
+    from entropice.cube import Cube
+    from entropice.grids import get_grid
+
+    cube = Cube.create(path)
+    for level, min_lat in [(3, 50.0), (5, 50.0), (6, 59.0)]:
+        ds = get_grid("h3", level).cells(min_lat=min_lat)
+        n = ds.sizes["cells"]
+        rng = np.random.default_rng(level)
+        lat, lon = ds.lat.values, ds.lon.values
+        for k, src in enumerate(["era5", "arcticdem", "alphaearth"]):
+            v = np.sin(np.radians(lon) * (k + 2)) + (lat - 70) / 10 + rng.normal(0, 0.1, n)
+            ds[f"{src}_layer"] = (("year", "cells"), np.stack([v, v[::-1]]).astype(np.float32),
+                                  {"units": "1", "long_name": f"{src} layer", "source": src})
+        ds["land_fraction"] = ("cells", np.ones(n), {"units": "1", "long_name": "land share"})
+        cube.write_group(ds.assign_coords(year=[2021, 2022]), "h3", level, stage="benchmark")
+        print(f"  h3 level {level}: {n:,} cells", flush=True)
+
+
+# true once the status line's model holds the text (polled every animation frame)
+STATUS_HAS = """(want) => {
+  for (const doc of Bokeh.documents)
+    for (const m of doc._all_models.values())
+      if (m.css_classes && m.css_classes.includes("map-status") && m.text.includes(want))
+        return true;
+  return false;
+}"""
+
+
+def timed(page, action, expected):
+    t = time.perf_counter()
+    action()
+    page.wait_for_function(STATUS_HAS, arg=expected, polling="raf", timeout=120_000)
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => "
+                  "requestAnimationFrame(r)))")
+    return time.perf_counter() - t
+
+
+def measure(page, url, level, other, repeat):
+    """Seconds of the first change to ``level`` (its pixel lookup computed), and medians
+    of a layer change and of a change back to ``level`` (the lookup remembered)."""
+    page.goto(f"{url}?grid=h3&level={other}&layer=era5_layer")
+    page.locator(".map-status p").wait_for(timeout=180_000)
+
+    def select(label, value):
+        page.locator(".bk-input-group", has_text=label).locator("select").first.select_option(
+            value)
+
+    first = timed(page, lambda: select("Level", str(level)), f"level {level},")
+    layers = ["arcticdem_layer", "alphaearth_layer", "era5_layer"]
+    layer = [timed(page, lambda n=layers[i % 3]: select("Layer", n), f", {layers[i % 3]},")
+             for i in range(repeat)]
+    lvl = []
+    for _ in range(repeat):
+        timed(page, lambda: select("Level", str(other)), f"level {other},")
+        lvl.append(timed(page, lambda: select("Level", str(level)), f"level {level},"))
+    return statistics.median(layer), statistics.median(lvl), first
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=5)
+    args = ap.parse_args()
+    from conftest import chromium, serve
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        print("building the synthetic cube ...", flush=True)
+        synthetic_cube(tmp / "cube.zarr")
+        proc, url = serve(tmp / "cube.zarr", tmp / "server.log")
+        try:
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=chromium(), headless=True,
+                                            args=["--no-sandbox", "--disable-gpu"])
+                page = browser.new_page(viewport={"width": 1300, "height": 1000})
+                results = {level: measure(page, url, level, other, args.repeat)
+                           for level, other in [(6, 5), (3, 5)]}
+                browser.close()
+        finally:
+            proc.terminate()
+    big, small = results[6], results[3]
+    print(f"\nseconds from the change in the sidebar to the new map in the browser "
+          f"(median of {args.repeat})")
+    print(f"{'':34s}{'~1M cells':>11s}{'5k cells':>10s}{'ratio':>7s}{'target':>9s}")
+    rows = [("layer change", 0, 1.0), ("level change (seen before)", 1, 2.0),
+            ("level change (first time)", 2, 2.0)]
+    for what, k, target in rows:
+        print(f"{what:34s}{big[k]:11.2f}{small[k]:10.2f}{big[k] / small[k]:7.1f}"
+              f"{'< ' + str(target):>9s}  {'met' if big[k] < target else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
