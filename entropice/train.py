@@ -299,6 +299,24 @@ def load_model(path) -> StoredModel:
                        est, meta)
 
 
+def cell_features(ds, names, year=None) -> pd.DataFrame:
+    """A model's features for every cell of a group in one year (static features as they
+    are; ``<name>_missing`` flags rebuilt from the data), in the model's column order."""
+    cols = {}
+    for n in names:
+        base = n.removesuffix("_missing")
+        if base not in ds:
+            raise ValueError(f"the group lacks the model's feature {base!r}.")
+        da = ds[base]
+        if "year" in da.dims:
+            if year is None:
+                raise ValueError(f"{base!r} is yearly: say which year.")
+            da = da.sel(year=year)
+        v = np.asarray(da.values, dtype=np.float64)
+        cols[n] = np.isnan(v).astype(float) if n != base else v
+    return pd.DataFrame(cols)
+
+
 def predict_frame(model: StoredModel, X: pd.DataFrame) -> np.ndarray:
     """Class probabilities for a feature table, checked against the model's features."""
     names = model.meta["feature_names"]

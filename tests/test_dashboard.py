@@ -132,6 +132,21 @@ def test_zoomed_in_cells_are_outlined_with_their_details(store):
     assert any(c == format(int(store.dataset.cell_ids.values[100]), "x") for c in cells)
 
 
+def test_a_clicked_cell_shows_its_details(store):
+    store.level = 3
+    view = MapView(store=store)
+    k = 123
+    ds = store.dataset
+    x, y = to_polar(ds.lon.values[k], ds.lat.values[k])
+    assert view.cell_at(float(x), float(y)) == k
+    view.tap.event(x=float(x), y=float(y))
+    text = view.details.object
+    assert format(int(ds.cell_ids.values[k]), "x") in text
+    assert "predicted:" in text and "label:" in text and "km²" in text
+    view.tap.event(x=9e6, y=9e6)
+    assert "No cell" in view.details.object
+
+
 def test_boxes_view(store):
     store.level = 3
     view = BoxesView(store=store)

@@ -10,12 +10,9 @@ from entropice.cube import Cube
 from entropice.grids import get_grid
 
 
-def test_demo_builds_a_cube_and_reruns_cheaply(tmp_path):
-    cube_path = tmp_path / "data" / "cube.zarr"
-    out = subprocess.run([sys.executable, "-m", "entropice", "demo", "--cube", str(cube_path),
-                          "--quiet"], capture_output=True, text=True, timeout=900)
-    assert out.returncode == 0, out.stderr
-    assert f"entropice cube info {cube_path}" in out.stdout
+def test_demo_builds_a_cube_and_reruns_cheaply(demo_cube):
+    cube_path, stdout = demo_cube
+    assert f"entropice app --cube {cube_path}" in stdout
     cube = Cube(cube_path)
     assert cube.groups() == [("h3", 3), ("h3", 4), ("h3", 5), ("healpix", 6), ("healpix", 7),
                              ("healpix", 8)]

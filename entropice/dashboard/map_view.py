@@ -52,14 +52,19 @@ class MapView(pn.viewable.Viewer):
         self.range = hv.streams.RangeXY()
         self.selection = hv.streams.Params(
             s, ["grid", "level", "year", "layer", "cmap", "vmin", "vmax", "box", "run"])
-        # two layers, so a layer change resends only the cells' image: the land (and
-        # coastline) beneath follows the view alone
+        # three layers, so a layer change resends only the cells' image: the land
+        # beneath and the coastline above follow the view alone
         self.land = hv.DynamicMap(self._land, streams=[self.range])
+        self.coast = hv.DynamicMap(self._coast, streams=[self.range])
         self.dmap = hv.DynamicMap(self._render, streams=[self.selection, self.range])
-        self.plot = (self.land * self.dmap).opts(
+        self.plot = (self.land * self.dmap * self.coast).opts(
             width=720, height=700, xaxis=None, yaxis=None, data_aspect=1, framewise=True,
             active_tools=["wheel_zoom"])
         self.range.add_subscriber(self._remember_extent)
+        self.details = pn.pane.Markdown("*Click a cell for its details.*",
+                                        css_classes=["cell-details"], width=300)
+        self.tap = hv.streams.Tap(source=self.dmap, x=None, y=None)
+        self.tap.add_subscriber(self._show_cell)
 
     def _extent(self, x_range, y_range):
         s = self.store
@@ -80,6 +85,8 @@ class MapView(pn.viewable.Viewer):
         pixels' cells."""
         idx = self.store.lookup(x_range, y_range, PIXELS, PIXELS)
         values = self.store.values(layer)
+        if (layer or self.store.layer).startswith("pred_"):  # no prediction over water
+            values = np.where(self.store.dataset.land_fraction.values > 0, values, np.nan)
         img = np.where(idx >= 0, values[np.maximum(idx, 0)], np.nan)
         return img.astype(np.float32), idx
 
@@ -116,12 +123,59 @@ class MapView(pn.viewable.Viewer):
         return hv.Overlay(layers).opts(title=f"{long} — {grid} level {level}, {year}",
                                        xlim=xr_, ylim=yr_)
 
-    def _land(self, x_range=None, y_range=None):
-        """Land in grey and the coast in dark grey, at the view's resolution."""
+    def _land_image(self, x_range, y_range):
         xr_, yr_ = self._extent(x_range, y_range)
-        img = land_image(xr_, yr_, PIXELS, PIXELS).astype(np.float32)
-        return hv.Image(img, bounds=(xr_[0], yr_[0], xr_[1], yr_[1]), kdims=["x", "y"],
-                        vdims=["land"]).opts(cmap=["#e6e2d8", "#5a5a5a"], clim=(1, 2), tools=[])
+        key = (xr_, yr_)
+        if getattr(self, "_land_key", None) != key:  # shared by the land and the coast
+            self._land_key, self._land_img = key, land_image(xr_, yr_, PIXELS, PIXELS)
+        return self._land_img, (xr_[0], yr_[0], xr_[1], yr_[1])
+
+    def _land(self, x_range=None, y_range=None):
+        """Land in grey beneath the cells, at the view's resolution."""
+        img, bounds = self._land_image(x_range, y_range)
+        return hv.Image(np.where(img >= 1, 1.0, np.nan).astype(np.float32), bounds=bounds,
+                        kdims=["x", "y"], vdims=["land"]).opts(cmap=["#e6e2d8"], tools=[])
+
+    def _coast(self, x_range=None, y_range=None):
+        """The coastline above the cells, as the image's coast pixels."""
+        img, bounds = self._land_image(x_range, y_range)
+        return hv.Image(np.where(img == 2, 1.0, np.nan).astype(np.float32), bounds=bounds,
+                        kdims=["x", "y"], vdims=["coast"]).opts(cmap=["#303030"], alpha=0.8,
+                                                                tools=[])
+
+    def cell_at(self, x, y):
+        """Position in the group of the cell under a map point (None: no cell)."""
+        idx = self.store.lookup((x - 0.5, x + 0.5), (y - 0.5, y + 0.5), 1, 1)[0, 0]
+        return None if idx < 0 else int(idx)
+
+    def cell_details(self, pos) -> str:
+        """Everything about one cell, as Markdown."""
+        s = self.store
+        ds = s.dataset
+        long, units = s.describe()
+        lines = [f"**Cell** `{format_id(ds.cell_ids.values[pos], s.grid)}` "
+                 f"({s.grid} level {s.level})",
+                 f"centre {ds.lat.values[pos]:.3f} N, {ds.lon.values[pos]:.3f} E; "
+                 f"area {ds.area_km2.values[pos]:,.1f} km²",
+                 f"{long}: **{s.values()[pos]:.4g}** {units}"]
+        if "rts_class" in ds:
+            c = ds.rts_class.sel(year=s.year).values[pos]
+            names = ds.rts_class.attrs.get("flag_meanings", "").split()
+            lines.append("label: " + ("not mapped" if np.isnan(c) else
+                                      names[int(c)] if int(c) < len(names) else str(c)))
+        if s.has_predictions:
+            p = ds.pred_proba.sel(year=s.year).values[pos]
+            names = ds.pred_class.attrs.get("flag_meanings", "").split()
+            lines.append("predicted: " + ", ".join(
+                f"{names[i] if i < len(names) else i} {v:.2f}" for i, v in enumerate(p)))
+        return "\n\n".join(lines)
+
+    def _show_cell(self, x=None, y=None):
+        if x is None or y is None:
+            return
+        pos = self.cell_at(x, y)
+        self.details.object = ("*No cell here.*" if pos is None
+                               else self.cell_details(pos))
 
     def outlines(self, positions, layer):
         """The cells at ``positions`` as polygons with their details in the hover."""
@@ -151,8 +205,9 @@ class MapView(pn.viewable.Viewer):
             fill_alpha=0.0, line_color="white", line_width=0.8, tools=["hover"])
 
     def __panel__(self):
-        return pn.Column(pn.pane.HoloViews(self.plot, linked_axes=False,
-                                           css_classes=["entropice-map"]), self.status)
+        return pn.Row(pn.Column(pn.pane.HoloViews(self.plot, linked_axes=False,
+                                                  css_classes=["entropice-map"]),
+                                self.status), self.details)
 
 
 def format_id(cell, grid):

@@ -13,6 +13,7 @@ import panel as pn
 import param
 
 from ..cube import Cube, CubeError, group_name
+from ..train import cell_features
 from .lookup import PixelLookup
 
 DEFAULT_CUBE = "data/cube.zarr"
@@ -254,20 +255,4 @@ class CubeStore(pn.viewable.Viewer):
 def _cell_boxes(path: str, grid: str, level: int, run_dir: str, year: int, stamp: float):
     model = _load_model(run_dir, _stamp(Path(run_dir) / "model.json"))
     ds = _load_group(path, grid, level, stamp)
-    return model.apply(feature_frame(ds, model.meta["feature_names"], year).to_numpy())
-
-
-def feature_frame(ds, names, year):
-    """Features of every cell of a group in one year, as a model wants them (missing
-    flags are rebuilt from the data)."""
-    import pandas as pd
-
-    cols = {}
-    for n in names:
-        base = n.removesuffix("_missing")
-        if base not in ds:
-            raise KeyError(f"the group lacks the model's feature {base!r}.")
-        da = ds[base].sel(year=year) if "year" in ds[base].dims else ds[base]
-        v = np.asarray(da.values, dtype=np.float64)
-        cols[n] = np.isnan(v).astype(float) if n.endswith("_missing") else v
-    return pd.DataFrame(cols)
+    return model.apply(cell_features(ds, model.meta["feature_names"], year).to_numpy())

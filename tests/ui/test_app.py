@@ -124,3 +124,14 @@ def test_a_group_without_predictions_has_no_prediction_layers(page, app_url):
     expect(page.get_by_text("has no predictions yet").first).to_be_visible()
     options = page.locator(".bk-input-group", has_text="Layer").locator("option")
     assert not any(o.startswith("P(") for o in options.all_inner_texts())
+
+
+def test_clicking_a_cell_shows_its_details(page, app_url, errors):
+    page.goto(app_url + "?grid=h3&level=3")
+    expect(status(page)).to_contain_text("h3 level 3", timeout=60_000)
+    page.locator(".entropice-map").first.locator(".bk-events").first.click(
+        position={"x": 330, "y": 330})
+    details = page.locator(".cell-details")
+    expect(details).to_contain_text("Cell", timeout=30_000)
+    expect(details).to_contain_text("predicted:")
+    assert errors == []
