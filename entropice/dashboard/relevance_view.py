@@ -48,17 +48,9 @@ class RelevanceView(pn.viewable.Viewer):
     def across(self):
         s = self.store
         rows = []
-        for grid, level in s.groups:
-            prefix = f"{grid}{level}-"
-            runs = sorted(p.name for p in s.models_dir.glob(prefix + "*")
-                          if (p / "model.json").exists()) if s.models_dir.is_dir() else []
-            if not runs:
-                continue
-            from .store import _load_model, _stamp
-
-            d = s.models_dir / runs[-1]
-            w = weights(_load_model(str(d), _stamp(d / "model.json")))
-            w["group"] = f"{grid} {level}"
+        for group, model in s.newest_models().items():
+            w = weights(model)
+            w["group"] = group
             rows.append(w)
         if not rows:
             return pn.pane.Markdown("No runs to compare.")

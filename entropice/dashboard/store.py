@@ -212,20 +212,34 @@ class CubeStore(pn.viewable.Viewer):
 
     # -- model runs -------------------------------------------------------------------------
 
+    def stored_runs(self, grid, level) -> list[str]:
+        """Runs of a grid and level in the models directory, newest first."""
+        prefix = f"{grid}{level}-"
+        if not self.models_dir.is_dir():
+            return []
+        return sorted((p.name for p in self.models_dir.iterdir()
+                       if p.name.startswith(prefix) and (p / "model.json").exists()),
+                      reverse=True)
+
     def runs(self) -> list[str]:
         """Runs of the current grid and level, the cube's predictions' run first."""
-        prefix = f"{self.grid}{self.level}-"
-        found = []
-        if self.models_dir.is_dir():
-            found = sorted((p.name for p in self.models_dir.iterdir()
-                            if p.name.startswith(prefix) and (p / "model.json").exists()),
-                           reverse=True)
+        found = self.stored_runs(self.grid, self.level)
         ds = self.dataset
         current = ds.pred_proba.attrs.get("run_id") if "pred_proba" in ds else None
         if current in found:
             found.remove(current)
             found.insert(0, current)
         return found
+
+    def newest_models(self) -> dict:
+        """The newest run's model of every group that has one, by "grid level"."""
+        out = {}
+        for grid, level in self.groups:
+            runs = self.stored_runs(grid, level)
+            if runs:
+                d = self.models_dir / runs[0]
+                out[f"{grid} {level}"] = _load_model(str(d), _stamp(d / "model.json"))
+        return out
 
     def run_dir(self, run=None) -> Path:
         run = run or self.run
