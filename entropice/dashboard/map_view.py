@@ -110,14 +110,17 @@ class MapView(pn.viewable.Viewer):
             cmap=cmap, clim=clim, colorbar=True, clabel=f"{long} [{units}]" if units else long,
             tools=["hover", "tap"], alpha=0.9)
         layers = [cells]
+        # the highlight is always a layer (one empty pixel when no box is chosen): an
+        # overlay that changes its layers from one frame to the next is not redrawn right
+        mask = np.full((1, 1), np.nan, dtype=np.float32)
         if box >= 0 and run:
             boxes = s.cell_boxes(run, year)
-            mask = np.where((idx >= 0) & (boxes[np.maximum(idx, 0)] == box), 1.0, np.nan)
-            layers.append(hv.Image(mask, bounds=bounds, kdims=kdims, vdims=["in box"]).opts(
-                cmap=["#ff2d95"], alpha=0.75, tools=[]))
+            mask = np.where((idx >= 0) & (boxes[np.maximum(idx, 0)] == box), 1.0,
+                            np.nan).astype(np.float32)
+        layers.append(hv.Image(mask, bounds=bounds, kdims=kdims, vdims=["in box"]).opts(
+            cmap=["#ff2d95"], alpha=0.75, tools=[]))
         shown = np.unique(idx[idx >= 0])
-        if 0 < len(shown) <= MAX_OUTLINED:
-            layers.append(self.outlines(shown, layer))
+        layers.append(self.outlines(shown if len(shown) <= MAX_OUTLINED else shown[:0], layer))
         self.status.object = (f"{grid} level {level}, {layer}, {year}: "
                               f"{len(s.dataset.cell_ids):,} cells, {len(shown):,} in view")
         return hv.Overlay(layers).opts(title=f"{long} — {grid} level {level}, {year}",
@@ -182,6 +185,13 @@ class MapView(pn.viewable.Viewer):
         s = self.store
         ds = s.dataset
         grid = s.lookup.grid
+        vdims = ["cell", "lat", "lon", "area_km2", "value", "label"]
+        vdims += ["probabilities"] if s.has_predictions else []
+        opts = dict(fill_alpha=0.0, line_color="white", line_width=0.8, tools=["hover"])
+        if not len(positions):  # a polygon of no size: an empty layer is never redrawn
+            blank = {"x": [0.0, 0.0, 0.0], "y": [0.0, 0.0, 0.0],
+                     **{v: ("" if v in ("cell", "probabilities") else np.nan) for v in vdims}}
+            return hv.Polygons([blank], kdims=["x", "y"], vdims=vdims).opts(**opts)
         ids = ds.cell_ids.values[positions]
         values = s.values(layer)[positions]
         label = (ds.rts_class.sel(year=s.year).values[positions] if "rts_class" in ds
@@ -199,10 +209,7 @@ class MapView(pn.viewable.Viewer):
             if proba is not None:
                 d["probabilities"] = ", ".join(f"{p:.2f}" for p in proba[k])
             polys.append(d)
-        vdims = ["cell", "lat", "lon", "area_km2", "value", "label"]
-        vdims += ["probabilities"] if proba is not None else []
-        return hv.Polygons(polys, kdims=["x", "y"], vdims=vdims).opts(
-            fill_alpha=0.0, line_color="white", line_width=0.8, tools=["hover"])
+        return hv.Polygons(polys, kdims=["x", "y"], vdims=vdims).opts(**opts)
 
     def __panel__(self):
         return pn.Row(pn.Column(pn.pane.HoloViews(self.plot, linked_axes=False,

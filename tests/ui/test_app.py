@@ -75,7 +75,10 @@ def test_choosing_a_box_highlights_its_cells(page, app_url, errors, artifacts):
     page.wait_for_timeout(500)
     assert not (map_png(page) == HIGHLIGHT).all(axis=-1).any()
     box = page.locator(".bk-input-group", has_text="Highlight box").locator("select").first
-    box.select_option(index=1)
+    labels = box.locator("option").all_inner_texts()
+    samples = [int(re.search(r"(\d+) samples", t)[1]) if "samples" in t else -1
+               for t in labels]
+    box.select_option(index=int(np.argmax(samples)))  # the largest box
     expect(page).to_have_url(re.compile(r"box=\d+"))
     page.wait_for_timeout(1500)
     img = map_png(page)
@@ -134,4 +137,30 @@ def test_clicking_a_cell_shows_its_details(page, app_url, errors):
     details = page.locator(".cell-details")
     expect(details).to_contain_text("Cell", timeout=30_000)
     expect(details).to_contain_text("predicted:")
+    assert errors == []
+
+
+def in_view(page) -> int:
+    return int(re.search(r"([\d,]+) in view", status(page).inner_text())[1].replace(",", ""))
+
+
+def test_zooming_in_outlines_the_cells_with_their_details(page, app_url, errors):
+    page.goto(app_url + "?grid=h3&level=3")
+    expect(status(page)).to_contain_text("h3 level 3", timeout=60_000)
+    events = page.locator(".entropice-map").first.locator(".bk-events").first
+    box = events.bounding_box()
+    x, y = box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.6
+    page.mouse.move(x, y)
+    for _ in range(20):  # zoom in step by step until few cells are in view
+        before = status(page).inner_text()
+        page.mouse.wheel(0, -200)
+        expect(status(page)).not_to_have_text(before, timeout=30_000)
+        if in_view(page) <= 400:
+            break
+    assert 0 < in_view(page) <= 400
+    page.wait_for_timeout(500)
+    page.mouse.move(x + 3, y + 3)
+    tooltip = page.locator(".bk-Tooltip").filter(has_text="probabilities")
+    expect(tooltip.first).to_be_visible(timeout=10_000)
+    expect(tooltip.first).to_contain_text("area_km2")
     assert errors == []
