@@ -23,19 +23,21 @@ URL_STATE = ["grid", "level", "year", "layer", "run", "box", "x0", "x1", "y0", "
 
 
 def layer_frame(store: CubeStore) -> pd.DataFrame:
-    """The current layer in every cell: id, centre, area and value."""
+    """The current layer in every cell: id, centre, area, year and value."""
     ds = store.dataset
     return pd.DataFrame({
         "cell_id": [format_id(c, store.grid) for c in ds.cell_ids.values],
         "lat": ds.lat.values, "lon": ds.lon.values, "area_km2": ds.area_km2.values,
-        store.layer.replace(":", "_"): store.values()})
+        "year": store.year, store.layer.replace(":", "_"): store.values()})
 
 
 def layer_csv(store: CubeStore) -> io.BytesIO:
+    """The current layer as CSV."""
     return io.BytesIO(layer_frame(store).to_csv(index=False).encode())
 
 
 def layer_geoparquet(store: CubeStore) -> io.BytesIO:
+    """The current layer as GeoParquet, with the cells' polygons in EPSG:4326."""
     import geopandas as gpd
 
     ds = store.dataset
