@@ -147,6 +147,10 @@ def demo(
         demo_source.build(cube, force=force, quiet=quiet)
     except (ValueError, CubeError) as err:
         _fail(err)
+    summary = Path(cube).parent / "models" / "summary.md"
+    if summary.exists():
+        typer.echo("\neSPA+ beside the baselines, out-of-fold on spatial folds:\n\n"
+                   + summary.read_text())
     typer.echo(f"\nThe demo cube is at {cube}. Explore it on a map with\n\n"
                f"    entropice app --cube {cube}\n\n"
                f"(or `panel serve app/ --args --cube {cube}`), or read it with\n\n"

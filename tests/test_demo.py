@@ -13,6 +13,7 @@ from entropice.grids import get_grid
 def test_demo_builds_a_cube_and_reruns_cheaply(demo_cube):
     cube_path, stdout = demo_cube
     assert f"entropice app --cube {cube_path}" in stdout
+    assert "| h3 | 5 | eSPA+ |" in stdout  # the summary table is printed
     cube = Cube(cube_path)
     assert cube.groups() == [("h3", 3), ("h3", 4), ("h3", 5), ("healpix", 6), ("healpix", 7),
                              ("healpix", 8)]

@@ -110,14 +110,16 @@ class MapView(pn.viewable.Viewer):
             cmap=cmap, clim=clim, colorbar=True, clabel=f"{long} [{units}]" if units else long,
             tools=["hover", "tap"], alpha=0.9)
         layers = [cells]
-        # the highlight is always a layer (one empty pixel when no box is chosen): an
+        # the highlight is always a layer (a pixel off the view when no box is chosen): an
         # overlay that changes its layers from one frame to the next is not redrawn right
-        mask = np.full((1, 1), np.nan, dtype=np.float32)
+        x0, y0 = bounds[:2]  # a 1 m pixel just outside the view
+        mask, mbounds = np.ones((1, 1), dtype=np.float32), (x0 - 2, y0 - 2, x0 - 1, y0 - 1)
         if box >= 0 and run:
             boxes = s.cell_boxes(run, year)
             mask = np.where((idx >= 0) & (boxes[np.maximum(idx, 0)] == box), 1.0,
                             np.nan).astype(np.float32)
-        layers.append(hv.Image(mask, bounds=bounds, kdims=kdims, vdims=["in box"]).opts(
+            mbounds = bounds
+        layers.append(hv.Image(mask, bounds=mbounds, kdims=kdims, vdims=["in box"]).opts(
             cmap=["#ff2d95"], alpha=0.75, tools=[]))
         shown = np.unique(idx[idx >= 0])
         layers.append(self.outlines(shown if len(shown) <= MAX_OUTLINED else shown[:0], layer))
