@@ -164,18 +164,11 @@ def predict_group(ds, run_dir):
         raise ValueError(f"the group lacks {len(missing)} feature(s) of run "
                          f"{model.meta['run_id']}, first {missing[0]!r}.")
     ds = ds[base].load()
-    years = ds.year.values if "year" in ds.dims else np.array([0])
-    n_cells = ds.sizes["cells"]
-    cols = {}
-    for n in base:
-        v = ds[n]
-        cols[n] = (v.transpose("year", "cells").values.reshape(-1) if "year" in v.dims
-                   else np.tile(v.values, len(years)))
-    frame = pd.DataFrame(cols)
-    for n in names:
-        if n.endswith("_missing"):
-            frame[n] = frame[n.removesuffix("_missing")].isna().astype(float)
-    proba = train.predict_frame(model, frame).reshape(len(years), n_cells, -1)
+    yearly = "year" in ds.dims
+    years = ds.year.values if yearly else np.array([0])
+    frame = pd.concat([train.cell_features(ds, names, y if yearly else None) for y in years],
+                      ignore_index=True)
+    proba = train.predict_frame(model, frame).reshape(len(years), ds.sizes["cells"], -1)
     labels = np.asarray(model.meta["labels"])
     with np.errstate(divide="ignore", invalid="ignore"):
         entropy = -np.nansum(np.where(proba > 0, proba * np.log(proba), 0.0), axis=-1)
