@@ -16,6 +16,7 @@ import numpy as np
 import pyproj
 
 from ..grids import get_grid
+from ..grids.domain import globe_land_share
 
 POLAR_CRS = "EPSG:3413"
 
@@ -107,16 +108,8 @@ def land_share() -> np.ndarray:
     path = _cache_path()
     if path.exists():
         return np.load(path)
-    import global_land_mask
-
-    src = os.path.join(os.path.dirname(global_land_mask.__file__),
-                       "globe_combined_mask_compressed.npz")
-    with np.load(src) as f:
-        mask = f["mask"]  # True on the ocean
-    factor = int(round(LAND_STEP / (180.0 / mask.shape[0])))
-    rows = int(round((90.0 - LAND_MIN_LAT) / LAND_STEP)) * factor
-    land = 1.0 - mask[:rows].reshape(rows // factor, factor, -1, factor).mean(axis=(1, 3))
-    land = land.astype(np.float32)
+    factor = int(round(LAND_STEP * 120))  # the GLOBE mask has 120 rows per degree
+    land = globe_land_share(LAND_MIN_LAT, factor).values
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.npy")

@@ -1,4 +1,5 @@
-"""The domain's land: the share of each cell's area that is land."""
+"""The domain's land: the share of each cell's area that is land, and the land share on
+a lat/lon grid from the NOAA GLOBE mask that ships in the ``global-land-mask`` package."""
 
 from __future__ import annotations
 
@@ -34,3 +35,25 @@ def land_fraction(grid: Grid, land, min_lat: float = DEFAULT_MIN_LAT) -> xr.Data
     return xr.DataArray(frac, dims="cells", coords={"cell_ids": cells.cell_ids},
                         name="land_fraction",
                         attrs={"units": "1", "long_name": "land share of the cell area"})
+
+
+def globe_land_share(min_lat: float = 49.0, factor: int = 10) -> xr.DataArray:
+    """Land share north of ``min_lat`` on a lat/lon grid ``factor`` times coarser than the
+    30'' NOAA GLOBE mask (block means; rows from the north), with no network."""
+    import os
+
+    import global_land_mask
+
+    path = os.path.join(os.path.dirname(global_land_mask.__file__),
+                        "globe_combined_mask_compressed.npz")
+    with np.load(path) as f:
+        mask, lat = f["mask"], f["lat"]
+    rows = int(np.searchsorted(-lat, -min_lat))  # lat runs from 90 down
+    rows -= rows % factor
+    # the package's mask is True on the ocean (``is_land`` negates it)
+    m = 1.0 - mask[:rows].reshape(rows // factor, factor, -1, factor).mean(axis=(1, 3))
+    step = 180.0 / mask.shape[0] * factor
+    la = 90.0 - step * (np.arange(m.shape[0]) + 0.5)
+    lo = -180.0 + step * (np.arange(m.shape[1]) + 0.5)
+    return xr.DataArray(m.astype(np.float32), dims=("y", "x"), coords={"y": la, "x": lo},
+                        name="land", attrs={"units": "1", "long_name": "land share"})

@@ -33,6 +33,7 @@ import rioxarray  # noqa: F401  (the .rio accessor)
 import xarray as xr
 
 from ..cube import Cube
+from ..grids.domain import globe_land_share
 
 log = logging.getLogger("entropice")
 
@@ -74,18 +75,7 @@ def _package_file(package, relative):
 
 def land_mask(min_lat=49.0, factor=10):
     """Land share on a 5' lat/lon grid (block means of the 30'' NOAA GLOBE mask)."""
-    with np.load(_package_file("global_land_mask", "globe_combined_mask_compressed.npz")) as f:
-        mask, lat = f["mask"], f["lat"]
-    rows = int(np.searchsorted(-lat, -min_lat))  # lat runs from 90 down
-    rows -= rows % factor
-    # the package's mask is True on the ocean (``is_land`` negates it)
-    m = 1.0 - mask[:rows].reshape(rows // factor, factor, -1, factor).mean(axis=(1, 3))
-    step = 180.0 / mask.shape[0] * factor
-    la = 90.0 - step * (np.arange(m.shape[0]) + 0.5)
-    lo = -180.0 + step * (np.arange(m.shape[1]) + 0.5)
-    da = xr.DataArray(m.astype(np.float32), dims=("y", "x"), coords={"y": la, "x": lo},
-                      name="land", attrs={"units": "1", "long_name": "land share"})
-    return da.rio.write_crs("EPSG:4326")
+    return globe_land_share(min_lat, factor).rio.write_crs("EPSG:4326")
 
 
 def elevation(min_lat=49.0):
