@@ -104,3 +104,159 @@ def first_nonfinite_column(X):
         if not np.isfinite(X[i, best_col]):
             return best_col, i
     return best_col, -1
+
+
+@nb.njit(nogil=True, cache=True)
+def proba_rows(X, rows, A_t, cost0, starts, inv_tau, lam, out, tid, n_threads, chunk):
+    """Class probabilities of this thread's samples, averaged over ensemble members.
+
+    Member m owns the box columns ``starts[m]:starts[m + 1]`` of ``A_t``/``cost0`` and
+    the rows of ``lam`` (boxes x classes). Its cost ``cost0 - 2 x A_t`` is the
+    W-weighted squared distance up to a per-sample constant, so softmax(-cost * inv_tau)
+    is the soft assignment; ``inv_tau[m] = inf`` takes the nearest box alone (the hard
+    read-out). ``rows`` picks samples of ``X`` (``out`` has one row per entry); an empty
+    ``rows`` means every sample, in order.
+    """
+    gather = rows.shape[0] > 0
+    n = rows.shape[0] if gather else X.shape[0]
+    n_members = inv_tau.shape[0]
+    n_classes = lam.shape[1]
+    G = np.empty((chunk, A_t.shape[1]), dtype=X.dtype)
+    buf = np.empty((chunk, X.shape[1]), dtype=X.dtype)
+    acc = np.empty(n_classes)
+    for start in range(tid * chunk, n, n_threads * chunk):
+        stop = min(start + chunk, n)
+        Gc = G[: stop - start]
+        if gather:
+            for i in range(stop - start):
+                buf[i] = X[rows[start + i]]
+            np.dot(buf[: stop - start], A_t, Gc)
+        else:
+            np.dot(X[start:stop], A_t, Gc)
+        for i in range(stop - start):
+            t = start + i
+            for c in range(n_classes):
+                out[t, c] = 0.0
+            for m in range(n_members):
+                a, b = starts[m], starts[m + 1]
+                best = np.inf
+                best_k = a
+                for k in range(a, b):
+                    cost = cost0[k] - 2.0 * Gc[i, k]
+                    Gc[i, k] = cost
+                    if cost < best:
+                        best = cost
+                        best_k = k
+                if inv_tau[m] == np.inf:
+                    for c in range(n_classes):
+                        out[t, c] += lam[best_k, c]
+                    continue
+                z = 0.0
+                for c in range(n_classes):
+                    acc[c] = 0.0
+                cut = best + 40.0 / inv_tau[m]  # exp(-40) < 5e-18: no weight beyond
+                for k in range(a, b):
+                    if Gc[i, k] < cut:
+                        p = np.exp((best - Gc[i, k]) * inv_tau[m])
+                        z += p
+                        for c in range(n_classes):
+                            acc[c] += p * lam[k, c]
+                for c in range(n_classes):
+                    out[t, c] += acc[c] / z
+            if n_members > 1:
+                for c in range(n_classes):
+                    out[t, c] /= n_members
+
+
+@nb.njit(nogil=True, cache=True)
+def gap_rows(X, rows, A_t, cost0, out):
+    """W-weighted squared distance of each sample in ``rows`` to every box, less the
+    nearest one's: ``out`` (len(rows) x boxes), zero at the nearest box."""
+    n_boxes = A_t.shape[1]
+    g = np.empty(n_boxes)
+    for j in range(rows.shape[0]):
+        x = X[rows[j]]
+        best = np.inf
+        for k in range(n_boxes):
+            s = 0.0
+            for d in range(x.shape[0]):
+                s += x[d] * A_t[d, k]
+            g[k] = cost0[k] - 2.0 * s
+            if g[k] < best:
+                best = g[k]
+        for k in range(n_boxes):
+            out[j, k] = g[k] - best
+
+
+@nb.njit(cache=True)
+def column_profile(X, w):
+    """Per column: the number of distinct values among samples of positive weight (counted
+    up to 3) and the weight share of its most frequent value.
+
+    One pass finds each column's weighted-majority candidate (Boyer-Moore), a second
+    weighs it; a value held by more than half the weight is always the candidate.
+    Rows are read in order, so ``X`` is walked in memory order.
+    """
+    n, n_features = X.shape
+    vals = np.empty((n_features, 3))
+    n_vals = np.zeros(n_features, dtype=np.int64)
+    cand = np.zeros(n_features)
+    cand_w = np.zeros(n_features)
+    wsum = 0.0
+    for i in range(n):
+        wi = w[i]
+        if wi <= 0.0:
+            continue
+        wsum += wi
+        for d in range(n_features):
+            x = X[i, d]
+            if n_vals[d] < 3:
+                seen = False
+                for j in range(n_vals[d]):
+                    if vals[d, j] == x:
+                        seen = True
+                        break
+                if not seen:
+                    vals[d, n_vals[d]] = x
+                    n_vals[d] += 1
+            if cand_w[d] == 0.0:
+                cand[d] = x
+                cand_w[d] = wi
+            elif cand[d] == x:
+                cand_w[d] += wi
+            elif cand_w[d] >= wi:
+                cand_w[d] -= wi
+            else:
+                cand[d] = x
+                cand_w[d] = wi - cand_w[d]
+    share = np.zeros(n_features)
+    for i in range(n):
+        if w[i] <= 0.0:
+            continue
+        for d in range(n_features):
+            if X[i, d] == cand[d]:
+                share[d] += w[i]
+    if wsum > 0.0:
+        share /= wsum
+    return n_vals, share
+
+
+@nb.njit(cache=True)
+def row_hash_uniform(bits, negative_zero, seed):
+    """A number in [0, 1) for each sample, a hash of its features' bit patterns ``bits``
+    (X viewed as unsigned integers) and ``seed``: equal rows get equal numbers, whatever
+    their order or repetition. ``negative_zero`` (the bits of -0.0) hashes as 0.0."""
+    n, n_features = bits.shape
+    out = np.empty(n)
+    for i in range(n):
+        h = np.uint64(seed) ^ np.uint64(0x9E3779B97F4A7C15)
+        for d in range(n_features):
+            b = np.uint64(bits[i, d])
+            if b == negative_zero:
+                b = np.uint64(0)
+            h = (h ^ b) * np.uint64(0xBF58476D1CE4E5B9)
+            h ^= h >> np.uint64(31)
+            h *= np.uint64(0x94D049BB133111EB)
+            h ^= h >> np.uint64(29)
+        out[i] = np.float64(h >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+    return out
