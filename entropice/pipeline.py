@@ -330,7 +330,7 @@ def stage_train(cfg, *, force=False, quiet=False):
             rows.extend(entry.get("rows", []))
             continue
         run = train_group(cube.read(name, level), name, level, section,
-                          models_dir=models_dir(cfg))
+                          models_dir=models_dir(cfg), quiet=quiet)
         entry = {"run_id": run["run_id"], "config_hash": chash, "data": data,
                  "rows": [{"grid": name, "level": level, "model": m, **{
                      k: v for k, v in met.items() if k != "confusion_matrix"},

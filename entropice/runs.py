@@ -29,9 +29,11 @@ DEFAULTS = {
     "n_folds": 5,
     "inner_folds": 3,
     "ancestor_level": None,
-    "grid": {"n_boxes": [10, 30], "eps_C": [0.3, 3.0], "eps_W": [0.3, "inf"],
+    "grid": {"n_boxes": [10, 30], "eps_C": [0.3, 3.0], "eps_W": [0.1, 1.0],
              "class_weight": ["balanced"]},
-    "n_restarts": 1,
+    "n_restarts": 2,
+    "n_estimators": 4,  # ensemble members: the probabilities' average, W's spread
+    "permutation_repeats": 2,  # permutation importance on the outer test folds
     "baselines": ["RandomForest", "HistGradientBoosting", "LogisticRegression", "Majority"],
     "random_state": 0,
     "n_jobs": None,  # the search's workers (joblib; on a dask cluster with --scheduler)
@@ -45,12 +47,16 @@ def _settings(section):
     return s
 
 
-def _espa_search(s, groups_level):
+def _espa_search(s, indicators):
+    """eSPA+'s hyper-parameters chosen on inner spatial folds; ``indicators`` (the flag and
+    near-constant columns) carry no feature weight."""
     from sklearn.model_selection import GridSearchCV, GroupKFold
 
     from .espa import ESPAClassifier
 
     model = train.make_model(ESPAClassifier(n_restarts=s["n_restarts"],
+                                            n_estimators=s["n_estimators"],
+                                            indicators=indicators,
                                             random_state=s["random_state"]))
     grid = {f"model__{k}": v for k, v in s["grid"].items()}
     return GridSearchCV(model, grid, cv=GroupKFold(s["inner_folds"]),
@@ -79,25 +85,105 @@ def _baseline(name, random_state):
     return train.make_model(est[name]())
 
 
-def _oof(make, X, y, folds, blocks, labels):
-    """Out-of-fold probabilities (columns in ``labels`` order) and the fitted searches."""
+def _oof(make, X, y, folds, blocks, labels, relevance, names, repeats, seed):
+    """Out-of-fold probabilities (columns in ``labels`` order) and the fitted models.
+
+    Adds to ``relevance`` (a list of records) each fold's permutation importance on its
+    test samples, and for eSPA+ the feature weights of every ensemble member.
+    """
     import warnings
 
     warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
     proba = np.zeros((len(y), len(labels)))
-    chosen = []
+    fitted = []
     for k in np.unique(folds):
         tr, te = folds != k, folds == k
         model = make()
         if hasattr(model, "param_grid"):
             model.fit(X[tr], y[tr], groups=blocks[tr])
-            chosen.append(model.best_params_)
+            model = model.best_estimator_
         else:
             model.fit(X[tr], y[tr])
+        fitted.append(model)
         p = model.predict_proba(X[te])
         cols = np.searchsorted(labels, model.classes_)
         proba[np.ix_(te, cols)] = p
-    return proba, chosen
+        relevance.extend({"fold": int(k), "member": -1, "measure": "permutation",
+                          "feature": f, "value": v}
+                         for f, v in permutation_importance(
+                             model, X[te], y[te], labels, feature_groups(names), repeats,
+                             seed).items())
+        relevance.extend(_weights(model, int(k), names))
+    return proba, fitted
+
+
+def _weights(model, fold, names):
+    """Records of eSPA+'s feature weights, one per ensemble member (none for others)."""
+    est = model.named_steps["model"]
+    if not hasattr(est, "feature_weights_"):
+        return []
+    return [{"fold": fold, "member": i, "measure": "weight", "feature": n, "value": float(w)}
+            for i, m in enumerate(est.estimators_) for n, w in zip(names, m.feature_weights_)]
+
+
+def permutation_importance(model, X, y, labels, groups, repeats=2, seed=0, max_rows=5000):
+    """Drop of macro ROC AUC when a feature (with its missing flag) is shuffled.
+
+    ``groups`` maps a feature name to its columns; measured on at most ``max_rows`` test
+    samples, ``repeats`` shuffles each. Model-agnostic: it checks eSPA+'s weights.
+    """
+    rng = np.random.default_rng(seed)
+    if len(y) > max_rows:
+        rows = np.sort(rng.choice(len(y), max_rows, replace=False))
+        X, y = X[rows], y[rows]
+
+    def auc(A):
+        p = np.zeros((len(y), len(labels)))
+        p[:, np.searchsorted(labels, model.classes_)] = model.predict_proba(A)
+        return train.evaluate(y, p, labels)["roc_auc"]
+
+    base = auc(X)
+    out = {}
+    for name, cols in groups.items():
+        drops = []
+        for _ in range(repeats):
+            A = X.copy()
+            A[:, cols] = A[rng.permutation(len(y))][:, cols]
+            drops.append(base - auc(A))
+        out[name] = float(np.mean(drops))
+    return out
+
+
+def feature_groups(columns) -> dict[str, list[int]]:
+    """Each feature and its missing flag, by the feature's name."""
+    columns = list(columns)
+    groups = {}
+    for i, c in enumerate(columns):
+        groups.setdefault(c.removesuffix("_missing"), []).append(i)
+    return groups
+
+
+def relevance_table(path) -> pd.DataFrame:
+    """A run's relevance: per model and feature, eSPA+'s weight and every model's
+    permutation importance, as mean and standard deviation over outer folds (and
+    ensemble members); the final model's weights (fold -1) are left out."""
+    df = pd.read_csv(Path(path) / "relevance.csv")
+    df = df[df.fold >= 0]
+    return (df.groupby(["model", "measure", "feature"]).value.agg(["mean", "std", "count"])
+            .reset_index())
+
+
+def _espa_params(model) -> dict:
+    """The hyper-parameters an outer fold's search chose."""
+    est = model.named_steps["model"]
+    return {k: getattr(est, k) for k in ("n_boxes", "eps_C", "eps_W", "class_weight")}
+
+
+def _progress(items, quiet, desc):
+    from tqdm.auto import tqdm
+
+    items = list(items)
+    return items if quiet else tqdm(items, desc=desc, leave=False)
 
 
 def train_group(ds, grid_name, level, section=None, *, models_dir="models", quiet=True):
@@ -113,13 +199,16 @@ def train_group(ds, grid_name, level, section=None, *, models_dir="models", quie
                                 ancestor_level=anc, random_state=s["random_state"])
     inner_level = min(level, anc + 1)
     blocks = get_grid(grid_name, level).parents(dm.cell_ids, inner_level)
-    results = {}
-    proba_espa, chosen = _oof(lambda: _espa_search(s, inner_level), X, y, folds, blocks,
-                              labels)
-    results["eSPA+"] = proba_espa
-    for name in s["baselines"]:
-        results[name], _ = _oof(lambda n=name: _baseline(n, s["random_state"]), X, y, folds,
-                                blocks, labels)
+    indicators = dm.indicators()
+    names = list(dm.X.columns)
+    results, relevance, fitted = {}, [], {}
+    makers = {"eSPA+": lambda: _espa_search(s, indicators),
+              **{n: (lambda n=n: _baseline(n, s["random_state"])) for n in s["baselines"]}}
+    for name, make in _progress(makers.items(), quiet, f"{grid_name}/{level} models"):
+        rel = []
+        results[name], fitted[name] = _oof(make, X, y, folds, blocks, labels, rel, names,
+                                           s["permutation_repeats"], s["random_state"])
+        relevance.extend({"model": name, **r} for r in rel)
     metrics = {name: train.evaluate(y, p, labels) for name, p in results.items()}
     # triage: every model's out-of-fold probability of any RTS ranks the cells
     pos = np.searchsorted(ds.cell_ids.values, dm.cell_ids)
@@ -131,7 +220,7 @@ def train_group(ds, grid_name, level, section=None, *, models_dir="models", quie
         triage = {name: train.triage_curve(1.0 - p[:, 0], area, land)
                   for name, p in results.items()}
     # the final model: the search on every sample
-    final = _espa_search(s, inner_level).fit(X, y, groups=blocks)
+    final = _espa_search(s, indicators).fit(X, y, groups=blocks)
     chash = config_hash({"train": s, "grid": grid_name, "level": level})
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
     run_id = f"{grid_name}{level}-{stamp}-{chash[:6]}"
@@ -140,12 +229,16 @@ def train_group(ds, grid_name, level, section=None, *, models_dir="models", quie
             "target": s["target"], "classes": dm.classes, "labels": labels.tolist(),
             "best_params": {k.removeprefix("model__"): v for k, v in
                             final.best_params_.items()},
-            "outer_fold_params": [{k.removeprefix("model__"): v for k, v in c.items()}
-                                  for c in chosen],
+            "outer_fold_params": [_espa_params(m) for m in fitted["eSPA+"]],
+            "indicators": [dm.X.columns[i] for i in indicators],
             "n_samples": int(len(y)), "ancestor_level": anc}
     train.save_model(run_dir, final.best_estimator_, list(dm.X.columns), meta)
     pd.DataFrame({"cell_ids": dm.cell_ids, "year": dm.years, "fold": folds}).to_csv(
         run_dir / "folds.csv", index=False)
+    relevance.extend({"model": "eSPA+", **r}
+                     for r in _weights(final.best_estimator_, -1, names))
+    pd.DataFrame(relevance, columns=["model", "measure", "fold", "member", "feature",
+                                     "value"]).to_csv(run_dir / "relevance.csv", index=False)
     curves = {name: train.reliability_curve(y, p, labels) for name, p in results.items()}
     (run_dir / "metrics.json").write_text(json.dumps(
         {"metrics": metrics, "reliability": curves, "triage": triage}, indent=2))

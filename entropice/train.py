@@ -24,7 +24,8 @@ from .cube import SCHEMA_VERSION
 from .grids import get_grid
 
 DEFAULT_FEATURES = ("era5_*", "dem_*", "emb_*")
-MODEL_FORMAT = 1
+MODEL_FORMAT = 2
+MODEL_ARRAYS = ("boxes", "feature_weights", "box_label_proba", "box_counts")
 
 
 @dataclass
@@ -36,6 +37,20 @@ class DesignMatrix:
     cell_ids: np.ndarray
     years: np.ndarray
     classes: list
+
+    @property
+    def flags(self) -> list[str]:
+        """The missing-value flag columns."""
+        return [c for c in self.X.columns if c.endswith("_missing")]
+
+    def indicators(self) -> list[int]:
+        """Columns that carry no eSPA+ feature weight: the missing-value flags, and binary
+        or near-constant columns (median-imputed, as inside the training folds)."""
+        from .espa import find_indicators
+
+        filled = self.X.fillna(self.X.median()).fillna(0.0).to_numpy(dtype=np.float64)
+        mask = find_indicators(filled) | self.X.columns.isin(self.flags)
+        return np.flatnonzero(mask).tolist()
 
 
 def select_features(ds, patterns=DEFAULT_FEATURES) -> list[str]:
@@ -228,18 +243,24 @@ def triage_curve(score, rts_area, land_area, recalls=(0.5, 0.8, 0.9, 0.95)) -> d
 
 def save_model(path, model: Pipeline, feature_names, meta=None):
     """Write an imputer + scaler + ESPAClassifier pipeline as ``arrays.npz`` and
-    ``model.json`` in the directory ``path`` (nothing is pickled)."""
+    ``model.json`` in the directory ``path`` (nothing is pickled): the shown member's
+    boxes, weights and box label probabilities, and every ensemble member's."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     imp, sc, est = (model.named_steps[k] for k in ("impute", "scale", "model"))
+    members = {f"member{i}_{a}": getattr(m, a + "_")
+               for i, m in enumerate(est.estimators_) for a in MODEL_ARRAYS}
     np.savez(path / "arrays.npz", impute_statistics=imp.statistics_, scale_mean=sc.mean_,
-             scale_scale=sc.scale_, boxes=est.boxes_, feature_weights=est.feature_weights_,
-             box_label_proba=est.box_label_proba_, box_counts=est.box_counts_,
-             classes=np.asarray(est.classes_))
+             scale_scale=sc.scale_, classes=np.asarray(est.classes_),
+             weighted_features=est.weighted_features_,
+             temperatures=np.array([m.temperature_ for m in est.estimators_]),
+             **{a: getattr(est, a + "_") for a in MODEL_ARRAYS}, **members)
     doc = {"format": MODEL_FORMAT, "schema_version": SCHEMA_VERSION,
            "entropice_version": __version__, "feature_names": list(feature_names),
            "params": {k: (v if not isinstance(v, float) or np.isfinite(v) else str(v))
-                      for k, v in est.get_params().items() if k != "init"},
+                      for k, v in est.get_params().items()
+                      if k not in ("init", "indicators", "weight_prior")},
+           "temperature": est.temperature_, "n_members": len(est.estimators_),
            **(meta or {})}
     (path / "model.json").write_text(json.dumps(doc, indent=2, default=str))
 
@@ -284,17 +305,25 @@ def load_model(path) -> StoredModel:
     if meta.get("schema_version") != SCHEMA_VERSION or meta.get("format") != MODEL_FORMAT:
         raise ValueError(f"the model at {path} was written for cube schema "
                          f"{meta.get('schema_version')} (model format {meta.get('format')}); "
-                         f"this entropice reads schema {SCHEMA_VERSION}: train it again.")
+                         f"this entropice reads schema {SCHEMA_VERSION} and model format "
+                         f"{MODEL_FORMAT}: train it again (`entropice train --force`).")
     with np.load(path / "arrays.npz", allow_pickle=False) as a:
         arrays = {k: a[k] for k in a.files}
     params = {k: (float(v) if v in ("inf", "nan") else v) for k, v in meta["params"].items()}
-    est = ESPAClassifier(**params)
-    est.boxes_ = arrays["boxes"]
-    est.feature_weights_ = arrays["feature_weights"]
-    est.box_label_proba_ = arrays["box_label_proba"]
-    est.box_counts_ = arrays["box_counts"]
-    est.classes_ = arrays["classes"]
-    est.n_features_in_ = len(meta["feature_names"])
+
+    def rebuilt(prefix, temperature, n_members):
+        est = ESPAClassifier(**{**params, "n_estimators": n_members})
+        for a in MODEL_ARRAYS:
+            setattr(est, a + "_", arrays[prefix + a])
+        est.temperature_ = float(temperature)
+        est.classes_ = arrays["classes"]
+        est.n_features_in_ = len(meta["feature_names"])
+        est.weighted_features_ = arrays["weighted_features"]
+        return est
+
+    temps = arrays["temperatures"]
+    est = rebuilt("", meta["temperature"], len(temps))
+    est.estimators_ = [rebuilt(f"member{i}_", t, 1) for i, t in enumerate(temps)]
     return StoredModel(arrays["impute_statistics"], arrays["scale_mean"], arrays["scale_scale"],
                        est, meta)
 

@@ -17,7 +17,7 @@ from entropice.dashboard.evaluation_view import EvaluationView, metrics_table
 from entropice.dashboard.lookup import PixelLookup, land_image, to_polar
 from entropice.dashboard.map_view import MapView, home_extent
 from entropice.dashboard.page import layer_csv, layer_geoparquet
-from entropice.dashboard.relevance_view import RelevanceView, weights
+from entropice.dashboard.relevance_view import RelevanceView, importance, is_flat, weights
 from entropice.dashboard.store import CubeStore, cube_path
 from entropice.grids import get_grid
 
@@ -164,10 +164,18 @@ def test_boxes_view(store):
 
 def test_relevance_view(store):
     store.level = 3
-    df = weights(store.model())
+    rel = store.relevance()
+    df = weights(store.model(), rel)
     assert np.isclose(df.weight.sum(), 1) and df.weight.is_monotonic_decreasing
     assert set(df.source) == {"era5", "dem", "emb"}
+    assert not df.feature.str.endswith("_missing").any()  # indicators carry no weight
+    # the spread over 3 outer folds x 4 members, and the permutation importance
+    assert (rel[rel.measure == "weight"]["count"] == 12).all()
+    assert {"eSPA+", "LogisticRegression"} <= set(importance(rel, df.feature).model)
+    assert is_flat(store.model())  # the small cube's run has eps_W = inf
     pn.panel(RelevanceView(store=store)).get_root()
+    shown = RelevanceView(store=store).current().objects
+    assert any(isinstance(o, pn.pane.Alert) and "flat" in o.object for o in shown)
 
 
 def test_evaluation_view(store):

@@ -12,7 +12,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import KFold, cross_val_score
 
 from entropice import train
-from entropice.espa import ESPAClassifier
+from entropice.espa import REFERENCE, ESPAClassifier
 from entropice.grids import get_grid
 
 GRID = get_grid("h3", 5)
@@ -56,6 +56,15 @@ def test_design_matrix():
     assert list(dm.X.columns) == ["era5_tdd_sum", "dem_slope_mean", "emb_pc01",
                                   "dem_slope_mean_missing"]
     assert dm.classes == ["none", "low", "medium", "high"]
+    # the flag carries no eSPA+ weight, and nor does a near-constant column
+    assert dm.indicators() == [3]
+    dm.X["dem_flat"] = np.where(np.arange(len(dm.X)) < 5, 1.0, 0.0)
+    assert dm.indicators() == [3, 4]
+    model = ESPAClassifier(6, eps_W=0.05, indicators=dm.indicators(), random_state=0)
+    train.make_model(model).fit(dm.X.to_numpy(), dm.y)
+    assert model.feature_weights_[3] == model.feature_weights_[4] == 0.0
+    assert model.feature_weights_[:3].sum() == pytest.approx(1.0)
+    dm.X = dm.X.drop(columns="dem_flat")
     # yearly features follow the sample's year; static ones repeat
     k = np.flatnonzero(dm.years == 2022)[0]
     pos = int(np.searchsorted(ds.cell_ids.values, dm.cell_ids[k]))
@@ -149,10 +158,11 @@ def test_triage_curve_ties_are_scanned_in_random_order():
         assert share == pytest.approx(float(r))
 
 
-def test_saved_model_predicts_exactly_the_same(tmp_path):
+@pytest.mark.parametrize("params", [{"n_estimators": 3}, {}, REFERENCE])
+def test_saved_model_predicts_exactly_the_same(tmp_path, params):
     ds = group()
     dm = train.design_matrix(ds)
-    model = train.make_model(ESPAClassifier(6, random_state=0, eps_W=np.inf))
+    model = train.make_model(ESPAClassifier(6, random_state=0, eps_W=0.3, **params))
     model.fit(dm.X.to_numpy(), dm.y)
     train.save_model(tmp_path / "run", model, list(dm.X.columns), {"grid": "h3", "level": 5})
     loaded = train.load_model(tmp_path / "run")
@@ -161,6 +171,8 @@ def test_saved_model_predicts_exactly_the_same(tmp_path):
                                   model.predict_proba(dm.X.to_numpy()))
     np.testing.assert_array_equal(train.predict_frame(loaded, dm.X),
                                   model.predict_proba(dm.X.to_numpy()))
+    np.testing.assert_array_equal(loaded.apply(dm.X.to_numpy()),
+                                  model[-1].apply(model[:-1].transform(dm.X.to_numpy())))
     assert not list((tmp_path / "run").glob("*.pkl"))
     with pytest.raises(ValueError, match="lack 1 feature.*'emb_pc01'"):
         train.predict_frame(loaded, dm.X.drop(columns="emb_pc01"))

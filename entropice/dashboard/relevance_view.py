@@ -1,9 +1,11 @@
-"""Feature relevance: eSPA+'s feature weights, sorted and coloured by source, and the
-same features compared across every grid and level."""
+"""Feature relevance: eSPA+'s feature weights with their spread across outer folds and
+ensemble members, beside every model's permutation importance, and the same features
+compared across every grid and level."""
 
 from __future__ import annotations
 
 import holoviews as hv
+import numpy as np
 import pandas as pd
 import panel as pn
 import param
@@ -12,6 +14,8 @@ from .store import CubeStore
 
 SOURCE_COLOURS = {"era5": "#e07b39", "dem": "#5b8c5a", "emb": "#4a6fa5", "other": "#999999"}
 TOP = 25
+FLAT = 0.02
+"""Weights all within 2 % of the uniform weight are flat: they rank nothing."""
 
 
 def source_of(feature: str) -> str:
@@ -20,16 +24,37 @@ def source_of(feature: str) -> str:
     return head if head in SOURCE_COLOURS else "other"
 
 
-def weights(model) -> pd.DataFrame:
-    """Feature weights of a model, largest first."""
-    names = model.meta["feature_names"]
-    df = pd.DataFrame({"feature": names, "weight": model.estimator.feature_weights_,
-                       "source": [source_of(n) for n in names]})
+def weights(model, relevance: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Feature weights of a model, largest first, without the indicator columns (they
+    carry no weight by construction); with ``relevance`` (a run's relevance table) also
+    the mean and standard deviation over outer folds and ensemble members."""
+    names = np.asarray(model.meta["feature_names"])
+    on = model.estimator.weighted_features_
+    df = pd.DataFrame({"feature": names[on], "weight": model.estimator.feature_weights_[on],
+                       "source": [source_of(n) for n in names[on]]})
+    if relevance is not None and len(relevance):
+        w = relevance[(relevance.model == "eSPA+") & (relevance.measure == "weight")]
+        df = df.merge(w[["feature", "mean", "std"]].rename(
+            columns={"mean": "fold_mean", "std": "fold_std"}), on="feature", how="left")
     return df.sort_values("weight", ascending=False, ignore_index=True)
 
 
+def is_flat(model) -> bool:
+    """True when the weights rank nothing: all within 2 % of uniform (eps_W = inf, or no
+    feature stands out)."""
+    w = model.estimator.feature_weights_[model.estimator.weighted_features_]
+    return bool(np.all(np.abs(w * len(w) - 1.0) <= FLAT))
+
+
+def importance(relevance: pd.DataFrame, features) -> pd.DataFrame:
+    """Permutation importance (drop of ROC AUC on the outer test folds) of ``features``
+    for every model but the majority class: mean and standard deviation over folds."""
+    p = relevance[(relevance.measure == "permutation") & (relevance.model != "Majority")]
+    return p[p.feature.isin(list(features))].rename(columns={"mean": "drop", "std": "spread"})
+
+
 class RelevanceView(pn.viewable.Viewer):
-    """Sorted weights of the current run; weights of every run of the same cube."""
+    """The current run's weights and permutation importance; weights of every run."""
 
     store = param.ClassSelector(class_=CubeStore)
 
@@ -38,11 +63,44 @@ class RelevanceView(pn.viewable.Viewer):
         s = self.store
         if not s.run:
             return pn.pane.Alert("No model run for this grid and level.", alert_type="warning")
-        df = weights(s.model()).head(TOP).iloc[::-1]
-        return hv.Bars(df, kdims=["feature"], vdims=["weight", "source"]).opts(
-            invert_axes=True, color="source", cmap=SOURCE_COLOURS, width=720, height=560,
-            title=f"Feature weights of {s.run} (top {TOP})", tools=["hover"],
-            legend_position="bottom_right", show_legend=True)
+        model, rel = s.model(), s.relevance()
+        df = weights(model, rel).head(TOP).iloc[::-1]
+        items = []
+        if is_flat(model):
+            items.append(pn.pane.Alert(
+                f"The weights of {s.run} are flat (eps_W = {model.meta['params']['eps_W']}): "
+                "eSPA+ ranks no feature above another in this run. The permutation importance "
+                "beside them still measures each feature.", alert_type="warning"))
+        indicators = model.meta.get("indicators", [])
+        if indicators:
+            items.append(pn.pane.Markdown(
+                f"Not shown: {len(indicators)} indicator column(s) (missing-value flags, "
+                f"binary or near-constant), which carry no weight by construction: "
+                f"{', '.join(indicators[:6])}{' ...' if len(indicators) > 6 else ''}."))
+        bars = hv.Bars(df, kdims=["feature"], vdims=["weight", "source"]).opts(
+            invert_axes=True, color="source", cmap=SOURCE_COLOURS, tools=["hover"],
+            legend_position="bottom_right", show_legend=True, xlabel="")
+        if "fold_std" in df:
+            err = hv.ErrorBars(df.fillna(0.0), kdims=["feature"],
+                               vdims=["fold_mean", "fold_std"]).opts(invert_axes=True)
+            bars = bars * err
+        bars = bars.opts(title=f"eSPA+ feature weights (top {TOP}; whiskers: mean ± sd over "
+                               "folds and members)", responsive=True, min_height=560)
+        plots = [bars]
+        if len(rel):
+            imp = importance(rel, df.feature)
+            if len(imp):
+                order = {f: i for i, f in enumerate(df.feature)}
+                imp = imp.assign(rank=imp.feature.map(order)).sort_values("rank")
+                plots.append(hv.Overlay([
+                    hv.Scatter(g, kdims=["feature"], vdims=["drop", "spread"], label=m)
+                    .opts(size=7, tools=["hover"]) for m, g in imp.groupby("model")])
+                    .opts(invert_axes=True, responsive=True, min_height=560,
+                          title="Permutation importance: drop of ROC AUC on held-out folds",
+                          legend_position="bottom_right", ylabel="drop of ROC AUC",
+                          xlabel=""))
+        items.append(pn.Row(*plots, sizing_mode="stretch_width"))
+        return pn.Column(*items, sizing_mode="stretch_width")
 
     @param.depends("store.run")
     def across(self):
@@ -58,8 +116,8 @@ class RelevanceView(pn.viewable.Viewer):
         top = df.groupby("feature").weight.mean().nlargest(TOP).index
         df = df[df.feature.isin(top)]
         return hv.HeatMap(df, kdims=["group", "feature"], vdims=["weight"]).opts(
-            cmap="magma", colorbar=True, width=720, height=560, tools=["hover"],
+            cmap="magma", colorbar=True, responsive=True, min_height=560, tools=["hover"],
             title="Weights of the most relevant features across grids and levels (newest run)")
 
     def __panel__(self):
-        return pn.Column(self.current, self.across)
+        return pn.Column(self.current, self.across, sizing_mode="stretch_width")

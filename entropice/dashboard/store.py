@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import panel as pn
 import param
 
@@ -46,6 +47,15 @@ def _load_model(run_dir: str, stamp: float):
     from ..train import load_model
 
     return load_model(run_dir)
+
+
+@pn.cache(max_items=24)
+def _relevance(run_dir: str, stamp: float):
+    from ..runs import relevance_table
+
+    if not (Path(run_dir) / "relevance.csv").exists():
+        return pd.DataFrame(columns=["model", "measure", "feature", "mean", "std", "count"])
+    return relevance_table(run_dir)
 
 
 @pn.cache(max_items=12)
@@ -251,6 +261,12 @@ class CubeStore(pn.viewable.Viewer):
         """The stored eSPA+ model of a run (arrays and JSON, cached)."""
         d = self.run_dir(run)
         return _load_model(str(d), _stamp(d / "model.json"))
+
+    def relevance(self, run=None) -> pd.DataFrame:
+        """A run's relevance table (weights and permutation importance, mean and sd over
+        folds); empty for runs stored without one."""
+        path = self.run_dir(run) / "relevance.csv"
+        return _relevance(str(path.parent), _stamp(path))
 
     def metrics(self, run=None) -> dict:
         path = self.run_dir(run) / "metrics.json"

@@ -298,7 +298,7 @@ n_components = 8
 models = "{Path(cube_path).resolve().parent / 'models'}"
 n_folds = 5
 inner_folds = 3
-grid = {{ n_boxes = [20], eps_C = [1.0], eps_W = [0.3, "inf"], class_weight = ["balanced"] }}
+grid = {{ n_boxes = [20], eps_C = [1.0], eps_W = [0.1, 1.0], class_weight = ["balanced"] }}
 """
     path.write_text(text)
     return path
