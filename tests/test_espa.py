@@ -2,6 +2,7 @@
 columns, the weight prior, the probabilistic read-out, inputs and errors."""
 
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -185,6 +186,140 @@ def test_float32_is_not_copied_up():
     assert peak < 0.5 * X.nbytes, f"fit allocated {peak / X.nbytes:.2f}x the size of X"
     assert proba.shape == (len(X), 2)
     assert model.score(X, y) > 0.75
+
+
+# -- the reference core, and what is built around it ---------------------------------
+
+
+def test_reference_is_the_algorithm_bit_for_bit():
+    """REFERENCE reproduces fits of the core as it stood before the read-out work
+    (tests/data/espa_reference.npz, written by commit c515231), every bit."""
+    from sklearn.datasets import load_breast_cancer, load_wine
+    from sklearn.preprocessing import StandardScaler
+
+    ref = np.load(Path(__file__).parent / "data" / "espa_reference.npz")
+    cases = {
+        "wine": (load_wine, dict(n_boxes=6, eps_C=1.0, eps_W=0.5, n_restarts=3,
+                                 random_state=0)),
+        "cancer": (load_breast_cancer, dict(n_boxes=10, eps_C=3.0, eps_W=0.1, n_restarts=2,
+                                            random_state=1, class_weight="balanced")),
+    }
+    for name, (load, kw) in cases.items():
+        X, y = load(return_X_y=True)
+        X = StandardScaler().fit_transform(X)
+        model = ESPAClassifier(**kw, **REFERENCE).fit(X, y)
+        for attr in ("boxes_", "feature_weights_", "box_label_proba_", "box_counts_",
+                     "loss_curve_"):
+            np.testing.assert_array_equal(getattr(model, attr),
+                                          ref[f"{name}_{attr.rstrip('_')}"], err_msg=attr)
+        np.testing.assert_array_equal(model.predict_proba(X), ref[f"{name}_proba"])
+
+
+def flagged_problem(seed=0, n=4000):
+    """The issue's trap: 3 informative and 4 noise features, a weak feature 1.5 % missing
+    (median-imputed) with its 0/1 flag, standardised."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 8))
+    y = (X[:, 0] + 0.8 * X[:, 1] - 0.6 * X[:, 2] + 0.3 * X[:, 7]
+         + 0.5 * rng.standard_normal(n) > 0).astype(int)
+    miss = rng.random(n) < 0.015
+    X[miss, 7] = np.median(X[~miss, 7])
+    X = np.column_stack([X, miss.astype(float)])
+    return (X - X.mean(0)) / X.std(0), y
+
+
+def test_indicator_columns_carry_no_weight():
+    X, y = flagged_problem()
+    assert find_indicators(X).tolist() == [False] * 8 + [True]
+    for indicators in ("auto", [8], np.arange(9) == 8):
+        model = ESPAClassifier(8, eps_W=0.05, indicators=indicators, random_state=0).fit(X, y)
+        assert model.feature_weights_[8] == 0.0
+        assert model.weighted_features_.tolist() == [True] * 8 + [False]
+        # the top weights go to informative features (7 is the weak one), never to noise
+        assert set(np.argsort(model.feature_weights_)[-3:]) <= {0, 1, 2, 7}
+    # the reference gives the flag nearly all the weight at small eps_W
+    collapsed = ESPAClassifier(8, eps_W=0.05, random_state=0, **REFERENCE).fit(X, y)
+    assert collapsed.feature_weights_[8] > 0.9
+
+
+def test_near_constant_and_named_indicators():
+    rng = np.random.default_rng(1)
+    X = pd.DataFrame({"tdd": rng.normal(size=400), "flat": np.where(np.arange(400) < 10,
+                                                                     rng.normal(size=400), 0.0),
+                      "binary": rng.integers(0, 2, 400).astype(float)})
+    assert find_indicators(X.to_numpy()).tolist() == [False, True, True]
+    # a weight of 0 counts as an absent sample
+    w = np.where(np.arange(400) < 10, 0.0, 1.0)
+    assert find_indicators(X.to_numpy()[:, :1], w).tolist() == [False]
+    y = (X.tdd > 0).astype(int)
+    model = ESPAClassifier(4, indicators=["flat"], random_state=0).fit(X, y)
+    assert model.weighted_features_.tolist() == [True, False, True]
+    with pytest.raises(ValueError, match="'slope', which is not a feature"):
+        ESPAClassifier(4, indicators=["slope"]).fit(X, y)
+    with pytest.raises(ValueError, match="column index 5; X has 3 features"):
+        ESPAClassifier(4, indicators=[5]).fit(X, y)
+    with pytest.raises(ValueError, match="every feature"):
+        ESPAClassifier(4, indicators=[0, 1, 2]).fit(X, y)
+
+
+def test_held_out_selection_avoids_the_collapse():
+    """Training-loss selection keeps the restart whose W collapsed; held-out selection
+    does not, and predicts better."""
+    from sklearn.metrics import roc_auc_score
+
+    X, y = flagged_problem(seed=2, n=6000)
+    Xt, yt = flagged_problem(seed=3, n=4000)
+    kw = dict(n_boxes=8, eps_W=0.03, n_restarts=6, random_state=0, indicators=[8])
+    by_loss = ESPAClassifier(selection="loss", **kw).fit(X, y)
+    held = ESPAClassifier(selection="holdout", **kw).fit(X, y)
+    assert held.validation_score_ > 0 and np.isnan(by_loss.validation_score_)
+    auc = {m: roc_auc_score(yt, e.predict_proba(Xt)[:, 1]) for m, e in
+           [("loss", by_loss), ("held", held)]}
+    assert auc["held"] >= auc["loss"] - 0.01, auc
+
+
+def test_weight_prior():
+    X, y = flagged_problem()
+    model = ESPAClassifier(8, eps_W=np.inf, weight_prior="corr", random_state=0).fit(X, y)
+    ref = model.weight_prior_
+    assert ref[8] == 0 and ref.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(model.feature_weights_, ref)  # eps_W = inf: W = W_ref
+    assert np.argsort(ref)[-3:].tolist() == [2, 1, 0]  # |corr| ranks the informative ones
+    # given relevances, floored at 1 % of uniform
+    given = np.r_[1.0, np.zeros(7), 0.0]
+    model = ESPAClassifier(8, eps_W=np.inf, weight_prior=given, random_state=0).fit(X, y)
+    floor = 0.01 / 8
+    assert model.feature_weights_[1] == pytest.approx(floor / (1 + 7 * floor))
+    # finite eps_W: W proportional to W_ref exp(-b / eps_W), the loss still descends
+    model = ESPAClassifier(8, eps_W=0.5, weight_prior="mi", random_state=0).fit(X, y)
+    assert np.all(np.diff(model.loss_curve_) <= 1e-10 * np.abs(model.loss_curve_[:-1]))
+    with pytest.raises(ValueError, match="shape \\(3,\\); expected \\(9,\\)"):
+        ESPAClassifier(8, weight_prior=[1.0, 2.0, 3.0]).fit(X, y)
+
+
+def test_soft_smoothed_ensemble_readout():
+    from sklearn.datasets import load_digits
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = load_digits(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    hard = ESPAClassifier(20, random_state=0, **REFERENCE).fit(X[:1200], y[:1200])
+    p_hard = hard.predict_proba(X[1200:])
+    assert (p_hard[np.arange(len(p_hard)), y[1200:]] == 0).any()  # impossible classes
+    assert len(np.unique(p_hard, axis=0)) <= hard.boxes_.shape[0]
+    soft = ESPAClassifier(20, n_estimators=3, random_state=0).fit(X[:1200], y[:1200])
+    p = soft.predict_proba(X[1200:])
+    assert np.all(p > 0) and np.allclose(p.sum(axis=1), 1.0)
+    assert len(np.unique(p.round(12), axis=0)) > 10 * soft.boxes_.shape[0]
+    assert len(soft.estimators_) == 3 and all(m.temperature_ > 0 for m in soft.estimators_)
+    members = np.mean([m.predict_proba(X[1200:]) for m in soft.estimators_], axis=0)
+    np.testing.assert_allclose(p, members, rtol=1e-12)
+    assert np.array_equal(soft.predict(X[1200:]), soft.classes_[np.argmax(p, axis=1)])
+    from sklearn.metrics import log_loss
+
+    assert log_loss(y[1200:], p) < 0.6 * log_loss(y[1200:], np.clip(p_hard, 1e-15, 1))
+    # the shown member is the one with the best held-out score
+    assert soft.validation_score_ == min(m.validation_score_ for m in soft.estimators_)
 
 
 # -- bad input -------------------------------------------------------------------
