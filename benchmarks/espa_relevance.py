@@ -4,20 +4,23 @@ Synthetic data with known informative features (per seed, T = 4000 samples, a qu
 of them held out for testing, standardised on the training part), 12 columns:
 
     x1, x2, x3   strong: the label is a noisy threshold of 1.5 x1 + 1.2 x2 - 1.0 x3 + 0.4 x4
-    x4           weak, 1.5 % missing (more often in class 1), median-imputed
+    x4           weak, about 1.5 % missing (2.5 % in class 1, 0.5 % in class 0), median-imputed
     x4_missing   0/1 flag where x4 was missing
     noise1-4     Gaussian noise
     const1-2     near-constant: 97 % one value, the rest Gaussian noise
     binary       a fair coin, unrelated to the label
 
 For 20 seeds and eps_W in {0.03, 0.1, 0.3, 1}, fits ESPAClassifier(n_boxes=8, eps_C=1,
-eps_W, random_state=seed) with the default settings, with ``weight_prior="corr"`` and
-with ``**REFERENCE`` (no indicator detection, restarts chosen by training loss, hard
-read-out). A seed succeeds when the top 3 of ``feature_weights_`` are informative
+eps_W, random_state=seed) with the default settings (indicators detected, restarts
+chosen on held-out samples, the prior W_ref from |corr| with the label), without the
+prior, with the mutual-information prior, and with ``**REFERENCE`` (no indicator
+detection, restarts chosen by training loss, hard read-out). A seed succeeds when the top 3 of ``feature_weights_`` are informative
 features (x1-x4: no flag, near-constant, binary or noise column among them). Prints a
 markdown table, setting x eps_W: the share of seeds that succeed, the share whose top 3
 is exactly x1-x3, the mean total weight on the indicator columns (flag, near-constant,
-binary), and the mean test ROC AUC.
+binary), and the mean test ROC AUC. At small eps_W the weight sits almost all on one
+feature, so ranks 2 and 3 compare weights far below 1 %; they still say which features
+the boxes separate best. About 15 s on 2 cores (n_jobs=None), 3 s with --quick.
 
     python benchmarks/espa_relevance.py [--seeds 20] [--quick]
 
@@ -47,8 +50,9 @@ INFORMATIVE = STRONG + [COLUMNS.index("x4")]
 INDICATORS = [COLUMNS.index(c) for c in ("x4_missing", "const1", "const2", "binary")]
 
 SETTINGS = {
-    "default": {},
-    'weight_prior="corr"': {"weight_prior": "corr"},
+    'default (weight_prior="corr")': {},
+    "weight_prior=None": {"weight_prior": None},
+    'weight_prior="mi"': {"weight_prior": "mi"},
     "REFERENCE": REFERENCE,
 }
 
@@ -102,14 +106,15 @@ def main():
     args = parser.parse_args()
     n_seeds = min(args.seeds, 5) if args.quick else args.seeds
     eps_ws = [EPS_W[0], EPS_W[-1]] if args.quick else EPS_W
-    settings = {k: v for k, v in SETTINGS.items() if not (args.quick and "prior" in k)}
+    settings = {k: v for k, v in SETTINGS.items() if not (args.quick and "mi" in k)}
 
     t0 = time.perf_counter()
     datasets = [split(seed) for seed in range(n_seeds)]
     print(f"{n_seeds} seeds, {N_SAMPLES} samples ({TEST_SIZE:.0%} test), "
           f"{len(COLUMNS)} features; success = top 3 of feature_weights_ among x1-x4")
     print()
-    print("| setting | eps_W | success | top 3 = x1-x3 | weight on indicators | test ROC AUC |")
+    print("| setting | eps_W | top 3 in x1-x4 | top 3 = x1-x3 | weight on indicators "
+          "| test ROC AUC |")
     print("|---|---|---|---|---|---|")
     default_ok = {}
     for label, params in settings.items():
@@ -117,7 +122,7 @@ def main():
             res = np.array([evaluate(params, eps_w, seed, datasets[seed])
                             for seed in range(n_seeds)])
             ok, exact, ind, auc = res.mean(axis=0)
-            if label == "default":
+            if label.startswith("default"):
                 default_ok[eps_w] = ok
             print(f"| {label} | {eps_w:g} | {ok:.0%} | {exact:.0%} | {ind:.3f} | "
                   f"{auc:.4f} |", flush=True)

@@ -96,11 +96,14 @@ class ESPAClassifier(ClassifierMixin, BaseEstimator):
         flags, binary and near-constant columns). An array gives column indices, a
         boolean mask or feature names, and turns the detection off. None: every
         column carries weight.
-    weight_prior : {"corr", "mi"}, array-like or None, default=None
+    weight_prior : {"corr", "mi"}, array-like or None, default="corr"
         Replace -H(W) by KL(W || W_ref), so that W is proportional to
         W_ref exp(-b / eps_W). W_ref from the absolute correlation of each feature
         with the label ("corr"), its mutual information with the label ("mi"), or
-        given relevances; floored at 1 % of the uniform weight.
+        given relevances; floored at 1 % of the uniform weight. Without a prior (None)
+        W measures how tightly the boxes hold each feature, which the boxes can do
+        for a noise feature as well as for a relevant one
+        (``benchmarks/espa_relevance.py``).
     readout : {"soft", "hard"}, default="soft"
         "hard": the label probabilities of the nearest box. "soft": those of every
         box, weighted by softmax(-distance / tau), with the temperature tau fitted
@@ -213,7 +216,7 @@ class ESPAClassifier(ClassifierMixin, BaseEstimator):
         eps_C=1.0,
         eps_W=1.0,
         indicators="auto",
-        weight_prior=None,
+        weight_prior="corr",
         readout="soft",
         alpha=0.5,
         n_estimators=1,

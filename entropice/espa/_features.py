@@ -124,7 +124,7 @@ def weight_prior(kind, X, y, w, n_classes, weighted, random_state):
     return ref / ref.sum()
 
 
-def _abs_correlation(X, y, w, n_classes, chunk=8192):
+def _abs_correlation(X, y, w, n_classes, chunk=2048):
     """max_c |corr_w(x_d, [y == c])| per feature, reading ``X`` in row chunks."""
     wsum = w.sum()
     onehot_w = np.zeros((n_classes,))
