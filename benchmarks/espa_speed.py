@@ -6,12 +6,18 @@ sklearn.cluster.KMeans(algorithm="lloyd") from the same initial boxes, and their
 Seconds per iteration are the slope of fit time over iterations (fits of a few and of
 more iterations, best of three), so fixed costs such as input checks do not count;
 the full fit time is printed too. Then the growth of that time from 1e5 to 1e6 samples,
-and the peak memory of a fit (in a fresh process) over the size of X.
+and the peak memory of a fit (in a fresh process) over the size of X. Last, the cost of
+the probabilistic read-out: models fitted (same settings, 100 iterations) on 50,000 of
+T = 1e6 float64 samples, with ``REFERENCE`` (hard: the nearest box's label
+frequencies), the default (soft, one member) and soft with n_estimators=4, then
+predict_proba on all 1e6 samples (best of 5, the models interleaved, after a warm-up
+call); seconds and the ratio to the hard read-out.
 
     python benchmarks/espa_speed.py [--sizes 1e4 1e5 1e6]
 
 Targets (2 cores): eSPA/KMeans <= 1.25 at T = 1e6; fit time 1e5 -> 1e6 at most 12x;
-peak memory of a fit at most 2.5x the size of X.
+peak memory of a fit at most 2.5x the size of X; the default predict_proba at most 2x
+the hard (reference) one at T = 1e6.
 """
 
 import argparse
@@ -25,6 +31,7 @@ import numpy as np
 D, K = 64, 20
 ITERS = {10_000: (3, 63), 100_000: (3, 33)}  # more iterations where one is short
 DEFAULT_ITERS = (3, 13)
+READOUT_T, READOUT_FIT_T = 1_000_000, 50_000
 
 
 def data(n, dtype, seed=0):
@@ -97,6 +104,29 @@ print(json.dumps({{"x_bytes": X.nbytes, "before": before, "peak": status('VmHWM'
     return r["x_bytes"], max(r["peak"] - r["before"], 0)
 
 
+def readout_speed(repeats=5):
+    """predict_proba seconds (best of ``repeats``) of the hard, soft and 4-member soft
+    read-outs on READOUT_T float64 samples, the models fitted on READOUT_FIT_T of them."""
+    from entropice.espa import REFERENCE
+
+    X, y, init = data(READOUT_T, "float64")
+    fitted = {
+        "hard (REFERENCE)": espa(init, 100).set_params(**REFERENCE),
+        "soft (default)": espa(init, 100),
+        "soft, n_estimators=4": espa(init, 100).set_params(n_estimators=4),
+    }
+    for model in fitted.values():
+        model.fit(X[:READOUT_FIT_T], y[:READOUT_FIT_T])
+        model.predict_proba(X)  # warm-up
+    best = dict.fromkeys(fitted, np.inf)
+    for _ in range(repeats):
+        for label, model in fitted.items():
+            t0 = time.perf_counter()
+            model.predict_proba(X)
+            best[label] = min(best[label], time.perf_counter() - t0)
+    return fitted, best
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", type=float, default=[1e4, 1e5, 1e6])
@@ -133,6 +163,22 @@ def main():
         print(f"peak memory of a fit, T = {n:.0e} {dtype}: X {x_bytes / 2**20:.0f} MiB + "
               f"{extra / 2**20:.0f} MiB during the fit = {(x_bytes + extra) / x_bytes:.2f}x "
               "the size of X (target <= 2.5x)")
+
+    print()
+    print(f"predict_proba on T = {READOUT_T:.0e} float64 samples, models fitted on "
+          f"{READOUT_FIT_T:,} of them; best of 5, interleaved")
+    print("| read-out | boxes | temperature | seconds | ratio to hard |")
+    print("|---|---|---|---|---|")
+    fitted, secs = readout_speed()
+    hard = secs["hard (REFERENCE)"]
+    for label, model in fitted.items():
+        taus = ", ".join(f"{m.temperature_:.3g}" for m in model.estimators_)
+        boxes = ", ".join(str(m.boxes_.shape[0]) for m in model.estimators_)
+        print(f"| {label} | {boxes} | {taus} | {secs[label]:.3f} | "
+              f"{secs[label] / hard:.2f} |")
+    ratio = secs["soft (default)"] / hard
+    print(f"default predict_proba / hard: {ratio:.2f}x (target <= 2x): "
+          f"{'met' if ratio <= 2 else 'MISSED'}")
 
 
 if __name__ == "__main__":

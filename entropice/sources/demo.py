@@ -294,11 +294,13 @@ stats = ["mean", "std", "p10", "p50", "p90"]
 paths = ["alphaearth/*.tif"]
 n_components = 8
 
-[train]                     # a small search, so the demo trains every group in ~2 min
+[train]                     # a small search, so the demo trains every group in minutes
 models = "{Path(cube_path).resolve().parent / 'models'}"
 n_folds = 5
 inner_folds = 3
 grid = {{ n_boxes = [20], eps_C = [1.0], eps_W = [0.1, 1.0], class_weight = ["balanced"] }}
+n_estimators = 2
+n_restarts = 1
 """
     path.write_text(text)
     return path
