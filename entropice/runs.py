@@ -34,6 +34,9 @@ DEFAULTS = {
     "n_restarts": 2,
     "n_estimators": 4,  # ensemble members: the probabilities' average, W's spread
     "weight_prior": "corr",  # KL(W || W_ref) with W_ref from |corr| ("mi", or "none")
+    # eSPA+'s probabilities count the cells as they are: class_weight shapes the boxes,
+    # the probabilities stay calibrated to the classes' frequencies
+    "weighted_proba": False,
     "permutation_repeats": 2,  # permutation importance on the outer test folds
     "baselines": ["RandomForest", "HistGradientBoosting", "LogisticRegression", "Majority"],
     "random_state": 0,
@@ -60,6 +63,7 @@ def _espa_search(s, indicators):
                                             indicators=indicators,
                                             weight_prior=None if s["weight_prior"] == "none"
                                             else s["weight_prior"],
+                                            weighted_proba=s["weighted_proba"],
                                             random_state=s["random_state"]))
     grid = {f"model__{k}": v for k, v in s["grid"].items()}
     return GridSearchCV(model, grid, cv=GroupKFold(s["inner_folds"]),
@@ -129,7 +133,7 @@ def _weights(model, fold, names):
             for i, m in enumerate(est.estimators_) for n, w in zip(names, m.feature_weights_)]
 
 
-def permutation_importance(model, X, y, labels, groups, repeats=2, seed=0, max_rows=2000):
+def permutation_importance(model, X, y, labels, groups, repeats=2, seed=0, max_rows=1000):
     """Drop of macro ROC AUC when a feature (with its missing flag) is shuffled.
 
     ``groups`` maps a feature name to its columns; measured on at most ``max_rows`` test

@@ -1,13 +1,18 @@
 """`entropice demo`: the whole pipeline on offline data, as a newcomer runs it."""
 
+import json
+import re
 import subprocess
 import sys
 
 import numpy as np
 import xdggs
 
+from entropice import train
 from entropice.cube import Cube
+from entropice.dashboard.relevance_view import weights
 from entropice.grids import get_grid
+from entropice.runs import relevance_table
 
 
 def test_demo_builds_a_cube_and_reruns_cheaply(demo_cube):
@@ -51,6 +56,18 @@ def test_demo_builds_a_cube_and_reruns_cheaply(demo_cube):
     pred = cube.read("h3", 5)
     assert pred.pred_proba.dims == ("year", "cells", "class")
     assert np.isfinite(pred.pred_class.values).all()
+    assert (pred.pred_proba.values > 0).all()  # smoothed: no class is impossible
+    # the weights point at the demo's generating rule (summer warmth, annual temperature,
+    # elevation) in every group, never at a missing-value flag
+    models = cube_path.parent / "models"
+    registry = json.loads((models / "latest.json").read_text())
+    proxies = re.compile(r"era5_(tdd|fdd|t2m)|dem_elevation")
+    for key, entry in registry.items():
+        w = weights(train.load_model(models / entry["run_id"]))
+        assert not w.feature.str.endswith("_missing").any(), key
+        assert all(proxies.match(f) for f in w.feature.head(3)), (key, list(w.feature[:3]))
+        rel = relevance_table(models / entry["run_id"])
+        assert {"weight", "permutation"} == set(rel.measure), key
     # a second run finds everything up to date
     again = subprocess.run([sys.executable, "-m", "entropice", "demo", "--cube",
                             str(cube_path), "--quiet"], capture_output=True, text=True,

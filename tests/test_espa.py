@@ -130,11 +130,20 @@ def test_class_weight_is_a_sample_weight():
     X = rng.standard_normal((90, 4))
     y = np.where(X[:, 1] > 0.8, "slump", "none")
     init = X[:5]
-    kw = dict(n_boxes=5, init=init, n_restarts=1)
-    a = ESPAClassifier(class_weight={"slump": 3.0, "none": 1.0}, **kw).fit(X, y)
+    kw = dict(n_boxes=5, init=init, n_restarts=1, alpha=0.0)
+    a = ESPAClassifier(class_weight={"slump": 3.0, "none": 1.0}, weighted_proba=True,
+                       **kw).fit(X, y)
     b = ESPAClassifier(**kw).fit(X, y, sample_weight=np.where(y == "slump", 3.0, 1.0))
     np.testing.assert_allclose(a.boxes_, b.boxes_)
     np.testing.assert_allclose(a.box_label_proba_, b.box_label_proba_)
+    # weighted_proba=False: the class weights shape the boxes, and the probabilities
+    # count the samples as they are (calibrated to the data's class frequencies)
+    c = ESPAClassifier(class_weight={"slump": 3.0, "none": 1.0}, weighted_proba=False,
+                       **kw).fit(X, y)
+    np.testing.assert_allclose(c.boxes_, a.boxes_)
+    box = c.apply(X)
+    freq = [[np.mean(y[box == k] == cls) for cls in c.classes_] for k in range(len(c.boxes_))]
+    np.testing.assert_allclose(c.box_label_proba_, freq)
 
 
 def test_informative_feature_gets_the_weight():

@@ -112,6 +112,13 @@ class ESPAClassifier(ClassifierMixin, BaseEstimator):
         Dirichlet smoothing of the box label probabilities: ``alpha`` pseudo-samples
         (in units of sample weight) of every class in every box, so no class gets
         probability 0.
+    weighted_proba : bool, default=True
+        Whether the box label probabilities (and the temperature, and the held-out
+        scores) count the samples with ``class_weight`` (scikit-learn's convention and
+        the reference: probabilities of a re-balanced population, so predictions lean
+        to the up-weighted classes) or without (False: probabilities calibrated to the
+        classes' frequencies in the data). ``class_weight`` shapes the boxes and
+        weights either way.
     n_estimators : int, default=1
         Members averaged by ``predict_proba``. Each member is fitted on the samples a
         hash of their features does not hold out (a ``validation_fraction`` of them,
@@ -197,6 +204,7 @@ class ESPAClassifier(ClassifierMixin, BaseEstimator):
         "weight_prior": [StrOptions({"corr", "mi"}), "array-like", None],
         "readout": [StrOptions({"soft", "hard"})],
         "alpha": [Interval(Real, 0, None, closed="left")],
+        "weighted_proba": ["boolean"],
         "n_estimators": [Interval(Integral, 1, None, closed="left")],
         "n_restarts": [Interval(Integral, 1, None, closed="left")],
         "selection": [StrOptions({"holdout", "loss"})],
@@ -219,6 +227,7 @@ class ESPAClassifier(ClassifierMixin, BaseEstimator):
         weight_prior="corr",
         readout="soft",
         alpha=0.5,
+        weighted_proba=True,
         n_estimators=1,
         n_restarts=4,
         selection="holdout",
@@ -237,6 +246,7 @@ class ESPAClassifier(ClassifierMixin, BaseEstimator):
         self.weight_prior = weight_prior
         self.readout = readout
         self.alpha = alpha
+        self.weighted_proba = weighted_proba
         self.n_estimators = n_estimators
         self.n_restarts = n_restarts
         self.selection = selection
@@ -343,8 +353,11 @@ class ESPAClassifier(ClassifierMixin, BaseEstimator):
                 f"(n_samples={n_samples}); use at most {n_samples} boxes."
             )
         w = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+        w_base = w
         if self.class_weight is not None:
             w = w * compute_sample_weight(self.class_weight, y)
+        # the weights the probabilities count
+        w_read = w if self.weighted_proba or w is w_base else np.where(w > 0, w_base, 0.0)
         if not w.sum() > 0:
             raise ValueError("sample_weight sums to 0: no sample to fit.")
 
@@ -369,7 +382,7 @@ class ESPAClassifier(ClassifierMixin, BaseEstimator):
         ensemble = self.n_estimators > 1
         holds = ensemble or (self.selection == "holdout" and n_restarts > 1)
         held = [self._held_out(X, w, s) if holds else None for s in hash_seeds]
-        w_fit = [w if h is None else np.where(h, 0.0, w) for h in held]
+        w_fit = [w if h is None else np.where(h, 0.0, w) for h in held]  # restarts' weights
         # centre of the data, so that the matrix-product distances lose few digits
         mu = (w.astype(X.dtype) @ X).astype(np.float64) / w.sum()
         eps_c = float(self.eps_C)
@@ -397,46 +410,56 @@ class ESPAClassifier(ClassifierMixin, BaseEstimator):
                 members = []
                 for m in range(self.n_estimators):
                     candidates = fits[m * n_restarts:(m + 1) * n_restarts]
-                    members.append(self._member(X, y_enc, w, w_fit[m], held[m], candidates,
+                    members.append(self._member(X, y_enc, w, w_read, held[m], candidates,
                                                 n_classes, mu, eps_c, rule, ensemble,
                                                 rng, threads))
         on = np.ones(X.shape[1], bool) if weighted is None else weighted
         self._set_members(members, on, prior)
         return self
 
-    def _member(self, X, y, w, w_fit, held, candidates, n_classes, mu, eps_c, rule,
+    def _member(self, X, y, w, w_read, held, candidates, n_classes, mu, eps_c, rule,
                 ensemble, rng, threads):
         """Choose a member's restart, refine it on all samples (single model), and fit
-        its read-out."""
+        its read-out. ``w`` weighs the fit, ``w_read`` the probabilities."""
+        w_fit = w if held is None else np.where(held, 0.0, w)
+        read_fit = w_read if held is None else np.where(held, 0.0, w_read)
 
-        def readout_of(fit, weights):
-            lam = smoothed(fit.label_counts, fit.wcount, self.alpha)
+        def readout_of(fit, reads):
+            centre = np.average(fit.boxes, axis=0, weights=fit.counts)
+            if reads is w_fit or reads is w:  # the fit's own label counts
+                counts, total = fit.label_counts, fit.wcount
+            else:
+                boxes = assign_all(X, fit.boxes, fit.weights, centre, threads)
+                counts = np.zeros_like(fit.label_counts)
+                np.add.at(counts, (boxes, y), reads)
+                total = np.maximum(counts.sum(axis=1), np.finfo(float).tiny)
+            lam = smoothed(counts, total, self.alpha)
             tau = 0.0
             if self.readout == "soft":
-                tau = fit_temperature(X, y, weights, fit.boxes, fit.weights,
-                                      np.average(fit.boxes, axis=0, weights=fit.counts),
-                                      lam, rng)
+                tau = fit_temperature(X, y, reads, fit.boxes, fit.weights, centre, lam, rng)
             return _Member(fit, lam, tau, math.nan)
 
         def scored(member):
             rows = np.flatnonzero(held)
             proba = Readout([member.readout()], X.dtype).proba(X, threads, rows)
-            member.score = log_loss(proba, y[rows], w[rows])
+            member.score = log_loss(proba, y[rows], w_read[rows])
             return member
 
+        if w_read is w:
+            read_fit = w_fit
         if held is not None and self.selection == "holdout":
-            options = [scored(readout_of(f, w_fit)) for f in candidates]
+            options = [scored(readout_of(f, read_fit)) for f in candidates]
             best = min(options, key=lambda o: o.score)  # first on ties
         else:
             best = min(candidates, key=lambda f: f.loss)  # first on ties
-            best = readout_of(best, w_fit)
+            best = readout_of(best, read_fit)
             if held is not None:
                 best = scored(best)
         if held is not None and not ensemble:
             refined = fit_one(X, w, y, n_classes, best.fit.boxes, mu, eps_c, rule,
                               self.max_iter, self.tol, threads, init_weights=best.fit.weights)
             score = best.score
-            best = readout_of(refined, w)
+            best = readout_of(refined, w_read)
             best.score = score
         return best
 

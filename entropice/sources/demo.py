@@ -301,6 +301,7 @@ inner_folds = 3
 grid = {{ n_boxes = [20], eps_C = [1.0], eps_W = [0.1, 1.0], class_weight = ["balanced"] }}
 n_estimators = 2
 n_restarts = 1
+permutation_repeats = 1
 """
     path.write_text(text)
     return path
