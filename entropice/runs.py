@@ -93,7 +93,8 @@ def _baseline(name, random_state):
 
 
 def _oof(make, X, y, folds, blocks, labels, relevance, names, repeats, seed):
-    """Out-of-fold probabilities (columns in ``labels`` order) and the fitted models.
+    """Out-of-fold probabilities (columns in ``labels`` order), and the parameters each
+    fold's search chose (empty for models without a search).
 
     Adds to ``relevance`` (a list of records) each fold's permutation importance on its
     test samples, and for eSPA+ the feature weights of every ensemble member.
@@ -102,16 +103,16 @@ def _oof(make, X, y, folds, blocks, labels, relevance, names, repeats, seed):
 
     warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
     proba = np.zeros((len(y), len(labels)))
-    fitted = []
+    chosen = []
     for k in np.unique(folds):
         tr, te = folds != k, folds == k
         model = make()
         if hasattr(model, "param_grid"):
             model.fit(X[tr], y[tr], groups=blocks[tr])
             model = model.best_estimator_
+            chosen.append(_espa_params(model))
         else:
             model.fit(X[tr], y[tr])
-        fitted.append(model)
         p = model.predict_proba(X[te])
         cols = np.searchsorted(labels, model.classes_)
         proba[np.ix_(te, cols)] = p
@@ -121,7 +122,7 @@ def _oof(make, X, y, folds, blocks, labels, relevance, names, repeats, seed):
                              model, X[te], y[te], labels, feature_groups(names), repeats,
                              seed).items())
         relevance.extend(_weights(model, int(k), names))
-    return proba, fitted
+    return proba, chosen
 
 
 def _weights(model, fold, names):
@@ -211,12 +212,12 @@ def train_group(ds, grid_name, level, section=None, *, models_dir="models", quie
     blocks = get_grid(grid_name, level).parents(dm.cell_ids, inner_level)
     indicators = dm.indicators()
     names = list(dm.X.columns)
-    results, relevance, fitted = {}, [], {}
+    results, relevance, chosen = {}, [], {}
     makers = {"eSPA+": lambda: _espa_search(s, indicators),
               **{n: (lambda n=n: _baseline(n, s["random_state"])) for n in s["baselines"]}}
     for name, make in _progress(makers.items(), quiet, f"{grid_name}/{level} models"):
         rel = []
-        results[name], fitted[name] = _oof(make, X, y, folds, blocks, labels, rel, names,
+        results[name], chosen[name] = _oof(make, X, y, folds, blocks, labels, rel, names,
                                            s["permutation_repeats"], s["random_state"])
         relevance.extend({"model": name, **r} for r in rel)
     metrics = {name: train.evaluate(y, p, labels) for name, p in results.items()}
@@ -239,7 +240,7 @@ def train_group(ds, grid_name, level, section=None, *, models_dir="models", quie
             "target": s["target"], "classes": dm.classes, "labels": labels.tolist(),
             "best_params": {k.removeprefix("model__"): v for k, v in
                             final.best_params_.items()},
-            "outer_fold_params": [_espa_params(m) for m in fitted["eSPA+"]],
+            "outer_fold_params": chosen["eSPA+"],
             "indicators": [dm.X.columns[i] for i in indicators],
             "n_samples": int(len(y)), "ancestor_level": anc}
     train.save_model(run_dir, final.best_estimator_, list(dm.X.columns), meta)

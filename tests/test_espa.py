@@ -331,6 +331,23 @@ def test_soft_smoothed_ensemble_readout():
     assert soft.validation_score_ == min(m.validation_score_ for m in soft.estimators_)
 
 
+def test_soft_readout_far_from_every_box_in_float32():
+    """A sample far outside the data gets the nearest box's probabilities, not a crash."""
+    rng = np.random.default_rng(9)
+    X = rng.standard_normal((600, 6)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    model = ESPAClassifier(100, random_state=0).fit(X, y)
+    proba = model.predict_proba(X[:50] * 1e6)
+    assert np.all(np.isfinite(proba)) and np.allclose(proba.sum(axis=1), 1.0)
+
+
+def test_indicator_names_from_a_pandas_index():
+    X, y = flagged_problem()
+    df = pd.DataFrame(X, columns=[f"x{i}" for i in range(8)] + ["x7_missing"])
+    model = ESPAClassifier(4, indicators=df.columns[[8]], random_state=0).fit(df, y)
+    assert model.feature_weights_[8] == 0.0
+
+
 # -- bad input -------------------------------------------------------------------
 
 

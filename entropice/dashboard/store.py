@@ -64,6 +64,17 @@ def _lookup(path: str, grid: str, level: int, stamp: float):
     return PixelLookup(grid, level, ds.cell_ids.values)
 
 
+def _readable(meta: Path) -> bool:
+    """Whether this entropice reads the run (runs of an older model format are skipped:
+    `entropice train --force` makes them anew)."""
+    from ..train import MODEL_FORMAT
+
+    try:
+        return json.loads(meta.read_text()).get("format") == MODEL_FORMAT
+    except (OSError, ValueError):
+        return False
+
+
 def _stamp(path: Path) -> float:
     """Changes when the directory's content is swapped (groups are replaced whole)."""
     try:
@@ -228,7 +239,7 @@ class CubeStore(pn.viewable.Viewer):
         if not self.models_dir.is_dir():
             return []
         return sorted((p.name for p in self.models_dir.iterdir()
-                       if p.name.startswith(prefix) and (p / "model.json").exists()),
+                       if p.name.startswith(prefix) and _readable(p / "model.json")),
                       reverse=True)
 
     def runs(self) -> list[str]:

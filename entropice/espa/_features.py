@@ -63,6 +63,8 @@ def resolve_indicators(indicators, X, w, feature_names=None):
     spec = np.asarray(indicators)
     if spec.size == 0:
         return None
+    if spec.dtype.kind == "O" and all(isinstance(v, str) for v in spec.ravel()):
+        spec = spec.astype(str)  # names from a pandas Index
     if spec.dtype == bool:
         if spec.shape != (n_features,):
             raise ValueError(f"indicators is a boolean mask of shape {spec.shape}; expected "

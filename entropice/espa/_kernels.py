@@ -142,27 +142,27 @@ def proba_rows(X, rows, A_t, cost0, starts, inv_tau, lam, out, tid, n_threads, c
                 best = np.inf
                 best_k = a
                 for k in range(a, b):
-                    cost = cost0[k] - 2.0 * Gc[i, k]
-                    Gc[i, k] = cost
+                    cost = cost0[k] - 2.0 * np.float64(Gc[i, k])
                     if cost < best:
                         best = cost
                         best_k = k
-                if inv_tau[m] == np.inf:
-                    for c in range(n_classes):
-                        out[t, c] += lam[best_k, c]
-                    continue
                 z = 0.0
                 for c in range(n_classes):
                     acc[c] = 0.0
-                cut = best + 40.0 / inv_tau[m]  # exp(-40) < 5e-18: no weight beyond
-                for k in range(a, b):
-                    if Gc[i, k] < cut:
-                        p = np.exp((best - Gc[i, k]) * inv_tau[m])
-                        z += p
-                        for c in range(n_classes):
-                            acc[c] += p * lam[k, c]
-                for c in range(n_classes):
-                    out[t, c] += acc[c] / z
+                if inv_tau[m] != np.inf:
+                    for k in range(a, b):
+                        e = (cost0[k] - 2.0 * np.float64(Gc[i, k]) - best) * inv_tau[m]
+                        if e < 40.0:  # exp(-40) < 5e-18: no weight beyond
+                            p = np.exp(-e)
+                            z += p
+                            for c in range(n_classes):
+                                acc[c] += p * lam[k, c]
+                if z > 0.0:
+                    for c in range(n_classes):
+                        out[t, c] += acc[c] / z
+                else:  # the hard read-out: the nearest box alone
+                    for c in range(n_classes):
+                        out[t, c] += lam[best_k, c]
             if n_members > 1:
                 for c in range(n_classes):
                     out[t, c] /= n_members
