@@ -58,10 +58,11 @@ def test_demo_builds_a_cube_and_reruns_cheaply(demo_cube):
     assert np.isfinite(pred.pred_class.values).all()
     assert (pred.pred_proba.values > 0).all()  # smoothed: no class is impossible
     # the weights point at the demo's generating rule (summer warmth, annual temperature,
-    # elevation) in every group, never at a missing-value flag
+    # low ground: elevation, or terrain relief at the coarsest levels) in every group,
+    # never at a missing-value flag
     models = cube_path.parent / "models"
     registry = json.loads((models / "latest.json").read_text())
-    proxies = re.compile(r"era5_(tdd|fdd|t2m)|dem_elevation")
+    proxies = re.compile(r"era5_(tdd|fdd|t2m)|dem_(elevation|slope|tri|roughness)")
     for key, entry in registry.items():
         w = weights(train.load_model(models / entry["run_id"]))
         assert not w.feature.str.endswith("_missing").any(), key

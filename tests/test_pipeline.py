@@ -210,7 +210,7 @@ grid = {n_boxes = [3], eps_C = [1.0], eps_W = ["inf"]}
     registry = _json.loads((project / "models" / "latest.json").read_text())
     run = project / "models" / registry["h3/3"]["run_id"]
     assert {p.name for p in run.iterdir()} == {"arrays.npz", "model.json", "folds.csv",
-                                               "metrics.json"}
+                                               "metrics.json", "relevance.csv"}
     metrics = _json.loads((run / "metrics.json").read_text())["metrics"]
     assert set(metrics) == {"eSPA+", "LogisticRegression", "Majority"}
     ds = Cube(project / "cube.zarr").read("h3", 3)
