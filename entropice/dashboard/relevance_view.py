@@ -48,9 +48,13 @@ def is_flat(model) -> bool:
 
 def importance(relevance: pd.DataFrame, features) -> pd.DataFrame:
     """Permutation importance (drop of ROC AUC on the outer test folds) of ``features``
-    for every model but the majority class: mean and standard deviation over folds."""
+    for every model but the majority class: mean and standard deviation over folds, and
+    the mean relative to the model's largest (so that models' rankings compare)."""
     p = relevance[(relevance.measure == "permutation") & (relevance.model != "Majority")]
-    return p[p.feature.isin(list(features))].rename(columns={"mean": "drop", "std": "spread"})
+    p = p.rename(columns={"mean": "drop", "std": "spread"})
+    top = p.groupby("model")["drop"].transform("max")
+    p = p.assign(relative=np.where(top > 0, p["drop"] / top.where(top > 0, 1.0), 0.0))
+    return p[p.feature.isin(list(features))]
 
 
 class RelevanceView(pn.viewable.Viewer):
@@ -84,8 +88,8 @@ class RelevanceView(pn.viewable.Viewer):
             err = hv.ErrorBars(df.fillna(0.0), kdims=["feature"],
                                vdims=["fold_mean", "fold_std"]).opts(invert_axes=True)
             bars = bars * err
-        bars = bars.opts(title=f"eSPA+ feature weights (top {TOP}; whiskers: mean ± sd over "
-                               "folds and members)", responsive=True, min_height=560)
+        bars = bars.opts(title=f"eSPA+ weights, top {TOP} (whiskers: folds)",
+                         responsive=True, min_height=560)
         plots = [bars]
         if len(rel):
             imp = importance(rel, df.feature)
@@ -93,12 +97,13 @@ class RelevanceView(pn.viewable.Viewer):
                 order = {f: i for i, f in enumerate(df.feature)}
                 imp = imp.assign(rank=imp.feature.map(order)).sort_values("rank")
                 plots.append(hv.Overlay([
-                    hv.Scatter(g, kdims=["feature"], vdims=["drop", "spread"], label=m)
-                    .opts(size=7, tools=["hover"]) for m, g in imp.groupby("model")])
+                    hv.Scatter(g, kdims=["feature"], vdims=["relative", "drop", "spread"],
+                               label=m).opts(size=7, tools=["hover"])
+                    for m, g in imp.groupby("model")])
                     .opts(invert_axes=True, responsive=True, min_height=560,
-                          title="Permutation importance: drop of ROC AUC on held-out folds",
-                          legend_position="bottom_right", ylabel="drop of ROC AUC",
-                          xlabel=""))
+                          title="Permutation importance (held-out folds)",
+                          legend_position="bottom_right",
+                          ylabel="ROC AUC drop / the model's largest", xlabel=""))
         items.append(pn.Row(*plots, sizing_mode="stretch_width"))
         return pn.Column(*items, sizing_mode="stretch_width")
 
@@ -115,9 +120,11 @@ class RelevanceView(pn.viewable.Viewer):
         df = pd.concat(rows)
         top = df.groupby("feature").weight.mean().nlargest(TOP).index
         df = df[df.feature.isin(top)]
-        return hv.HeatMap(df, kdims=["group", "feature"], vdims=["weight"]).opts(
+        heat = hv.HeatMap(df, kdims=["group", "feature"], vdims=["weight"]).opts(
             cmap="magma", colorbar=True, responsive=True, min_height=560, tools=["hover"],
             title="Weights of the most relevant features across grids and levels (newest run)")
+        # its feature axis is its own, not the current run's
+        return pn.pane.HoloViews(heat, linked_axes=False, sizing_mode="stretch_width")
 
     def __panel__(self):
         return pn.Column(self.current, self.across, sizing_mode="stretch_width")
