@@ -10,7 +10,8 @@ from entropice.grids import get_grid
 
 GROUPS = [("h3", 2), ("h3", 3), ("healpix", 4)]
 YEARS = [2021, 2022]
-TRAIN = {"n_folds": 3, "inner_folds": 2, "weight_prior": "none", "baselines": ["LogisticRegression", "Majority"],
+TRAIN = {"n_folds": 3, "inner_folds": 2, "weight_prior": "none",
+         "baselines": ["LogisticRegression", "Majority"],
          "grid": {"n_boxes": [4], "eps_C": [1.0], "eps_W": ["inf"],
                   "class_weight": ["balanced"]}}
 
