@@ -17,10 +17,11 @@ prior, with the mutual-information prior, and with ``**REFERENCE`` (no indicator
 detection, restarts chosen by training loss, hard read-out). A seed succeeds when the
 top 3 of ``feature_weights_`` are informative features (x1-x4: no flag, near-constant,
 binary or noise column among them). Prints a markdown table, setting x eps_W: the share
-of seeds that succeed, the share whose top 3 is exactly x1-x3, the mean total weight on the indicator columns (flag, near-constant,
-binary), and the mean test ROC AUC. At small eps_W the weight sits almost all on one
-feature, so ranks 2 and 3 compare weights far below 1 %; they still say which features
-the boxes separate best. About 15 s on 2 cores (n_jobs=None), 3 s with --quick.
+of seeds that succeed, the share whose top 3 is exactly x1-x3, the mean total weight on
+the indicator columns (flag, near-constant, binary), and the mean test ROC AUC. At small
+eps_W the weight sits almost all on one feature, so ranks 2 and 3 compare weights far
+below 1 %; they still say which features the boxes separate best. About 15 s on 2 cores
+(n_jobs=None), 3 s with --quick.
 
     python benchmarks/espa_relevance.py [--seeds 20] [--quick]
 
