@@ -20,7 +20,7 @@ binary or noise column among them). Prints a markdown table, setting x eps_W: th
 of seeds that succeed, the share whose top 3 is exactly x1-x3, the mean total weight on
 the indicator columns (flag, near-constant, binary), and the mean test ROC AUC. At small
 eps_W the weight sits almost all on one feature, so ranks 2 and 3 compare weights far
-below 1 %; they still say which features the boxes separate best. About 15 s on 2 cores
+below 1 %; they still say which features the boxes separate best. About a minute on 2 cores
 (n_jobs=None), 3 s with --quick.
 
     python benchmarks/espa_relevance.py [--seeds 20] [--quick]
