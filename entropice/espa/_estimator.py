@@ -421,12 +421,12 @@ class ESPAClassifier(ClassifierMixin, BaseEstimator):
                 ensemble, rng, threads):
         """Choose a member's restart, refine it on all samples (single model), and fit
         its read-out. ``w`` weighs the fit, ``w_read`` the probabilities."""
-        w_fit = w if held is None else np.where(held, 0.0, w)
+        own = w_read is w  # the probabilities count the fit's own weights
         read_fit = w_read if held is None else np.where(held, 0.0, w_read)
 
         def readout_of(fit, reads):
             centre = np.average(fit.boxes, axis=0, weights=fit.counts)
-            if reads is w_fit or reads is w:  # the fit's own label counts
+            if own:
                 counts, total = fit.label_counts, fit.wcount
             else:
                 boxes = assign_all(X, fit.boxes, fit.weights, centre, threads)
@@ -445,8 +445,6 @@ class ESPAClassifier(ClassifierMixin, BaseEstimator):
             member.score = log_loss(proba, y[rows], w_read[rows])
             return member
 
-        if w_read is w:
-            read_fit = w_fit
         if held is not None and self.selection == "holdout":
             options = [scored(readout_of(f, read_fit)) for f in candidates]
             best = min(options, key=lambda o: o.score)  # first on ties
