@@ -24,7 +24,7 @@ from sklearn.utils.validation import (
 from threadpoolctl import threadpool_limits
 
 from . import _kernels
-from ._core import Threads, WeightRule, assign_all, fit_one, n_threads
+from ._core import Threads, WeightRule, assign_all, centre, fit_one, n_threads
 from ._features import resolve_indicators, weight_prior
 from ._readout import Readout, fit_temperature, log_loss, smoothed
 
@@ -44,13 +44,9 @@ class _Member:
     temperature: float
     score: float  # held-out log loss (nan without a held-out part)
 
-    @property
-    def centre(self):
-        return np.average(self.fit.boxes, axis=0, weights=self.fit.counts)
-
     def readout(self):
-        return (self.fit.boxes, self.fit.weights, self.centre, self.label_proba,
-                self.temperature)
+        return (self.fit.boxes, self.fit.weights, centre(self.fit.boxes, self.fit.counts),
+                self.label_proba, self.temperature)
 
 
 class ESPAClassifier(ClassifierMixin, BaseEstimator):
@@ -425,18 +421,18 @@ class ESPAClassifier(ClassifierMixin, BaseEstimator):
         read_fit = w_read if held is None else np.where(held, 0.0, w_read)
 
         def readout_of(fit, reads):
-            centre = np.average(fit.boxes, axis=0, weights=fit.counts)
+            mid = centre(fit.boxes, fit.counts)
             if own:
                 counts, total = fit.label_counts, fit.wcount
             else:
-                boxes = assign_all(X, fit.boxes, fit.weights, centre, threads)
+                boxes = assign_all(X, fit.boxes, fit.weights, mid, threads)
                 counts = np.zeros_like(fit.label_counts)
                 np.add.at(counts, (boxes, y), reads)
                 total = np.maximum(counts.sum(axis=1), np.finfo(float).tiny)
             lam = smoothed(counts, total, self.alpha)
             tau = 0.0
             if self.readout == "soft":
-                tau = fit_temperature(X, y, reads, fit.boxes, fit.weights, centre, lam, rng)
+                tau = fit_temperature(X, y, reads, fit.boxes, fit.weights, mid, lam, rng)
             return _Member(fit, lam, tau, math.nan)
 
         def scored(member):
@@ -519,12 +515,7 @@ class ESPAClassifier(ClassifierMixin, BaseEstimator):
             return assign_all(X, self.boxes_, self.feature_weights_, self._centre(), threads)
 
     def _centre(self):
-        """Centre for the distance products: the boxes' mean, weighted by their sizes.
-
-        It depends on the learned attributes alone, so a model rebuilt from them
-        predicts exactly as the fitted one.
-        """
-        return np.average(self.boxes_, axis=0, weights=self.box_counts_)
+        return centre(self.boxes_, self.box_counts_)
 
     def _readout_members(self):
         members = getattr(self, "estimators_", None) or [self]
