@@ -121,14 +121,19 @@ def train_command(config: Path = CONFIG, force: bool = FORCE, quiet: bool = QUIE
 @app.command("run")
 def run_all(config: Path = CONFIG, force: bool = FORCE, quiet: bool = QUIET,
             scheduler: str | None = SCHEDULER, log_level: str = LOG_LEVEL) -> None:
-    """Run every stage in order: grids, labels, era5, arcticdem, alphaearth, and train and
-    predict when the configuration has a [train] section."""
-    from .pipeline import ConfigError, load_config, stages_of
+    """Run every stage in order: grids, then labels, era5, arcticdem and alphaearth where
+    the configuration names their inputs, then train and predict when it has a train
+    section."""
+    from .pipeline import ConfigError, load_config, skipped_stages, stages_of
 
     try:
-        stages = list(stages_of(load_config(config)))
+        cfg = load_config(config)
     except ConfigError as err:
         _fail(err)
+    stages = list(stages_of(cfg))
+    skipped = skipped_stages(cfg)
+    if skipped:
+        typer.echo(f"skipped (no inputs in {config}): {', '.join(skipped)}")
     _run(stages, config, force, quiet, scheduler, log_level)
 
 

@@ -319,6 +319,11 @@ class Cube:
                 _stage_copy(target, staged, skip=set(ds.data_vars))
                 new = _clean_for_zarr(ds.drop_vars(
                     [c for c in ds.coords if c in current.coords]))
+                for v in new.data_vars.values():  # the group's coordinates stay declared
+                    shared = [c for c in current.coords if c not in current.dims
+                              and set(current[c].dims) <= set(v.dims)]
+                    if shared:
+                        v.encoding["coordinates"] = " ".join(shared)
                 new.attrs = {}
                 new.to_zarr(staged, mode="a", consolidated=False, zarr_format=3)
                 _set_group_attrs(staged, attrs)

@@ -13,6 +13,7 @@ import functools
 import glob
 import json
 import logging
+import os
 import tomllib
 from contextlib import nullcontext
 from pathlib import Path
@@ -52,7 +53,7 @@ def load_config(path) -> dict:
 
 def _path(cfg, value) -> Path:
     p = Path(value)
-    return p if p.is_absolute() else Path(cfg["_dir"]) / p
+    return p if p.is_absolute() else Path(os.path.normpath(Path(cfg["_dir"]) / p))
 
 
 def _paths(cfg, section, key="paths") -> list[str]:
@@ -60,6 +61,11 @@ def _paths(cfg, section, key="paths") -> list[str]:
     values = cfg.get(section, {}).get(key)
     if not values:
         raise ConfigError(f"[{section}] {key} is empty: say where the {section} data are.")
+    return _expand(cfg, values, f"[{section}] {key}")
+
+
+def _expand(cfg, values, where) -> list[str]:
+    """Files of a path, glob or URL (or a list of them), relative to the config."""
     values = [values] if isinstance(values, str) else values
     out = []
     for v in values:
@@ -70,7 +76,7 @@ def _paths(cfg, section, key="paths") -> list[str]:
         matches = sorted(glob.glob(str(p))) if any(c in str(p) for c in "*?[") else (
             [str(p)] if p.exists() else [])
         if not matches:
-            raise ConfigError(f"[{section}] {key}: no file matches {p}.")
+            raise ConfigError(f"{where}: no file matches {p}.")
         out.extend(matches)
     return out
 
@@ -205,29 +211,87 @@ def _years(cfg, ds):
     return ds.sel(year=keep)
 
 
-def stage_labels(cfg, *, force=False, quiet=False):
-    """RTS labels from DARTS: count, area, density and class per cell and year."""
+INVENTORY_KEYS = ("paths", "layer", "year_column", "date_column", "year", "crs", "coverage")
+
+
+def _inventories(cfg) -> list[dict]:
+    """The RTS inventories of [labels]: ``darts`` (and ``coverage``), and every
+    [[labels.inventories]] entry, each with its files and its rules."""
+    section = cfg.get("labels", {})
+    entries = [dict(e) for e in section.get("inventories", [])]
+    if section.get("darts"):
+        entries.insert(0, {"paths": section["darts"], "coverage": section.get("coverage")})
+    if not entries:
+        raise ConfigError("[labels] names no RTS inventory: give darts = \"...\" or "
+                          "[[labels.inventories]] entries with paths = [...].")
+    for i, e in enumerate(entries):
+        where = "[labels] darts" if section.get("darts") and i == 0 else \
+            f"[[labels.inventories]] entry {i + 1 - bool(section.get('darts'))}"
+        unknown = sorted(set(e) - set(INVENTORY_KEYS))
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {unknown[0]!r}; the keys are "
+                              f"{', '.join(INVENTORY_KEYS)}.")
+        if not e.get("paths"):
+            raise ConfigError(f"{where}: paths is empty: say where the RTS inventory is.")
+        e["files"] = _expand(cfg, e["paths"], f"{where} paths")
+        e["coverage"] = (_expand(cfg, e["coverage"], f"{where} coverage")
+                         if e.get("coverage") else None)
+        e["where"] = where
+    return entries
+
+
+def _read_inventories(entries):
+    """Every inventory's footprints in one frame, and the mapped land (None: all land)."""
     import geopandas as gpd
 
     from .sources import darts
 
-    section = cfg.get("labels", {})
-    if not section.get("darts"):
-        raise ConfigError("[labels] darts is empty: say where the DARTS file is.")
-    path = _path(cfg, section["darts"])
-    inputs = {path.name: fingerprint(path) if path.exists() else "missing"}
-    cov_path = _path(cfg, section["coverage"]) if section.get("coverage") else None
-    if cov_path is not None:
-        inputs[cov_path.name] = fingerprint(cov_path) if cov_path.exists() else "missing"
+    frames, coverage, everywhere = [], [], False
+    for e in entries:
+        rules = {k: e.get(k) for k in ("layer", "year_column", "date_column", "year", "crs")}
+        parts = [darts.open(f, **rules) for f in e["files"]]
+        for gdf, f in zip(parts, e["files"]):
+            log.info("labels: %s: %d footprints (%d RTS), years %s", f, len(gdf),
+                     int(gdf.rts.sum()), sorted(set(gdf.year)))
+        frames.extend(parts)
+        years = sorted(set().union(*(set(g.year) for g in parts)))
+        if e["coverage"]:
+            for f in e["coverage"]:
+                try:
+                    cov = gpd.read_file(f)
+                except Exception as err:  # noqa: BLE001 - the readers raise many types
+                    raise ConfigError(f"{e['where']} coverage: cannot read {f}: {err}") from None
+                if cov.crs is None:
+                    raise ConfigError(f"{e['where']} coverage: {f} has no CRS.")
+                if "year" not in cov.columns:  # one footprint for the inventory's years
+                    cov = pd.concat([cov[["geometry"]].assign(year=y) for y in years])
+                coverage.append(cov[["year", "geometry"]])
+        elif all(g.rts.all() for g in parts):
+            everywhere = True  # an inventory without coverage maps the whole domain
+    crs = frames[0].crs
+    gdf = gpd.GeoDataFrame(pd.concat([g.to_crs(crs) for g in frames], ignore_index=True),
+                           geometry="geometry", crs=crs)
+    gdf, merged = darts.dissolve(gdf)  # once here, not again in every group
+    log.info("labels: %d footprints overlapped others of the same year and were merged "
+             "with them; %d distinct footprints", merged, len(gdf))
+    if everywhere:
+        if coverage or not gdf.rts.all():
+            log.info("labels: an inventory without coverage maps the whole domain; the "
+                     "coverage of the others is not used")
+        return gdf[gdf.rts].reset_index(drop=True), None
+    cov = (gpd.GeoDataFrame(pd.concat([c.to_crs(crs) for c in coverage], ignore_index=True),
+                            geometry="geometry", crs=crs) if coverage else None)
+    return gdf, cov
 
-    @functools.cache  # read the sources once, on the first group that needs them
-    def sources():
-        coverage = None
-        if cov_path is not None:
-            if not cov_path.exists():
-                raise ConfigError(f"[labels] coverage: no file at {cov_path}.")
-            coverage = gpd.read_file(cov_path)
-        return darts.open(path), coverage
+
+def stage_labels(cfg, *, force=False, quiet=False):
+    """RTS labels from the inventories: count, area, density and class per cell and year."""
+    from .sources import darts
+
+    section = cfg.get("labels", {})
+    entries = _inventories(cfg)
+    inputs = _fingerprints([f for e in entries for f in e["files"] + (e["coverage"] or [])])
+    sources = functools.cache(lambda: _read_inventories(entries))
 
     def compute(name, level, cube):
         gdf, coverage = sources()
@@ -250,7 +314,7 @@ def stage_era5(cfg, *, force=False, quiet=False):
 
     @functools.cache
     def features():
-        ds = era5.open(paths, min_lat=cfg["domain"]["min_lat"])
+        ds = era5.open(paths, min_lat=cfg["domain"]["min_lat"], units=section.get("units"))
         return era5.features(ds, year_start_month=cfg["domain"]["year_start_month"],
                              trend_window=section.get("trend_window", 10))
 
@@ -329,7 +393,7 @@ def stage_train(cfg, *, force=False, quiet=False):
             done.append((name, level, "up to date"))
             rows.extend(entry.get("rows", []))
             continue
-        run = train_group(cube.read(name, level), name, level, section,
+        run = train_group(cube.read(name, level), name, level, _present(cfg, section),
                           models_dir=models_dir(cfg), quiet=quiet)
         entry = {"run_id": run["run_id"], "config_hash": chash, "data": data,
                  "rows": [{"grid": name, "level": level, "model": m, **{
@@ -350,6 +414,26 @@ def stage_train(cfg, *, force=False, quiet=False):
                 if c in summary]
         (models_dir(cfg) / "summary.md").write_text(markdown_table(summary[cols]))
     return done
+
+
+FEATURE_PREFIX = {"era5": "era5_", "arcticdem": "dem_", "alphaearth": "emb_"}
+
+
+def _present(cfg, section):
+    """The [train] section without the feature patterns of sources the config leaves out."""
+    from .runs import DEFAULTS
+
+    features = section.get("features", DEFAULTS["features"])
+    gone = [st for st in skipped_stages(cfg) if st in FEATURE_PREFIX
+            and any(f.startswith(FEATURE_PREFIX[st]) for f in features)]
+    keep = [f for f in features if not any(f.startswith(FEATURE_PREFIX[st]) for st in gone)]
+    if gone:
+        log.warning("train: no %s in the configuration: the features %s are left out",
+                    " or ".join(gone), ", ".join(sorted(set(features) - set(keep))))
+    if not keep:
+        raise ConfigError("[train] features: none of the configured sources gives any of "
+                          f"{features}.")
+    return {**section, "features": keep}
 
 
 def markdown_table(df) -> str:
@@ -383,10 +467,27 @@ _STAGE_FUNCS = {"grids": stage_grids, "labels": stage_labels, "era5": stage_era5
                 "train": stage_train, "predict": stage_predict}
 
 
+def _configured(cfg, stage) -> bool:
+    """Whether the configuration gives a stage its inputs."""
+    section = cfg.get(stage, {})
+    if stage == "grids":
+        return True
+    if stage == "labels":
+        return bool(section.get("darts") or section.get("inventories"))
+    if stage in ("train", "predict"):
+        return "train" in cfg
+    return bool(section.get("paths"))
+
+
 def stages_of(cfg):
-    """The stages a configuration runs: the data stages, then train and predict if it has
-    a [train] section."""
-    return STAGES if "train" in cfg else STAGES[:5]
+    """The stages a configuration runs: grids, each source stage whose inputs it names,
+    then train and predict if it has a [train] section."""
+    return tuple(s for s in STAGES if _configured(cfg, s))
+
+
+def skipped_stages(cfg):
+    """The source stages a configuration leaves out (no inputs named)."""
+    return tuple(s for s in STAGES[1:5] if not _configured(cfg, s))
 
 
 def run_all(cfg, *, force=False, quiet=False, scheduler=None, stages=None):

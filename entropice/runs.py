@@ -184,6 +184,20 @@ def relevance_table(path) -> pd.DataFrame:
             .reset_index())
 
 
+def _fold_class_density(y, area, land, folds, labels) -> np.ndarray:
+    """For each sample, the RTS density (area over land) of each class, measured on the
+    other folds' cells: a model's probabilities times it are its expected density, the
+    score that finds the most RTS area in the least land."""
+    area, land = np.nan_to_num(area), np.nan_to_num(land)
+    out = np.zeros((len(y), len(labels)))
+    for f in np.unique(folds):
+        train_ = folds != f
+        for k, lab in enumerate(labels):
+            m = train_ & (y == lab)
+            out[folds == f, k] = area[m].sum() / land[m].sum() if land[m].sum() > 0 else 0.0
+    return out
+
+
 def _espa_params(model) -> dict:
     """The hyper-parameters an outer fold's search chose."""
     est = model.named_steps["model"]
@@ -221,14 +235,15 @@ def train_group(ds, grid_name, level, section=None, *, models_dir="models", quie
                                            s["permutation_repeats"], s["random_state"])
         relevance.extend({"model": name, **r} for r in rel)
     metrics = {name: train.evaluate(y, p, labels) for name, p in results.items()}
-    # triage: every model's out-of-fold probability of any RTS ranks the cells
+    # triage: every model's out-of-fold expected RTS density ranks the cells
     pos = np.searchsorted(ds.cell_ids.values, dm.cell_ids)
     year_idx = np.searchsorted(ds.year.values, dm.years)
     area = ds.rts_area_km2.transpose("year", "cells").values[year_idx, pos]
     land = (ds.land_fraction.values * ds.area_km2.values)[pos]
     triage = None
     if np.nansum(area) > 0 and labels[0] == 0:
-        triage = {name: train.triage_curve(1.0 - p[:, 0], area, land)
+        dens = _fold_class_density(y, area, land, folds, labels)
+        triage = {name: train.triage_curve(np.einsum("ik,ik->i", p, dens), area, land)
                   for name, p in results.items()}
     # the final model: the search on every sample
     final = _espa_search(s, indicators).fit(X, y, groups=blocks)
@@ -252,7 +267,8 @@ def train_group(ds, grid_name, level, section=None, *, models_dir="models", quie
                                      "value"]).to_csv(run_dir / "relevance.csv", index=False)
     curves = {name: train.reliability_curve(y, p, labels) for name, p in results.items()}
     (run_dir / "metrics.json").write_text(json.dumps(
-        {"metrics": metrics, "reliability": curves, "triage": triage}, indent=2))
+        {"metrics": metrics, "reliability": curves, "triage": triage,
+         "triage_score": "expected RTS density"}, indent=2))
     return {"run_id": run_id, "run_dir": str(run_dir), "metrics": metrics, "triage": triage}
 
 

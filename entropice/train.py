@@ -54,8 +54,9 @@ class DesignMatrix:
 
 
 def select_features(ds, patterns=DEFAULT_FEATURES) -> list[str]:
-    """Variables of a group matching any of the glob ``patterns``, in the group's order."""
-    names = [n for n in ds.data_vars if any(fnmatch.fnmatch(n, p) for p in patterns)]
+    """Variables of a group matching any of the glob ``patterns``, sorted by name (the
+    group's order depends on the order its stages ran; a model's must not)."""
+    names = sorted(n for n in ds.data_vars if any(fnmatch.fnmatch(n, p) for p in patterns))
     for p in patterns:
         if not any(fnmatch.fnmatch(n, p) for n in ds.data_vars):
             raise ValueError(f"the feature pattern {p!r} matches nothing in the group "

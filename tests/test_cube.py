@@ -69,6 +69,22 @@ def test_add_variables_keeps_the_rest(cube):
     assert not list((cube.path / ".staging").iterdir())
 
 
+def test_replacing_every_variable_keeps_the_cell_ids(cube):
+    """A group whose variables were all rewritten (stages re-run with --force) still
+    has its cell_ids coordinate and attributes: every later stage reads it."""
+    ds = cube.read("h3", 3)
+    cube.add_variables(feature(ds), "h3", 3, stage="era5")
+    for _ in range(2):
+        cells = get_grid("h3", 3).cells()
+        cube.add_variables(cells, "h3", 3, stage="grids")
+        cube.add_variables(feature(ds, value=3.0), "h3", 3, stage="era5")
+    out = cube.read("h3", 3)
+    assert "cell_ids" in out.coords and out.cell_ids.attrs["grid_name"] == "h3"
+    assert out.cell_ids.dims == ("cells",) and set(out.data_vars) == {
+        "lat", "lon", "area_km2", "era5_t2m_annual_mean"}
+    assert xdggs.decode(out).dggs.grid_info.level == 3
+
+
 def test_years_are_merged(cube):
     ds = cube.read("healpix", 5)
     cube.add_variables(feature(ds, "a", 1.0, years=[2018, 2019]), "healpix", 5, stage="s1")

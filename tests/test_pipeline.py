@@ -179,12 +179,7 @@ def test_stage_on_a_dask_cluster(project):
     assert np.isfinite(Cube(project / "cube.zarr").read("h3", 3).dem_slope_p90.values).any()
 
 
-def test_train_and_predict(project):
-    """Spatial cross-validation, the run stored without pickle, predictions in the cube."""
-    import json as _json
-
-    cfg = project / "config.toml"
-    cfg.write_text(CONFIG.replace("[labels]", "[labels]\nbin_edges = [1e-2]") + """
+TRAIN = """
 [train]
 features = ["era5_*", "dem_*"]
 target = "any"
@@ -193,16 +188,28 @@ inner_folds = 2
 ancestor_level = 1
 baselines = ["LogisticRegression", "Majority"]
 grid = {n_boxes = [3], eps_C = [1.0], eps_W = ["inf"]}
-""")
-    # footprints all over the Arctic, so that every fold holds cells with and without RTS
+"""
+
+
+def _arctic_footprints(path, n=300, seed=7):
+    """RTS footprints all over the Arctic, so that every fold holds cells with and without."""
     from pyproj import Transformer
 
-    rng = np.random.default_rng(7)
-    lon, lat = rng.uniform(-180, 180, 300), rng.uniform(55, 80, 300)
+    rng = np.random.default_rng(seed)
+    lon, lat = rng.uniform(-180, 180, n), rng.uniform(55, 80, n)
     x, y = Transformer.from_crs("EPSG:4326", "EPSG:3413", always_xy=True).transform(lon, lat)
-    gpd.GeoDataFrame({"year": rng.choice([2020, 2021], 300)},
+    gpd.GeoDataFrame({"year": rng.choice([2020, 2021], n)},
                      geometry=[shapely.Point(a, b).buffer(500) for a, b in zip(x, y)],
-                     crs="EPSG:3413").to_file(project / "raw" / "darts.gpkg")
+                     crs="EPSG:3413").to_file(path)
+
+
+def test_train_and_predict(project):
+    """Spatial cross-validation, the run stored without pickle, predictions in the cube."""
+    import json as _json
+
+    cfg = project / "config.toml"
+    cfg.write_text(CONFIG.replace("[labels]", "[labels]\nbin_edges = [1e-2]") + TRAIN)
+    _arctic_footprints(project / "raw" / "darts.gpkg")
     out = entropice("run", "--config", str(cfg), "--quiet")
     assert out.returncode == 0, out.stderr
     assert "train: 3 group(s) written" in out.stdout
@@ -222,3 +229,101 @@ grid = {n_boxes = [3], eps_C = [1.0], eps_W = ["inf"]}
     assert "train: 0 group(s) written, 3 up to date" in again.stdout
     one = entropice("train", "--config", str(cfg), "--quiet", "--force", "--group", "h3/2")
     assert "train: 1 group(s) written, 0 up to date" in one.stdout, one.stderr
+
+
+def test_every_stage_forced_again_in_any_order(project):
+    """Re-running stages with --force, in any order, leaves a cube every stage reads
+    (one year, so that no stage rewrites a whole group on new years)."""
+    import random
+
+    cfg = project / "config.toml"
+    cfg.write_text(CONFIG.replace("[labels]", "[labels]\nbin_edges = [1e-2]")
+                   .replace("years = [2020, 2021]", "years = [2021]") + TRAIN)
+    _arctic_footprints(project / "raw" / "darts.gpkg")
+    out = entropice("run", "--config", str(cfg), "--quiet")
+    assert out.returncode == 0, out.stderr
+    before = Cube(project / "cube.zarr").read("h3", 3).load()
+    stages = ["grids", "labels", "era5", "arcticdem", "alphaearth", "train", "predict"]
+    random.Random(0).shuffle(stages)
+    for stage in stages + ["train", "predict"]:
+        out = entropice(stage, "--config", str(cfg), "--quiet", "--force",
+                        *(["--all"] if stage == "train" else []))
+        assert out.returncode == 0, f"{stage} after {stages}: {out.stderr}"
+    after = Cube(project / "cube.zarr").read("h3", 3).load()
+    assert set(after.variables) == set(before.variables)
+    for name in before.variables:
+        assert after[name].dims == before[name].dims, name
+        assert after[name].attrs.keys() == before[name].attrs.keys(), name
+    for name in ("lat", "lon", "area_km2", "land_fraction", "rts_class", "era5_tdd_sum"):
+        xr.testing.assert_allclose(after[name], before[name])
+    assert after.cell_ids.attrs == before.cell_ids.attrs
+
+
+def test_inventories_as_published(project):
+    """[labels] takes several inventories, each with its year rule, CRS and coverage: a
+    real per-image inventory without its .prj (Nitze et al. 2021), and regional files."""
+    from pathlib import Path
+
+    nitze = Path(__file__).parent / "data" / "Nitze2021"
+    (project / "raw" / "nitze").mkdir()
+    for part in nitze.glob("GT_Set_*"):
+        if part.suffix != ".prj":
+            (project / "raw" / "nitze" / part.name).write_bytes(part.read_bytes())
+    for k, region in enumerate(("east", "west")):
+        gpd.GeoDataFrame({"mapped": ["2020"]},
+                         geometry=[shapely.Point(-200_000 + 50_000 * k, -900_000).buffer(300)],
+                         crs="EPSG:3413").to_file(project / "raw" / f"inv_{region}.gpkg")
+    cfg = project / "config.toml"
+    base = CONFIG.replace('[labels]\ndarts = "raw/darts.gpkg"\n', "").replace(
+        "years = [2020, 2021]", "years = [2019, 2020]")
+    cfg.write_text(base + """
+[labels]
+bin_edges = [1e-3]
+[[labels.inventories]]
+paths = "raw/nitze/*.shp"
+crs = "EPSG:4326"
+date_column = "image_date"
+[[labels.inventories]]
+paths = ["raw/inv_*.gpkg"]
+year = 2020
+""")
+    assert entropice("grids", "--config", str(cfg), "--quiet").returncode == 0
+    out = entropice("labels", "--config", str(cfg), "--quiet", "--log-level", "info")
+    assert out.returncode == 0, out.stderr
+    assert "footprints overlapped others of the same year and were merged" in out.stderr
+    assert "inv_west.gpkg: 1 footprints" in out.stderr
+    ds = Cube(project / "cube.zarr").read("h3", 3)
+    assert list(ds.year.values) == [2019, 2020]
+    assert float(ds.rts_area_km2.sel(year=2019).sum()) == pytest.approx(11.97, abs=0.01)
+    assert float(ds.rts_count.sel(year=2020).sum()) == 2
+    # mistakes name the entry and the file
+    cfg.write_text(cfg.read_text().replace('crs = "EPSG:4326"\n', ""))
+    out = entropice("labels", "--config", str(cfg), "--quiet", "--force")
+    assert out.returncode == 1 and "GT_Set_Nitze_etal_2021_TrainingSet_RTS.shp has no CRS" \
+        in out.stderr and "Traceback" not in out.stderr
+    cfg.write_text(cfg.read_text().replace("year = 2020", "yaer = 2020"))
+    out = entropice("labels", "--config", str(cfg), "--quiet", "--force")
+    assert out.returncode == 1 and "[[labels.inventories]] entry 2: unknown key 'yaer'" \
+        in out.stderr
+    after = Cube(project / "cube.zarr").read("h3", 3)
+    assert float(after.rts_count.sel(year=2020).sum()) == 2  # the cube as it was
+
+
+def test_run_with_the_sources_you_have(project):
+    """A config without ArcticDEM and AlphaEarth runs the other stages, says which it
+    skipped, and trains on the features present."""
+    cfg = project / "config.toml"
+    text = (CONFIG.replace("[labels]", "[labels]\nbin_edges = [1e-2]") + TRAIN)
+    text = text.replace('[arcticdem]\npaths = ["raw/dem_tile.tif"]\nstats = ["mean", "p90"]\n',
+                        "").replace('[alphaearth]\npaths = ["raw/emb_2021.tif"]\n'
+                                    'n_components = 2\n', "")
+    assert "arcticdem" not in text and "alphaearth" not in text
+    cfg.write_text(text.replace('[grids]\nh3 = [2, 3]\nhealpix = [4]', '[grids]\nh3 = [2]'))
+    _arctic_footprints(project / "raw" / "darts.gpkg")
+    out = entropice("run", "--config", str(cfg), "--quiet")
+    assert out.returncode == 0, out.stderr
+    assert "skipped (no inputs in" in out.stdout and "arcticdem, alphaearth" in out.stdout
+    assert "no arcticdem in the configuration: the features dem_* are left out" in out.stderr
+    assert "predict: 1 group(s) written" in out.stdout
+    ds = Cube(project / "cube.zarr").read("h3", 2)
+    assert "pred_class" in ds and not any(v.startswith(("dem_", "emb_")) for v in ds)

@@ -1,6 +1,7 @@
 """The ArcticDEM reader: GeoTIFF tiles in EPSG:3413 written here, terrain checked on planes."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,3 +134,46 @@ def test_tiles_in_different_crs(tmp_path):
     b = write_tile(other, tmp_path / "b.tif")
     with pytest.raises(ValueError, match="b.tif is in EPSG:3995"):
         arcticdem.open([a, b])
+
+
+def test_undeclared_nodata_stops_the_stage(tmp_path):
+    """A tile whose -9999 nodata the file does not declare gives impossible elevations:
+    an error naming the tile and the likely cause, not features."""
+    da = plane(200, 200)
+    da.values[:50, :50] = -9999.0
+    da.rio.to_raster(tmp_path / "no_nodata.tif")
+    with pytest.raises(ValueError, match=r"no_nodata.tif: cell elevations range -9\d\d\d.* "
+                                         r"outside -500 to 9000 m; likely cause: a nodata"):
+        arcticdem.to_cells(arcticdem.open(tmp_path / "no_nodata.tif"), get_grid("h3", 5))
+
+
+REAL_DEM = Path(__file__).parents[2] / "shared" / "realdata" / "xdem_Longyearbyen_DEM_1995.tif"
+
+
+@pytest.mark.skipif(not REAL_DEM.exists(), reason=f"the shared real data ({REAL_DEM}) are "
+                                                  "not beside this checkout")
+def test_real_dem_in_utm(tmp_path):
+    """A real 20 m DEM of Longyearbyen in UTM 33N (Norwegian Polar Institute, via xdem):
+    cell means equal those of the pixels whose centres fall in the cell."""
+    import rasterio
+
+    dem = arcticdem.open(REAL_DEM)
+    grid = get_grid("h3", 6)
+    ds = arcticdem.to_cells(dem, grid)
+    have = np.isfinite(ds.dem_elevation_mean.values)
+    assert 5 < have.sum() < 200
+    with rasterio.open(REAL_DEM) as src:
+        z = src.read(1, masked=True).astype(np.float64)
+        rows, cols = np.nonzero(~z.mask)
+        xs, ys = rasterio.transform.xy(src.transform, rows, cols)
+        lon, lat = Transformer.from_crs(src.crs, "EPSG:4326", always_xy=True).transform(xs, ys)
+    ids = grid.latlon_to_cells(np.asarray(lat), np.asarray(lon))
+    full = np.flatnonzero(have)
+    counts = {c: (ids == c).sum() for c in ds.cell_ids.values[full]}
+    c = max(counts, key=counts.get)  # the cell with the most pixels
+    expected = z.compressed()[ids == c].mean()
+    got = float(ds.dem_elevation_mean.sel(cells=np.flatnonzero(ds.cell_ids.values == c)[0]))
+    assert got == pytest.approx(expected, rel=0.01)
+    assert 0 < np.nanmax(ds.dem_slope_mean.values) < 60
+    assert np.nanmin(ds.dem_elevation_p10.values) >= 0 and np.nanmax(
+        ds.dem_elevation_p90.values) < 1100

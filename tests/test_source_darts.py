@@ -1,4 +1,9 @@
-"""The DARTS reader: files in DARTS's formats, written here, checked against geometry."""
+"""The DARTS reader: files in DARTS's formats, written here, checked against geometry;
+and a real per-image inventory (Nitze et al. 2021)."""
+
+import logging
+import re
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -31,7 +36,8 @@ def inventory(tmp_path):
         rows.append({"year": 2021, "geometry": geom})
         rows.append({"year": 2022, "geometry": shapely.affinity.scale(geom, 1.5, 1.5)})
         if k == 0:
-            rows.append({"year": 2022, "geometry": geom})  # a second footprint
+            rows.append({"year": 2022,  # a second slump in the cell
+                         "geometry": shapely.affinity.translate(geom, 1000.0, 0.0)})
     rows.append(dict(rows[0]))  # an exact duplicate
     gdf = gpd.GeoDataFrame(rows, crs="EPSG:3413")
     path = tmp_path / "darts_level2.gpkg"
@@ -87,6 +93,43 @@ def _latlon(points):
     return lat, lon
 
 
+NITZE = Path(__file__).parent / "data" / "Nitze2021" / "GT_Set_Nitze_etal_2021_TrainingSet_RTS.shp"
+
+
+def test_per_image_footprints_are_one_slump(caplog):
+    """Nitze et al. 2021 map a slump once per image (Banks Island three times in 2019):
+    overlapping footprints of a year are one slump, their area the union's."""
+    gdf = darts.open(NITZE)
+    assert set(gdf.year) == {2018, 2019}
+    with caplog.at_level(logging.INFO, logger="entropice"):
+        ds = darts.to_cells(gdf, GRID)
+    merged, n_left = map(int, re.search(r"(\d+) footprints overlapped .* (\d+) distinct",
+                                        caplog.text).groups())
+    assert merged + n_left == len(gdf)
+    eq = gdf.to_crs("EPSG:6931")
+    for year in (2018, 2019):
+        union = shapely.union_all(eq[eq.year == year].geometry.values).area / 1e6
+        assert float(ds.rts_area_km2.sel(year=year).sum()) == pytest.approx(union, rel=1e-6)
+    assert float(ds.rts_area_km2.sel(year=2019).sum()) == pytest.approx(11.97, abs=0.01)
+    assert float(eq[eq.year == 2019].area.sum() / 1e6) == pytest.approx(36.0, abs=0.1)
+    cell = np.flatnonzero(ds.cell_ids.values == 599023639290970111)[0]  # Banks Island
+    assert float(ds.rts_area_km2.sel(year=2019)[cell]) == pytest.approx(2.256, abs=1e-3)
+    assert ds.rts_count.sum() == n_left  # distinct slumps, each counted once
+    assert (ds.rts_density <= 1).all()
+
+
+def test_dissolve_keeps_touching_footprints_apart():
+    a, b = shapely.box(0, 0, 100, 100), shapely.box(100, 0, 200, 100)  # a shared edge
+    c = shapely.box(50, 50, 150, 150)  # overlaps both, but in another year
+    gdf = gpd.GeoDataFrame({"year": [2020, 2020, 2021]}, geometry=[a, b, c], crs="EPSG:3413")
+    out, merged = darts.dissolve(gdf)
+    assert merged == 0 and len(out) == 3
+    gdf.loc[2, "year"] = 2020  # now c joins a and b into one slump
+    out, merged = darts.dissolve(gdf)
+    assert merged == 2 and len(out) == 1
+    assert out.geometry[0].area == pytest.approx(20000 + 10000 - 5000)
+
+
 def test_density_classes():
     d = np.array([0.0, 5e-5, 1e-4, 5e-4, 1e-3, 0.01, np.nan])
     np.testing.assert_array_equal(darts.density_classes(d, (1e-4, 1e-3)),
@@ -112,14 +155,14 @@ def test_coverage_makes_unmapped_cells_missing(inventory):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(ValueError, match="DARTS file .*nope.gpkg does not exist"):
+    with pytest.raises(ValueError, match="RTS inventory .*nope.gpkg does not exist"):
         darts.open(tmp_path / "nope.gpkg")
 
 
 def test_unreadable_file(tmp_path):
     bad = tmp_path / "broken.gpkg"
     bad.write_text("not a geopackage")
-    with pytest.raises(ValueError, match="cannot read DARTS file .*broken.gpkg"):
+    with pytest.raises(ValueError, match="cannot read RTS inventory .*broken.gpkg"):
         darts.open(bad)
 
 
@@ -152,3 +195,67 @@ def test_points_are_rejected(tmp_path):
         path)
     with pytest.raises(ValueError, match="points.gpkg holds Point geometries"):
         darts.open(path)
+
+
+def _arts(path, cells):
+    """A file in the ARTS schema (Yang et al. 2025): RTS outlines and boxes ('Positive'),
+    and digitised land without RTS ('Negative'), dates of the base maps as text."""
+    slump, _ = footprint_in_cell(cells[0])
+    box, _ = footprint_in_cell(cells[1], size_m=200.0)
+    background = shapely.box(*footprint_in_cell(cells[2])[0].buffer(12_000).bounds)
+    gpd.GeoDataFrame({
+        "UID": ["a1", "a2", "a3"], "TrainClass": ["Positive", "Positive", "Negative"],
+        "BaseMapDate": ["2019-07-21, 2020-08-02", "2020-07-30", "2020-07-01"],
+        "RegionName": ["Yamal", "Yamal", "Yamal"],
+        "LabelType": ["Polygon", "BoundingBox", "Polygon"]},
+        geometry=[slump, box, background], crs="EPSG:3413").to_file(path)
+
+
+def test_arts_schema(tmp_path, caplog):
+    lat, lon = GRID.cells().lat.values, GRID.cells().lon.values
+    cells = np.flatnonzero((lat > 68) & (lat < 72) & (lon > 60) & (lon < 75))[:3]
+    _arts(tmp_path / "arts.gpkg", cells)
+    with caplog.at_level(logging.WARNING, logger="entropice"):
+        gdf = darts.open(tmp_path / "arts.gpkg")
+    assert "1 RTS are bounding boxes" in caplog.text
+    assert sorted(zip(gdf.UID, gdf.year, gdf.rts)) == [
+        ("a1", 2019, True), ("a1", 2020, True), ("a2", 2020, True), ("a3", 2020, False)]
+    ds = darts.to_cells(gdf, GRID)
+    assert list(ds.year.values) == [2019, 2020]
+    # the negatives and the RTS are the mapped land: elsewhere the labels are missing
+    y20 = ds.rts_count.sel(year=2020)
+    assert y20.values[cells[0]] == 1 and y20.values[cells[1]] == 1
+    assert int(np.isfinite(y20).sum()) <= 12 and y20.values[cells[2]] == 0
+    assert np.isnan(ds.rts_count.sel(year=2019).values[cells[1]])
+
+
+def test_year_rules(tmp_path):
+    path = tmp_path / "inv.gpkg"
+    geom, _ = footprint_in_cell(10)
+    gpd.GeoDataFrame({"obs": ["2019-06-01"], "y": [2017]}, geometry=[geom],
+                     crs="EPSG:3413").to_file(path)
+    assert list(darts.open(path, year=2021).year) == [2021]
+    assert list(darts.open(path, year_column="y").year) == [2017]
+    assert list(darts.open(path, date_column="obs").year) == [2019]
+    with pytest.raises(ValueError, match="inv.gpkg: give one of year_column, date_column"):
+        darts.open(path, year=2021, year_column="y")
+    with pytest.raises(ValueError, match="inv.gpkg has no column 'when'"):
+        darts.open(path, date_column="when")
+    with pytest.raises(ValueError, match="inv.gpkg: 1 footprints have no readable year in "
+                                         "column 'obs'"):
+        gpd.GeoDataFrame({"obs": ["soon"]}, geometry=[geom], crs="EPSG:3413").to_file(path)
+        darts.open(path, date_column="obs")
+
+
+def test_shapefile_without_prj(tmp_path):
+    """Nitze et al.'s labels with their .prj lost: the CRS comes from the caller."""
+    for part in NITZE.parent.glob(NITZE.stem + ".*"):
+        if part.suffix != ".prj":
+            (tmp_path / part.name).write_bytes(part.read_bytes())
+    shp = tmp_path / NITZE.name
+    with pytest.raises(ValueError, match=r"GT_Set_Nitze.*\.shp has no CRS.*crs = "):
+        darts.open(shp)
+    gdf = darts.open(shp, crs="EPSG:4326")
+    assert gdf.crs.to_epsg() == 4326 and len(gdf) == len(darts.open(NITZE))
+    with pytest.raises(ValueError, match="says its CRS is EPSG:4326, the configuration says"):
+        darts.open(NITZE, crs="EPSG:3413")

@@ -206,3 +206,98 @@ def test_no_complete_year(tmp_path):
     raw.isel(time=slice(0, 6)).to_netcdf(path)
     with pytest.raises(ValueError, match="holds no complete year"):
         era5.features(era5.open(path))
+
+
+# -- as the CDS delivers it ------------------------------------------------------------------
+
+
+def test_new_layout_pair_and_zip(tmp_path, monkeypatch):
+    """The new CDS layout splits step types into files, often zipped: the pair and the
+    zip give what one file gives."""
+    import zipfile
+
+    monkeypatch.setenv("ENTROPICE_CACHE", str(tmp_path / "cache"))
+    raw = cds_hourly(tmp_path / "all.nc", start="2020-10-01", end="2021-09-30 18:00")
+    instant = tmp_path / "data_stream-oper_stepType-instant.nc"
+    accum = tmp_path / "data_stream-oper_stepType-accum.nc"
+    raw[["t2m"]].to_netcdf(instant)
+    raw[["tp", "sf"]].to_netcdf(accum)
+    with zipfile.ZipFile(tmp_path / "era5.zip", "w") as z:
+        z.write(instant, instant.name)
+        z.write(accum, accum.name)
+    one = era5.features(era5.open(tmp_path / "all.nc"))
+    for paths in ([instant, accum], tmp_path / "era5.zip"):
+        xr.testing.assert_allclose(era5.features(era5.open(paths)), one)
+    (tmp_path / "bad.zip").write_bytes(b"PK\x03\x04 broken")
+    with pytest.raises(ValueError, match="ERA5 zip .*bad.zip is not a readable zip"):
+        era5.open(tmp_path / "bad.zip")
+
+
+def test_temperature_without_precipitation(tmp_path, caplog):
+    raw = cds_monthly(tmp_path / "m.nc", years=[2019, 2020])
+    raw[["t2m"]].to_netcdf(tmp_path / "t2m.nc")
+    with caplog.at_level("WARNING", logger="entropice"):
+        f = era5.features(era5.open(tmp_path / "t2m.nc"))
+    assert "t2m.nc has no precipitation" in caplog.text and "era5_tp_jja_sum" in caplog.text
+    assert "era5_tdd_sum" in f and "era5_tp_annual_sum" not in f
+
+
+def test_samples_that_are_not_means_are_refused(tmp_path):
+    times = pd.date_range("2019-10-01", "2020-12-01", freq="MS")
+    by_hour = times.repeat(24) + pd.to_timedelta(np.tile(np.arange(24), len(times)), "h")
+    base = cds_monthly(tmp_path / "m.nc", years=[2020])
+    lat, lon = base.latitude.values, base.longitude.values
+    for name, t, expect in (("by_hour.nc", by_hour, "monthly means by hour of day"),
+                            ("noon.nc", pd.date_range("2019-10-01 12:00", periods=500, freq="D"),
+                             "one sample a day \\(at 12:00\\), not daily means")):
+        shape = (len(t), len(lat), len(lon))
+        xr.Dataset({"t2m": (("time", "latitude", "longitude"), np.full(shape, 260.0, "f4"),
+                            {"units": "K"}),
+                    "tp": (("time", "latitude", "longitude"), np.full(shape, 1e-4, "f4"),
+                           {"units": "m"})},
+                   coords={"time": t, "latitude": lat, "longitude": lon}).to_netcdf(
+            tmp_path / name)
+        with pytest.raises(ValueError, match=f"{name} holds {expect}"):
+            era5.open(tmp_path / name)
+
+
+def test_impossible_values_name_the_cause(tmp_path):
+    raw = cds_monthly(tmp_path / "m.nc", years=[2019, 2020])
+    celsius = raw.assign(t2m=raw.t2m - 273.15)  # degC, still labelled K
+    celsius.to_netcdf(tmp_path / "celsius.nc")
+    with pytest.raises(ValueError, match=r"celsius.nc: t2m ranges -2\d\d.* outside the physical "
+                                         r"range -90 to 60; likely cause: degC labelled as K"):
+        era5.features(era5.open(tmp_path / "celsius.nc"))
+    fixed = era5.features(era5.open(tmp_path / "celsius.nc", units={"t2m": "degC"}))
+    xr.testing.assert_allclose(fixed, era5.features(era5.open(tmp_path / "m.nc")), rtol=1e-5)
+    raw.assign(tp=raw.tp * 1000).to_netcdf(tmp_path / "mm.nc")  # mm, labelled m
+    with pytest.raises(ValueError, match="mm.nc: tp ranges 2000 to 2000 mm per day.*mm labelled"):
+        era5.features(era5.open(tmp_path / "mm.nc"))
+    with pytest.raises(ValueError, match="t2m has units 'F'; expected one of K"):
+        era5.open(tmp_path / "m.nc", units={"t2m": "F"})
+
+
+def test_failed_and_good_opens_alternate_without_a_crash(tmp_path):
+    """Opening a broken file, a good one, a file lacking a variable and a good one
+    again, in one process, never crashes it (the netCDF4 C library did)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    raw = cds_monthly(tmp_path / "good.nc", years=[2020])
+    raw[["tp"]].to_netcdf(tmp_path / "no_t2m.nc")
+    (tmp_path / "trunc.nc").write_bytes((tmp_path / "good.nc").read_bytes()[:4000])
+    code = textwrap.dedent(f"""
+        from entropice.sources import era5
+        for i in range(5):
+            for name in ("trunc.nc", "good.nc", "no_t2m.nc", "good.nc"):
+                try:
+                    era5.open({str(tmp_path)!r} + "/" + name).t2m.mean().compute()
+                    print("ok", name)
+                except ValueError as err:
+                    print("error", name)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split().count("ok") == 10 and out.stdout.split().count("error") == 10

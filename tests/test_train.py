@@ -53,8 +53,8 @@ def test_design_matrix():
     dm = train.design_matrix(ds)
     labelled = np.isfinite(ds.rts_class.values).sum()
     assert len(dm.y) == labelled == len(dm.X) == len(dm.cell_ids) == len(dm.years)
-    assert list(dm.X.columns) == ["era5_tdd_sum", "dem_slope_mean", "emb_pc01",
-                                  "dem_slope_mean_missing"]
+    assert list(dm.X.columns) == ["dem_slope_mean", "emb_pc01", "era5_tdd_sum",
+                                  "dem_slope_mean_missing"]  # by name, flags last
     assert dm.classes == ["none", "low", "medium", "high"]
     # the flag carries no eSPA+ weight, and nor does a near-constant column
     assert dm.indicators() == [3]

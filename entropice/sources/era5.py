@@ -13,6 +13,9 @@ of Y (``year_start_month``; 1 gives calendar years).
 
 from __future__ import annotations
 
+import logging
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +24,23 @@ import xarray as xr
 
 from ..grids import DEFAULT_MIN_LAT, Grid
 
+log = logging.getLogger("entropice")
+
 NAMES = {
     "t2m": "t2m", "2t": "t2m", "2m_temperature": "t2m",
     "tp": "tp", "total_precipitation": "tp",
     "sf": "sf", "snowfall": "sf",
 }
-REQUIRED = ("t2m", "tp")
+REQUIRED = ("t2m",)
+TO_STANDARD = {  # variable: {units: (scale, offset)} to K and m of water
+    "t2m": {"K": (1.0, 0.0), "kelvin": (1.0, 0.0), "degC": (1.0, 273.15),
+            "C": (1.0, 273.15), "°C": (1.0, 273.15), "celsius": (1.0, 273.15)},
+    "tp": {"m": (1.0, 0.0), "mm": (1e-3, 0.0), "kg m-2": (1e-3, 0.0), "kg m**-2": (1e-3, 0.0)},
+    "sf": {"m": (1.0, 0.0), "m of water equivalent": (1.0, 0.0), "mm": (1e-3, 0.0),
+           "kg m-2": (1e-3, 0.0), "kg m**-2": (1e-3, 0.0)},
+}
+PLAUSIBLE = {"t2m": (-90.0, 60.0, "degC"), "tp": (0.0, 1000.0, "mm per day")}
+"""Physical ranges (after conversion) outside which a stage stops."""
 SEASONS = {"djf": (12, 1, 2), "mam": (3, 4, 5), "jja": (6, 7, 8), "son": (9, 10, 11)}
 
 
@@ -35,16 +49,21 @@ def _label(paths):
     return paths[0] if len(paths) == 1 else f"{paths[0]} (+{len(paths) - 1} files)"
 
 
-def open(paths, *, min_lat: float = DEFAULT_MIN_LAT, engine=None):  # noqa: A001
+def open(paths, *, min_lat: float = DEFAULT_MIN_LAT, engine=None, units=None):  # noqa: A001
     """Read ERA5 files (NetCDF, GRIB) or an ERA5 Zarr store into one standard form.
 
     Parameters
     ----------
     paths : str, Path or list of them
         NetCDF (``.nc``) or GRIB (``.grib``, ``.grb``; needs ``cfgrib``) files of the
-        CDS, or one Zarr store (a local path or an fsspec URL such as ``gs://...``).
+        CDS, the CDS's zip of them (new layout: one file per step type, such as
+        ``data_stream-oper_stepType-instant.nc`` and ``...-accum.nc``), or one Zarr
+        store (a local path or an fsspec URL such as ``gs://...``).
     min_lat : float, default 50
         Latitudes south of ``min_lat`` minus one degree are dropped (lazily).
+    units : dict, optional
+        The units of variables whose files say otherwise (mislabelled files), such as
+        ``{"t2m": "degC", "tp": "mm"}``; by default each variable's ``units``.
 
     Returns
     -------
@@ -55,7 +74,7 @@ def open(paths, *, min_lat: float = DEFAULT_MIN_LAT, engine=None):  # noqa: A001
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    paths = list(paths)
+    paths = [q for p in paths for q in _unzipped(p)]
     if not paths:
         raise ValueError("no ERA5 files given.")
     label = _label(paths)
@@ -80,16 +99,69 @@ def open(paths, *, min_lat: float = DEFAULT_MIN_LAT, engine=None):  # noqa: A001
             except Exception:  # noqa: BLE001
                 ds = xr.open_zarr(first, consolidated=False)
         else:
-            kw = {"engine": engine or ("cfgrib" if grib else None)}
+            engine = engine or ("cfgrib" if grib else _netcdf_engine(paths))
             ds = xr.open_mfdataset([str(p) for p in paths], combine="by_coords", chunks={},
                                    compat="no_conflicts", coords="minimal",
-                                   **{k: v for k, v in kw.items() if v})
+                                   **({"engine": engine} if engine else {}))
     except Exception as err:  # noqa: BLE001 - the backends raise many types
         raise ValueError(f"cannot read ERA5 data {label}: {err}") from None
-    return _standardise(ds, label, min_lat)
+    return _standardise(ds, label, min_lat, units or {})
 
 
-def _standardise(ds, label, min_lat):
+def _unzipped(path):
+    """The NetCDF files of a CDS zip (extracted once into the cache), or the path."""
+    if "://" in str(path) or not str(path).lower().endswith(".zip"):
+        return [path]
+    import zipfile
+
+    from ..cube import fingerprint
+
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"ERA5 file {path} does not exist.")
+    cache = Path(os.environ.get("ENTROPICE_CACHE", Path.home() / ".cache" / "entropice"))
+    target = cache / "era5" / f"{path.stem}-{fingerprint(path)}"
+    try:
+        with zipfile.ZipFile(path) as z:
+            members = [m for m in z.namelist() if m.lower().endswith((".nc", ".grib"))]
+            if not members:
+                raise ValueError(f"ERA5 zip {path} holds no NetCDF or GRIB file (it holds "
+                                 f"{', '.join(z.namelist()[:5]) or 'nothing'}).")
+            if not all((target / m).exists() for m in members):
+                tmp = target.with_name(target.name + f".{os.getpid()}.tmp")
+                z.extractall(tmp, members)
+                tmp.mkdir(parents=True, exist_ok=True)
+                if target.exists():
+                    shutil.rmtree(target)
+                os.replace(tmp, target)
+    except zipfile.BadZipFile as err:
+        raise ValueError(f"ERA5 zip {path} is not a readable zip: {err}") from None
+    return sorted(str(target / m) for m in members)
+
+
+def _netcdf_engine(paths):
+    """h5netcdf for NetCDF-4 files, scipy for NetCDF-3 ones: never the netCDF4 C
+    library, which crashed the process on repeated opens after a failed one."""
+    if any("://" in str(p) for p in paths):
+        return None
+    kinds = {}
+    for p in paths:
+        with Path(p).open("rb") as f:
+            magic = f.read(4)
+        kinds[p] = "h5netcdf" if magic == b"\x89HDF" else "scipy" if magic[:3] == b"CDF" \
+            else "zip" if magic[:2] == b"PK" else None
+    bad = next((p for p, k in kinds.items() if k in (None, "zip")), None)
+    if bad is not None:
+        hint = (" It is a zip archive (the CDS zips files): unzip it and give the .nc files."
+                if kinds[bad] == "zip" else "")
+        raise ValueError(f"ERA5 file {bad} is not NetCDF (nor GRIB by its name): its first "
+                         f"bytes are no NetCDF signature.{hint}")
+    if len(set(kinds.values())) > 1:
+        raise ValueError(f"ERA5 files {_label(paths)} mix NetCDF-3 and NetCDF-4 files.")
+    return kinds[paths[0]]
+
+
+def _standardise(ds, label, min_lat, units):
     if "valid_time" in ds.dims or "valid_time" in ds.coords:
         ds = ds.rename({"valid_time": "time"}) if "time" not in ds.dims else ds
     rename = {v: NAMES[v] for v in ds.data_vars if v in NAMES}
@@ -103,14 +175,27 @@ def _standardise(ds, label, min_lat):
     for extra in ("number", "expver", "step", "surface"):
         if extra in ds.coords and extra not in ds.dims:
             ds = ds.drop_vars(extra)
+    has = (f"(it has the dimensions {', '.join(map(str, ds.dims)) or 'none'} and the "
+           f"variables {', '.join(map(str, ds.data_vars)) or 'none'})")
     missing_dims = [d for d in ("time", "latitude", "longitude") if d not in ds.dims]
     if missing_dims:
-        raise ValueError(f"ERA5 data {label} lacks the dimension(s) {', '.join(missing_dims)}.")
+        raise ValueError(f"ERA5 data {label} lacks the dimension(s) {', '.join(missing_dims)} "
+                         f"{has}.")
     missing = [v for v in REQUIRED if v not in ds.data_vars]
     if missing:
         raise ValueError(f"ERA5 data {label} lacks the variable(s) {', '.join(missing)} "
-                         f"(has {', '.join(map(str, ds.data_vars)) or 'none'}).")
+                         f"{has}.")
     ds = ds[[v for v in ("t2m", "tp", "sf") if v in ds.data_vars]]
+    for v in list(ds.data_vars):
+        known = TO_STANDARD[v]
+        unit = units.get(v, ds[v].attrs.get("units", next(iter(known))))  # none: ERA5's
+        if unit not in known:
+            raise ValueError(f"ERA5 data {label}: {v} has units {unit!r}; expected one of "
+                             f"{', '.join(known)} (a mislabelled file: set [era5] units).")
+        scale, offset = known[unit]
+        if (scale, offset) != (1.0, 0.0):
+            ds[v] = ds[v] * scale + offset
+        ds[v].attrs["units"] = "K" if v == "t2m" else "m"
     lon = ds.longitude.values
     if lon.max() > 180:
         ds = ds.assign_coords(longitude=((ds.longitude + 180) % 360) - 180)
@@ -121,8 +206,45 @@ def _standardise(ds, label, min_lat):
     times = pd.DatetimeIndex(ds.time.values)
     step = np.median(np.diff(times.values)) / np.timedelta64(1, "h") if len(times) > 1 else 24
     ds.attrs["frequency"] = "hourly" if step < 23 else "daily" if step < 24 * 27 else "monthly"
+    _check_sampling(times, label)
     ds.attrs["source_files"] = label
     return ds
+
+
+def _check_sampling(times, label):
+    """Refuse time steps that are not the means the features assume."""
+    if len(times) < 2:
+        return
+    month = times.to_period("M")
+    if len(np.unique(month)) < len(times) and (times.day == 1).all():
+        raise ValueError(f"ERA5 data {label} holds monthly means by hour of day ({len(times)} "
+                         f"steps on the first days of {len(np.unique(month))} months): ask the "
+                         "CDS for 'monthly_averaged_reanalysis', or for hourly data.")
+    step = np.median(np.diff(times.values)) / np.timedelta64(1, "h")
+    if 23 <= step <= 25 and (times.hour != 0).all():
+        raise ValueError(f"ERA5 data {label} holds one sample a day (at {times.hour[0]:02d}:00), "
+                         "not daily means: ask the CDS for every hour (or every 6 h), or for "
+                         "the daily statistics (daily mean).")
+
+
+def check_plausible(ds, label=""):
+    """Stop on values outside physical ranges: 2 m temperature (after conversion to
+    degC) outside -90..60, precipitation negative or above 1000 mm a day."""
+    checks = {"t2m": ds.t2m_mean}
+    if "tp" in ds:
+        checks["tp"] = ds.tp / ds.days
+    for name, values in checks.items():
+        lo, hi, unit = PLAUSIBLE[name]
+        vmin, vmax = float(values.min()), float(values.max())
+        tol = 1e-3 if name == "tp" else 0.0  # ERA5's accumulations dip below 0 by rounding
+        if vmin < lo - tol or vmax > hi:
+            cause = {"t2m": "degC labelled as K, or K labelled as degC",
+                     "tp": "mm labelled as m, or a sign flipped"}[name]
+            raise ValueError(
+                f"ERA5 data {label}: {name} ranges {vmin:.4g} to {vmax:.4g} {unit}, outside "
+                f"the physical range {lo:g} to {hi:g}; likely cause: {cause}. If the file's "
+                f"units are wrong, set them in [era5] units (e.g. {{{name} = "
+                f"\"{'degC' if name == 't2m' else 'mm'}\"}}).")
 
 
 # -- features ------------------------------------------------------------------------------
@@ -263,6 +385,10 @@ def features(ds, *, years=None, year_start_month=10, trend_window=10) -> xr.Data
     Only complete years (12 months of data) get features.
     """
     monthly = ds.attrs.get("frequency") == "monthly"
+    if "tp" not in ds:
+        log.warning("ERA5 data %s has no precipitation (tp): the features "
+                    "era5_tp_annual_sum and era5_tp_jja_sum are left out",
+                    ds.attrs.get("source_files", ""))
     label = arctic_year(ds.time.values, year_start_month)
     months = pd.DatetimeIndex(ds.time.values).month
     out = {}
@@ -278,6 +404,7 @@ def features(ds, *, years=None, year_start_month=10, trend_window=10) -> xr.Data
         end = ds.time.values[idx[-1]] + np.timedelta64(92, "D")
         nxt = nxt[ds.time.values[nxt] <= end]
         ext = to_daily(ds.isel(time=np.concatenate([idx, nxt]))).load()
+        check_plausible(ext, ds.attrs.get("source_files", ""))
         in_year = arctic_year(ext.time.values, year_start_month) == y
         d = ext.isel(time=np.flatnonzero(in_year))
         m = pd.DatetimeIndex(d.time.values).month
@@ -291,8 +418,9 @@ def features(ds, *, years=None, year_start_month=10, trend_window=10) -> xr.Data
             rec[f"era5_t2m_{name}_mean"] = (t.isel(time=k) * ws).sum("time") / ws.sum()
         rec["era5_tdd_sum"] = (t.clip(min=0) * w).sum("time")
         rec["era5_fdd_sum"] = ((-t).clip(min=0) * w).sum("time")
-        rec["era5_tp_annual_sum"] = d.tp.sum("time")
-        rec["era5_tp_jja_sum"] = d.tp.isel(time=np.isin(m, SEASONS["jja"])).sum("time")
+        if "tp" in d:
+            rec["era5_tp_annual_sum"] = d.tp.sum("time")
+            rec["era5_tp_jja_sum"] = d.tp.isel(time=np.isin(m, SEASONS["jja"])).sum("time")
         if "sf" in d:
             rec["era5_sf_annual_sum"] = d.sf.sum("time")
         rec["era5_t2m_p10"] = t.quantile(0.1, dim="time").drop_vars("quantile")
