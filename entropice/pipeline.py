@@ -326,6 +326,11 @@ def stage_era5(cfg, *, force=False, quiet=False):
     return _each_group(cfg, "era5", inputs, compute, force=force, quiet=quiet)
 
 
+def _bbox(cfg):
+    """The domain's lon/lat extent (for STAC catalogues)."""
+    return (-180.0, float(cfg["domain"]["min_lat"]), 180.0, 90.0)
+
+
 def stage_arcticdem(cfg, *, force=False, quiet=False):
     """Terrain statistics from ArcticDEM per cell."""
     from .sources import arcticdem
@@ -333,7 +338,7 @@ def stage_arcticdem(cfg, *, force=False, quiet=False):
     paths = _paths(cfg, "arcticdem")
     inputs = _fingerprints(paths)
     stats = tuple(cfg.get("arcticdem", {}).get("stats", arcticdem.STATS))
-    dem = functools.cache(lambda: arcticdem.open(paths))
+    dem = functools.cache(lambda: arcticdem.open(paths, bbox=_bbox(cfg)))
 
     def compute(name, level, cube):
         return arcticdem.to_cells(dem(), get_grid(name, level), stats=stats,

@@ -301,3 +301,48 @@ def test_failed_and_good_opens_alternate_without_a_crash(tmp_path):
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split().count("ok") == 10 and out.stdout.split().count("error") == 10
+
+
+# -- GRIB, converted in a child process -------------------------------------------------------
+
+
+def write_grib(path, ds):
+    """ERA5 fields as GRIB 1 messages, one per variable and step (as the CDS sends)."""
+    eccodes = pytest.importorskip("eccodes", reason="GRIB needs the grib extra (cfgrib)")
+    lat, lon = ds.latitude.values, ds.longitude.values
+    params = {"t2m": 167, "tp": 228}
+    with open(path, "wb") as f:
+        for t in range(ds.sizes["time"]):
+            when = pd.Timestamp(ds.time.values[t])
+            for name, param in params.items():
+                h = eccodes.codes_grib_new_from_samples("regular_ll_sfc_grib1")
+                for k, v in {"Ni": len(lon), "Nj": len(lat),
+                             "latitudeOfFirstGridPointInDegrees": lat[0],
+                             "latitudeOfLastGridPointInDegrees": lat[-1],
+                             "longitudeOfFirstGridPointInDegrees": lon[0],
+                             "longitudeOfLastGridPointInDegrees": lon[-1],
+                             "iDirectionIncrementInDegrees": lon[1] - lon[0],
+                             "jDirectionIncrementInDegrees": lat[0] - lat[1],
+                             "paramId": param, "dataDate": int(when.strftime("%Y%m%d")),
+                             "dataTime": when.hour * 100}.items():
+                    eccodes.codes_set(h, k, v)
+                eccodes.codes_set_values(h, ds[name].values[t].astype(np.float64).ravel())
+                eccodes.codes_write(h, f)
+                eccodes.codes_release(h)
+
+
+def test_grib_reads_like_netcdf(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENTROPICE_CACHE", str(tmp_path / "cache"))
+    raw = cds_monthly(tmp_path / "m.nc", years=[2019, 2020])
+    write_grib(tmp_path / "m.grib", raw)
+    from_grib = era5.open(tmp_path / "m.grib")
+    assert from_grib.attrs["frequency"] == "monthly"
+    xr.testing.assert_allclose(era5.features(from_grib), era5.features(era5.open(
+        tmp_path / "m.nc")), rtol=1e-4)
+    # one time step: no "the new name 'time' conflicts"
+    write_grib(tmp_path / "one.grib", raw.isel(time=[0]))
+    one = era5.open(tmp_path / "one.grib")
+    assert one.sizes["time"] == 1 and set(one.data_vars) == {"t2m", "tp"}
+    (tmp_path / "broken.grib").write_bytes(b"GRIB nonsense")
+    with pytest.raises(ValueError, match="cannot read ERA5 GRIB file .*broken.grib"):
+        era5.open(tmp_path / "broken.grib")

@@ -16,6 +16,7 @@ import numpy as np
 import xarray as xr
 
 from ..grids import DEFAULT_MIN_LAT, Grid
+from . import remote
 
 YEAR_RE = re.compile(r"(?<!\d)(19|20)\d{2}(?!\d)")
 
@@ -35,7 +36,8 @@ def open(paths, *, years=None, chunks=2048):  # noqa: A001 - the source's verb
     ----------
     paths : str, Path or list of them
         GeoTIFF/COG files (one year each; the year is read from the file name unless
-        ``years`` gives it), or one Zarr store with dims (year, band, y, x).
+        ``years`` gives it), or one Zarr store with dims (year, band, y, x); local or
+        URLs (read by range requests through a local cache).
     years : list of int, optional
         The year of each file, in order.
 
@@ -45,16 +47,19 @@ def open(paths, *, years=None, chunks=2048):  # noqa: A001 - the source's verb
         (band, y, x) rasters with bands named ``A00``...; several tiles of one year
         are joined.
     """
-    import rioxarray
+    import rioxarray  # noqa: F401 - the .rio accessor
 
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    paths = [Path(p) for p in paths]
+    paths = [str(p) if remote.is_remote(p) else Path(p) for p in paths]
     if not paths:
         raise ValueError("no AlphaEarth files given.")
-    if len(paths) == 1 and (paths[0].suffix == ".zarr" or (paths[0] / "zarr.json").exists()):
+    first = str(paths[0]).rstrip("/")
+    if len(paths) == 1 and (first.endswith(".zarr") or (
+            not remote.is_remote(first) and (Path(first) / "zarr.json").exists())):
         try:
-            ds = xr.open_zarr(paths[0], consolidated=None, decode_coords="all")
+            ds = xr.open_zarr(remote.zarr_store(first), consolidated=None,
+                              decode_coords="all")
         except Exception as err:  # noqa: BLE001
             raise ValueError(f"cannot read AlphaEarth store {paths[0]}: {err}") from None
         var = next((v for v in ds.data_vars if {"year", "band"} <= set(ds[v].dims)), None)
@@ -69,18 +74,18 @@ def open(paths, *, years=None, chunks=2048):  # noqa: A001 - the source's verb
         raise ValueError(f"years gives {len(years)} years for {len(paths)} files.")
     per_year = {}
     for k, path in enumerate(paths):
-        if not path.exists():
+        if not remote.is_remote(path) and not path.exists():
             raise ValueError(f"AlphaEarth file {path} does not exist.")
         if years is not None:
             year = int(years[k])
         else:
-            m = YEAR_RE.search(path.stem)
+            m = YEAR_RE.search(Path(str(path).split("?")[0]).stem)
             if m is None:
                 raise ValueError(f"cannot tell the year of AlphaEarth file {path}: put it in "
                                  "the file name (..._2021.tif) or pass years=[...].")
             year = int(m.group(0))
         try:
-            da = rioxarray.open_rasterio(path, chunks={"x": chunks, "y": chunks}, masked=True)
+            da = remote.open_rasterio(path, chunks={"x": chunks, "y": chunks}, masked=True)
         except Exception as err:  # noqa: BLE001
             raise ValueError(f"cannot read AlphaEarth file {path}: {err}") from None
         if da.rio.crs is None:

@@ -9,7 +9,6 @@ are seamless; ``to_cells`` reduces each to per-cell mean, std, p10, p50 and p90.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -32,56 +31,43 @@ TPI_RADIUS = 5
 """Half-width (pixels) of the square neighbourhood of the TPI."""
 
 
-def _stac_hrefs(path):
-    """Asset hrefs of a STAC ItemCollection (or a list of items) saved as JSON."""
-    doc = json.loads(Path(path).read_text())
-    items = doc.get("features", doc) if isinstance(doc, dict) else doc
-    hrefs = []
-    for item in items:
-        assets = item.get("assets", {})
-        asset = assets.get("dem") or next(iter(assets.values()), None)
-        if asset is None:
-            raise ValueError(f"STAC item {item.get('id', '?')} in {path} has no assets.")
-        href = asset["href"]
-        if "://" not in href and not Path(href).is_absolute():
-            href = str(Path(path).parent / href)
-        hrefs.append(href)
-    return hrefs
-
-
-def open(paths, *, chunks=2048):  # noqa: A001 - the source's verb
+def open(paths, *, chunks=2048, bbox=None):  # noqa: A001 - the source's verb
     """Join ArcticDEM tiles into one lazy raster (dask), in EPSG:3413.
 
     Parameters
     ----------
     paths : str, Path or list of them
-        GeoTIFF/COG tiles (local paths or URLs GDAL reads), or a STAC ItemCollection
-        saved as ``.json`` whose items carry the tiles as their ``dem`` asset.
+        GeoTIFF/COG tiles (local paths or URLs, read by range requests through a local
+        cache), or a static STAC catalogue, collection or item collection (``.json``,
+        local or a URL, such as the PGC's) whose items carry the tiles as their ``dem``
+        asset.
     chunks : int
         Dask chunk size in pixels.
+    bbox : (west, south, east, north), optional
+        Lon/lat extent of interest: STAC items outside it are not read.
 
     Returns
     -------
     xarray.DataArray
         ``elevation`` (y, x) in metres, float32, nodata as NaN, with its CRS.
     """
-    import rioxarray
+    from . import remote
 
     if isinstance(paths, (str, Path)):
         paths = [paths]
     hrefs = []
     for p in paths:
-        hrefs.extend(_stac_hrefs(p) if str(p).endswith(".json") else [str(p)])
+        hrefs.extend(remote.stac_assets(p, ("dem",), bbox) if str(p).endswith(".json")
+                     else [str(p)])
     if not hrefs:
-        raise ValueError("no ArcticDEM tiles given.")
+        raise ValueError(f"no ArcticDEM tiles given{' in the domain' if bbox else ''}.")
     tiles = []
     crs = None
     for href in hrefs:
-        if "://" not in href and not Path(href).exists():
+        if not remote.is_remote(href) and not Path(href).exists():
             raise ValueError(f"ArcticDEM tile {href} does not exist.")
         try:
-            da = rioxarray.open_rasterio(href, chunks={"x": chunks, "y": chunks},
-                                         masked=True)
+            da = remote.open_rasterio(href, chunks={"x": chunks, "y": chunks}, masked=True)
         except Exception as err:  # noqa: BLE001 - rasterio raises many types
             raise ValueError(f"cannot read ArcticDEM tile {href}: {err}") from None
         if da.rio.crs is None:

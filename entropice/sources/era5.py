@@ -32,6 +32,7 @@ NAMES = {
     "sf": "sf", "snowfall": "sf",
 }
 REQUIRED = ("t2m",)
+GRIB = (".grib", ".grb", ".grib2")
 TO_STANDARD = {  # variable: {units: (scale, offset)} to K and m of water
     "t2m": {"K": (1.0, 0.0), "kelvin": (1.0, 0.0), "degC": (1.0, 273.15),
             "C": (1.0, 273.15), "°C": (1.0, 273.15), "celsius": (1.0, 273.15)},
@@ -81,31 +82,58 @@ def open(paths, *, min_lat: float = DEFAULT_MIN_LAT, engine=None, units=None):  
     first = str(paths[0])
     is_zarr = first.rstrip("/").endswith(".zarr") or (Path(first) / "zarr.json").exists() or (
         Path(first) / ".zmetadata").exists()
-    grib = first.lower().endswith((".grib", ".grb", ".grib2"))
     if not is_zarr:
         for p in paths:
             if "://" not in str(p) and not Path(p).exists():
                 raise ValueError(f"ERA5 file {p} does not exist.")
-        if grib:
-            try:
-                import cfgrib  # noqa: F401
-            except ImportError:
-                raise ValueError(f"reading GRIB ({label}) needs cfgrib: pip install cfgrib, "
-                                 "or ask the CDS for NetCDF.") from None
+        paths = [_grib_as_netcdf(p) if str(p).lower().endswith(GRIB) else p for p in paths]
     try:
         if is_zarr:  # analysis-ready stores are consolidated; local ones may not be
+            from . import remote
+
+            store = remote.zarr_store(first)
             try:
-                ds = xr.open_zarr(first, consolidated=True)
+                ds = xr.open_zarr(store, consolidated=True)
             except Exception:  # noqa: BLE001
-                ds = xr.open_zarr(first, consolidated=False)
+                ds = xr.open_zarr(store, consolidated=False)
         else:
-            engine = engine or ("cfgrib" if grib else _netcdf_engine(paths))
+            engine = engine or _netcdf_engine(paths)
             ds = xr.open_mfdataset([str(p) for p in paths], combine="by_coords", chunks={},
                                    compat="no_conflicts", coords="minimal",
                                    **({"engine": engine} if engine else {}))
     except Exception as err:  # noqa: BLE001 - the backends raise many types
         raise ValueError(f"cannot read ERA5 data {label}: {err}") from None
     return _standardise(ds, label, min_lat, units or {})
+
+
+def _cache_dir():
+    from .remote import cache_dir
+
+    return cache_dir("era5")
+
+
+def _grib_as_netcdf(path):
+    """A GRIB file converted to NetCDF-4 in a child process (ecCodes never in this one),
+    once: the result is cached by the file's fingerprint."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    from ..cube import fingerprint
+
+    if importlib.util.find_spec("cfgrib") is None:
+        raise ValueError(f"reading GRIB ({path}) needs cfgrib: pip install cfgrib, or ask "
+                         "the CDS for NetCDF.")
+    path = Path(path)
+    out = _cache_dir() / f"{path.stem}-{fingerprint(path)}.nc"
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        run = subprocess.run([sys.executable, "-m", "entropice.sources._grib", str(path),
+                              str(out)], capture_output=True, text=True)
+        if run.returncode != 0:
+            why = (run.stderr.strip().splitlines() or [f"exit code {run.returncode}"])[-1]
+            raise ValueError(f"cannot read ERA5 GRIB file {path}: {why}")
+    return str(out)
 
 
 def _unzipped(path):
@@ -119,11 +147,10 @@ def _unzipped(path):
     path = Path(path)
     if not path.exists():
         raise ValueError(f"ERA5 file {path} does not exist.")
-    cache = Path(os.environ.get("ENTROPICE_CACHE", Path.home() / ".cache" / "entropice"))
-    target = cache / "era5" / f"{path.stem}-{fingerprint(path)}"
+    target = _cache_dir() / f"{path.stem}-{fingerprint(path)}"
     try:
         with zipfile.ZipFile(path) as z:
-            members = [m for m in z.namelist() if m.lower().endswith((".nc", ".grib"))]
+            members = [m for m in z.namelist() if m.lower().endswith((".nc",) + GRIB)]
             if not members:
                 raise ValueError(f"ERA5 zip {path} holds no NetCDF or GRIB file (it holds "
                                  f"{', '.join(z.namelist()[:5]) or 'nothing'}).")
