@@ -206,7 +206,8 @@ def _years(cfg, ds):
         return ds
     keep = [y for y in ds.year.values if y in set(years)]
     if not keep:
-        raise ConfigError(f"none of the years {list(ds.year.values)} is among [domain] years "
+        raise ConfigError(f"none of the years {[int(y) for y in ds.year.values]} is among "
+                          "[domain] years "
                           f"{years}.")
     return ds.sel(year=keep)
 
@@ -218,9 +219,14 @@ def _inventories(cfg) -> list[dict]:
     """The RTS inventories of [labels]: ``darts`` (and ``coverage``), and every
     [[labels.inventories]] entry, each with its files and its rules."""
     section = cfg.get("labels", {})
-    entries = [dict(e) for e in section.get("inventories", [])]
+    raw = section.get("inventories", [])
+    if not isinstance(raw, list) or not all(isinstance(e, dict) for e in raw):
+        raise ConfigError("[labels] inventories must be a list of tables: write each entry "
+                          "as [[labels.inventories]] (double brackets).")
+    entries = [dict(e) for e in raw]
     if section.get("darts"):
-        entries.insert(0, {"paths": section["darts"], "coverage": section.get("coverage")})
+        entries.insert(0, {"paths": section["darts"], **{
+            k: section[k] for k in INVENTORY_KEYS[1:] if section.get(k) not in (None, "")}})
     if not entries:
         raise ConfigError("[labels] names no RTS inventory: give darts = \"...\" or "
                           "[[labels.inventories]] entries with paths = [...].")

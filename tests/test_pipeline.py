@@ -327,3 +327,18 @@ def test_run_with_the_sources_you_have(project):
     assert "predict: 1 group(s) written" in out.stdout
     ds = Cube(project / "cube.zarr").read("h3", 2)
     assert "pred_class" in ds and not any(v.startswith(("dem_", "emb_")) for v in ds)
+
+
+def test_labels_config_mistakes(project):
+    cfg = project / "config.toml"
+    cfg.write_text(CONFIG.replace('darts = "raw/darts.gpkg"',
+                                  '[labels.inventories]\npaths = "raw/darts.gpkg"'))
+    out = entropice("labels", "--config", str(cfg), "--quiet")
+    assert out.returncode == 1 and "write each entry as [[labels.inventories]]" in out.stderr
+    # the short form takes the same rules as an entry
+    cfg.write_text(CONFIG.replace('darts = "raw/darts.gpkg"',
+                                  'darts = "raw/darts.gpkg"\nyear = 2030'))
+    assert entropice("grids", "--config", str(cfg), "--quiet").returncode == 0
+    out = entropice("labels", "--config", str(cfg), "--quiet")
+    assert out.returncode == 1 and "none of the years [2030] is among [domain] years" \
+        in out.stderr

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pytest
 import shapely
 from pyproj import Transformer
@@ -259,3 +260,25 @@ def test_shapefile_without_prj(tmp_path):
     assert gdf.crs.to_epsg() == 4326 and len(gdf) == len(darts.open(NITZE))
     with pytest.raises(ValueError, match="says its CRS is EPSG:4326, the configuration says"):
         darts.open(NITZE, crs="EPSG:3413")
+
+
+def test_published_quirks(tmp_path):
+    """A GeoParquet geometry column not called 'geometry', years as numbers or compact
+    dates, a nullable year with a gap, and a file of empty geometries."""
+    geom, _ = footprint_in_cell(10)
+    other = shapely.affinity.translate(geom, 150.0, 0.0)  # overlaps the first
+    gdf = gpd.GeoDataFrame({"date": ["20190701", "2019;2020"]}, geometry=[geom, other],
+                           crs="EPSG:3413").rename_geometry("geom")
+    gdf.to_parquet(tmp_path / "inv.parquet")
+    read = darts.open(tmp_path / "inv.parquet")
+    assert sorted(read.year) == [2019, 2019, 2020] and read.geometry.notna().all()
+    out, merged = darts.dissolve(read)
+    assert merged == 1 and len(out) == 2 and out.geometry.notna().all()
+    gpd.GeoDataFrame({"year": pd.array([2019, None], dtype="Int64")}, geometry=[geom, other],
+                     crs="EPSG:3413").to_parquet(tmp_path / "gap.parquet")
+    with pytest.raises(ValueError, match="gap.parquet: 1 footprints have no readable year"):
+        darts.open(tmp_path / "gap.parquet")
+    gpd.GeoDataFrame({"year": [2019]}, geometry=[shapely.Polygon()],
+                     crs="EPSG:3413").to_parquet(tmp_path / "empty.parquet")
+    with pytest.raises(ValueError, match="empty.parquet holds no polygons"):
+        darts.open(tmp_path / "empty.parquet")

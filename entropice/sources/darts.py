@@ -81,12 +81,17 @@ def open(path, *, layer=None, year_column=None, date_column=None, year=None,  # 
     if gdf.crs is None:
         if crs is None:
             raise ValueError(f"RTS inventory {path} has no CRS (a shapefile without .prj?): "
-                             "give it with crs = \"EPSG:...\" in its [labels] entry.")
+                             "give it with crs = \"EPSG:...\" in [labels] or in its "
+                             "[[labels.inventories]] entry.")
         gdf = gdf.set_crs(crs)
     elif crs is not None and not gdf.crs.equals(crs):
         raise ValueError(f"RTS inventory {path} says its CRS is {gdf.crs.to_string()}, the "
                          f"configuration says {crs}: remove one.")
+    if gdf.geometry.name != "geometry":
+        gdf = gdf.rename_geometry("geometry")
     gdf = gdf[~(gdf.geometry.isna() | gdf.geometry.is_empty)].copy()
+    if len(gdf) == 0:
+        raise ValueError(f"RTS inventory {path} holds no polygons (every geometry is empty).")
     kinds = set(gdf.geom_type.unique())
     if not kinds <= {"Polygon", "MultiPolygon"}:
         other = ", ".join(sorted(kinds - {"Polygon", "MultiPolygon"}))
@@ -108,6 +113,28 @@ def open(path, *, layer=None, year_column=None, date_column=None, year=None,  # 
     if dup.any():
         log.info("%s: %d exact duplicates dropped", path, int(dup.sum()))
     return gdf[~dup].reset_index(drop=True)
+
+
+def _date_years(value):
+    """The year(s) of a date cell: a date, several separated by commas or semicolons, a
+    year (2019) or a compact date (20190701); None if unreadable."""
+    import re
+
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    parts = [p.strip() for p in re.split(r"[,;]", str(value)) if p.strip()]
+    years = []
+    for part in parts:
+        if re.fullmatch(r"\d{4}(\.0)?", part):
+            years.append(int(float(part)))
+        elif re.fullmatch(r"\d{8}", part):
+            years.append(int(part[:4]))
+        else:
+            d = pd.to_datetime(part, errors="coerce")
+            if pd.isna(d):
+                return None
+            years.append(d.year)
+    return np.unique(years) if years and all(1000 <= y <= 3000 for y in years) else None
 
 
 def _rts(gdf, path):
@@ -150,17 +177,12 @@ def _years(gdf, path, year_column, date_column, year) -> list[np.ndarray]:
                 f"{' or '.join(YEAR_COLUMNS + DATE_COLUMNS)}; or set year_column, "
                 "date_column or year in its [labels] entry.")
     if year_column is not None:
-        values = pd.to_numeric(gdf[year_column], errors="coerce")
-        out = [np.array([int(v)]) if np.isfinite(v) else None for v in values]
+        values = pd.to_numeric(gdf[year_column], errors="coerce").astype("float64")
+        out = [np.array([int(v)]) if 1000 <= v <= 3000 else None for v in values]
         col = year_column
     else:
         col = date_column
-        out = []
-        for v in gdf[date_column]:
-            parts = [p for p in str(v).split(",") if p.strip()] if isinstance(v, str) else [v]
-            dates = pd.to_datetime(pd.Series(parts), errors="coerce", format="mixed")
-            out.append(None if dates.isna().any() or not len(dates)
-                       else np.unique(dates.dt.year.values))
+        out = [_date_years(v) for v in gdf[date_column]]
     bad = [i for i, y in enumerate(out) if y is None]
     if bad:
         raise ValueError(f"RTS inventory {path}: {len(bad)} footprints have no readable year "
@@ -201,12 +223,12 @@ def dissolve(gdf):
         starts = np.flatnonzero(np.r_[True, np.diff(comp[order]) != 0])
         groups = np.split(order, starts[1:])
         out = sub.iloc[[g[0] for g in groups]].copy()
-        out["geometry"] = [geoms[g[0]] if len(g) == 1 else shapely.union_all(geoms[g])
+        out[sub.geometry.name] = [geoms[g[0]] if len(g) == 1 else shapely.union_all(geoms[g])
                            for g in groups]
         parts.append(out)
         merged += n - k
     out = pd.concat(parts) if parts else gdf
-    return out.set_geometry("geometry").reset_index(drop=True), merged
+    return out.set_geometry(gdf.geometry.name).reset_index(drop=True), merged
 
 
 def _footprints_and_coverage(gdf, coverage, years):
