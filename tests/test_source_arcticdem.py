@@ -1,6 +1,5 @@
 """The ArcticDEM reader: GeoTIFF tiles in EPSG:3413 written here, terrain checked on planes."""
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -45,14 +44,6 @@ def test_tiles_join_into_one_lazy_raster(tiles):
     assert dem.shape == (300, 600) and dem.chunks is not None
     assert dem.rio.crs.to_epsg() == 3413
     assert np.isnan(dem.values[:20, -20:]).all()
-
-
-def test_stac_item_collection(tiles, tmp_path):
-    items = {"type": "FeatureCollection", "features": [
-        {"type": "Feature", "id": p.stem, "assets": {"dem": {"href": p.name}}} for p in tiles]}
-    path = tmp_path / "items.json"
-    path.write_text(json.dumps(items))
-    assert arcticdem.open(path).shape == (300, 600)
 
 
 def test_slope_and_aspect_of_a_plane(tiles):
