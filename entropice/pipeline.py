@@ -277,7 +277,7 @@ def _read_inventories(entries):
     crs = frames[0].crs
     gdf = gpd.GeoDataFrame(pd.concat([g.to_crs(crs) for g in frames], ignore_index=True),
                            geometry="geometry", crs=crs)
-    gdf, merged = darts.dissolve(gdf)  # once here, not again in every group
+    gdf, merged = darts.dissolve(gdf)  # logged once; to_cells then finds nothing to merge
     log.info("labels: %d footprints overlapped others of the same year and were merged "
              "with them; %d distinct footprints", merged, len(gdf))
     if everywhere:
