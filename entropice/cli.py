@@ -134,6 +134,9 @@ def run_all(config: Path = CONFIG, force: bool = FORCE, quiet: bool = QUIET,
     skipped = skipped_stages(cfg)
     if skipped:
         typer.echo(f"skipped (no inputs in {config}): {', '.join(skipped)}")
+    if "train" in cfg and "train" not in stages:
+        typer.echo("skipped: train, predict (they need labels: [labels] names no RTS "
+                   "inventory)")
     _run(stages, config, force, quiet, scheduler, log_level)
 
 

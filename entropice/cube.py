@@ -292,10 +292,12 @@ class Cube:
                       config_hash: str = "", inputs=None):
         """Add (or replace) variables of an existing group atomically.
 
-        ``ds`` must be on the group's cells. Variables of the same name are replaced;
-        the rest of the group is kept (hard-linked, not copied). New dimensions (such
-        as ``year``) are added; a dimension coordinate that differs from the group's
-        makes the group be rewritten on the union of both.
+        ``ds`` must be on the group's cells. Variables of the same name are replaced,
+        and those ``stage`` wrote before but no longer gives are removed (so a re-run
+        without an input leaves none of its old features); the rest of the group is
+        kept (hard-linked, not copied). New dimensions (such as ``year``) are added; a
+        dimension coordinate that differs from the group's makes the group be
+        rewritten on the union of both.
         """
         current = self.read(grid, level)
         if not np.array_equal(ds.cell_ids.values, current.cell_ids.values):
@@ -305,18 +307,22 @@ class Cube:
         validate_group(ds, grid, level)
         clash = [d for d in ds.dims if d != "cells" and d in current.dims
                  and not np.array_equal(ds[d].values, current[d].values)]
+        before = json.loads(current.attrs.get(PROVENANCE, "{}")).get(stage, {})
+        stale = sorted((set(before.get("variables", [])) - set(ds.data_vars))
+                       & set(current.data_vars))
         attrs = self._record(dict(current.attrs), stage, config_hash, inputs, ds.data_vars)
         target = self.path / group_name(grid, level)
         staged = self._staging()
         try:
             if clash:  # rewrite the group on the union of the coordinates
-                merged = xr.merge([current.drop_vars(list(ds.data_vars), errors="ignore"), ds],
+                merged = xr.merge([current.drop_vars(list(ds.data_vars) + stale,
+                                                     errors="ignore"), ds],
                                   join="outer", combine_attrs="override")
                 merged = _clean_for_zarr(merged.load())
                 merged.attrs = attrs
                 merged.to_zarr(staged, mode="w", consolidated=False, zarr_format=3)
             else:
-                _stage_copy(target, staged, skip=set(ds.data_vars))
+                _stage_copy(target, staged, skip=set(ds.data_vars) | set(stale))
                 new = _clean_for_zarr(ds.drop_vars(
                     [c for c in ds.coords if c in current.coords]))
                 for v in new.data_vars.values():  # the group's coordinates stay declared

@@ -95,8 +95,26 @@ def _hash(cfg, section):
     return config_hash({"domain": cfg["domain"], section: cfg.get(section, {})})
 
 
-def _fingerprints(paths):
-    return {Path(p).name: (fingerprint(p) if "://" not in p else p) for p in paths}
+SIDECARS = (".dbf", ".shx", ".prj", ".cpg", ".qix", ".sbn", ".sbx")
+"""The files a shapefile is made of besides its ``.shp``."""
+
+
+def _fingerprints(cfg, paths):
+    """Each input's content fingerprint, keyed by its path relative to the config (so two
+    files of one name in different folders are both tracked; a moved project is not
+    stale); a shapefile's sidecar files count too."""
+    out = {}
+    for p in paths:
+        if "://" in p:
+            out[p] = p
+            continue
+        files = [Path(p)]
+        if p.lower().endswith(".shp"):
+            files += [q for q in sorted(Path(p).parent.glob(Path(p).stem + ".*"))
+                      if q.suffix.lower() in SIDECARS]
+        for f in files:
+            out[os.path.relpath(f, cfg["_dir"])] = fingerprint(f)
+    return out
 
 
 def _progress(items, quiet, desc):
@@ -247,7 +265,8 @@ def _inventories(cfg) -> list[dict]:
 
 
 def _read_inventories(entries):
-    """Every inventory's footprints in one frame, and the mapped land (None: all land)."""
+    """Every inventory's distinct RTS footprints, and the mapped land (None: all land),
+    prepared once for every group (:func:`darts.prepare`)."""
     import geopandas as gpd
 
     from .sources import darts
@@ -277,17 +296,14 @@ def _read_inventories(entries):
     crs = frames[0].crs
     gdf = gpd.GeoDataFrame(pd.concat([g.to_crs(crs) for g in frames], ignore_index=True),
                            geometry="geometry", crs=crs)
-    gdf, merged = darts.dissolve(gdf)  # logged once; to_cells then finds nothing to merge
-    log.info("labels: %d footprints overlapped others of the same year and were merged "
-             "with them; %d distinct footprints", merged, len(gdf))
     if everywhere:
         if coverage or not gdf.rts.all():
             log.info("labels: an inventory without coverage maps the whole domain; the "
                      "coverage of the others is not used")
-        return gdf[gdf.rts].reset_index(drop=True), None
+        return darts.prepare(gdf[gdf.rts])
     cov = (gpd.GeoDataFrame(pd.concat([c.to_crs(crs) for c in coverage], ignore_index=True),
                             geometry="geometry", crs=crs) if coverage else None)
-    return gdf, cov
+    return darts.prepare(gdf, cov)
 
 
 def stage_labels(cfg, *, force=False, quiet=False):
@@ -296,7 +312,8 @@ def stage_labels(cfg, *, force=False, quiet=False):
 
     section = cfg.get("labels", {})
     entries = _inventories(cfg)
-    inputs = _fingerprints([f for e in entries for f in e["files"] + (e["coverage"] or [])])
+    inputs = _fingerprints(cfg, [f for e in entries
+                                 for f in e["files"] + (e["coverage"] or [])])
     sources = functools.cache(lambda: _read_inventories(entries))
 
     def compute(name, level, cube):
@@ -304,7 +321,7 @@ def stage_labels(cfg, *, force=False, quiet=False):
         land = cube.read(name, level).land_fraction.values
         ds = darts.to_cells(gdf, get_grid(name, level), land_fraction=land, coverage=coverage,
                             bin_edges=section.get("bin_edges", darts.DEFAULT_BIN_EDGES),
-                            min_lat=cfg["domain"]["min_lat"])
+                            min_lat=cfg["domain"]["min_lat"], prepared=True)
         return _years(cfg, ds)
 
     return _each_group(cfg, "labels", inputs, compute, force=force, quiet=quiet)
@@ -315,12 +332,13 @@ def stage_era5(cfg, *, force=False, quiet=False):
     from .sources import era5
 
     paths = _paths(cfg, "era5")
-    inputs = _fingerprints(paths)
+    inputs = _fingerprints(cfg, paths)
     section = cfg.get("era5", {})
 
     @functools.cache
     def features():
-        ds = era5.open(paths, min_lat=cfg["domain"]["min_lat"], units=section.get("units"))
+        ds = era5.open(paths, min_lat=cfg["domain"]["min_lat"], units=section.get("units"),
+                       daily_means=section.get("daily_means"))
         return era5.features(ds, year_start_month=cfg["domain"]["year_start_month"],
                              trend_window=section.get("trend_window", 10))
 
@@ -333,8 +351,9 @@ def stage_era5(cfg, *, force=False, quiet=False):
 
 
 def _bbox(cfg):
-    """The domain's lon/lat extent (for STAC catalogues)."""
-    return (-180.0, float(cfg["domain"]["min_lat"]), 180.0, 90.0)
+    """The domain's lon/lat extent, a degree wider than its cells' centres (for STAC
+    catalogues and what is fetched of remote rasters)."""
+    return (-180.0, max(-90.0, float(cfg["domain"]["min_lat"]) - 1.0), 180.0, 90.0)
 
 
 def stage_arcticdem(cfg, *, force=False, quiet=False):
@@ -342,7 +361,7 @@ def stage_arcticdem(cfg, *, force=False, quiet=False):
     from .sources import arcticdem
 
     paths = _paths(cfg, "arcticdem")
-    inputs = _fingerprints(paths)
+    inputs = _fingerprints(cfg, paths)
     stats = tuple(cfg.get("arcticdem", {}).get("stats", arcticdem.STATS))
     dem = functools.cache(lambda: arcticdem.open(paths, bbox=_bbox(cfg)))
 
@@ -358,9 +377,9 @@ def stage_alphaearth(cfg, *, force=False, quiet=False):
     from .sources import alphaearth
 
     paths = _paths(cfg, "alphaearth")
-    inputs = _fingerprints(paths)
+    inputs = _fingerprints(cfg, paths)
     n = cfg.get("alphaearth", {}).get("n_components") or None
-    rasters = functools.cache(lambda: alphaearth.open(paths))
+    rasters = functools.cache(lambda: alphaearth.open(paths, bbox=_bbox(cfg)))
 
     def compute(name, level, cube):
         out = alphaearth.to_cells(rasters(), get_grid(name, level), n_components=n,
@@ -385,8 +404,11 @@ def stage_train(cfg, *, force=False, quiet=False):
     stored in models/<run_id>/, and a summary table in models/summary.csv."""
     from .runs import train_group
 
+    if not _configured(cfg, "labels"):
+        raise ConfigError("train needs labels: [labels] names no RTS inventory (give darts "
+                          "= \"...\" or [[labels.inventories]] entries).")
     cube = Cube(_path(cfg, cfg["cube"]))
-    section = cfg.get("train", {})
+    section = _present(cfg, cfg.get("train", {}))  # the features the sources give
     chash = config_hash({"train": section, "domain": cfg["domain"]})
     reg_path, registry = _registry(cfg)
     cube.set_attrs(models=str(models_dir(cfg).resolve()))  # where the dashboard finds runs
@@ -404,7 +426,7 @@ def stage_train(cfg, *, force=False, quiet=False):
             done.append((name, level, "up to date"))
             rows.extend(entry.get("rows", []))
             continue
-        run = train_group(cube.read(name, level), name, level, _present(cfg, section),
+        run = train_group(cube.read(name, level), name, level, section,
                           models_dir=models_dir(cfg), quiet=quiet)
         entry = {"run_id": run["run_id"], "config_hash": chash, "data": data,
                  "rows": [{"grid": name, "level": level, "model": m, **{
@@ -444,7 +466,7 @@ def _present(cfg, section):
     if not keep:
         raise ConfigError("[train] features: none of the configured sources gives any of "
                           f"{features}.")
-    return {**section, "features": keep}
+    return {**section, "features": keep} if gone else section
 
 
 def markdown_table(df) -> str:
@@ -486,13 +508,13 @@ def _configured(cfg, stage) -> bool:
     if stage == "labels":
         return bool(section.get("darts") or section.get("inventories"))
     if stage in ("train", "predict"):
-        return "train" in cfg
+        return "train" in cfg and _configured(cfg, "labels")
     return bool(section.get("paths"))
 
 
 def stages_of(cfg):
     """The stages a configuration runs: grids, each source stage whose inputs it names,
-    then train and predict if it has a [train] section."""
+    then train and predict if it has a [train] section and labels."""
     return tuple(s for s in STAGES if _configured(cfg, s))
 
 

@@ -85,6 +85,23 @@ def test_replacing_every_variable_keeps_the_cell_ids(cube):
     assert xdggs.decode(out).dggs.grid_info.level == 3
 
 
+def test_a_stage_rerun_without_a_variable_removes_it(cube):
+    """ERA5 re-run without precipitation: its old precipitation features go, the other
+    stages' variables stay (on either path: same years, or years rewritten)."""
+    ds = cube.read("healpix", 5)
+    both = xr.merge([feature(ds, "era5_t2m", 1.0, [2020]), feature(ds, "era5_tp", 2.0, [2020])])
+    cube.add_variables(both, "healpix", 5, stage="era5")
+    cube.add_variables(feature(ds, "dem_slope", 3.0), "healpix", 5, stage="arcticdem")
+    cube.add_variables(feature(ds, "era5_t2m", 1.5, [2020]), "healpix", 5, stage="era5")
+    out = cube.read("healpix", 5)
+    assert "era5_tp" not in out and "dem_slope" in out and float(out.era5_t2m.max()) == 1.5
+    assert cube.provenance("healpix", 5)["era5"]["variables"] == ["era5_t2m"]
+    cube.add_variables(both, "healpix", 5, stage="era5")
+    cube.add_variables(feature(ds, "era5_t2m", 1.0, [2020, 2021]), "healpix", 5, stage="era5")
+    assert set(cube.read("healpix", 5).data_vars) >= {"era5_t2m", "dem_slope"}
+    assert "era5_tp" not in cube.read("healpix", 5)
+
+
 def test_years_are_merged(cube):
     ds = cube.read("healpix", 5)
     cube.add_variables(feature(ds, "a", 1.0, years=[2018, 2019]), "healpix", 5, stage="s1")

@@ -294,8 +294,13 @@ year = 2020
     assert "inv_west.gpkg: 1 footprints" in out.stderr
     ds = Cube(project / "cube.zarr").read("h3", 3)
     assert list(ds.year.values) == [2019, 2020]
-    assert float(ds.rts_area_km2.sel(year=2019).sum()) == pytest.approx(11.97, abs=0.01)
+    assert float(ds.rts_area_km2.sel(year=2019).sum()) == pytest.approx(12.0, abs=0.03)
     assert float(ds.rts_count.sel(year=2020).sum()) == 2
+    # a shapefile is all its files: a changed attribute table is a changed input
+    dbf = project / "raw" / "nitze" / "GT_Set_Nitze_etal_2021_TrainingSet_RTS.dbf"
+    assert "0 group(s) written" in entropice("labels", "--config", str(cfg)).stdout
+    dbf.write_bytes(dbf.read_bytes()[:-2] + b"  ")
+    assert "3 group(s) written" in entropice("labels", "--config", str(cfg)).stdout
     # mistakes name the entry and the file
     cfg.write_text(cfg.read_text().replace('crs = "EPSG:4326"\n', ""))
     out = entropice("labels", "--config", str(cfg), "--quiet", "--force")

@@ -100,6 +100,62 @@ def test_stac_catalogue_over_http(catalogue):
         np.testing.assert_array_equal(again.values, dem.values)
 
 
+def test_only_the_domain_of_a_cog_is_fetched(tmp_path):
+    """A tile that crosses the domain's edge: only its internal tiles inside the domain
+    come over the wire (range requests), once; the values are the local file's."""
+    path = cog(tmp_path / "edge_dem.tif", -100_000.0, -2_300_000.0, n=2000)
+    bbox = (-180.0, 70.0, 180.0, 90.0)
+    local = arcticdem.open(path)
+    with StaticServer(tmp_path) as srv:
+        dem = arcticdem.open(f"{srv.url}/edge_dem.tif", bbox=bbox).load()
+        fetched = srv.sent["/edge_dem.tif"]
+        assert 0 < fetched < 0.7 * path.stat().st_size, (fetched, path.stat().st_size)
+        assert 0 < dem.size < local.size
+        xr.testing.assert_equal(dem, local.sel(x=dem.x, y=dem.y).load().rio.write_crs(
+            dem.rio.crs))
+        # every pixel of the domain's extent is there: cells reduce as from the local file
+        lon, lat = Transformer.from_crs("EPSG:3413", "EPSG:4326", always_xy=True).transform(
+            *np.meshgrid(local.x.values, local.y.values))
+        inside = local.where(lat >= 70.5)
+        assert np.isin(local.x.values[np.isfinite(inside).any("y").values], dem.x).all()
+        # a re-run reads the cache; a tile outside the domain is skipped, never copied
+        srv.sent.clear()
+        arcticdem.open(f"{srv.url}/edge_dem.tif", bbox=bbox)
+        assert srv.sent["/edge_dem.tif"] == 0
+        with pytest.raises(ValueError, match="no ArcticDEM tile .* touches the domain"):
+            arcticdem.open(f"{srv.url}/edge_dem.tif", bbox=(-180.0, 85.0, 180.0, 90.0))
+
+
+def test_a_failed_fetch_leaves_no_file(tmp_path):
+    with StaticServer(tmp_path) as srv:
+        with pytest.raises(ValueError, match="cannot read ArcticDEM tile .*missing.tif"):
+            arcticdem.open(f"{srv.url}/missing.tif")
+    assert not any(p.is_file() for p in (tmp_path / "cache").rglob("*"))
+
+
+def test_inventory_over_http(tmp_path):
+    """An RTS inventory published at a URL: fetched once, read as the local file, and
+    its errors name the URL."""
+    import geopandas as gpd
+    import shapely
+
+    from entropice.sources import darts
+
+    path = tmp_path / "rts.gpkg"
+    gpd.GeoDataFrame({"year": [2020, 2021]},
+                     geometry=[shapely.box(0, -2e6, 500, -2e6 + 500),
+                               shapely.box(1e4, -2e6, 1e4 + 300, -2e6 + 300)],
+                     crs="EPSG:3413").to_file(path)
+    with StaticServer(tmp_path) as srv:
+        got = darts.open(f"{srv.url}/rts.gpkg")
+        pd.testing.assert_frame_equal(pd.DataFrame(got), pd.DataFrame(darts.open(path)))
+        srv.sent.clear()
+        darts.open(f"{srv.url}/rts.gpkg")
+        assert srv.sent["/rts.gpkg"] == 0
+        with pytest.raises(ValueError, match=f"cannot fetch {srv.url}/gone.gpkg"):
+            darts.open(f"{srv.url}/gone.gpkg")
+
+
 def test_item_collection_file(catalogue, tmp_path):
     items = [pystac.Item.from_file(str(p)) for p in sorted(catalogue.rglob("arctic_*.json"))]
     for it in items:
@@ -139,6 +195,9 @@ def test_era5_zarr_over_http(tmp_path):
         streamed = era5.open(f"{srv.url}/era5.zarr")
         xr.testing.assert_allclose(era5.features(streamed), local)
         chunks = [p for p in srv.sent if "/2m_temperature/" in p and not p.endswith("zarray")]
+        srv.sent.clear()  # a re-run reads the chunks from the local cache
+        xr.testing.assert_allclose(era5.features(era5.open(f"{srv.url}/era5.zarr")), local)
+        assert sum(srv.sent.values()) == 0, dict(srv.sent)
     # only the latitude chunks north of 49 N (min_lat 50, less a degree) were fetched
     rows = {int(p.rsplit("/", 1)[1].split(".")[1]) for p in chunks}
     assert rows == {0, 1, 2, 3, 4}, sorted(rows)

@@ -138,6 +138,16 @@ def test_undeclared_nodata_stops_the_stage(tmp_path):
         arcticdem.to_cells(arcticdem.open(tmp_path / "no_nodata.tif"), get_grid("h3", 5))
 
 
+def test_elevation_check_reads_only_elevations(tmp_path):
+    """Counts, sums and spreads are not elevations: no false alarm on them, and stats
+    without any elevation statistic are accepted."""
+    plane(200, 200).rio.to_raster(tmp_path / "plane.tif")
+    dem = arcticdem.open(tmp_path / "plane.tif")
+    out = arcticdem.to_cells(dem, get_grid("h3", 5), stats=("count", "sum", "std"))
+    assert float(out.dem_elevation_sum.max()) > 9000
+    assert "dem_slope_std" in arcticdem.to_cells(dem, get_grid("h3", 5), stats=("std",))
+
+
 REAL_DEM = Path(__file__).parents[2] / "shared" / "realdata" / "xdem_Longyearbyen_DEM_1995.tif"
 
 

@@ -108,13 +108,13 @@ def test_per_image_footprints_are_one_slump(caplog):
                                         caplog.text).groups())
     assert merged + n_left == len(gdf)
     eq = gdf.to_crs("EPSG:6931")
-    for year in (2018, 2019):
+    for year in (2018, 2019):  # the union, but for slivers between neighbours (< 0.1 %)
         union = shapely.union_all(eq[eq.year == year].geometry.values).area / 1e6
-        assert float(ds.rts_area_km2.sel(year=year).sum()) == pytest.approx(union, rel=1e-6)
-    assert float(ds.rts_area_km2.sel(year=2019).sum()) == pytest.approx(11.97, abs=0.01)
+        assert float(ds.rts_area_km2.sel(year=year).sum()) == pytest.approx(union, rel=2e-3)
+    assert float(ds.rts_area_km2.sel(year=2019).sum()) == pytest.approx(12.0, abs=0.03)
     assert float(eq[eq.year == 2019].area.sum() / 1e6) == pytest.approx(36.0, abs=0.1)
     cell = np.flatnonzero(ds.cell_ids.values == 599023639290970111)[0]  # Banks Island
-    assert float(ds.rts_area_km2.sel(year=2019)[cell]) == pytest.approx(2.256, abs=1e-3)
+    assert float(ds.rts_area_km2.sel(year=2019)[cell]) == pytest.approx(2.26, abs=5e-3)
     assert ds.rts_count.sum() == n_left  # distinct slumps, each counted once
     assert (ds.rts_density <= 1).all()
 
@@ -129,6 +129,17 @@ def test_dissolve_keeps_touching_footprints_apart():
     out, merged = darts.dissolve(gdf)
     assert merged == 2 and len(out) == 1
     assert out.geometry[0].area == pytest.approx(20000 + 10000 - 5000)
+
+
+def test_neighbours_crossing_by_a_sliver_stay_two():
+    a = shapely.box(0, 0, 100, 100)
+    sliver = shapely.box(99, 0, 199, 100)  # 1 % of each: digitised outlines that cross
+    again = shapely.box(40, 0, 140, 100)  # 60 %: the same slump in another image
+    gdf = gpd.GeoDataFrame({"year": [2020, 2020]}, geometry=[a, sliver], crs="EPSG:3413")
+    assert darts.dissolve(gdf)[1] == 0
+    gdf.loc[1, "geometry"] = again
+    assert darts.dissolve(gdf)[1] == 1
+    assert darts.dissolve(gdf.iloc[[0]].assign(geometry=[a]))[1] == 0
 
 
 def test_density_classes():
@@ -204,12 +215,14 @@ def _arts(path, cells):
     slump, _ = footprint_in_cell(cells[0])
     box, _ = footprint_in_cell(cells[1], size_m=200.0)
     background = shapely.box(*footprint_in_cell(cells[2])[0].buffer(12_000).bounds)
+    around = shapely.box(*slump.buffer(12_000).bounds)  # the image around a1, in 2020
     gpd.GeoDataFrame({
-        "UID": ["a1", "a2", "a3"], "TrainClass": ["Positive", "Positive", "Negative"],
-        "BaseMapDate": ["2019-07-21, 2020-08-02", "2020-07-30", "2020-07-01"],
-        "RegionName": ["Yamal", "Yamal", "Yamal"],
-        "LabelType": ["Polygon", "BoundingBox", "Polygon"]},
-        geometry=[slump, box, background], crs="EPSG:3413").to_file(path)
+        "UID": ["a1", "a2", "a3", "a4"],
+        "TrainClass": ["Positive", "Positive", "Negative", "Negative"],
+        "BaseMapDate": ["2019-07-21, 2020-08-02", "2020-07-30", "2020-07-01", "2020-08-02"],
+        "RegionName": ["Yamal"] * 4,
+        "LabelType": ["Polygon", "BoundingBox", "Polygon", "Polygon"]},
+        geometry=[slump, box, background, around], crs="EPSG:3413").to_file(path)
 
 
 def test_arts_schema(tmp_path, caplog):
@@ -220,14 +233,24 @@ def test_arts_schema(tmp_path, caplog):
         gdf = darts.open(tmp_path / "arts.gpkg")
     assert "1 RTS are bounding boxes" in caplog.text
     assert sorted(zip(gdf.UID, gdf.year, gdf.rts)) == [
-        ("a1", 2019, True), ("a1", 2020, True), ("a2", 2020, True), ("a3", 2020, False)]
+        ("a1", 2019, True), ("a1", 2020, True), ("a2", 2020, True), ("a3", 2020, False),
+        ("a4", 2020, False)]
     ds = darts.to_cells(gdf, GRID)
     assert list(ds.year.values) == [2019, 2020]
-    # the negatives and the RTS are the mapped land: elsewhere the labels are missing
+    # the negatives and the RTS are the mapped land: a cell at least half mapped is
+    # labelled, with or without RTS; elsewhere the labels are missing, RTS or not (an
+    # RTS found alone in an unmapped cell would bias the labels towards RTS)
     y20 = ds.rts_count.sel(year=2020)
-    assert y20.values[cells[0]] == 1 and y20.values[cells[1]] == 1
-    assert int(np.isfinite(y20).sum()) <= 12 and y20.values[cells[2]] == 0
-    assert np.isnan(ds.rts_count.sel(year=2019).values[cells[1]])
+    assert y20.values[cells[0]] == 1 and y20.values[cells[2]] == 0
+    assert np.isnan(y20.values[cells[1]])
+    assert int(np.isfinite(y20).sum()) <= 24
+    assert np.isnan(ds.rts_count.sel(year=2019).values[cells[0]])
+    # a year mapped without RTS is a year of zeros, not left out
+    around = gdf.geometry[gdf.UID == "a4"].iloc[0]
+    cov = gpd.GeoDataFrame({"year": [2021]}, geometry=[around], crs=gdf.crs)
+    ds = darts.to_cells(gdf, GRID, coverage=cov)
+    assert list(ds.year.values) == [2019, 2020, 2021]
+    assert ds.rts_count.sel(year=2021).values[cells[0]] == 0
 
 
 def test_year_rules(tmp_path):

@@ -28,7 +28,7 @@ def cds_hourly(path, start="2019-10-01", end="2021-12-31 18:00"):
     """6-hourly data in the new CDS NetCDF layout (valid_time, number, expver)."""
     times = pd.date_range(start, end, freq="6h")
     t2m = temperature_k(times, LAT).astype(np.float32)
-    tp = np.full(t2m.shape, 0.0005, dtype=np.float32)  # 0.5 mm per 6 h step
+    tp = np.full(t2m.shape, 0.0005, dtype=np.float32)  # 0.5 mm in the hour before each step
     ds = xr.Dataset(
         {"t2m": (("valid_time", "latitude", "longitude"), t2m, {"units": "K"}),
          "tp": (("valid_time", "latitude", "longitude"), tp, {"units": "m"}),
@@ -80,8 +80,8 @@ def test_hourly_cds_netcdf(tmp_path):
     tdd = np.clip(daily, 0, None).sum(axis=0)
     got = f.era5_tdd_sum.sel(year=2021).sortby("longitude")
     np.testing.assert_allclose(got.values, _to_minus180(tdd), rtol=1e-5)
-    np.testing.assert_allclose(f.era5_tp_annual_sum.sel(year=2021), 365 * 4 * 0.5, rtol=1e-5)
-    np.testing.assert_allclose(f.era5_sf_annual_sum.sel(year=2021), 365 * 4 * 0.25, rtol=1e-5)
+    np.testing.assert_allclose(f.era5_tp_annual_sum.sel(year=2021), 365 * 24 * 0.5, rtol=1e-5)
+    np.testing.assert_allclose(f.era5_sf_annual_sum.sel(year=2021), 365 * 24 * 0.25, rtol=1e-5)
     p90 = np.quantile(daily, 0.9, axis=0)
     np.testing.assert_allclose(f.era5_t2m_p90.sel(year=2021).sortby("longitude").values,
                                _to_minus180(p90), rtol=1e-5)
@@ -259,6 +259,48 @@ def test_samples_that_are_not_means_are_refused(tmp_path):
             tmp_path / name)
         with pytest.raises(ValueError, match=f"{name} holds {expect}"):
             era5.open(tmp_path / name)
+
+
+def _small(path, times, tp, **t2m_attrs):
+    lat, lon = np.array([72.0, 70.0]), np.array([0.0, 10.0, 20.0])
+    shape = (len(times), len(lat), len(lon))
+    xr.Dataset({"t2m": (("time", "latitude", "longitude"),
+                        temperature_k(times, lat)[:, :, :3].astype("f4"),
+                        {"units": "K", **t2m_attrs}),
+                "tp": (("time", "latitude", "longitude"), np.full(shape, tp, "f4"),
+                       {"units": "m"})},
+               coords={"time": times, "latitude": lat, "longitude": lon}).to_netcdf(path)
+    return path
+
+
+def test_precipitation_of_every_time_step(tmp_path):
+    """1-hourly and 6-hourly downloads (each step the hour's accumulation) and the CDS's
+    daily statistics (the mean hourly accumulation) give the same precipitation."""
+    hourly = pd.date_range("2019-10-01", "2020-09-30 23:00", freq="h")
+    got = {}
+    for name, times in (("1h", hourly), ("6h", hourly[::6]),
+                        ("daily", pd.date_range("2019-10-01", "2020-09-30", freq="D"))):
+        f = era5.features(era5.open(_small(tmp_path / f"{name}.nc", times, 2e-4)))
+        got[name] = float(f.era5_tp_annual_sum.mean())
+    assert got == pytest.approx({"1h": 366 * 24 * 0.2, "6h": 366 * 24 * 0.2,
+                                 "daily": 366 * 24 * 0.2}, rel=1e-4)
+
+
+def test_sampling_edge_cases(tmp_path):
+    """One day of hourly data on the 1st is hourly data, not monthly means by hour;
+    daily means stamped at noon are accepted when they say so (cell_methods) or the
+    config does; units for a variable that does not exist are an error."""
+    one_day = pd.date_range("2020-07-01", periods=24, freq="h")
+    assert era5.open(_small(tmp_path / "day.nc", one_day, 1e-4)).attrs["frequency"] == "hourly"
+    noon = pd.date_range("2019-10-01 12:00", periods=400, freq="D")
+    path = _small(tmp_path / "noon.nc", noon, 1e-4, cell_methods="time: mean")
+    assert era5.open(path).attrs["frequency"] == "daily"
+    plain = _small(tmp_path / "noon_plain.nc", noon, 1e-4)
+    with pytest.raises(ValueError, match="daily_means = true"):
+        era5.open(plain)
+    assert era5.open(plain, daily_means=True).attrs["frequency"] == "daily"
+    with pytest.raises(ValueError, match="units given for 't2n', which is no ERA5 variable"):
+        era5.open(path, units={"t2n": "degC"})
 
 
 def test_impossible_values_name_the_cause(tmp_path):

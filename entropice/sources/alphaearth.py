@@ -9,6 +9,7 @@ the domain and all years.
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -17,6 +18,8 @@ import xarray as xr
 
 from ..grids import DEFAULT_MIN_LAT, Grid
 from . import remote
+
+log = logging.getLogger("entropice")
 
 YEAR_RE = re.compile(r"(?<!\d)(19|20)\d{2}(?!\d)")
 
@@ -29,7 +32,7 @@ def _band_names(da, path):
     return [f"A{i:02d}" for i in range(da.sizes["band"])]
 
 
-def open(paths, *, years=None, chunks=2048):  # noqa: A001 - the source's verb
+def open(paths, *, years=None, chunks=2048, bbox=None):  # noqa: A001 - the source's verb
     """Read AlphaEarth embeddings as one lazy DataArray per year.
 
     Parameters
@@ -37,9 +40,14 @@ def open(paths, *, years=None, chunks=2048):  # noqa: A001 - the source's verb
     paths : str, Path or list of them
         GeoTIFF/COG files (one year each; the year is read from the file name unless
         ``years`` gives it), or one Zarr store with dims (year, band, y, x); local or
-        URLs (read by range requests through a local cache).
+        URLs (their part inside ``bbox`` fetched by range requests into a local cache).
     years : list of int, optional
         The year of each file, in order.
+    chunks : int
+        Dask chunk size in pixels.
+    bbox : (west, south, east, north), optional
+        Lon/lat extent of interest: of a remote file only the part inside it is fetched,
+        and a remote file outside it is skipped.
 
     Returns
     -------
@@ -85,13 +93,20 @@ def open(paths, *, years=None, chunks=2048):  # noqa: A001 - the source's verb
                                  "the file name (..._2021.tif) or pass years=[...].")
             year = int(m.group(0))
         try:
-            da = remote.open_rasterio(path, chunks={"x": chunks, "y": chunks}, masked=True)
+            da = remote.open_rasterio(path, bbox, chunks={"x": chunks, "y": chunks},
+                                      masked=True)
         except Exception as err:  # noqa: BLE001
             raise ValueError(f"cannot read AlphaEarth file {path}: {err}") from None
+        if da is None:
+            log.info("AlphaEarth file %s lies outside the domain: skipped", path)
+            continue
         if da.rio.crs is None:
             raise ValueError(f"AlphaEarth file {path} has no CRS.")
         da = da.assign_coords(band=_band_names(da, path))
         per_year.setdefault(year, []).append(da)
+    if not per_year:
+        raise ValueError(f"no AlphaEarth file of {paths[0]} (+{len(paths) - 1}) touches the "
+                         f"domain {bbox}.")
     out = {}
     for year, tiles in per_year.items():
         if len(tiles) == 1:

@@ -9,12 +9,16 @@ are seamless; ``to_cells`` reduces each to per-cell mean, std, p10, p50 and p90.
 
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
 from ..grids import DEFAULT_MIN_LAT, Grid
+
+log = logging.getLogger("entropice")
 
 STATS = ("mean", "std", "p10", "p50", "p90")
 QUANTITIES = {
@@ -37,14 +41,15 @@ def open(paths, *, chunks=2048, bbox=None):  # noqa: A001 - the source's verb
     Parameters
     ----------
     paths : str, Path or list of them
-        GeoTIFF/COG tiles (local paths or URLs, read by range requests through a local
-        cache), or a static STAC catalogue, collection or item collection (``.json``,
-        local or a URL, such as the PGC's) whose items carry the tiles as their ``dem``
-        asset.
+        GeoTIFF/COG tiles (local paths, or URLs whose part inside ``bbox`` is fetched
+        by range requests into a local cache), or a static STAC catalogue, collection
+        or item collection (``.json``, local or a URL, such as the PGC's) whose items
+        carry the tiles as their ``dem`` asset.
     chunks : int
         Dask chunk size in pixels.
     bbox : (west, south, east, north), optional
-        Lon/lat extent of interest: STAC items outside it are not read.
+        Lon/lat extent of interest: STAC items outside it are not read, and of a remote
+        tile only the part inside it is fetched.
 
     Returns
     -------
@@ -67,9 +72,13 @@ def open(paths, *, chunks=2048, bbox=None):  # noqa: A001 - the source's verb
         if not remote.is_remote(href) and not Path(href).exists():
             raise ValueError(f"ArcticDEM tile {href} does not exist.")
         try:
-            da = remote.open_rasterio(href, chunks={"x": chunks, "y": chunks}, masked=True)
+            da = remote.open_rasterio(href, bbox, chunks={"x": chunks, "y": chunks},
+                                      masked=True)
         except Exception as err:  # noqa: BLE001 - rasterio raises many types
             raise ValueError(f"cannot read ArcticDEM tile {href}: {err}") from None
+        if da is None:
+            log.info("ArcticDEM tile %s lies outside the domain: skipped", href)
+            continue
         if da.rio.crs is None:
             raise ValueError(f"ArcticDEM tile {href} has no CRS.")
         if crs is None:
@@ -78,6 +87,9 @@ def open(paths, *, chunks=2048, bbox=None):  # noqa: A001 - the source's verb
             raise ValueError(f"ArcticDEM tile {href} is in {da.rio.crs}, not {crs} like the "
                              "first tile.")
         tiles.append(da.squeeze("band", drop=True).astype(np.float32))
+    if not tiles:
+        raise ValueError(f"no ArcticDEM tile of {hrefs[0]} (+{len(hrefs) - 1}) touches the "
+                         f"domain {bbox}.")
     dem = tiles[0] if len(tiles) == 1 else xr.combine_by_coords(
         [t.to_dataset(name="elevation") for t in tiles], combine_attrs="override")["elevation"]
     dem = dem.sortby("y", ascending=False).sortby("x")
@@ -93,9 +105,14 @@ ELEVATION_RANGE = (-500.0, 9000.0)
 
 
 def _check_plausible(ds, dem):
+    """Elevation statistics that are themselves elevations (mean, min, max, median,
+    quantiles) must lie in ``ELEVATION_RANGE``; spreads, counts and sums are not checked."""
     lo, hi = ELEVATION_RANGE
-    values = np.concatenate([ds[v].values for v in ds.data_vars
-                             if v.startswith("dem_elevation_") and not v.endswith("_std")])
+    names = [v for v in ds.data_vars if v.startswith("dem_elevation_") and re.fullmatch(
+        r"mean|min|max|median|p\d+(\.\d+)?", v.removeprefix("dem_elevation_"))]
+    if not names:
+        return
+    values = np.concatenate([ds[v].values.ravel() for v in names])
     values = values[np.isfinite(values)]
     if len(values) and (values.min() < lo or values.max() > hi):
         raise ValueError(

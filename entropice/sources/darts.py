@@ -36,7 +36,8 @@ def open(path, *, layer=None, year_column=None, date_column=None, year=None,  # 
     Parameters
     ----------
     path : str or Path
-        GeoPackage (``.gpkg``), GeoParquet (``.parquet``) or Shapefile (``.shp``).
+        GeoPackage (``.gpkg``), GeoParquet (``.parquet``) or Shapefile (``.shp``, or a
+        ``.zip`` of one); a local path or a URL (fetched once into the local cache).
     layer : str, optional
         Layer of a multi-layer GeoPackage.
     year_column : str, optional
@@ -66,39 +67,44 @@ def open(path, *, layer=None, year_column=None, date_column=None, year=None,  # 
     """
     import geopandas as gpd
 
-    path = Path(path)
-    if not path.exists():
-        raise ValueError(f"RTS inventory {path} does not exist.")
+    from . import remote
+
+    if remote.is_remote(path):  # fetched once into the local cache (a zip for shapefiles)
+        name, path = str(path), remote.cached_copy(path)
+    else:
+        name = path = Path(path)
+        if not path.exists():
+            raise ValueError(f"RTS inventory {path} does not exist.")
     try:
         if path.suffix.lower() in (".parquet", ".geoparquet"):
             gdf = gpd.read_parquet(path)
         else:
             gdf = gpd.read_file(path, layer=layer)
     except Exception as err:  # noqa: BLE001 - the readers raise many types
-        raise ValueError(f"cannot read RTS inventory {path}: {err}") from None
+        raise ValueError(f"cannot read RTS inventory {name}: {err}") from None
     if len(gdf) == 0:
-        raise ValueError(f"RTS inventory {path} holds no polygons.")
+        raise ValueError(f"RTS inventory {name} holds no polygons.")
     if gdf.crs is None:
         if crs is None:
-            raise ValueError(f"RTS inventory {path} has no CRS (a shapefile without .prj?): "
+            raise ValueError(f"RTS inventory {name} has no CRS (a shapefile without .prj?): "
                              "give it with crs = \"EPSG:...\" in [labels] or in its "
                              "[[labels.inventories]] entry.")
         gdf = gdf.set_crs(crs)
     elif crs is not None and not gdf.crs.equals(crs):
-        raise ValueError(f"RTS inventory {path} says its CRS is {gdf.crs.to_string()}, the "
+        raise ValueError(f"RTS inventory {name} says its CRS is {gdf.crs.to_string()}, the "
                          f"configuration says {crs}: remove one.")
     if gdf.geometry.name != "geometry":
         gdf = gdf.rename_geometry("geometry")
     gdf = gdf[~(gdf.geometry.isna() | gdf.geometry.is_empty)].copy()
     if len(gdf) == 0:
-        raise ValueError(f"RTS inventory {path} holds no polygons (every geometry is empty).")
+        raise ValueError(f"RTS inventory {name} holds no polygons (every geometry is empty).")
     kinds = set(gdf.geom_type.unique())
     if not kinds <= {"Polygon", "MultiPolygon"}:
         other = ", ".join(sorted(kinds - {"Polygon", "MultiPolygon"}))
-        raise ValueError(f"RTS inventory {path} holds {other} geometries; RTS footprints "
+        raise ValueError(f"RTS inventory {name} holds {other} geometries; RTS footprints "
                          "must be polygons.")
-    gdf["rts"] = _rts(gdf, path)
-    years = _years(gdf, path, year_column, date_column, year)
+    gdf["rts"] = _rts(gdf, name)
+    years = _years(gdf, name, year_column, date_column, year)
     gdf = gdf.iloc[np.repeat(np.arange(len(gdf)), [len(y) for y in years])].copy()
     gdf["year"] = np.concatenate(years).astype(int)
     invalid = ~gdf.geometry.is_valid
@@ -111,7 +117,7 @@ def open(path, *, layer=None, year_column=None, date_column=None, year=None,  # 
     wkb = gdf.geometry.to_wkb()
     dup = pd.DataFrame({"g": wkb, "y": gdf["year"], "r": gdf["rts"]}).duplicated().values
     if dup.any():
-        log.info("%s: %d exact duplicates dropped", path, int(dup.sum()))
+        log.info("%s: %d exact duplicates dropped", name, int(dup.sum()))
     return gdf[~dup].reset_index(drop=True)
 
 
@@ -190,13 +196,18 @@ def _years(gdf, path, year_column, date_column, year) -> list[np.ndarray]:
     return out
 
 
-def dissolve(gdf):
+MIN_OVERLAP = 0.05
+"""Share of the smaller footprint two footprints of a year must share to be one slump."""
+
+
+def dissolve(gdf, min_overlap=MIN_OVERLAP):
     """One footprint per slump and year: the union of the footprints that overlap in a year.
 
     Per-image inventories map a slump once per image, so its footprints overlap; summed,
     they count its area several times. Footprints of one year (and one ``rts`` value)
-    that share area (touching is not enough) become one, with the other columns of the
-    first.
+    that share at least ``min_overlap`` of the smaller one's area become one, with the
+    other columns of the first; neighbours whose outlines cross by a sliver stay two
+    (touching is never enough).
 
     Returns
     -------
@@ -212,7 +223,9 @@ def dissolve(gdf):
         geoms = np.asarray(sub.geometry.values, dtype=object)
         i, j = shapely.STRtree(geoms).query(geoms, predicate="intersects")
         i, j = i[i < j], j[i < j]
-        shared = shapely.area(shapely.intersection(geoms[i], geoms[j])) > 0
+        inter = shapely.area(shapely.intersection(geoms[i], geoms[j]))
+        smaller = np.minimum(shapely.area(geoms[i]), shapely.area(geoms[j]))
+        shared = (inter > 0) & (inter >= min_overlap * smaller)
         n = len(geoms)
         k, comp = connected_components(coo_matrix(
             (np.ones(shared.sum()), (i[shared], j[shared])), shape=(n, n)), directed=False)
@@ -231,21 +244,51 @@ def dissolve(gdf):
     return out.set_geometry(gdf.geometry.name).reset_index(drop=True), merged
 
 
-def _footprints_and_coverage(gdf, coverage, years):
-    """The RTS rows, and the mapped land of each year: the coverage given, and where an
-    inventory digitised land without RTS (ARTS's negatives), every row of it."""
-    if "rts" not in gdf.columns or gdf["rts"].all():
-        return gdf, coverage
+def prepare(gdf, coverage=None):
+    """The distinct RTS footprints and the mapped land of each year, as :func:`to_cells`
+    takes them with ``prepared=True`` (done once, then reused for every grid).
+
+    Overlapping footprints of a year are dissolved (:func:`dissolve`; the log says how
+    many merged). The mapped land is ``coverage`` (a ``year`` column, or one footprint
+    for all years) and, where an inventory digitised land without RTS (ARTS's negatives),
+    every row of it; None when neither is given (the inventory maps the whole domain).
+
+    Returns
+    -------
+    (geopandas.GeoDataFrame, geopandas.GeoDataFrame or None)
+        RTS footprints (``year``, ``geometry``, ...) and mapped land (``year``,
+        ``geometry``), both in ``gdf``'s CRS, geometries valid.
+    """
     import geopandas as gpd
 
-    mapped = gdf[["year", "geometry"]]
+    from ..aggregate.polygons import _polygonal
+
+    has_negatives = "rts" in gdf.columns and not gdf["rts"].all()
+    years = sorted(set(gdf["year"]))
+    mapped = [gdf[["year", "geometry"]]] if has_negatives else []
     if coverage is not None:
         coverage = coverage.to_crs(gdf.crs)
+        geoms = coverage.geometry.values
+        bad = ~shapely.is_valid(geoms)
+        if bad.any():
+            log.info("RTS coverage: %d invalid footprints repaired", int(bad.sum()))
+            geoms = np.array([_polygonal(shapely.make_valid(g)) if b else g
+                              for g, b in zip(geoms, bad)], dtype=object)
+        coverage = gpd.GeoDataFrame(coverage.drop(columns=coverage.geometry.name),
+                                    geometry=list(geoms), crs=gdf.crs)
         if "year" not in coverage.columns:  # one footprint for every year
             coverage = pd.concat([coverage[["geometry"]].assign(year=y) for y in years])
-        mapped = pd.concat([mapped, coverage[["year", "geometry"]]])
-    mapped = gpd.GeoDataFrame(mapped, geometry="geometry", crs=gdf.crs)
-    return gdf[gdf["rts"]], dissolve(mapped)[0]
+        mapped.append(coverage[["year", "geometry"]])
+    rts = gdf[gdf["rts"]] if "rts" in gdf.columns else gdf
+    rts, merged = dissolve(rts)
+    if merged:
+        log.info("RTS labels: %d footprints overlapped others of the same year and were "
+                 "merged with them; %d distinct footprints", merged, len(rts))
+    if not mapped:
+        return rts, None
+    land = gpd.GeoDataFrame(pd.concat(mapped, ignore_index=True), geometry="geometry",
+                            crs=gdf.crs)
+    return rts, dissolve(land, min_overlap=0.0)[0]
 
 
 def density_classes(density, bin_edges=DEFAULT_BIN_EDGES):
@@ -259,7 +302,8 @@ def density_classes(density, bin_edges=DEFAULT_BIN_EDGES):
 
 
 def to_cells(gdf, grid: Grid, *, land_fraction=None, coverage=None,
-             bin_edges=DEFAULT_BIN_EDGES, min_lat: float = DEFAULT_MIN_LAT) -> xr.Dataset:
+             bin_edges=DEFAULT_BIN_EDGES, min_lat: float = DEFAULT_MIN_LAT,
+             prepared=False) -> xr.Dataset:
     """RTS labels per cell and year on the whole domain.
 
     Parameters
@@ -272,13 +316,17 @@ def to_cells(gdf, grid: Grid, *, land_fraction=None, coverage=None,
         Land share of each domain cell (the density's denominator); all land if None.
     coverage : geopandas.GeoDataFrame, optional
         Mapping footprints (with a ``year`` column, or one footprint for all years).
-        Cells less than half covered in a year are missing (NaN) that year, not zero,
-        unless RTS were mapped in them (their density is then a lower bound). Rows of
-        ``gdf`` whose ``rts`` is False (land digitised without RTS) and its RTS rows are
-        mapped land too.
+        Rows of ``gdf`` whose ``rts`` is False (land digitised without RTS) are mapped
+        land too. A cell whose land is less than half mapped in a year is missing (NaN)
+        that year, whether or not RTS were found in it (so partly mapped cells bias
+        neither way; a mapped cell's density, RTS area over land, is a lower bound where
+        part of its land is unmapped). A year mapped without any RTS is a year of zeros.
     bin_edges : sequence of float
         Density edges between the classes above "none" (default: low | medium | high
         at 1e-4 and 1e-3 of the land area).
+    prepared : bool
+        ``gdf`` and ``coverage`` come from :func:`prepare` (the pipeline prepares them
+        once for all grids).
 
     Returns
     -------
@@ -288,12 +336,12 @@ def to_cells(gdf, grid: Grid, *, land_fraction=None, coverage=None,
     """
     from ..aggregate import polygons_to_cells
 
-    years = np.unique(gdf["year"].values)  # mapped years, with RTS or without
-    gdf, coverage = _footprints_and_coverage(gdf, coverage, years)
-    gdf, merged = dissolve(gdf)
-    if merged:
-        log.info("RTS labels: %d footprints overlapped others of the same year and were "
-                 "merged with them; %d distinct footprints", merged, len(gdf))
+    # mapped years, with RTS or without (a year of coverage only is a year of zeros)
+    years = np.unique(np.concatenate([gdf["year"].values] + (
+        [coverage["year"].values] if coverage is not None and "year" in coverage.columns
+        else [])).astype(np.int64))
+    if not prepared:
+        gdf, coverage = prepare(gdf, coverage)
     cells = grid.cells(min_lat)
     ids = cells.cell_ids.values
     n = len(ids)
@@ -308,12 +356,16 @@ def to_cells(gdf, grid: Grid, *, land_fraction=None, coverage=None,
         count[k, pos] = part["count"].values
         area[k, pos] = part.overlap_area_km2.values
         if coverage is not None:
-            foot = coverage[coverage["year"] == year] if "year" in coverage.columns else coverage
+            foot = coverage[coverage["year"] == year]
             cov = polygons_to_cells(foot, grid, min_lat) if len(foot) else None
             share = np.zeros(n)
             if cov is not None:
                 share[np.searchsorted(ids, cov.cell_ids.values)] = cov.overlap_area_km2.values
-            covered[k] = (share >= 0.5 * cells.area_km2.values) | (area[k] > 0)
+            # the mapped land: coverage over sea maps no land; a cell without land is
+            # mapped when half of it is
+            mapped_land = np.minimum(share, land_km2)
+            covered[k] = np.where(land_km2 > 0, mapped_land >= 0.5 * land_km2,
+                                  share >= 0.5 * cells.area_km2.values)
     with np.errstate(invalid="ignore", divide="ignore"):
         density = np.where(land_km2 > 0, area / land_km2, np.where(area > 0, np.inf, 0.0))
     if np.any(area > cells.area_km2.values * 1.01):  # 1 %: the two ways to measure area

@@ -14,8 +14,6 @@ of Y (``year_start_month``; 1 gives calendar years).
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +48,8 @@ def _label(paths):
     return paths[0] if len(paths) == 1 else f"{paths[0]} (+{len(paths) - 1} files)"
 
 
-def open(paths, *, min_lat: float = DEFAULT_MIN_LAT, engine=None, units=None):  # noqa: A001
+def open(paths, *, min_lat: float = DEFAULT_MIN_LAT, engine=None, units=None,  # noqa: A001
+         daily_means=None):
     """Read ERA5 files (NetCDF, GRIB) or an ERA5 Zarr store into one standard form.
 
     Parameters
@@ -65,6 +64,15 @@ def open(paths, *, min_lat: float = DEFAULT_MIN_LAT, engine=None, units=None):  
     units : dict, optional
         The units of variables whose files say otherwise (mislabelled files), such as
         ``{"t2m": "degC", "tp": "mm"}``; by default each variable's ``units``.
+    daily_means : bool, optional
+        Whether one step a day holds daily means (as the CDS's daily statistics do),
+        not samples. By default: steps at 00:00, or a ``cell_methods`` of "time: mean",
+        are means; other once-a-day data are refused.
+
+    Precipitation and snowfall of sub-daily and daily steps are read as ERA5 gives
+    them: each hourly step the hour's accumulation, so a day is the mean of its steps
+    times 24 (right for 1-, 3- or 6-hourly downloads), and a daily-statistics step the
+    mean hourly accumulation; monthly means hold the mean daily accumulation.
 
     Returns
     -------
@@ -103,7 +111,7 @@ def open(paths, *, min_lat: float = DEFAULT_MIN_LAT, engine=None, units=None):  
                                    **({"engine": engine} if engine else {}))
     except Exception as err:  # noqa: BLE001 - the backends raise many types
         raise ValueError(f"cannot read ERA5 data {label}: {err}") from None
-    return _standardise(ds, label, min_lat, units or {})
+    return _standardise(ds, label, min_lat, units or {}, daily_means)
 
 
 def _cache_dir():
@@ -143,6 +151,7 @@ def _unzipped(path):
     import zipfile
 
     from ..cube import fingerprint
+    from .remote import replace_atomically
 
     path = Path(path)
     if not path.exists():
@@ -155,13 +164,8 @@ def _unzipped(path):
                 raise ValueError(f"ERA5 zip {path} holds no NetCDF or GRIB file (it holds "
                                  f"{', '.join(z.namelist()[:5]) or 'nothing'}).")
             if not all((target / m).exists() for m in members):
-                tmp = target.with_name(target.name + f".{os.getpid()}.tmp")
-                z.extractall(tmp, members)
-                tmp.mkdir(parents=True, exist_ok=True)
-                if target.exists():
-                    shutil.rmtree(target)
-                os.replace(tmp, target)
-    except zipfile.BadZipFile as err:
+                replace_atomically(target, lambda tmp: z.extractall(tmp, members))
+    except (zipfile.BadZipFile, OSError) as err:  # CRC errors are BadZipFile too
         raise ValueError(f"ERA5 zip {path} is not a readable zip: {err}") from None
     return sorted(str(target / m) for m in members)
 
@@ -188,7 +192,7 @@ def _netcdf_engine(paths):
     return kinds[paths[0]]
 
 
-def _standardise(ds, label, min_lat, units):
+def _standardise(ds, label, min_lat, units, daily_means=None):
     if "valid_time" in ds.dims or "valid_time" in ds.coords:
         ds = ds.rename({"valid_time": "time"}) if "time" not in ds.dims else ds
     rename = {v: NAMES[v] for v in ds.data_vars if v in NAMES}
@@ -212,6 +216,14 @@ def _standardise(ds, label, min_lat, units):
     if missing:
         raise ValueError(f"ERA5 data {label} lacks the variable(s) {', '.join(missing)} "
                          f"{has}.")
+    unknown = sorted(set(units) - set(NAMES))
+    if unknown:
+        raise ValueError(f"ERA5 data {label}: units given for {unknown[0]!r}, which is no "
+                         f"ERA5 variable read here; [era5] units takes "
+                         f"{', '.join(sorted(TO_STANDARD))} (or their long names).")
+    units = {NAMES[k]: v for k, v in units.items()}
+    if daily_means is None:
+        daily_means = "mean" in str(ds.t2m.attrs.get("cell_methods", ""))
     ds = ds[[v for v in ("t2m", "tp", "sf") if v in ds.data_vars]]
     for v in list(ds.data_vars):
         known = TO_STANDARD[v]
@@ -233,25 +245,27 @@ def _standardise(ds, label, min_lat, units):
     times = pd.DatetimeIndex(ds.time.values)
     step = np.median(np.diff(times.values)) / np.timedelta64(1, "h") if len(times) > 1 else 24
     ds.attrs["frequency"] = "hourly" if step < 23 else "daily" if step < 24 * 27 else "monthly"
-    _check_sampling(times, label)
+    _check_sampling(times, label, daily_means)
     ds.attrs["source_files"] = label
     return ds
 
 
-def _check_sampling(times, label):
+def _check_sampling(times, label, daily_means=False):
     """Refuse time steps that are not the means the features assume."""
     if len(times) < 2:
         return
     month = times.to_period("M")
-    if len(np.unique(month)) < len(times) and (times.day == 1).all():
+    n_months = len(np.unique(month))
+    if 1 < n_months < len(times) and (times.day == 1).all():
         raise ValueError(f"ERA5 data {label} holds monthly means by hour of day ({len(times)} "
                          f"steps on the first days of {len(np.unique(month))} months): ask the "
                          "CDS for 'monthly_averaged_reanalysis', or for hourly data.")
     step = np.median(np.diff(times.values)) / np.timedelta64(1, "h")
-    if 23 <= step <= 25 and (times.hour != 0).all():
+    if 23 <= step <= 25 and (times.hour != 0).all() and not daily_means:
         raise ValueError(f"ERA5 data {label} holds one sample a day (at {times.hour[0]:02d}:00), "
                          "not daily means: ask the CDS for every hour (or every 6 h), or for "
-                         "the daily statistics (daily mean).")
+                         "the daily statistics (daily mean); if they are daily means, say so "
+                         "in the config ([era5] daily_means = true).")
 
 
 def check_plausible(ds, label=""):
@@ -299,12 +313,12 @@ def to_daily(ds):
         for v in ("tp", "sf"):
             if v in ds:
                 out[v] = ds[v] * 1000.0 * days
-    elif freq == "daily":
+    elif freq == "daily":  # the CDS's daily statistics: the mean hourly accumulation
         out["t2m_mean"] = t
         out["days"] = xr.ones_like(ds.time, dtype=float)
         for v in ("tp", "sf"):
             if v in ds:
-                out[v] = ds[v] * 1000.0
+                out[v] = ds[v] * 1000.0 * 24.0
     else:  # hourly: reduce the steps of each day (numpy reduceat, the steps sorted)
         ds = ds.load()
         day = ds.time.values.astype("datetime64[D]")
@@ -317,10 +331,10 @@ def to_daily(ds):
         out["t2m_mean"] = (dims, np.add.reduceat(tv, starts, axis=0) / counts)
         out["t2m_min"] = (dims, np.minimum.reduceat(tv, starts, axis=0))
         out["t2m_max"] = (dims, np.maximum.reduceat(tv, starts, axis=0))
-        for v in ("tp", "sf"):
+        for v in ("tp", "sf"):  # each step the hour's accumulation: a day is 24 mean steps
             if v in ds:
                 out[v] = (dims, np.add.reduceat(ds[v].transpose(*dims).values * 1000.0, starts,
-                                                axis=0))
+                                                axis=0) / counts * 24.0)
         out = out.assign_coords(coords)
         out["days"] = ("time", np.ones(len(starts)))
     out.attrs["frequency"] = "monthly" if freq == "monthly" else "daily"

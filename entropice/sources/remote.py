@@ -2,9 +2,11 @@
 over HTTP(S), fetched by range requests and kept in a local cache.
 
 Only what touches the domain is fetched: STAC items (and whole collections) whose
-extent misses it are never opened; COG tiles that touch it are fetched once into a
-local cache (``$ENTROPICE_CACHE``, default ``~/.cache/entropice``), so a second run
-reads the disk; Zarr chunks are fetched as they are read (only those of the domain).
+extent misses it are never opened; of a COG, only the internal tiles inside the
+domain's extent are fetched (range requests through GDAL), once, into a local cache
+(``$ENTROPICE_CACHE``, default ``~/.cache/entropice``), so a second run reads the
+disk; Zarr chunks are fetched as they are read (only those of the domain) and cached
+the same way.
 """
 
 from __future__ import annotations
@@ -24,41 +26,183 @@ def cache_dir(kind: str) -> Path:
     return root / kind
 
 
+def replace_atomically(target: Path, write) -> Path:
+    """``write(tmp)`` fills a temporary path beside ``target``, which then takes its place:
+    a failed or killed fetch or extraction never leaves a partial file where a complete
+    one is expected (nor a stray temporary one)."""
+    import shutil
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+    return target
+
+
 def cached_copy(href) -> Path:
-    """A remote file in the local cache, fetched once (a stage that reduces a tile reads
-    all of it; a re-run then reads the disk)."""
+    """A whole remote file in the local cache, fetched once (for files read whole, such
+    as an inventory); rasters are read by :func:`open_rasterio` instead."""
     import hashlib
 
     import fsspec
 
     name = str(href).split("?")[0].rstrip("/").rsplit("/", 1)[-1]
     target = cache_dir("files") / hashlib.sha256(str(href).encode()).hexdigest()[:16] / name
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f"{name}.{os.getpid()}.tmp")
+    if target.exists():
+        return target
+
+    def fetch(tmp):
         try:
             with fsspec.open(href, "rb", block_size=2**22) as src, open(tmp, "wb") as dst:
                 while block := src.read(2**22):
                     dst.write(block)
         except Exception as err:  # noqa: BLE001 - the file systems raise many types
-            tmp.unlink(missing_ok=True)
             raise ValueError(f"cannot fetch {href}: {err}") from None
-        os.replace(tmp, target)
-    return target
+
+    return replace_atomically(target, fetch)
 
 
-def open_rasterio(href, **kwargs):
-    """``rioxarray.open_rasterio`` for local files and URLs: a URL is fetched once into
-    the local cache, then read from the disk."""
+GDAL_HTTP = {
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",  # no directory listing per file
+    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
+    "GDAL_HTTP_MAX_RETRY": "3",
+    "GDAL_HTTP_RETRY_DELAY": "1",
+    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF,.TIFF",
+}
+"""GDAL's settings for reading COGs by range requests."""
+
+
+def _vsi(href) -> str:
+    """GDAL's virtual path of a URL: ``/vsicurl/`` for HTTP(S), ``/vsis3/`` for S3."""
+    href = str(href)
+    if href.startswith("s3://"):
+        return "/vsis3/" + href[5:]
+    if href.startswith("gs://"):
+        return "/vsigs/" + href[5:]
+    return "/vsicurl/" + href
+
+
+def _window(src, bbox):
+    """The pixel window of ``src`` inside a lon/lat ``bbox`` (None: all of it)."""
+    from rasterio.warp import transform_bounds
+    from rasterio.windows import Window, from_bounds
+
+    full = Window(0, 0, src.width, src.height)
+    if bbox is None or src.crs is None:
+        return full
+    try:
+        left, bottom, right, top = transform_bounds("EPSG:4326", src.crs, *bbox,
+                                                    densify_pts=64)
+    except Exception:  # noqa: BLE001 - a bbox the CRS cannot represent: read it all
+        return full
+    import math
+
+    win = from_bounds(left, bottom, right, top, src.transform)
+    c0, r0 = math.floor(win.col_off), math.floor(win.row_off)
+    win = Window(c0, r0, math.ceil(win.col_off + win.width) - c0,
+                 math.ceil(win.row_off + win.height) - r0)
+    try:
+        return win.intersection(full)
+    except Exception:  # noqa: BLE001 - rasterio: "windows do not intersect"
+        return Window(0, 0, 0, 0)
+
+
+def domain_copy(href, bbox=None) -> Path | None:
+    """The part of a remote COG inside a lon/lat ``bbox``, in the local cache.
+
+    Only the COG's internal tiles that touch ``bbox`` are fetched (HTTP range requests,
+    through GDAL), once: a re-run reads the local copy. None when the raster misses
+    ``bbox``.
+    """
+    import hashlib
+
+    import rasterio
+    import rasterio.errors
+    import rasterio.windows
+
+    key = hashlib.sha256(repr((str(href), None if bbox is None else
+                               [round(float(v), 6) for v in bbox])).encode()).hexdigest()
+    name = str(href).split("?")[0].rstrip("/").rsplit("/", 1)[-1]
+    target = cache_dir("tiles") / key[:16] / name
+    empty = target.with_name(target.name + ".outside")
+    if target.exists():
+        return target
+    if empty.exists():
+        return None
+
+    def fetch(tmp):
+        with rasterio.Env(**GDAL_HTTP), rasterio.open(_vsi(href)) as src:
+            win = _window(src, bbox)
+            if win.width == 0 or win.height == 0:
+                raise _Outside
+            profile = src.profile | {
+                "driver": "GTiff", "width": int(win.width), "height": int(win.height),
+                "transform": src.window_transform(win), "tiled": True, "blockxsize": 512,
+                "blockysize": 512, "compress": "deflate", "BIGTIFF": "IF_SAFER"}
+            with rasterio.open(tmp, "w", **profile) as dst:
+                dst.descriptions = src.descriptions
+                dst.update_tags(**src.tags())
+                step = 2048
+                for r in range(0, int(win.height), step):
+                    part = rasterio.windows.Window(win.col_off, win.row_off + r, win.width,
+                                                   min(step, int(win.height) - r))
+                    dst.write(src.read(window=part),
+                              window=rasterio.windows.Window(0, r, win.width, part.height))
+
+    try:
+        return replace_atomically(target, fetch)
+    except _Outside:
+        empty.parent.mkdir(parents=True, exist_ok=True)
+        empty.touch()
+        return None
+    except rasterio.errors.RasterioError as err:
+        raise ValueError(f"cannot read {href}: {err}") from None
+
+
+class _Outside(Exception):
+    """The raster misses the area asked for."""
+
+
+def open_rasterio(href, bbox=None, **kwargs):
+    """``rioxarray.open_rasterio`` for local files and URLs; None when a URL's raster
+    misses the lon/lat ``bbox``.
+
+    A URL's part inside ``bbox`` is fetched once into the local cache by range requests
+    (:func:`domain_copy`), then read from the disk; a local file is read in place.
+    """
     import rioxarray
 
-    return rioxarray.open_rasterio(cached_copy(href) if is_remote(href) else href, **kwargs)
+    if is_remote(href):
+        href = domain_copy(href, bbox)
+        if href is None:
+            return None
+    return rioxarray.open_rasterio(href, **kwargs)
 
 
 def zarr_store(href):
-    """A Zarr store path or URL as ``xarray.open_zarr`` takes it (a URL is read chunk by
-    chunk over HTTP: only the chunks asked for are fetched; they are not cached)."""
-    return href
+    """A Zarr store path or URL as ``xarray.open_zarr`` takes it. A URL's chunks are
+    fetched as they are read (only those asked for) and kept in the local cache, so a
+    re-run reads the disk (published analysis-ready stores do not change)."""
+    if not is_remote(href):
+        return href
+    import hashlib
+
+    from zarr.experimental.cache_store import CacheStore
+    from zarr.storage import FsspecStore, LocalStore
+
+    local = cache_dir("zarr") / hashlib.sha256(str(href).encode()).hexdigest()[:16]
+    local.mkdir(parents=True, exist_ok=True)
+    return CacheStore(FsspecStore.from_url(str(href), read_only=True),
+                      cache_store=LocalStore(local))
 
 
 def _overlaps(bbox, domain):
