@@ -161,6 +161,12 @@ def test_coverage_makes_unmapped_cells_missing(inventory):
     mapped = ~np.isnan(ds.rts_density.sel(year=2021).values)
     assert mapped[idx[0]] and 0 < mapped.sum() < 0.01 * len(mapped)
     assert np.nansum(ds.rts_count.sel(year=2021).values) >= 1
+    # a self-intersecting coverage footprint (a bow tie) is repaired, not a GEOS error
+    x0, x1, y0, y1 = lon - 3, lon + 3, lat - 1.5, lat + 1.5
+    bowtie = shapely.Polygon([(x0, y0), (x1, y1), (x1, y0), (x0, y1)])
+    assert not bowtie.is_valid
+    tied = darts.to_cells(gdf, GRID, coverage=footprint.set_geometry([bowtie]))
+    assert 0 < int(np.isfinite(tied.rts_density.sel(year=2021)).sum()) <= mapped.sum()
 
 
 # -- bad input ------------------------------------------------------------------------------

@@ -231,6 +231,13 @@ def test_new_layout_pair_and_zip(tmp_path, monkeypatch):
     (tmp_path / "bad.zip").write_bytes(b"PK\x03\x04 broken")
     with pytest.raises(ValueError, match="ERA5 zip .*bad.zip is not a readable zip"):
         era5.open(tmp_path / "bad.zip")
+    # a download cut short or damaged: the CRC fails part way; nothing half-extracted stays
+    data = bytearray((tmp_path / "era5.zip").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (tmp_path / "damaged.zip").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="damaged.zip is not a readable zip"):
+        era5.open(tmp_path / "damaged.zip")
+    assert not [p for p in (tmp_path / "cache").rglob("*") if "damaged" in str(p)]
 
 
 def test_temperature_without_precipitation(tmp_path, caplog):
