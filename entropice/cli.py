@@ -66,7 +66,8 @@ def _setup_logging(level: str):
 
 def _run(stages, config, force, quiet, scheduler, log_level, only=None):
     from .cube import CubeError
-    from .pipeline import load_config, models_dir, run_stage
+    from .grids import GRIDS
+    from .pipeline import load_config, run_stage, run_store
 
     _setup_logging(log_level)
     try:
@@ -75,17 +76,19 @@ def _run(stages, config, force, quiet, scheduler, log_level, only=None):
             picked = {}
             for g in only:
                 name, _, level = g.partition("/")
-                if name not in ("h3", "healpix") or not level.isdigit():
-                    raise ValueError(f"--group takes GRID/LEVEL such as h3/5; got {g!r}.")
+                if name not in GRIDS or not level.isdigit():
+                    raise ValueError(f"--group takes GRID/LEVEL such as h3/5 (grids: "
+                                     f"{', '.join(GRIDS)}); got {g!r}.")
                 picked.setdefault(name, []).append(int(level))
-            cfg["grids"] = {**cfg.get("grids", {}), "h3": picked.get("h3", []),
-                            "healpix": picked.get("healpix", [])}
+            cfg["grids"] = {**cfg.get("grids", {}),
+                            **{name: picked.get(name, []) for name in GRIDS}}
         for stage in stages:
             done = run_stage(stage, cfg, force=force, quiet=quiet, scheduler=scheduler)
             written = sum(1 for *_, status in done if status == "written")
             typer.echo(f"{stage}: {written} group(s) written, {len(done) - written} up to date")
-            if stage == "train" and (models_dir(cfg) / "summary.md").exists():
-                typer.echo((models_dir(cfg) / "summary.md").read_text())
+            summary = run_store(cfg).summary_markdown() if stage == "train" else None
+            if summary:
+                typer.echo(summary)
     except (ValueError, CubeError) as err:
         _fail(err)
 
@@ -155,10 +158,13 @@ def demo(
         demo_source.build(cube, force=force, quiet=quiet)
     except (ValueError, CubeError) as err:
         _fail(err)
-    summary = Path(cube).parent / "models" / "summary.md"
-    if summary.exists():
+    from .cube import Cube
+    from .runs import RunStore
+
+    summary = RunStore.of_cube(cube, Cube(cube).attrs).summary_markdown()
+    if summary:
         typer.echo("\neSPA+ beside the baselines, out-of-fold on spatial folds:\n\n"
-                   + summary.read_text())
+                   + summary)
     typer.echo(f"\nThe demo cube is at {cube}. Explore it on a map with\n\n"
                f"    entropice app --cube {cube}\n\n"
                f"(or `panel serve app/ --args --cube {cube}`), or read it with\n\n"

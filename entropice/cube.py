@@ -23,6 +23,7 @@ import numpy as np
 import xarray as xr
 
 from . import __version__
+from .grids import get_grid
 
 SCHEMA_VERSION = 1
 DEFAULT_PATH = Path("data/cube.zarr")
@@ -138,12 +139,9 @@ def validate_group(ds: xr.Dataset, grid: str, level: int):
         raise CubeError(f"{where}: needs a 'cell_ids' coordinate on dimension 'cells'.")
     if ds.cell_ids.dtype != np.uint64:
         raise CubeError(f"{where}: cell_ids must be uint64, not {ds.cell_ids.dtype}.")
-    attrs = ds.cell_ids.attrs
-    if attrs.get("grid_name") != grid or int(attrs.get("level", -1)) != int(level):
-        raise CubeError(f"{where}: cell_ids say grid {attrs.get('grid_name')!r} level "
-                        f"{attrs.get('level')!r}.")
-    if grid == "healpix" and attrs.get("indexing_scheme") != "nested":
-        raise CubeError(f"{where}: HEALPix cell_ids need indexing_scheme 'nested'.")
+    problem = get_grid(grid, level).check_attrs(ds.cell_ids.attrs)
+    if problem:
+        raise CubeError(f"{where}: {problem}.")
     ids = ds.cell_ids.values
     if len(ids) > 1 and not np.all(ids[1:] > ids[:-1]):
         raise CubeError(f"{where}: cell_ids must be sorted and unique.")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import glob
-import json
 import logging
 import os
 import tomllib
@@ -22,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .cube import Cube, config_hash, fingerprint
-from .grids import get_grid
+from .grids import GRIDS, get_grid
 
 log = logging.getLogger("entropice")
 
@@ -83,9 +82,10 @@ def _expand(cfg, values, where) -> list[str]:
 
 def _groups(cfg):
     grids = cfg.get("grids", {})
-    out = [(name, int(level)) for name in ("h3", "healpix") for level in grids.get(name, [])]
+    out = [(name, int(level)) for name in GRIDS for level in grids.get(name, [])]
     if not out:
-        raise ConfigError("[grids] names no levels: give h3 = [...] and/or healpix = [...].")
+        raise ConfigError("[grids] names no levels: give "
+                          f"{' and/or '.join(f'{n} = [...]' for n in GRIDS)}.")
     for name, level in out:
         get_grid(name, level)  # a clear error for a level out of range
     return out
@@ -389,19 +389,16 @@ def stage_alphaearth(cfg, *, force=False, quiet=False):
     return _each_group(cfg, "alphaearth", inputs, compute, force=force, quiet=quiet)
 
 
-def models_dir(cfg):
-    """Where the runs are stored ([train] models, default models/ beside the config)."""
-    return _path(cfg, cfg.get("train", {}).get("models", "models"))
+def run_store(cfg):
+    """The runs of a configuration ([train] models, default models/ beside the config)."""
+    from .runs import RunStore
 
-
-def _registry(cfg):
-    path = models_dir(cfg) / "latest.json"
-    return path, (json.loads(path.read_text()) if path.exists() else {})
+    return RunStore(_path(cfg, cfg.get("train", {}).get("models", "models")))
 
 
 def stage_train(cfg, *, force=False, quiet=False):
     """eSPA+ and the baselines on every group, with spatial cross-validation; each run is
-    stored in models/<run_id>/, and a summary table in models/summary.csv."""
+    stored in the run store (models/<run_id>/), and a summary table beside them."""
     from .runs import train_group
 
     if not _configured(cfg, "labels"):
@@ -410,42 +407,31 @@ def stage_train(cfg, *, force=False, quiet=False):
     cube = Cube(_path(cfg, cfg["cube"]))
     section = _present(cfg, cfg.get("train", {}))  # the features the sources give
     chash = config_hash({"train": section, "domain": cfg["domain"]})
-    reg_path, registry = _registry(cfg)
-    cube.set_attrs(models=str(models_dir(cfg).resolve()))  # where the dashboard finds runs
+    store = run_store(cfg)
+    cube.set_attrs(models=str(store.root.resolve()))  # where the dashboard finds runs
     rows, done = [], []
     for name, level in _progress(_groups(cfg), quiet, "train"):
         if (name, level) not in cube:
             raise ConfigError(f"the cube has no group {name}/{level}: run the grids stage "
                               "first (`entropice grids`).")
-        key = f"{name}/{level}"
+        grid = get_grid(name, level)
         # the data trained on: every stage's record but the predictions' own
         data = config_hash({k: v for k, v in cube.provenance(name, level).items()
                             if k != "predict"})
-        entry = registry.get(key, {})
+        entry = store.entry(grid)
         if not force and entry.get("config_hash") == chash and entry.get("data") == data:
             done.append((name, level, "up to date"))
             rows.extend(entry.get("rows", []))
             continue
-        run = train_group(cube.read(name, level), name, level, section,
-                          models_dir=models_dir(cfg), quiet=quiet)
-        entry = {"run_id": run["run_id"], "config_hash": chash, "data": data,
-                 "rows": [{"grid": name, "level": level, "model": m, **{
-                     k: v for k, v in met.items() if k != "confusion_matrix"},
-                     **({"land_for_90pct_rts": run["triage"][m]["land_share_needed"]["0.90"]}
-                        if run["triage"] else {})}
-                     for m, met in run["metrics"].items()]}
-        registry[key] = entry
-        rows.extend(entry["rows"])
-        reg_path.parent.mkdir(parents=True, exist_ok=True)
-        reg_path.write_text(json.dumps(registry, indent=2))
+        run = train_group(cube.read(name, level), section, store=store, quiet=quiet)
+        entry_rows = [{"grid": name, "level": level, "model": m, **{
+            k: v for k, v in met.items() if k != "confusion_matrix"},
+            **({"land_for_90pct_rts": run["triage"][m]["land_share_needed"]["0.90"]}
+               if run["triage"] else {})} for m, met in run["metrics"].items()]
+        store.set_current(grid, run["run_id"], config_hash=chash, data=data, rows=entry_rows)
+        rows.extend(entry_rows)
         done.append((name, level, "written"))
-    summary = pd.DataFrame(rows)
-    if len(summary):
-        summary.to_csv(models_dir(cfg) / "summary.csv", index=False)
-        cols = [c for c in ["grid", "level", "model", "balanced_accuracy", "macro_f1",
-                            "roc_auc", "log_loss", "brier", "land_for_90pct_rts"]
-                if c in summary]
-        (models_dir(cfg) / "summary.md").write_text(markdown_table(summary[cols]))
+    store.write_summary(rows)
     return done
 
 
@@ -469,29 +455,20 @@ def _present(cfg, section):
     return {**section, "features": keep} if gone else section
 
 
-def markdown_table(df) -> str:
-    """A data frame as a Markdown table, floats with three decimals."""
-    cells = [[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row]
-             for row in df.itertuples(index=False)]
-    lines = ["| " + " | ".join(map(str, df.columns)) + " |",
-             "|" + "---|" * len(df.columns)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in cells]) + "\n"
-
-
 def stage_predict(cfg, *, force=False, quiet=False):
-    """Predictions of each group's latest run for every cell and year."""
+    """Predictions of each group's current run for every cell and year."""
     from .runs import predict_group
 
-    _, registry = _registry(cfg)
+    store = run_store(cfg)
 
     def compute(name, level, cube):
-        entry = registry.get(f"{name}/{level}")
-        if entry is None:
+        run_id = store.entry(get_grid(name, level)).get("run_id")
+        if run_id is None:
             raise ConfigError(f"no trained run for {name}/{level}: run the train stage first "
                               "(`entropice train`).")
-        return predict_group(cube.read(name, level), models_dir(cfg) / entry["run_id"])
+        return predict_group(cube.read(name, level), store.load(run_id))
 
-    inputs = {k: v["run_id"] for k, v in registry.items()}
+    inputs = {k: v["run_id"] for k, v in store.registry().items()}
     return _each_group(cfg, "predict", inputs, compute, force=force, quiet=quiet)
 
 

@@ -53,7 +53,10 @@ def build(path):
     for grid, level in GROUPS:
         cube.write_group(group(grid, level), grid, level, stage="test")
     ds = cube.read("h3", 3).load()
-    run = runs.train_group(ds, "h3", 3, TRAIN, models_dir=models)
-    cube.add_variables(runs.predict_group(ds, run["run_dir"]), "h3", 3, stage="predict")
+    store = runs.RunStore(models)
+    run = runs.train_group(ds, TRAIN, store=store)
+    store.set_current(get_grid("h3", 3), run["run_id"])
+    cube.add_variables(runs.predict_group(ds, store.load(run["run_id"])), "h3", 3,
+                       stage="predict")
     cube.set_attrs(models=str(models))
     return run["run_id"]

@@ -70,7 +70,9 @@ def test_cube_path_from_args_env_or_default(monkeypatch):
 def test_runs_are_only_those_listed(store):
     store.level = 3
     with pytest.raises(KeyError, match="unknown model run"):
-        store.run_dir("../../etc")
+        store.model("../../etc")
+    with pytest.raises(ValueError, match="not a run id"):
+        store.run_store.path("../../etc")
 
 
 def test_pixel_lookup_finds_each_pixels_cell():

@@ -1,6 +1,5 @@
 """`entropice demo`: the whole pipeline on offline data, as a newcomer runs it."""
 
-import json
 import re
 import subprocess
 import sys
@@ -8,11 +7,10 @@ import sys
 import numpy as np
 import xdggs
 
-from entropice import train
 from entropice.cube import Cube
 from entropice.dashboard.relevance_view import weights
 from entropice.grids import get_grid
-from entropice.runs import relevance_table
+from entropice.runs import RunStore
 
 
 def test_demo_builds_a_cube_and_reruns_cheaply(demo_cube):
@@ -60,14 +58,14 @@ def test_demo_builds_a_cube_and_reruns_cheaply(demo_cube):
     # the weights point at the demo's generating rule (summer warmth, annual temperature,
     # low ground: elevation, or terrain relief at the coarsest levels) in every group,
     # never at a missing-value flag
-    models = cube_path.parent / "models"
-    registry = json.loads((models / "latest.json").read_text())
+    store = RunStore(cube_path.parent / "models")
+    registry = store.registry()
     proxies = re.compile(r"era5_(tdd|fdd|t2m)|dem_(elevation|slope|tri|roughness)")
     for key, entry in registry.items():
-        w = weights(train.load_model(models / entry["run_id"]))
+        w = weights(store.load(entry["run_id"]))
         assert not w.feature.str.endswith("_missing").any(), key
         assert all(proxies.match(f) for f in w.feature.head(3)), (key, list(w.feature[:3]))
-        rel = relevance_table(models / entry["run_id"])
+        rel = store.relevance(entry["run_id"])
         assert {"weight", "permutation"} == set(rel.measure), key
     # a second run finds everything up to date
     again = subprocess.run([sys.executable, "-m", "entropice", "demo", "--cube",

@@ -9,7 +9,7 @@ import xdggs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from entropice.grids import geometry, get_grid
+from entropice.grids import geometry, get_grid, grid_of
 
 SETTINGS = settings(max_examples=40, deadline=None)
 
@@ -257,3 +257,40 @@ def test_level_must_be_an_integer():
 def test_parent_level_must_be_coarser():
     with pytest.raises(ValueError, match="not a coarser h3 level than 4"):
         get_grid("h3", 4).parents(np.array([], dtype=np.uint64), 5)
+
+
+@pytest.mark.parametrize("name,level,text", [("h3", 5, "85"), ("healpix", 7, None)])
+def test_grid_of_rebuilds_the_grid(name, level, text):
+    """The grid of a dataset comes from its cell_ids attributes (as xdggs reads them)."""
+    grid = get_grid(name, level)
+    cells = grid.cells()
+    assert grid_of(cells) == grid and grid_of(cells.lat) == grid
+    assert grid_of(dict(cells.cell_ids.attrs)) == grid
+    first = cells.cell_ids.values[0]
+    assert grid.format_id(first) == (format(int(first), "x") if name == "h3" else str(first))
+    if text:
+        assert grid.format_id(first).startswith(text)
+    assert grid.fold_level() == level - {"h3": 2, "healpix": 3}[name]
+    with pytest.raises(ValueError, match="no cell_ids"):
+        grid_of(cells.drop_vars("cell_ids"))
+    bad = dict(cells.cell_ids.attrs, level=level + 1)
+    assert "not " + name in grid.check_attrs(bad)
+
+
+def test_healpix_needs_nested_ids():
+    attrs = dict(get_grid("healpix", 5).cells().cell_ids.attrs, indexing_scheme="ring")
+    with pytest.raises(ValueError, match="indexing_scheme 'nested'"):
+        grid_of(attrs)
+
+
+def test_on_domain_places_a_part_on_every_cell():
+    grid = get_grid("healpix", 4)
+    cells = grid.cells()
+    part = cells.isel(cells=[3, 10, 11])[["lat"]]
+    full = grid.on_domain(part, cells.cell_ids.values, fill=-1.0)
+    assert full.sizes["cells"] == cells.sizes["cells"]
+    np.testing.assert_array_equal(full.lat.values[[3, 10, 11]], part.lat.values)
+    assert (np.delete(full.lat.values, [3, 10, 11]) == -1).all()
+    assert grid_of(full) == grid
+    with pytest.raises(ValueError, match="not all in the domain"):
+        grid.on_domain(part, cells.cell_ids.values[:5])

@@ -1,5 +1,5 @@
 """Training pieces on small groups built here: design matrix, spatial folds, metrics,
-the triage curve and models saved as arrays."""
+the triage curve, models saved as arrays, and the run store."""
 
 import json
 
@@ -11,7 +11,7 @@ from sklearn import metrics as skm
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import KFold, cross_val_score
 
-from entropice import train
+from entropice import design, runs
 from entropice.espa import REFERENCE, ESPAClassifier
 from entropice.grids import get_grid
 
@@ -50,7 +50,7 @@ def group(seed=0, years=(2021, 2022)):
 
 def test_design_matrix():
     ds = group()
-    dm = train.design_matrix(ds)
+    dm = design.design_matrix(ds)
     labelled = np.isfinite(ds.rts_class.values).sum()
     assert len(dm.y) == labelled == len(dm.X) == len(dm.cell_ids) == len(dm.years)
     assert list(dm.X.columns) == ["dem_slope_mean", "emb_pc01", "era5_tdd_sum",
@@ -61,7 +61,7 @@ def test_design_matrix():
     dm.X["dem_flat"] = np.where(np.arange(len(dm.X)) < 5, 1.0, 0.0)
     assert dm.indicators() == [3, 4]
     model = ESPAClassifier(6, eps_W=0.05, indicators=dm.indicators(), random_state=0)
-    train.make_model(model).fit(dm.X.to_numpy(), dm.y)
+    runs.make_model(model).fit(dm.X.to_numpy(), dm.y)
     assert model.feature_weights_[3] == model.feature_weights_[4] == 0.0
     assert model.feature_weights_[:3].sum() == pytest.approx(1.0)
     dm.X = dm.X.drop(columns="dem_flat")
@@ -69,50 +69,50 @@ def test_design_matrix():
     k = np.flatnonzero(dm.years == 2022)[0]
     pos = int(np.searchsorted(ds.cell_ids.values, dm.cell_ids[k]))
     assert dm.X.era5_tdd_sum[k] == ds.era5_tdd_sum.sel(year=2022).values[pos]
-    dropped = train.design_matrix(ds, missing="drop")
+    dropped = design.design_matrix(ds, missing="drop")
     assert len(dropped.y) < len(dm.y) and "dem_slope_mean_missing" not in dropped.X
-    anyrts = train.design_matrix(ds, target="any")
+    anyrts = design.design_matrix(ds, target="any")
     assert set(anyrts.y) == {0, 1}
 
 
 def test_design_matrix_errors():
     ds = group()
     with pytest.raises(ValueError, match="no labels"):
-        train.design_matrix(ds.drop_vars(["rts_class", "rts_count"]))
+        design.design_matrix(ds.drop_vars(["rts_class", "rts_count"]))
     with pytest.raises(ValueError, match="pattern 'sar_\\*' matches nothing"):
-        train.design_matrix(ds, features=("era5_*", "sar_*"))
+        design.design_matrix(ds, features=("era5_*", "sar_*"))
     lonely = ds.copy(deep=True)
     vals = lonely.rts_class.values
     vals[vals == 3] = 2
     vals[0, 0] = 3
     vals[1, 0] = np.nan
     with pytest.raises(ValueError, match="class 3 has a single labelled cell"):
-        train.design_matrix(lonely)
+        design.design_matrix(lonely)
 
 
 def test_spatial_folds_keep_blocks_together():
     ds = group()
-    dm = train.design_matrix(ds)
-    folds = train.spatial_folds(dm.cell_ids, "h3", 5, n_folds=5)
+    dm = design.design_matrix(ds)
+    folds = runs.spatial_folds(dm.cell_ids, GRID, n_folds=5)
     blocks = GRID.parents(dm.cell_ids, 3)
     for b in np.unique(blocks):
         assert len(set(folds[blocks == b])) == 1
     sizes = np.bincount(folds)
     assert len(sizes) == 5 and sizes.min() > 0.5 * sizes.max()
     with pytest.raises(ValueError, match="blocks at level 0 for 5 folds"):
-        train.spatial_folds(dm.cell_ids[:3], "h3", 5, ancestor_level=0)
+        runs.spatial_folds(dm.cell_ids[:3], GRID, ancestor_level=0)
 
 
 def test_spatial_folds_matter_on_clustered_labels():
     """Random folds flatter a model that learns places; spatial folds do not."""
     ds = group(seed=3)
-    dm = train.design_matrix(ds, features=("era5_*",), years=[2021])
+    dm = design.design_matrix(ds, features=("era5_*",), years=[2021])
     lat, lon = GRID.centres(dm.cell_ids)
     X = np.column_stack([lat, lon])
     rf = RandomForestClassifier(100, random_state=0)
     random_cv = cross_val_score(rf, X, dm.y, cv=KFold(5, shuffle=True, random_state=0),
                                 scoring="balanced_accuracy").mean()
-    folds = train.spatial_folds(dm.cell_ids, "h3", 5, n_folds=5, ancestor_level=2)
+    folds = runs.spatial_folds(dm.cell_ids, GRID, n_folds=5, ancestor_level=2)
     splits = [(np.flatnonzero(folds != k), np.flatnonzero(folds == k)) for k in range(5)]
     spatial_cv = cross_val_score(rf, X, dm.y, cv=splits, scoring="balanced_accuracy").mean()
     assert random_cv > spatial_cv + 0.1, (random_cv, spatial_cv)
@@ -122,7 +122,7 @@ def test_metrics_agree_with_scikit_learn():
     rng = np.random.default_rng(1)
     y = rng.integers(0, 3, 200)
     proba = rng.dirichlet(np.ones(3), 200)
-    m = train.evaluate(y, proba, [0, 1, 2])
+    m = runs.evaluate(y, proba, [0, 1, 2])
     pred = np.argmax(proba, axis=1)
     assert m["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, pred))
     assert m["macro_f1"] == pytest.approx(skm.f1_score(y, pred, average="macro"))
@@ -131,7 +131,7 @@ def test_metrics_agree_with_scikit_learn():
     assert m["confusion_matrix"] == skm.confusion_matrix(y, pred).tolist()
     onehot = np.eye(3)[y]
     assert m["brier"] == pytest.approx(np.mean(np.sum((proba - onehot) ** 2, axis=1)))
-    curve = train.reliability_curve(y, proba, [0, 1, 2])
+    curve = runs.reliability_curve(y, proba, [0, 1, 2])
     assert sum(curve["count"]) == 200
 
 
@@ -139,12 +139,12 @@ def test_triage_curve():
     rng = np.random.default_rng(2)
     land = rng.uniform(50, 100, 1000)
     rts = np.where(rng.random(1000) < 0.1, rng.uniform(0.1, 1.0, 1000), 0.0)
-    perfect = train.triage_curve(rts / land, rts, land)
+    perfect = runs.triage_curve(rts / land, rts, land)
     assert perfect["rts_share"][-1] == pytest.approx(1.0)
     for r, share in perfect["land_share_needed"].items():
         assert share < perfect["random_land_share_needed"][r]
     assert perfect["land_share_needed"]["0.95"] < 0.12
-    shuffled = train.triage_curve(rng.random(1000), rts, land)
+    shuffled = runs.triage_curve(rng.random(1000), rts, land)
     assert shuffled["land_share_needed"]["0.50"] > perfect["land_share_needed"]["0.50"]
 
 
@@ -153,7 +153,7 @@ def test_triage_curve_ties_are_scanned_in_random_order():
     rng = np.random.default_rng(3)
     land = rng.uniform(50, 100, 500)
     rts = np.where(np.arange(500) < 50, 1.0, 0.0)  # the RTS cells come first in the rows
-    flat = train.triage_curve(np.zeros(500), rts, land)
+    flat = runs.triage_curve(np.zeros(500), rts, land)
     for r, share in flat["land_share_needed"].items():
         assert share == pytest.approx(float(r))
 
@@ -161,26 +161,55 @@ def test_triage_curve_ties_are_scanned_in_random_order():
 @pytest.mark.parametrize("params", [{"n_estimators": 3}, {}, REFERENCE])
 def test_saved_model_predicts_exactly_the_same(tmp_path, params):
     ds = group()
-    dm = train.design_matrix(ds)
-    model = train.make_model(ESPAClassifier(6, random_state=0, eps_W=0.3, **params))
+    dm = design.design_matrix(ds)
+    model = runs.make_model(ESPAClassifier(6, random_state=0, eps_W=0.3, **params))
     model.fit(dm.X.to_numpy(), dm.y)
-    train.save_model(tmp_path / "run", model, list(dm.X.columns), {"grid": "h3", "level": 5})
-    loaded = train.load_model(tmp_path / "run")
+    runs.save_model(tmp_path / "run", model, list(dm.X.columns), {"grid": "h3", "level": 5})
+    loaded = runs.load_model(tmp_path / "run")
     assert loaded.meta["grid"] == "h3"
     np.testing.assert_array_equal(loaded.predict_proba(dm.X.to_numpy()),
                                   model.predict_proba(dm.X.to_numpy()))
-    np.testing.assert_array_equal(train.predict_frame(loaded, dm.X),
+    np.testing.assert_array_equal(runs.predict_frame(loaded, dm.X),
                                   model.predict_proba(dm.X.to_numpy()))
     np.testing.assert_array_equal(loaded.apply(dm.X.to_numpy()),
                                   model[-1].apply(model[:-1].transform(dm.X.to_numpy())))
     assert not list((tmp_path / "run").glob("*.pkl"))
     with pytest.raises(ValueError, match="lack 1 feature.*'emb_pc01'"):
-        train.predict_frame(loaded, dm.X.drop(columns="emb_pc01"))
+        runs.predict_frame(loaded, dm.X.drop(columns="emb_pc01"))
     doc = json.loads((tmp_path / "run" / "model.json").read_text())
     doc["schema_version"] = 0
     (tmp_path / "run" / "model.json").write_text(json.dumps(doc))
     with pytest.raises(ValueError, match="written for cube schema 0"):
-        train.load_model(tmp_path / "run")
+        runs.load_model(tmp_path / "run")
+
+
+def test_run_store_owns_runs(tmp_path):
+    """Run ids, the current run of each group, what the store lists and refuses."""
+    ds = group()
+    dm = design.design_matrix(ds)
+    model = runs.make_model(ESPAClassifier(4, random_state=0)).fit(dm.X.to_numpy(), dm.y)
+    store = runs.RunStore(tmp_path / "models")
+    assert store.ids() == [] and store.current(GRID) is None
+    made = []
+    for _ in range(2):  # two runs in the same second get distinct ids
+        run_id = store.new_run(GRID, "abcdef123")
+        store.save(run_id, model, list(dm.X.columns), {"grid": "h3", "level": 5})
+        made.append(run_id)
+    other = store.new_run(get_grid("healpix", 6), "abcdef123")
+    store.save(other, model, list(dm.X.columns), {"grid": "healpix", "level": 6})
+    assert made[0] != made[1] and made[0].startswith("h35-")
+    assert store.ids(GRID) == made[::-1]  # newest first
+    assert store.current(GRID) == made[1]  # no registry: the newest
+    store.set_current(GRID, made[0], config_hash="x")
+    assert store.current(GRID) == made[0] and store.entry(GRID)["config_hash"] == "x"
+    assert store.ids(get_grid("healpix", 6)) == [other]
+    assert store.load(made[0]).meta["run_id"] == made[0]
+    for bad in ("../etc", "a/b", "", None):
+        with pytest.raises(ValueError, match="not a run id"):
+            store.path(bad)
+    store.write_summary([{"grid": "h3", "level": 5, "model": "eSPA+", "roc_auc": 0.5}])
+    assert "| h3 | 5 | eSPA+ | 0.500 |" in store.summary_markdown()
+    assert list(store.summary().model) == ["eSPA+"]
 
 
 def test_group_from_a_real_cube_layout(tmp_path):
@@ -190,7 +219,7 @@ def test_group_from_a_real_cube_layout(tmp_path):
     ds = group()
     cube = Cube.create(tmp_path / "cube.zarr")
     cube.write_group(ds, "h3", 5, stage="test")
-    dm = train.design_matrix(cube.read("h3", 5))
+    dm = design.design_matrix(cube.read("h3", 5))
     assert len(dm.y) == np.isfinite(ds.rts_class.values).sum()
     assert isinstance(dm.X.iloc[0, 0], float | np.floating)
     xr.testing.assert_equal(cube.read("h3", 5).rts_class.load(), ds.rts_class)

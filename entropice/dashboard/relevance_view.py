@@ -111,7 +111,7 @@ class RelevanceView(pn.viewable.Viewer):
     def across(self):
         s = self.store
         rows = []
-        for group, model in s.newest_models().items():
+        for group, model in s.current_models().items():
             w = weights(model)
             w["group"] = group
             rows.append(w)

@@ -3,7 +3,6 @@ selection (grid, level, year, layer, model run, box, map extent) every view foll
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -14,7 +13,9 @@ import panel as pn
 import param
 
 from ..cube import Cube, CubeError, group_name
-from ..train import cell_features
+from ..design import cell_features
+from ..grids import get_grid
+from ..runs import RunStore
 from .lookup import PixelLookup
 
 DEFAULT_CUBE = "data/cube.zarr"
@@ -43,36 +44,19 @@ def _load_group(path: str, grid: str, level: int, stamp: float):
 
 
 @pn.cache(max_items=24)
-def _load_model(run_dir: str, stamp: float):
-    from ..train import load_model
-
-    return load_model(run_dir)
+def _load_model(root: str, run: str, stamp: float):
+    return RunStore(root).load(run)
 
 
 @pn.cache(max_items=24)
-def _relevance(run_dir: str, stamp: float):
-    from ..runs import relevance_table
-
-    if not (Path(run_dir) / "relevance.csv").exists():
-        return pd.DataFrame(columns=["model", "measure", "feature", "mean", "std", "count"])
-    return relevance_table(run_dir)
+def _relevance(root: str, run: str, stamp: float):
+    return RunStore(root).relevance(run)
 
 
 @pn.cache(max_items=12)
 def _lookup(path: str, grid: str, level: int, stamp: float):
     ds = _load_group(path, grid, level, stamp)
     return PixelLookup(grid, level, ds.cell_ids.values)
-
-
-def _readable(meta: Path) -> bool:
-    """Whether this entropice reads the run (runs of an older model format are skipped:
-    `entropice train --force` makes them anew)."""
-    from ..train import MODEL_FORMAT
-
-    try:
-        return json.loads(meta.read_text()).get("format") == MODEL_FORMAT
-    except (OSError, ValueError):
-        return False
 
 
 def _stamp(path: Path) -> float:
@@ -119,7 +103,7 @@ class CubeStore(pn.viewable.Viewer):
             self.problem = f"The cube at `{self.path}` has no grid groups yet."
         self.groups = groups
         attrs = dict(self.cube.attrs) if self.cube is not None else {}
-        self.models_dir = Path(models or attrs.get("models") or self.path.parent / "models")
+        self.run_store = RunStore(models) if models else RunStore.of_cube(self.path, attrs)
         if not groups:
             return
         self.param.grid.objects = sorted({g for g, _ in groups})
@@ -233,67 +217,65 @@ class CubeStore(pn.viewable.Viewer):
 
     # -- model runs -------------------------------------------------------------------------
 
-    def stored_runs(self, grid, level) -> list[str]:
-        """Runs of a grid and level in the models directory, newest first."""
-        prefix = f"{grid}{level}-"
-        if not self.models_dir.is_dir():
-            return []
-        return sorted((p.name for p in self.models_dir.iterdir()
-                       if p.name.startswith(prefix) and _readable(p / "model.json")),
-                      reverse=True)
-
     def runs(self) -> list[str]:
-        """Runs of the current grid and level, the cube's predictions' run first."""
-        found = self.stored_runs(self.grid, self.level)
+        """Runs of the current grid and level, newest first, the one the cube's
+        predictions come from (else the store's current one) first."""
+        grid = get_grid(self.grid, self.level)
+        found = self.run_store.ids(grid)
         ds = self.dataset
-        current = ds.pred_proba.attrs.get("run_id") if "pred_proba" in ds else None
+        current = (ds.pred_proba.attrs.get("run_id") if "pred_proba" in ds else None) or \
+            self.run_store.current(grid)
         if current in found:
             found.remove(current)
             found.insert(0, current)
         return found
 
-    def newest_models(self) -> dict:
-        """The newest run's model of every group that has one, by "grid level"."""
+    def current_models(self) -> dict:
+        """The current run's model of every group that has one, by "grid level"."""
         out = {}
         for grid, level in self.groups:
-            runs = self.stored_runs(grid, level)
-            if runs:
-                d = self.models_dir / runs[0]
-                out[f"{grid} {level}"] = _load_model(str(d), _stamp(d / "model.json"))
+            run = self.run_store.current(get_grid(grid, level))
+            if run:
+                out[f"{grid} {level}"] = self._model(run)
         return out
 
-    def run_dir(self, run=None) -> Path:
+    def _checked(self, run=None) -> str:
         run = run or self.run
-        if run not in self.param.run.objects:  # never a path from a request
+        if run not in self.param.run.objects:  # never a name from a request unchecked
             raise KeyError(f"unknown model run {run!r}.")
-        return self.models_dir / run
+        return run
+
+    def _model(self, run):
+        stamp = _stamp(self.run_store.path(run) / "model.json")
+        return _load_model(str(self.run_store.root), run, stamp)
 
     def model(self, run=None):
         """The stored eSPA+ model of a run (arrays and JSON, cached)."""
-        d = self.run_dir(run)
-        return _load_model(str(d), _stamp(d / "model.json"))
+        return self._model(self._checked(run))
 
     def relevance(self, run=None) -> pd.DataFrame:
         """A run's relevance table (weights and permutation importance, mean and sd over
         folds); empty for runs stored without one."""
-        path = self.run_dir(run) / "relevance.csv"
-        return _relevance(str(path.parent), _stamp(path))
+        run = self._checked(run)
+        stamp = _stamp(self.run_store.path(run) / "relevance.csv")
+        return _relevance(str(self.run_store.root), run, stamp)
 
     def metrics(self, run=None) -> dict:
-        path = self.run_dir(run) / "metrics.json"
-        return json.loads(path.read_text()) if path.exists() else {}
+        return self.run_store.metrics(self._checked(run))
 
     def cell_boxes(self, run=None, year=None) -> np.ndarray:
         """The box of every cell of the group in a year, under a run's model."""
-        return _cell_boxes(str(self.path), self.grid, self.level, str(self.run_dir(run)),
-                           self.year if year is None else year, self._group_stamp)
+        return _cell_boxes(str(self.run_store.root), self._checked(run), str(self.path), self.grid,
+                           self.level, self.year if year is None else year,
+                           self._group_stamp)
 
     def __panel__(self):
         return pn.Param(self, parameters=["grid", "level", "year", "run"], show_name=False)
 
 
 @pn.cache(max_items=16)
-def _cell_boxes(path: str, grid: str, level: int, run_dir: str, year: int, stamp: float):
-    model = _load_model(run_dir, _stamp(Path(run_dir) / "model.json"))
+def _cell_boxes(root: str, run: str, path: str, grid: str, level: int, year: int,
+                stamp: float):
+    model = _load_model(root, run, _stamp(RunStore(root).path(run) / "model.json"))
     ds = _load_group(path, grid, level, stamp)
     return model.apply(cell_features(ds, model.meta["feature_names"], year).to_numpy())

@@ -29,6 +29,9 @@ class Grid(abc.ABC):
     name: str
     """``"h3"`` or ``"healpix"``, as in the ``grid_name`` attribute of xdggs."""
     max_level: int
+    fold_levels_up: int
+    """How many levels up the ancestors whose cells make one block of a spatial fold lie
+    (about 50 cells a block)."""
 
     def __init__(self, level: int):
         if isinstance(level, bool) or not isinstance(level, (int, np.integer)):
@@ -47,6 +50,52 @@ class Grid(abc.ABC):
 
     def __hash__(self):
         return hash((self.name, self.level))
+
+    # -- facts every grid system states ----------------------------------------
+
+    def fold_level(self) -> int:
+        """The level of the ancestors that group cells into spatial-fold blocks."""
+        return max(0, self.level - self.fold_levels_up)
+
+    def format_id(self, cell) -> str:
+        """A cell id as people write it (H3: hexadecimal; HEALPix: decimal)."""
+        return str(int(cell))
+
+    def check_attrs(self, attrs: dict) -> str | None:
+        """What is wrong with a ``cell_ids`` coordinate's attributes for this grid (None:
+        nothing): ``grid_name`` and ``level``, and what else the system needs."""
+        if attrs.get("grid_name") != self.name or int(attrs.get("level", -1)) != self.level:
+            return (f"cell_ids say grid {attrs.get('grid_name')!r} level "
+                    f"{attrs.get('level')!r}, not {self.name} level {self.level}")
+        return None
+
+    def on_domain(self, part, cell_ids, fill=np.nan):
+        """``part`` (a DataArray or Dataset on ``cells`` with ``cell_ids``, such as a
+        reduction's result on the cells it touched) on every cell of ``cell_ids``,
+        ``fill`` elsewhere. The cells must be among ``cell_ids``."""
+        cell_ids = np.asarray(cell_ids, dtype=np.uint64)
+        ids = np.asarray(part.cell_ids.values, dtype=np.uint64)
+        pos = np.searchsorted(cell_ids, ids)
+        if len(ids) and (pos.max() >= len(cell_ids) or np.any(cell_ids[pos] != ids)):
+            raise ValueError(f"{len(ids)} {self.name} level {self.level} cells are not all "
+                             "in the domain given.")
+
+        def spread(da):
+            shape = [len(cell_ids) if d == "cells" else n for d, n in da.sizes.items()]
+            out = np.full(shape, fill, dtype=np.result_type(da.dtype, np.asarray(fill)))
+            out[tuple(pos if d == "cells" else slice(None) for d in da.dims)] = da.values
+            return xr.DataArray(out, dims=da.dims, attrs=da.attrs, coords={
+                k: v for k, v in da.coords.items() if "cells" not in v.dims})
+
+        coord = self.cell_ids_coord(cell_ids)
+        if isinstance(part, xr.Dataset):
+            out = xr.Dataset({k: spread(v) for k, v in part.data_vars.items()},
+                             attrs=part.attrs)
+        else:
+            out = spread(part.drop_vars([c for c in part.coords if c != "cell_ids"
+                                         and "cells" in part[c].dims]))
+            out.name = part.name
+        return out.assign_coords(cell_ids=coord)
 
     # -- primitives, per grid system ------------------------------------------
 

@@ -32,6 +32,10 @@ class H3Grid(Grid):
 
     name = "h3"
     max_level = 9
+    fold_levels_up = 2  # 49 cells a block
+
+    def format_id(self, cell) -> str:
+        return format(int(cell), "x")
 
     @property
     def grid_attrs(self):

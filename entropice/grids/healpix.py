@@ -21,6 +21,13 @@ class HealpixGrid(Grid):
 
     name = "healpix"
     max_level = 12
+    fold_levels_up = 3  # 64 cells a block
+
+    def check_attrs(self, attrs):
+        problem = super().check_attrs(attrs)
+        if problem is None and attrs.get("indexing_scheme") != "nested":
+            return "HEALPix cell_ids need indexing_scheme 'nested'"
+        return problem
 
     @property
     def nside(self):

@@ -1,5 +1,6 @@
-"""Model runs: train eSPA+ and the baselines on one cube group with spatial
-cross-validation, store the run in ``models/<run_id>/``, and write predictions back.
+"""The cross-validation that makes a run: eSPA+ and the baselines on one cube group,
+nested spatial folds, the run stored in a :class:`RunStore`; and a run's predictions for
+every cell.
 
 Nested: the outer spatial folds report the metrics, the inner folds (blocks of the same
 ancestor level, inside each outer training fold) choose eSPA+'s hyper-parameters.
@@ -7,18 +8,22 @@ ancestor level, inside each outer training fold) choose eSPA+'s hyper-parameters
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import logging
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import xarray as xr
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
 
-from . import train
-from .cube import config_hash
-from .grids import get_grid
+from ..cube import config_hash
+from ..design import cell_features, design_matrix
+from ..grids import grid_of
+from .folds import spatial_folds
+from .metrics import evaluate, reliability_curve, triage_curve
+from .model import StoredModel, predict_frame
+from .store import RunStore
 
 log = logging.getLogger("entropice")
 
@@ -51,14 +56,21 @@ def _settings(section):
     return s
 
 
+def make_model(estimator) -> Pipeline:
+    """Median imputation and standardisation (fitted inside each training fold), then the
+    estimator."""
+    return Pipeline([("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+                     ("scale", StandardScaler()), ("model", estimator)])
+
+
 def _espa_search(s, indicators):
     """eSPA+'s hyper-parameters chosen on inner spatial folds; ``indicators`` (the flag and
     near-constant columns) carry no feature weight."""
     from sklearn.model_selection import GridSearchCV, GroupKFold
 
-    from .espa import ESPAClassifier
+    from ..espa import ESPAClassifier
 
-    model = train.make_model(ESPAClassifier(n_restarts=s["n_restarts"],
+    model = make_model(ESPAClassifier(n_restarts=s["n_restarts"],
                                             n_estimators=s["n_estimators"],
                                             indicators=indicators,
                                             weight_prior=None if s["weight_prior"] == "none"
@@ -89,7 +101,7 @@ def _baseline(name, random_state):
     }
     if name not in est:
         raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(est)}.")
-    return train.make_model(est[name]())
+    return make_model(est[name]())
 
 
 def _oof(make, X, y, folds, blocks, labels, relevance, names, repeats, seed):
@@ -150,7 +162,7 @@ def permutation_importance(model, X, y, labels, groups, repeats=2, seed=0, max_r
     def auc(p_model):
         p = np.zeros((len(y), len(labels)))
         p[:, cols] = p_model
-        return train.evaluate(y, p, labels)["roc_auc"]
+        return evaluate(y, p, labels)["roc_auc"]
 
     base = auc(model.predict_proba(X))
     drops = np.zeros((repeats, len(groups)))
@@ -172,16 +184,6 @@ def feature_groups(columns) -> dict[str, list[int]]:
     for i, c in enumerate(columns):
         groups.setdefault(c.removesuffix("_missing"), []).append(i)
     return groups
-
-
-def relevance_table(path) -> pd.DataFrame:
-    """A run's relevance: per model and feature, eSPA+'s weight and every model's
-    permutation importance, as mean and standard deviation over outer folds (and
-    ensemble members); the final model's weights (fold -1) are left out."""
-    df = pd.read_csv(Path(path) / "relevance.csv")
-    df = df[df.fold >= 0]
-    return (df.groupby(["model", "measure", "feature"]).value.agg(["mean", "std", "count"])
-            .reset_index())
 
 
 def _fold_class_density(y, area, land, folds, labels) -> np.ndarray:
@@ -211,30 +213,42 @@ def _progress(items, quiet, desc):
     return items if quiet else tqdm(items, desc=desc, leave=False)
 
 
-def train_group(ds, grid_name, level, section=None, *, models_dir="models", quiet=True):
-    """Train and evaluate on one group; store the run; return its summary."""
+def train_group(ds, section=None, *, store: RunStore, quiet=True) -> dict:
+    """Train and evaluate on one cube group (its grid read from its ``cell_ids``); store
+    the run in ``store``; return its id, metrics and triage curves.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A cube group with labels and features.
+    section : dict, optional
+        The ``[train]`` settings (see ``DEFAULTS``).
+    store : RunStore
+        Where the run is written.
+    """
+    grid = grid_of(ds)
     s = _settings(section)
-    dm = train.design_matrix(ds, s["features"], target=s["target"], missing=s["missing"])
+    dm = design_matrix(ds, s["features"], target=s["target"], missing=s["missing"])
     X = dm.X.to_numpy(dtype=np.float64)
     y = dm.y
     labels = np.unique(y)
-    anc = s["ancestor_level"]
-    anc = train.default_ancestor_level(grid_name, level) if anc is None else int(anc)
-    folds = train.spatial_folds(dm.cell_ids, grid_name, level, s["n_folds"],
-                                ancestor_level=anc, random_state=s["random_state"])
-    inner_level = min(level, anc + 1)
-    blocks = get_grid(grid_name, level).parents(dm.cell_ids, inner_level)
+    anc = grid.fold_level() if s["ancestor_level"] is None else int(s["ancestor_level"])
+    folds = spatial_folds(dm.cell_ids, grid, s["n_folds"], ancestor_level=anc,
+                          random_state=s["random_state"])
+    inner_level = min(grid.level, anc + 1)
+    blocks = grid.parents(dm.cell_ids, inner_level)
     indicators = dm.indicators()
     names = list(dm.X.columns)
     results, relevance, chosen = {}, [], {}
     makers = {"eSPA+": lambda: _espa_search(s, indicators),
               **{n: (lambda n=n: _baseline(n, s["random_state"])) for n in s["baselines"]}}
-    for name, make in _progress(makers.items(), quiet, f"{grid_name}/{level} models"):
+    where = f"{grid.name}/{grid.level}"
+    for name, make in _progress(makers.items(), quiet, f"{where} models"):
         rel = []
         results[name], chosen[name] = _oof(make, X, y, folds, blocks, labels, rel, names,
                                            s["permutation_repeats"], s["random_state"])
         relevance.extend({"model": name, **r} for r in rel)
-    metrics = {name: train.evaluate(y, p, labels) for name, p in results.items()}
+    metrics = {name: evaluate(y, p, labels) for name, p in results.items()}
     # triage: every model's out-of-fold expected RTS density ranks the cells
     pos = np.searchsorted(ds.cell_ids.values, dm.cell_ids)
     year_idx = np.searchsorted(ds.year.values, dm.years)
@@ -243,40 +257,34 @@ def train_group(ds, grid_name, level, section=None, *, models_dir="models", quie
     triage = None
     if np.nansum(area) > 0 and labels[0] == 0:
         dens = _fold_class_density(y, area, land, folds, labels)
-        triage = {name: train.triage_curve(np.einsum("ik,ik->i", p, dens), area, land)
+        triage = {name: triage_curve(np.einsum("ik,ik->i", p, dens), area, land)
                   for name, p in results.items()}
     # the final model: the search on every sample
     final = _espa_search(s, indicators).fit(X, y, groups=blocks)
-    chash = config_hash({"train": s, "grid": grid_name, "level": level})
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
-    run_id = f"{grid_name}{level}-{stamp}-{chash[:6]}"
-    run_dir = Path(models_dir) / run_id
-    meta = {"run_id": run_id, "grid": grid_name, "level": level, "config_hash": chash,
+    chash = config_hash({"train": s, "grid": grid.name, "level": grid.level})
+    run_id = store.new_run(grid, chash)
+    meta = {"grid": grid.name, "level": grid.level, "config_hash": chash,
             "target": s["target"], "classes": dm.classes, "labels": labels.tolist(),
             "best_params": {k.removeprefix("model__"): v for k, v in
                             final.best_params_.items()},
             "outer_fold_params": chosen["eSPA+"],
             "indicators": [dm.X.columns[i] for i in indicators],
             "n_samples": int(len(y)), "ancestor_level": anc}
-    train.save_model(run_dir, final.best_estimator_, list(dm.X.columns), meta)
-    pd.DataFrame({"cell_ids": dm.cell_ids, "year": dm.years, "fold": folds}).to_csv(
-        run_dir / "folds.csv", index=False)
     relevance.extend({"model": "eSPA+", **r}
                      for r in _weights(final.best_estimator_, -1, names))
-    pd.DataFrame(relevance, columns=["model", "measure", "fold", "member", "feature",
-                                     "value"]).to_csv(run_dir / "relevance.csv", index=False)
-    curves = {name: train.reliability_curve(y, p, labels) for name, p in results.items()}
-    (run_dir / "metrics.json").write_text(json.dumps(
-        {"metrics": metrics, "reliability": curves, "triage": triage,
-         "triage_score": "expected RTS density"}, indent=2))
-    return {"run_id": run_id, "run_dir": str(run_dir), "metrics": metrics, "triage": triage}
+    curves = {name: reliability_curve(y, p, labels) for name, p in results.items()}
+    store.save(run_id, final.best_estimator_, names, meta,
+               folds=pd.DataFrame({"cell_ids": dm.cell_ids, "year": dm.years, "fold": folds}),
+               relevance=relevance,
+               metrics={"metrics": metrics, "reliability": curves, "triage": triage,
+                        "triage_score": "expected RTS density"})
+    return {"run_id": run_id, "metrics": metrics, "triage": triage}
 
 
-def predict_group(ds, run_dir):
-    """Predictions of a stored run for every cell and year of a group (labelled or not):
-    ``pred_proba`` (year, cells, class), ``pred_class`` and ``pred_entropy``. (The
-    class dimension is not named ``rts_class``: that is the labels' variable.)"""
-    model = train.load_model(run_dir)
+def predict_group(ds, model: StoredModel) -> xr.Dataset:
+    """Predictions of a stored run's model for every cell and year of a group (labelled
+    or not): ``pred_proba`` (year, cells, class), ``pred_class`` and ``pred_entropy``.
+    (The class dimension is not named ``rts_class``: that is the labels' variable.)"""
     names = model.meta["feature_names"]
     base = [n for n in names if not n.endswith("_missing")]
     missing = [n for n in base if n not in ds]
@@ -286,9 +294,9 @@ def predict_group(ds, run_dir):
     ds = ds[base].load()
     yearly = "year" in ds.dims
     years = ds.year.values if yearly else np.array([0])
-    frame = pd.concat([train.cell_features(ds, names, y if yearly else None) for y in years],
+    frame = pd.concat([cell_features(ds, names, y if yearly else None) for y in years],
                       ignore_index=True)
-    proba = train.predict_frame(model, frame).reshape(len(years), ds.sizes["cells"], -1)
+    proba = predict_frame(model, frame).reshape(len(years), ds.sizes["cells"], -1)
     labels = np.asarray(model.meta["labels"])
     with np.errstate(divide="ignore", invalid="ignore"):
         entropy = -np.nansum(np.where(proba > 0, proba * np.log(proba), 0.0), axis=-1)

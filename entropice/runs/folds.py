@@ -1,0 +1,34 @@
+"""Spatial folds: geospatial data leak across neighbouring cells, so folds are blocks of
+cells that share a coarse ancestor, and a block is wholly in one fold."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..grids import Grid
+
+
+def spatial_folds(cell_ids, grid: Grid, n_folds=5, *, ancestor_level=None,
+                  random_state=0) -> np.ndarray:
+    """Fold of each sample: blocks of cells sharing an ancestor go to one fold.
+
+    The ancestors are ``ancestor_level`` (by default ``grid.fold_level()``: blocks of
+    49 H3 or 64 HEALPix cells). Blocks are shuffled, then dealt largest first to the
+    fold with the fewest samples, so that folds hold about the same number of samples.
+    """
+    level_up = grid.fold_level() if ancestor_level is None else ancestor_level
+    blocks = grid.parents(np.asarray(cell_ids, dtype=np.uint64), level_up)
+    uniq, inverse, counts = np.unique(blocks, return_inverse=True, return_counts=True)
+    if len(uniq) < n_folds:
+        raise ValueError(f"{len(uniq)} blocks at level {level_up} for {n_folds} folds: use a "
+                         "finer ancestor_level or fewer folds.")
+    rng = np.random.default_rng(random_state)
+    order = rng.permutation(len(uniq))
+    order = order[np.argsort(-counts[order], kind="stable")]
+    fold_of_block = np.empty(len(uniq), dtype=np.int64)
+    load = np.zeros(n_folds)
+    for b in order:
+        f = int(np.argmin(load))
+        fold_of_block[b] = f
+        load[f] += counts[b]
+    return fold_of_block[inverse]

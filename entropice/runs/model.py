@@ -1,0 +1,114 @@
+"""A trained model stored as arrays and JSON (never pickled: a model file from a stranger
+cannot run code), and rebuilt to predict exactly as it did."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.pipeline import Pipeline
+
+from .. import __version__
+from ..cube import SCHEMA_VERSION
+
+MODEL_FORMAT = 2
+MODEL_ARRAYS = ("boxes", "feature_weights", "box_label_proba", "box_counts")
+
+
+def save_model(path, model: Pipeline, feature_names, meta=None):
+    """Write an imputer + scaler + ESPAClassifier pipeline as ``arrays.npz`` and
+    ``model.json`` in the directory ``path`` (nothing is pickled): the shown member's
+    boxes, weights and box label probabilities, and every ensemble member's."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    imp, sc, est = (model.named_steps[k] for k in ("impute", "scale", "model"))
+    members = {f"member{i}_{a}": getattr(m, a + "_")
+               for i, m in enumerate(est.estimators_) for a in MODEL_ARRAYS}
+    np.savez(path / "arrays.npz", impute_statistics=imp.statistics_, scale_mean=sc.mean_,
+             scale_scale=sc.scale_, classes=np.asarray(est.classes_),
+             weighted_features=est.weighted_features_,
+             temperatures=np.array([m.temperature_ for m in est.estimators_]),
+             **{a: getattr(est, a + "_") for a in MODEL_ARRAYS}, **members)
+    doc = {"format": MODEL_FORMAT, "schema_version": SCHEMA_VERSION,
+           "entropice_version": __version__, "feature_names": list(feature_names),
+           "params": {k: (v if not isinstance(v, float) or np.isfinite(v) else str(v))
+                      for k, v in est.get_params().items()
+                      if k not in ("init", "indicators", "weight_prior")},
+           "temperature": est.temperature_, "n_members": len(est.estimators_),
+           **(meta or {})}
+    (path / "model.json").write_text(json.dumps(doc, indent=2, default=str))
+
+
+class StoredModel:
+    """A trained pipeline rebuilt from arrays: median imputation, standardisation and
+    eSPA+, applied with the same arithmetic as the scikit-learn pipeline it came from."""
+
+    def __init__(self, statistics, mean, scale, estimator, meta):
+        self.statistics, self.mean, self.scale = statistics, mean, scale
+        self.estimator = estimator
+        self.meta = meta
+        self.classes_ = estimator.classes_
+
+    def transform(self, X):
+        X = np.array(X, dtype=np.float64)
+        nan = np.isnan(X)
+        X[nan] = np.broadcast_to(self.statistics, X.shape)[nan]
+        X -= self.mean
+        X /= self.scale
+        return X
+
+    def predict_proba(self, X):
+        return self.estimator.predict_proba(self.transform(X))
+
+    def predict(self, X):
+        return self.estimator.predict(self.transform(X))
+
+    def apply(self, X):
+        return self.estimator.apply(self.transform(X))
+
+
+def load_model(path) -> StoredModel:
+    """Rebuild a model saved by :func:`save_model`; it predicts exactly as before."""
+    from ..espa import ESPAClassifier
+
+    path = Path(path)
+    meta_path = path / "model.json"
+    if not meta_path.exists():
+        raise ValueError(f"no model at {path} (model.json is missing).")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("schema_version") != SCHEMA_VERSION or meta.get("format") != MODEL_FORMAT:
+        raise ValueError(f"the model at {path} was written for cube schema "
+                         f"{meta.get('schema_version')} (model format {meta.get('format')}); "
+                         f"this entropice reads schema {SCHEMA_VERSION} and model format "
+                         f"{MODEL_FORMAT}: train it again (`entropice train --force`).")
+    with np.load(path / "arrays.npz", allow_pickle=False) as a:
+        arrays = {k: a[k] for k in a.files}
+    params = {k: (float(v) if v in ("inf", "nan") else v) for k, v in meta["params"].items()}
+
+    def rebuilt(prefix, temperature, n_members):
+        est = ESPAClassifier(**{**params, "n_estimators": n_members})
+        for a in MODEL_ARRAYS:
+            setattr(est, a + "_", arrays[prefix + a])
+        est.temperature_ = float(temperature)
+        est.classes_ = arrays["classes"]
+        est.n_features_in_ = len(meta["feature_names"])
+        est.weighted_features_ = arrays["weighted_features"]
+        return est
+
+    temps = arrays["temperatures"]
+    est = rebuilt("", meta["temperature"], len(temps))
+    est.estimators_ = [rebuilt(f"member{i}_", t, 1) for i, t in enumerate(temps)]
+    return StoredModel(arrays["impute_statistics"], arrays["scale_mean"], arrays["scale_scale"],
+                       est, meta)
+
+
+def predict_frame(model: StoredModel, X: pd.DataFrame) -> np.ndarray:
+    """Class probabilities for a feature table, checked against the model's features."""
+    names = model.meta["feature_names"]
+    missing = [n for n in names if n not in X.columns]
+    if missing:
+        raise ValueError(f"the data lack {len(missing)} feature(s) the model was trained on, "
+                         f"first {missing[0]!r}.")
+    return model.predict_proba(X[names].to_numpy(dtype=np.float64))
