@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from . import __version__
+from .stages import STAGES
 
 app = typer.Typer(
     name="entropice",
@@ -19,16 +20,6 @@ app = typer.Typer(
     add_completion=False,
 )
 
-STAGE_HELP = {
-    "grids": "Cells of every grid and level: ids, centres, areas, land fraction.",
-    "labels": "RTS labels from DARTS: count, area, density and class per cell and year.",
-    "era5": "Climate features from ERA5 per cell and year.",
-    "arcticdem": "Terrain statistics from ArcticDEM per cell.",
-    "alphaearth": "AlphaEarth embedding means (and principal components) per cell and year.",
-    "train": "eSPA+ and baselines on every group with spatial cross-validation; runs go "
-             "to models/<run_id>/ and a summary table to models/summary.md.",
-    "predict": "Predicted class probabilities, class and entropy for every cell and year.",
-}
 CONFIG = typer.Option(Path("pipeline/config.toml"), "--config", "-c",
                       help="Pipeline configuration (TOML).")
 FORCE = typer.Option(False, "--force", help="Redo groups that are up to date.")
@@ -98,16 +89,16 @@ def _stage_command(stage: str):
                 scheduler: str | None = SCHEDULER, log_level: str = LOG_LEVEL) -> None:
         _run([stage], config, force, quiet, scheduler, log_level)
 
-    command.__doc__ = STAGE_HELP[stage]
+    command.__doc__ = STAGES[stage].help
     return command
 
 
-for _stage in STAGE_HELP:
-    if _stage != "train":
-        app.command(_stage, help=STAGE_HELP[_stage])(_stage_command(_stage))
+for _stage in STAGES.values():
+    if _stage.name != "train":
+        app.command(_stage.name, help=_stage.help)(_stage_command(_stage.name))
 
 
-@app.command("train", help=STAGE_HELP["train"])
+@app.command("train", help=STAGES["train"].help)
 def train_command(config: Path = CONFIG, force: bool = FORCE, quiet: bool = QUIET,
                   scheduler: str | None = SCHEDULER, log_level: str = LOG_LEVEL,
                   all_groups: bool = typer.Option(False, "--all",
@@ -127,7 +118,8 @@ def run_all(config: Path = CONFIG, force: bool = FORCE, quiet: bool = QUIET,
     """Run every stage in order: grids, then labels, era5, arcticdem and alphaearth where
     the configuration names their inputs, then train and predict when it has a train
     section."""
-    from .pipeline import ConfigError, load_config, skipped_stages, stages_of
+    from .pipeline import ConfigError, load_config
+    from .stages import skipped_stages, stages_of
 
     try:
         cfg = load_config(config)
@@ -150,8 +142,8 @@ def demo(
 ) -> None:
     """Build a demo cube with no network: real land, terrain and climate from data that
     ships in packages, synthetic RTS and embeddings; then say how to explore it."""
+    from . import demo as demo_source
     from .cube import CubeError
-    from .sources import demo as demo_source
 
     _setup_logging(log_level)
     try:

@@ -10,6 +10,7 @@ group's attributes, which is how stages know they are up to date.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import datetime as dt
 import hashlib
@@ -191,6 +192,7 @@ class Cube:
                 "`entropice demo` or the pipeline."
             )
         self.attrs = attrs
+        self._pending = None  # (staged, target) of the writes of an open batch
 
     @classmethod
     def create(cls, path=DEFAULT_PATH, attrs=None) -> Cube:
@@ -282,9 +284,10 @@ class Cube:
         staged = self._staging()
         try:
             ds.to_zarr(staged, mode="w", consolidated=False, zarr_format=3)
-            _swap_into_place(staged, self.path / group_name(grid, level))
-        finally:
+        except BaseException:
             shutil.rmtree(staged, ignore_errors=True)
+            raise
+        self._commit(staged, self.path / group_name(grid, level))
 
     def add_variables(self, ds: xr.Dataset, grid: str, level: int, *, stage: str,
                       config_hash: str = "", inputs=None):
@@ -331,9 +334,47 @@ class Cube:
                 new.attrs = {}
                 new.to_zarr(staged, mode="a", consolidated=False, zarr_format=3)
                 _set_group_attrs(staged, attrs)
+        except BaseException:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
+        self._commit(staged, target)
+
+    def _commit(self, staged: Path, target: Path):
+        """Swap a staged group into place now, or at the end of the open batch."""
+        if self._pending is not None:
+            self._pending.append((staged, target))
+            return
+        try:
             _swap_into_place(staged, target)
         finally:
             shutil.rmtree(staged, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def batch(self):
+        """Writes inside the ``with`` block are staged, and swapped in together when it
+        ends; an error inside leaves every group as it was.
+
+        A stage computes every group, then the groups are replaced one after the other
+        (each swap is atomic and takes milliseconds: only a crash between two swaps
+        leaves some groups new and others old, each of them whole).
+        """
+        if self._pending is not None:
+            raise CubeError("a batch of writes is already open on this cube.")
+        self._pending = []
+        try:
+            yield self
+        except BaseException:
+            for staged, _ in self._pending:
+                shutil.rmtree(staged, ignore_errors=True)
+            raise
+        else:
+            for staged, target in self._pending:
+                try:
+                    _swap_into_place(staged, target)
+                finally:
+                    shutil.rmtree(staged, ignore_errors=True)
+        finally:
+            self._pending = None
 
     # -- description -----------------------------------------------------------
 

@@ -3,8 +3,8 @@
 Each stage reads its sources once and writes its variables into every (grid, level)
 group of the cube. A stage records a hash of its configuration and the fingerprints
 of its input files in each group; when both are unchanged the group is skipped
-(``force`` redoes it). A failing stage leaves every group as it was: each group is
-written atomically.
+(``force`` redoes it). A failing stage leaves every group as it was: the groups are
+staged and swapped in together once all are computed.
 """
 
 from __future__ import annotations
@@ -22,11 +22,9 @@ import pandas as pd
 
 from .cube import Cube, config_hash, fingerprint
 from .grids import GRIDS, get_grid
+from .stages import STAGES, skipped_stages, stages_of
 
 log = logging.getLogger("entropice")
-
-STAGES = ("grids", "labels", "era5", "arcticdem", "alphaearth", "train", "predict")
-
 
 class ConfigError(ValueError):
     """A configuration that cannot be used."""
@@ -137,32 +135,40 @@ def run_stage(stage: str, cfg: dict, *, force=False, quiet=False, scheduler=None
         client = Client(scheduler)
         backend = joblib.parallel_config(backend="dask")  # the searches fan out too
     with client, backend:
-        return _STAGE_FUNCS[stage](cfg, force=force, quiet=quiet)
+        return STAGES[stage].run(cfg, force=force, quiet=quiet)
 
 
 def _each_group(cfg, stage, inputs, compute, *, force, quiet, new_group=False):
-    """Call ``compute(grid, level, cube)`` for every group not up to date; write results."""
+    """Call ``compute(grid, level, cube)`` for every group not up to date, then write the
+    results: all groups are staged first and swapped in together (:meth:`Cube.batch`),
+    so a stage that fails on any group leaves every group as it was."""
     cube = Cube.create(_path(cfg, cfg["cube"]))
     chash = _hash(cfg, stage)
     done = []
-    for name, level in _progress(_groups(cfg), quiet, stage):
-        if not force and cube.is_up_to_date(name, level, stage, chash, inputs):
-            log.info("%s: %s/%s is up to date", stage, name, level)
-            done.append((name, level, "up to date"))
-            continue
-        if not new_group and (name, level) not in cube:
-            raise ConfigError(f"the cube has no group {name}/{level}: run the grids stage "
-                              "first (`entropice grids`).")
-        ds = compute(name, level, cube)
-        if new_group and (name, level) in cube and np.array_equal(
-                cube.read(name, level).cell_ids.values, ds.cell_ids.values):
-            cube.add_variables(ds, name, level, stage=stage, config_hash=chash, inputs=inputs)
-        elif new_group:
-            cube.write_group(ds, name, level, stage=stage, config_hash=chash, inputs=inputs)
-        else:
-            cube.add_variables(ds, name, level, stage=stage, config_hash=chash, inputs=inputs)
-        log.info("%s: wrote %s/%s", stage, name, level)
-        done.append((name, level, "written"))
+    with cube.batch():
+        for name, level in _progress(_groups(cfg), quiet, stage):
+            if not force and cube.is_up_to_date(name, level, stage, chash, inputs):
+                log.info("%s: %s/%s is up to date", stage, name, level)
+                done.append((name, level, "up to date"))
+                continue
+            if not new_group and (name, level) not in cube:
+                raise ConfigError(f"the cube has no group {name}/{level}: run the grids "
+                                  "stage first (`entropice grids`).")
+            ds = compute(name, level, cube)
+            if new_group and (name, level) in cube and np.array_equal(
+                    cube.read(name, level).cell_ids.values, ds.cell_ids.values):
+                cube.add_variables(ds, name, level, stage=stage, config_hash=chash,
+                                   inputs=inputs)
+            elif new_group:
+                cube.write_group(ds, name, level, stage=stage, config_hash=chash,
+                                 inputs=inputs)
+            else:
+                cube.add_variables(ds, name, level, stage=stage, config_hash=chash,
+                                   inputs=inputs)
+            log.info("%s: staged %s/%s", stage, name, level)
+            done.append((name, level, "written"))
+    if any(status == "written" for *_, status in done):
+        log.info("%s: wrote %d group(s)", stage, sum(s == "written" for *_, s in done))
     return done
 
 
@@ -185,16 +191,15 @@ def _land(cfg):
         except Exception as err:  # noqa: BLE001
             raise ConfigError(f"cannot read the land mask {path}: {err}") from None
         mask.name = "land"
-        return ("raster", mask), {path.name: fingerprint(path)}
+        return mask, {path.name: fingerprint(path)}
     import geopandas as gpd
 
-    return ("polygons", gpd.read_file(path)), {path.name: fingerprint(path)}
+    return gpd.read_file(path), {path.name: fingerprint(path)}
 
 
 def stage_grids(cfg, *, force=False, quiet=False):
     """Cells of every grid and level: ids, centres, areas and land fraction."""
-    from .aggregate import raster_to_cells
-    from .grids.domain import land_fraction
+    from .aggregate import land_fraction
 
     min_lat = cfg["domain"]["min_lat"]
     land, inputs = _land(cfg)
@@ -202,17 +207,10 @@ def stage_grids(cfg, *, force=False, quiet=False):
     def compute(name, level, cube):
         grid = get_grid(name, level)
         cells = grid.cells(min_lat)
-        if land is None:
-            frac = np.ones(cells.sizes["cells"])
-        elif land[0] == "raster":
-            per_cell = raster_to_cells(land[1], grid, ("mean",), min_lat)["mean"]
-            frac = np.zeros(cells.sizes["cells"])
-            pos = np.searchsorted(cells.cell_ids.values, per_cell.cell_ids.values)
-            frac[pos] = np.nan_to_num(per_cell.values)
-        else:
-            frac = land_fraction(grid, land[1], min_lat).values
-        cells["land_fraction"] = ("cells", np.clip(frac, 0.0, 1.0),
-                                  {"units": "1", "long_name": "land share of the cell area"})
+        cells["land_fraction"] = (
+            ("cells", np.ones(cells.sizes["cells"]),
+             {"units": "1", "long_name": "land share of the cell area"}) if land is None
+            else land_fraction(grid, land, min_lat).variable)
         return cells
 
     return _each_group(cfg, "grids", inputs, compute, force=force, quiet=quiet, new_group=True)
@@ -401,7 +399,7 @@ def stage_train(cfg, *, force=False, quiet=False):
     stored in the run store (models/<run_id>/), and a summary table beside them."""
     from .runs import train_group
 
-    if not _configured(cfg, "labels"):
+    if not STAGES["labels"].configured(cfg):
         raise ConfigError("train needs labels: [labels] names no RTS inventory (give darts "
                           "= \"...\" or [[labels.inventories]] entries).")
     cube = Cube(_path(cfg, cfg["cube"]))
@@ -435,17 +433,16 @@ def stage_train(cfg, *, force=False, quiet=False):
     return done
 
 
-FEATURE_PREFIX = {"era5": "era5_", "arcticdem": "dem_", "alphaearth": "emb_"}
-
-
 def _present(cfg, section):
     """The [train] section without the feature patterns of sources the config leaves out."""
     from .runs import DEFAULTS
 
     features = section.get("features", DEFAULTS["features"])
-    gone = [st for st in skipped_stages(cfg) if st in FEATURE_PREFIX
-            and any(f.startswith(FEATURE_PREFIX[st]) for f in features)]
-    keep = [f for f in features if not any(f.startswith(FEATURE_PREFIX[st]) for st in gone)]
+    # the feature prefix each skipped source stage writes ("era5_" of "era5_*")
+    prefix = {st: STAGES[st].writes.removesuffix("*") for st in skipped_stages(cfg)
+              if STAGES[st].writes.endswith("_*")}
+    gone = [st for st, p in prefix.items() if any(f.startswith(p) for f in features)]
+    keep = [f for f in features if not any(f.startswith(prefix[st]) for st in gone)]
     if gone:
         log.warning("train: no %s in the configuration: the features %s are left out",
                     " or ".join(gone), ", ".join(sorted(set(features) - set(keep))))
@@ -472,38 +469,10 @@ def stage_predict(cfg, *, force=False, quiet=False):
     return _each_group(cfg, "predict", inputs, compute, force=force, quiet=quiet)
 
 
-_STAGE_FUNCS = {"grids": stage_grids, "labels": stage_labels, "era5": stage_era5,
-                "arcticdem": stage_arcticdem, "alphaearth": stage_alphaearth,
-                "train": stage_train, "predict": stage_predict}
-
-
-def _configured(cfg, stage) -> bool:
-    """Whether the configuration gives a stage its inputs."""
-    section = cfg.get(stage, {})
-    if stage == "grids":
-        return True
-    if stage == "labels":
-        return bool(section.get("darts") or section.get("inventories"))
-    if stage in ("train", "predict"):
-        return "train" in cfg and _configured(cfg, "labels")
-    return bool(section.get("paths"))
-
-
-def stages_of(cfg):
-    """The stages a configuration runs: grids, each source stage whose inputs it names,
-    then train and predict if it has a [train] section and labels."""
-    return tuple(s for s in STAGES if _configured(cfg, s))
-
-
-def skipped_stages(cfg):
-    """The source stages a configuration leaves out (no inputs named)."""
-    return tuple(s for s in STAGES[1:5] if not _configured(cfg, s))
-
-
 def run_all(cfg, *, force=False, quiet=False, scheduler=None, stages=None):
-    """Run the stages in order; a stage without inputs configured is an error."""
+    """Run the stages in order (by default those the configuration names inputs for)."""
     stages = stages_of(cfg) if stages is None else stages
     return {s: run_stage(s, cfg, force=force, quiet=quiet, scheduler=scheduler) for s in stages}
 
 
-__all__ = ["STAGES", "ConfigError", "load_config", "run_all", "run_stage"]
+__all__ = ["ConfigError", "load_config", "run_all", "run_stage"]

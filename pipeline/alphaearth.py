@@ -1,11 +1,14 @@
 """Pipeline stage `alphaearth`: the same as `entropice alphaearth`.
 
+AlphaEarth embedding means (and principal components) per cell and year.
+
     python pipeline/alphaearth.py [--config pipeline/config.toml] [--force] [--quiet]
 """
 
 import sys
+from pathlib import Path
 
 from entropice.cli import app
 
-if __name__ == "__main__":
-    app(["alphaearth", *sys.argv[1:]], prog_name="pipeline/alphaearth.py")
+if __name__ == "__main__":  # the command of this file's name (entropice.stages lists them)
+    app([Path(__file__).stem, *sys.argv[1:]], prog_name=f"pipeline/{Path(__file__).name}")

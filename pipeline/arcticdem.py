@@ -1,11 +1,14 @@
 """Pipeline stage `arcticdem`: the same as `entropice arcticdem`.
 
+Terrain statistics from ArcticDEM per cell.
+
     python pipeline/arcticdem.py [--config pipeline/config.toml] [--force] [--quiet]
 """
 
 import sys
+from pathlib import Path
 
 from entropice.cli import app
 
-if __name__ == "__main__":
-    app(["arcticdem", *sys.argv[1:]], prog_name="pipeline/arcticdem.py")
+if __name__ == "__main__":  # the command of this file's name (entropice.stages lists them)
+    app([Path(__file__).stem, *sys.argv[1:]], prog_name=f"pipeline/{Path(__file__).name}")

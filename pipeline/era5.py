@@ -1,11 +1,14 @@
 """Pipeline stage `era5`: the same as `entropice era5`.
 
+Climate features from ERA5 per cell and year.
+
     python pipeline/era5.py [--config pipeline/config.toml] [--force] [--quiet]
 """
 
 import sys
+from pathlib import Path
 
 from entropice.cli import app
 
-if __name__ == "__main__":
-    app(["era5", *sys.argv[1:]], prog_name="pipeline/era5.py")
+if __name__ == "__main__":  # the command of this file's name (entropice.stages lists them)
+    app([Path(__file__).stem, *sys.argv[1:]], prog_name=f"pipeline/{Path(__file__).name}")

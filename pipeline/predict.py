@@ -1,11 +1,14 @@
 """Pipeline stage `predict`: the same as `entropice predict`.
 
+Predicted class probabilities, class and entropy for every cell and year.
+
     python pipeline/predict.py [--config pipeline/config.toml] [--force] [--quiet]
 """
 
 import sys
+from pathlib import Path
 
 from entropice.cli import app
 
-if __name__ == "__main__":
-    app(["predict", *sys.argv[1:]], prog_name="pipeline/predict.py")
+if __name__ == "__main__":  # the command of this file's name (entropice.stages lists them)
+    app([Path(__file__).stem, *sys.argv[1:]], prog_name=f"pipeline/{Path(__file__).name}")

@@ -13,9 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyproj import CRS, Geod, Proj, Transformer
 
-from entropice.aggregate import _index, clear_cache, polygons_to_cells, raster_to_cells, rollup
+from entropice.aggregate import (
+    _index,
+    clear_cache,
+    land_fraction,
+    polygons_to_cells,
+    raster_to_cells,
+    rollup,
+)
 from entropice.grids import geometry, get_grid
-from entropice.grids.domain import land_fraction
 
 GEOD = Geod(ellps="WGS84")
 

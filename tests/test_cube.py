@@ -102,6 +102,25 @@ def test_a_stage_rerun_without_a_variable_removes_it(cube):
     assert "era5_tp" not in cube.read("healpix", 5)
 
 
+def test_a_batch_swaps_all_groups_or_none(cube):
+    """A stage stages every group, then swaps them in together: an error on the second
+    group leaves the first as it was; without error both change, and nothing is left
+    in staging."""
+    before = {g: cube.read(*g).load() for g in (("h3", 3), ("healpix", 5))}
+    with pytest.raises(RuntimeError, match="the second group failed"):
+        with cube.batch():
+            cube.add_variables(feature(before["h3", 3]), "h3", 3, stage="era5")
+            assert "era5_t2m_annual_mean" not in cube.read("h3", 3)  # staged, not in place
+            raise RuntimeError("the second group failed")
+    for g, ds in before.items():
+        xr.testing.assert_identical(cube.read(*g).load(), ds)
+    with cube.batch():
+        for g, ds in before.items():
+            cube.add_variables(feature(ds), *g, stage="era5")
+    assert all("era5_t2m_annual_mean" in cube.read(*g) for g in before)
+    assert not list((cube.path / ".staging").iterdir())
+
+
 def test_years_are_merged(cube):
     ds = cube.read("healpix", 5)
     cube.add_variables(feature(ds, "a", 1.0, years=[2018, 2019]), "healpix", 5, stage="s1")

@@ -110,6 +110,19 @@ def test_all_stages_then_nothing_to_do(project):
     assert "labels: 3 group(s) written" in forced.stdout
 
 
+def test_every_stage_has_its_script():
+    """pipeline/<stage>.py for every stage of the registry (and run.py), nothing else."""
+    from pathlib import Path
+
+    from entropice.stages import STAGES
+
+    scripts = Path(__file__).parents[1] / "pipeline"
+    assert sorted(p.stem for p in scripts.glob("*.py")) == sorted([*STAGES, "run"])
+    for name, stage in STAGES.items():
+        text = (scripts / f"{name}.py").read_text()
+        assert f"`entropice {name}`" in text and stage.help.split()[0] in text
+
+
 def test_pipeline_scripts(project):
     script = os.path.join(os.path.dirname(__file__), "..", "pipeline", "grids.py")
     out = subprocess.run([sys.executable, script, "--config", str(project / "config.toml"),

@@ -46,7 +46,7 @@ def _checked_geometries(gdf, repair):
             raise ValueError(f"polygon {_label(i, index)} is invalid "
                              f"({shapely.is_valid_reason(geoms[i])}); pass repair=True "
                              "to repair it.")
-        geoms[invalid] = [_polygonal(shapely.make_valid(g)) for g in geoms[invalid]]
+        geoms = repaired(geoms)
         gone = np.flatnonzero(shapely.is_empty(geoms) | (shapely.area(geoms) <= 0))
         if len(gone):
             raise ValueError(f"polygon {_label(gone[0], index)} is invalid and has no area "
@@ -58,9 +58,7 @@ def _checked_geometries(gdf, repair):
     projected = shapely.transform(geoms, lambda xy: np.column_stack(
         t.transform(xy[:, 0], xy[:, 1], errcheck=False)))
     # a polar cap drawn in lon/lat folds onto itself at the pole: mend such folds
-    folded = ~shapely.is_valid(projected)
-    projected[folded] = [_polygonal(shapely.make_valid(g)) for g in projected[folded]]
-    return projected
+    return repaired(projected)
 
 
 def _unwrap_ring(coords):
@@ -91,6 +89,15 @@ def _polygonal(geom):
     parts = [g for g in getattr(geom, "geoms", []) if g.geom_type in ("Polygon",
                                                                       "MultiPolygon")]
     return shapely.union_all(parts) if parts else shapely.Polygon()
+
+
+def repaired(geoms) -> np.ndarray:
+    """Polygons made valid (``shapely.make_valid``, keeping the polygonal part; a polygon
+    with no area left becomes empty); valid ones are returned as they are."""
+    geoms = np.array(geoms, dtype=object)
+    bad = ~shapely.is_valid(geoms)
+    geoms[bad] = [_polygonal(shapely.make_valid(g)) for g in geoms[bad]]
+    return geoms
 
 
 def _subdivide(geom, max_vertices=MAX_PIECE_VERTICES):

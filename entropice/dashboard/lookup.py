@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pyproj
 
+from ..aggregate.land import globe_land_share
 from ..grids import get_grid
-from ..grids.domain import globe_land_share
 
 POLAR_CRS = "EPSG:3413"
 

@@ -158,7 +158,7 @@ class MapView(pn.viewable.Viewer):
         s = self.store
         ds = s.dataset
         long, units = s.describe()
-        lines = [f"**Cell** `{format_id(ds.cell_ids.values[pos], s.grid)}` "
+        lines = [f"**Cell** `{s.format_id(ds.cell_ids.values[pos])}` "
                  f"({s.grid} level {s.level})",
                  f"centre {ds.lat.values[pos]:.3f} N, {ds.lon.values[pos]:.3f} E; "
                  f"area {ds.area_km2.values[pos]:,.1f} km²",
@@ -203,7 +203,7 @@ class MapView(pn.viewable.Viewer):
         polys = []
         for k, ring in enumerate(grid.vertices(ids)):
             x, y = to_polar(ring[:, 0], ring[:, 1])
-            d = {"x": x, "y": y, "cell": format_id(ids[k], s.grid),
+            d = {"x": x, "y": y, "cell": s.format_id(ids[k]),
                  "lat": float(ds.lat.values[positions[k]]),
                  "lon": float(ds.lon.values[positions[k]]),
                  "area_km2": float(ds.area_km2.values[positions[k]]),
@@ -218,7 +218,3 @@ class MapView(pn.viewable.Viewer):
                                                   css_classes=["entropice-map"]),
                                 self.status), self.details)
 
-
-def format_id(cell, grid):
-    """A cell id as users know it: H3's hex string, HEALPix's nested index."""
-    return format(int(cell), "x") if grid == "h3" else str(int(cell))

@@ -14,7 +14,7 @@ import param
 from .boxes_view import BoxesView
 from .data_view import DataView
 from .evaluation_view import EvaluationView
-from .map_view import MapView, format_id
+from .map_view import MapView
 from .relevance_view import RelevanceView
 from .store import CubeStore
 
@@ -26,7 +26,7 @@ def layer_frame(store: CubeStore) -> pd.DataFrame:
     """The current layer in every cell: id, centre, area, year and value."""
     ds = store.dataset
     return pd.DataFrame({
-        "cell_id": [format_id(c, store.grid) for c in ds.cell_ids.values],
+        "cell_id": [store.format_id(c) for c in ds.cell_ids.values],
         "lat": ds.lat.values, "lon": ds.lon.values, "area_km2": ds.area_km2.values,
         "year": store.year, store.layer.replace(":", "_"): store.values()})
 

@@ -163,6 +163,10 @@ class CubeStore(pn.viewable.Viewer):
     def _group_stamp(self):
         return _stamp(self.path / group_name(self.grid, self.level))
 
+    def format_id(self, cell) -> str:
+        """A cell id of the current grid as people write it."""
+        return get_grid(self.grid, self.level).format_id(cell)
+
     def layer_groups(self) -> dict[str, dict[str, str]]:
         """Layers by source, each a {label: name} mapping for the layer menu."""
         ds = self.dataset

@@ -149,8 +149,7 @@ def to_cells(rasters, grid: Grid, *, n_components=None,
             raise ValueError(f"AlphaEarth year {year} has bands {list(da.band.values)[:3]}...; "
                              f"year {years[0]} has {bands[:3]}...")
         per_cell = raster_to_cells(da, grid, stats=("mean",), min_lat=min_lat)["mean"]
-        pos = np.searchsorted(ids, per_cell.cell_ids.values)
-        means[k][:, pos] = per_cell.transpose("band", "cells").values
+        means[k] = grid.on_domain(per_cell, ids).transpose("band", "cells").values
     dims = ("year", "cells")
     data_vars = {}
     for b, name in enumerate(bands):

@@ -264,13 +264,11 @@ def to_cells(dem: xr.DataArray, grid: Grid, *, stats=STATS,
     ter = terrain(dem)
     cells = grid.cells(min_lat)
     ids = cells.cell_ids.values
-    per_cell = raster_to_cells(ter, grid, stats=stats, min_lat=min_lat)
-    pos = np.searchsorted(ids, per_cell.cell_ids.values)
+    per_cell = grid.on_domain(raster_to_cells(ter, grid, stats=stats, min_lat=min_lat), ids)
     data_vars = {}
     for name, var in ter.data_vars.items():
         for s in stats:
-            full = np.full(len(ids), np.nan)
-            full[pos] = per_cell[f"{name}_{s}"].values
+            full = per_cell[f"{name}_{s}"].values
             attrs = {"units": var.attrs["units"], "source": "arcticdem",
                      "long_name": f"{s} of the {var.attrs['long_name']} over the cell"}
             data_vars[f"dem_{name}_{s}"] = ("cells", full, attrs)

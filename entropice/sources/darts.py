@@ -107,12 +107,10 @@ def open(path, *, layer=None, year_column=None, date_column=None, year=None,  # 
     years = _years(gdf, name, year_column, date_column, year)
     gdf = gdf.iloc[np.repeat(np.arange(len(gdf)), [len(y) for y in years])].copy()
     gdf["year"] = np.concatenate(years).astype(int)
-    invalid = ~gdf.geometry.is_valid
-    if invalid.any():
-        from ..aggregate.polygons import _polygonal
+    if not gdf.geometry.is_valid.all():
+        from ..aggregate.polygons import repaired
 
-        gdf.loc[invalid, "geometry"] = [_polygonal(shapely.make_valid(g))
-                                        for g in gdf.geometry[invalid]]
+        gdf["geometry"] = repaired(gdf.geometry.values)
         gdf = gdf[shapely.area(gdf.geometry.values) > 0]
     wkb = gdf.geometry.to_wkb()
     dup = pd.DataFrame({"g": wkb, "y": gdf["year"], "r": gdf["rts"]}).duplicated().values
@@ -261,7 +259,7 @@ def prepare(gdf, coverage=None):
     """
     import geopandas as gpd
 
-    from ..aggregate.polygons import _polygonal
+    from ..aggregate.polygons import repaired
 
     has_negatives = "rts" in gdf.columns and not gdf["rts"].all()
     years = sorted(set(gdf["year"]))
@@ -272,8 +270,7 @@ def prepare(gdf, coverage=None):
         bad = ~shapely.is_valid(geoms)
         if bad.any():
             log.info("RTS coverage: %d invalid footprints repaired", int(bad.sum()))
-            geoms = np.array([_polygonal(shapely.make_valid(g)) if b else g
-                              for g, b in zip(geoms, bad)], dtype=object)
+            geoms = repaired(geoms)
         coverage = gpd.GeoDataFrame(coverage.drop(columns=coverage.geometry.name),
                                     geometry=list(geoms), crs=gdf.crs)
         if "year" not in coverage.columns:  # one footprint for every year
@@ -351,16 +348,14 @@ def to_cells(gdf, grid: Grid, *, land_fraction=None, coverage=None,
     area = np.zeros((len(years), n))
     covered = np.ones((len(years), n), dtype=bool)
     for k, year in enumerate(years):
-        part = polygons_to_cells(gdf[gdf["year"] == year], grid, min_lat)
-        pos = np.searchsorted(ids, part.cell_ids.values)
-        count[k, pos] = part["count"].values
-        area[k, pos] = part.overlap_area_km2.values
+        part = grid.on_domain(polygons_to_cells(gdf[gdf["year"] == year], grid, min_lat),
+                              ids, fill=0.0)
+        count[k] = part["count"].values
+        area[k] = part.overlap_area_km2.values
         if coverage is not None:
             foot = coverage[coverage["year"] == year]
-            cov = polygons_to_cells(foot, grid, min_lat) if len(foot) else None
-            share = np.zeros(n)
-            if cov is not None:
-                share[np.searchsorted(ids, cov.cell_ids.values)] = cov.overlap_area_km2.values
+            share = grid.on_domain(polygons_to_cells(foot, grid, min_lat).overlap_area_km2,
+                                   ids, fill=0.0).values if len(foot) else np.zeros(n)
             # the mapped land: coverage over sea maps no land; a cell without land is
             # mapped when half of it is
             mapped_land = np.minimum(share, land_km2)

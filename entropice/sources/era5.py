@@ -536,12 +536,11 @@ def features_to_cells(fds, grid: Grid, *, min_lat: float = DEFAULT_MIN_LAT) -> x
 
     cells = grid.cells(min_lat)
     ids = cells.cell_ids.values
-    per_cell = raster_to_cells(fds.rename({"latitude": "lat", "longitude": "lon"}), grid,
-                               stats=("mean",), min_lat=min_lat)
-    pos = np.searchsorted(ids, per_cell.cell_ids.values)
+    per_cell = grid.on_domain(raster_to_cells(
+        fds.rename({"latitude": "lat", "longitude": "lon"}), grid, stats=("mean",),
+        min_lat=min_lat), ids)
     data_vars = {}
     for name, var in fds.data_vars.items():
-        full = np.full((fds.sizes["year"], len(ids)), np.nan)
-        full[:, pos] = per_cell[f"{name}_mean"].transpose("year", "cells").values
+        full = per_cell[f"{name}_mean"].transpose("year", "cells").values
         data_vars[name] = (("year", "cells"), full, dict(var.attrs))
     return xr.Dataset(data_vars, coords={"cell_ids": cells.cell_ids, "year": fds.year.values})

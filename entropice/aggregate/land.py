@@ -1,39 +1,43 @@
-"""The domain's land: the share of each cell's area that is land, and the land share on
-a lat/lon grid from the NOAA GLOBE mask that ships in the ``global-land-mask`` package."""
+"""The domain's land: the share of each cell's area that is land (from polygons or a
+land mask raster), and the land share on a lat/lon grid from the NOAA GLOBE mask that
+ships in the ``global-land-mask`` package."""
 
 from __future__ import annotations
 
 import numpy as np
 import xarray as xr
 
-from .base import DEFAULT_MIN_LAT, Grid
+from ..grids import DEFAULT_MIN_LAT, Grid
+from .polygons import polygons_to_cells
+from .raster import raster_to_cells
 
 
 def land_fraction(grid: Grid, land, min_lat: float = DEFAULT_MIN_LAT) -> xr.DataArray:
-    """Share of each domain cell's area covered by the ``land`` polygons (0 to 1).
+    """Share of each domain cell's area that is land (0 to 1).
 
     Parameters
     ----------
     grid : Grid
-    land : geopandas.GeoDataFrame
-        Land polygons in any CRS (for example Natural Earth's ``ne_10m_land``).
+    land : geopandas.GeoDataFrame or xarray.DataArray
+        Land polygons in any CRS (for example Natural Earth's ``ne_10m_land``), or a
+        land mask raster (1 land, 0 sea, or a land share) with its CRS.
     min_lat : float, default 50.0
 
     Returns
     -------
     xarray.DataArray
-        ``land_fraction`` on every domain cell (0 where no land polygon reaches).
+        ``land_fraction`` on every domain cell (0 where no land reaches).
     """
-    from ..aggregate import polygons_to_cells
-
     cells = grid.cells(min_lat)
-    overlap = polygons_to_cells(land, grid, min_lat).overlap_area_km2
-    pos = np.searchsorted(cells.cell_ids.values, overlap.cell_ids.values)
-    area = np.zeros(cells.sizes["cells"])
-    area[pos] = overlap.values
-    frac = np.clip(area / cells.area_km2.values, 0.0, 1.0)
-    return xr.DataArray(frac, dims="cells", coords={"cell_ids": cells.cell_ids},
-                        name="land_fraction",
+    if isinstance(land, xr.DataArray):  # the mask's mean over the cell's pixels
+        share = raster_to_cells(land, grid, ("mean",), min_lat)["mean"]
+        frac = np.nan_to_num(grid.on_domain(share, cells.cell_ids.values, fill=0.0).values)
+    else:
+        overlap = polygons_to_cells(land, grid, min_lat).overlap_area_km2
+        area = grid.on_domain(overlap, cells.cell_ids.values, fill=0.0).values
+        frac = area / cells.area_km2.values
+    return xr.DataArray(np.clip(frac, 0.0, 1.0), dims="cells",
+                        coords={"cell_ids": cells.cell_ids}, name="land_fraction",
                         attrs={"units": "1", "long_name": "land share of the cell area"})
 
 

@@ -32,8 +32,8 @@ import numpy as np
 import rioxarray  # noqa: F401  (the .rio accessor)
 import xarray as xr
 
-from ..cube import Cube
-from ..grids.domain import globe_land_share
+from .aggregate import globe_land_share
+from .cube import Cube
 
 log = logging.getLogger("entropice")
 
@@ -329,7 +329,7 @@ def make_raw(raw: Path, cube_path, force=False):
 
 def build(cube_path, *, force=False, quiet=False):
     """Make the raw files and run every stage into the cube at ``cube_path``."""
-    from ..pipeline import load_config, run_all
+    from .pipeline import load_config, run_all
 
     cube_path = Path(cube_path)
     raw = cube_path.parent / "demo-raw"
