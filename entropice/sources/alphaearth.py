@@ -9,7 +9,6 @@ the domain and all years.
 
 from __future__ import annotations
 
-import logging
 import re
 from pathlib import Path
 
@@ -18,8 +17,6 @@ import xarray as xr
 
 from ..grids import DEFAULT_MIN_LAT, Grid
 from . import remote
-
-log = logging.getLogger("entropice")
 
 YEAR_RE = re.compile(r"(?<!\d)(19|20)\d{2}(?!\d)")
 
@@ -82,8 +79,6 @@ def open(paths, *, years=None, chunks=2048, bbox=None):  # noqa: A001 - the sour
         raise ValueError(f"years gives {len(years)} years for {len(paths)} files.")
     per_year = {}
     for k, path in enumerate(paths):
-        if not remote.is_remote(path) and not path.exists():
-            raise ValueError(f"AlphaEarth file {path} does not exist.")
         if years is not None:
             year = int(years[k])
         else:
@@ -92,16 +87,9 @@ def open(paths, *, years=None, chunks=2048, bbox=None):  # noqa: A001 - the sour
                 raise ValueError(f"cannot tell the year of AlphaEarth file {path}: put it in "
                                  "the file name (..._2021.tif) or pass years=[...].")
             year = int(m.group(0))
-        try:
-            da = remote.open_rasterio(path, bbox, chunks={"x": chunks, "y": chunks},
-                                      masked=True)
-        except Exception as err:  # noqa: BLE001
-            raise ValueError(f"cannot read AlphaEarth file {path}: {err}") from None
+        da = remote.open_raster(path, "AlphaEarth file", bbox=bbox, chunks=chunks)
         if da is None:
-            log.info("AlphaEarth file %s lies outside the domain: skipped", path)
             continue
-        if da.rio.crs is None:
-            raise ValueError(f"AlphaEarth file {path} has no CRS.")
         da = da.assign_coords(band=_band_names(da, path))
         per_year.setdefault(year, []).append(da)
     if not per_year:

@@ -9,7 +9,6 @@ are seamless; ``to_cells`` reduces each to per-cell mean, std, p10, p50 and p90.
 
 from __future__ import annotations
 
-import logging
 import re
 from pathlib import Path
 
@@ -17,8 +16,6 @@ import numpy as np
 import xarray as xr
 
 from ..grids import DEFAULT_MIN_LAT, Grid
-
-log = logging.getLogger("entropice")
 
 STATS = ("mean", "std", "p10", "p50", "p90")
 QUANTITIES = {
@@ -69,18 +66,9 @@ def open(paths, *, chunks=2048, bbox=None):  # noqa: A001 - the source's verb
     tiles = []
     crs = None
     for href in hrefs:
-        if not remote.is_remote(href) and not Path(href).exists():
-            raise ValueError(f"ArcticDEM tile {href} does not exist.")
-        try:
-            da = remote.open_rasterio(href, bbox, chunks={"x": chunks, "y": chunks},
-                                      masked=True)
-        except Exception as err:  # noqa: BLE001 - rasterio raises many types
-            raise ValueError(f"cannot read ArcticDEM tile {href}: {err}") from None
+        da = remote.open_raster(href, "ArcticDEM tile", bbox=bbox, chunks=chunks)
         if da is None:
-            log.info("ArcticDEM tile %s lies outside the domain: skipped", href)
             continue
-        if da.rio.crs is None:
-            raise ValueError(f"ArcticDEM tile {href} has no CRS.")
         if crs is None:
             crs = da.rio.crs
         elif da.rio.crs != crs:

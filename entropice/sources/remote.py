@@ -11,8 +11,11 @@ the same way.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
+
+log = logging.getLogger("entropice")
 
 
 def is_remote(href) -> bool:
@@ -186,6 +189,26 @@ def open_rasterio(href, bbox=None, **kwargs):
         if href is None:
             return None
     return rioxarray.open_rasterio(href, **kwargs)
+
+
+def open_raster(href, what: str, *, bbox=None, chunks=2048):
+    """A raster file or URL as a lazy (band, y, x) DataArray (dask chunks of ``chunks``
+    pixels, nodata as NaN) with its CRS; None when a URL's raster misses ``bbox`` (said
+    in the log). Errors name ``what`` (such as "ArcticDEM tile") and the file."""
+    from pathlib import Path
+
+    if not is_remote(href) and not Path(href).exists():
+        raise ValueError(f"{what} {href} does not exist.")
+    try:
+        da = open_rasterio(href, bbox, chunks={"x": chunks, "y": chunks}, masked=True)
+    except Exception as err:  # noqa: BLE001 - rasterio raises many types
+        raise ValueError(f"cannot read {what} {href}: {err}") from None
+    if da is None:
+        log.info("%s %s lies outside the domain: skipped", what, href)
+        return None
+    if da.rio.crs is None:
+        raise ValueError(f"{what} {href} has no CRS.")
+    return da
 
 
 def zarr_store(href):
