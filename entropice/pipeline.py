@@ -138,35 +138,43 @@ def run_stage(stage: str, cfg: dict, *, force=False, quiet=False, scheduler=None
         return STAGES[stage].run(cfg, force=force, quiet=quiet)
 
 
+def _for_each_group(cfg, stage, cube, *, up_to_date, work, quiet, new_group=False):
+    """The loop of every stage: for each group of the configuration, ``work(name, level)``
+    unless ``up_to_date(name, level)``; ``[(grid, level, "written" | "up to date")]``."""
+    done = []
+    for name, level in _progress(_groups(cfg), quiet, stage):
+        if not new_group and (name, level) not in cube:
+            raise ConfigError(f"the cube has no group {name}/{level}: run the grids stage "
+                              "first (`entropice grids`).")
+        if up_to_date(name, level):
+            log.info("%s: %s/%s is up to date", stage, name, level)
+            done.append((name, level, "up to date"))
+            continue
+        work(name, level)
+        done.append((name, level, "written"))
+    return done
+
+
 def _each_group(cfg, stage, inputs, compute, *, force, quiet, new_group=False):
     """Call ``compute(grid, level, cube)`` for every group not up to date, then write the
     results: all groups are staged first and swapped in together (:meth:`Cube.batch`),
     so a stage that fails on any group leaves every group as it was."""
     cube = Cube.create(_path(cfg, cfg["cube"]))
     chash = _hash(cfg, stage)
-    done = []
+
+    def write(name, level):
+        ds = compute(name, level, cube)
+        whole = new_group and not ((name, level) in cube and np.array_equal(
+            cube.read(name, level).cell_ids.values, ds.cell_ids.values))
+        (cube.write_group if whole else cube.add_variables)(
+            ds, name, level, stage=stage, config_hash=chash, inputs=inputs)
+        log.info("%s: staged %s/%s", stage, name, level)
+
     with cube.batch():
-        for name, level in _progress(_groups(cfg), quiet, stage):
-            if not force and cube.is_up_to_date(name, level, stage, chash, inputs):
-                log.info("%s: %s/%s is up to date", stage, name, level)
-                done.append((name, level, "up to date"))
-                continue
-            if not new_group and (name, level) not in cube:
-                raise ConfigError(f"the cube has no group {name}/{level}: run the grids "
-                                  "stage first (`entropice grids`).")
-            ds = compute(name, level, cube)
-            if new_group and (name, level) in cube and np.array_equal(
-                    cube.read(name, level).cell_ids.values, ds.cell_ids.values):
-                cube.add_variables(ds, name, level, stage=stage, config_hash=chash,
-                                   inputs=inputs)
-            elif new_group:
-                cube.write_group(ds, name, level, stage=stage, config_hash=chash,
-                                 inputs=inputs)
-            else:
-                cube.add_variables(ds, name, level, stage=stage, config_hash=chash,
-                                   inputs=inputs)
-            log.info("%s: staged %s/%s", stage, name, level)
-            done.append((name, level, "written"))
+        done = _for_each_group(
+            cfg, stage, cube, quiet=quiet, new_group=new_group, work=write,
+            up_to_date=lambda name, level: not force and cube.is_up_to_date(
+                name, level, stage, chash, inputs))
     if any(status == "written" for *_, status in done):
         log.info("%s: wrote %d group(s)", stage, sum(s == "written" for *_, s in done))
     return done
@@ -407,28 +415,31 @@ def stage_train(cfg, *, force=False, quiet=False):
     chash = config_hash({"train": section, "domain": cfg["domain"]})
     store = run_store(cfg)
     cube.set_attrs(models=str(store.root.resolve()))  # where the dashboard finds runs
-    rows, done = [], []
-    for name, level in _progress(_groups(cfg), quiet, "train"):
-        if (name, level) not in cube:
-            raise ConfigError(f"the cube has no group {name}/{level}: run the grids stage "
-                              "first (`entropice grids`).")
-        grid = get_grid(name, level)
-        # the data trained on: every stage's record but the predictions' own
-        data = config_hash({k: v for k, v in cube.provenance(name, level).items()
+    rows = []
+
+    def data_of(name, level):  # the data trained on: every stage's record but predict's
+        return config_hash({k: v for k, v in cube.provenance(name, level).items()
                             if k != "predict"})
-        entry = store.entry(grid)
-        if not force and entry.get("config_hash") == chash and entry.get("data") == data:
-            done.append((name, level, "up to date"))
+
+    def up_to_date(name, level):
+        entry = store.entry(get_grid(name, level))
+        current = not force and entry.get("config_hash") == chash and entry.get(
+            "data") == data_of(name, level)
+        if current:
             rows.extend(entry.get("rows", []))
-            continue
+        return current
+
+    def train(name, level):
         run = train_group(cube.read(name, level), section, store=store, quiet=quiet)
         entry_rows = [{"grid": name, "level": level, "model": m, **{
             k: v for k, v in met.items() if k != "confusion_matrix"},
             **({"land_for_90pct_rts": run["triage"][m]["land_share_needed"]["0.90"]}
                if run["triage"] else {})} for m, met in run["metrics"].items()]
-        store.set_current(grid, run["run_id"], config_hash=chash, data=data, rows=entry_rows)
+        store.set_current(get_grid(name, level), run["run_id"], config_hash=chash,
+                          data=data_of(name, level), rows=entry_rows)
         rows.extend(entry_rows)
-        done.append((name, level, "written"))
+
+    done = _for_each_group(cfg, "train", cube, up_to_date=up_to_date, work=train, quiet=quiet)
     store.write_summary(rows)
     return done
 
