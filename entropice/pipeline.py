@@ -345,13 +345,13 @@ def stage_era5(cfg, *, force=False, quiet=False):
     def features():
         ds = era5.open(paths, min_lat=cfg["domain"]["min_lat"], units=section.get("units"),
                        daily_means=section.get("daily_means"))
-        return era5.features(ds, year_start_month=cfg["domain"]["year_start_month"],
-                             trend_window=section.get("trend_window", 10))
+        # every year feeds the trend; only the config's years go onto the cells
+        return _years(cfg, era5.features(ds, year_start_month=cfg["domain"][
+            "year_start_month"], trend_window=section.get("trend_window", 10)))
 
     def compute(name, level, cube):
-        out = era5.features_to_cells(features(), get_grid(name, level),
-                                     min_lat=cfg["domain"]["min_lat"])
-        return _years(cfg, out)
+        return era5.features_to_cells(features(), get_grid(name, level),
+                                      min_lat=cfg["domain"]["min_lat"])
 
     return _each_group(cfg, "era5", inputs, compute, force=force, quiet=quiet)
 
