@@ -2,5 +2,6 @@
 $ENTROPICE_CUBE, else data/cube.zarr."""
 
 from entropice.dashboard import build
+from entropice.dashboard.page import cube_path
 
-build().servable(title="Entropice")
+build(cube_path()).servable(title="Entropice")

@@ -13,12 +13,22 @@ import small_cube
 from entropice.dashboard import build
 from entropice.dashboard.boxes_view import BoxesView, box_table
 from entropice.dashboard.data_view import DataView, by_class
+from entropice.dashboard.downloads import layer_csv, layer_geoparquet
 from entropice.dashboard.evaluation_view import EvaluationView, metrics_table
+from entropice.dashboard.layers import (
+    class_labels,
+    describe,
+    features,
+    layer_menu,
+    model_class_labels,
+    split_layer,
+)
 from entropice.dashboard.lookup import PixelLookup, land_image, to_polar
 from entropice.dashboard.map_view import MapView, home_extent
-from entropice.dashboard.page import layer_csv, layer_geoparquet
+from entropice.dashboard.page import App, apply_query, cube_path
 from entropice.dashboard.relevance_view import RelevanceView, importance, is_flat, weights
-from entropice.dashboard.store import CubeStore, cube_path
+from entropice.dashboard.selection import Selection
+from entropice.dashboard.store import CubeStore
 from entropice.grids import get_grid
 
 
@@ -34,28 +44,66 @@ def store(cube):
     return CubeStore(cube[0])
 
 
-def test_store_opens_the_cube_and_follows_the_selection(store, cube):
+@pytest.fixture
+def sel(store):
+    return Selection(store=store)
+
+
+def test_store_reads_the_cube_and_its_runs(store, cube):
     assert store.problem is None
-    assert store.param.grid.objects == ["h3", "healpix"]
-    assert store.grid == "h3" and store.param.level.objects == [2, 3]
-    store.level = 3
-    assert store.run == cube[1]
-    assert store.layer == "pred_proba:1"  # predictions first where they exist
-    groups = store.layer_groups()
-    assert list(groups["Predictions"].values())[:2] == ["pred_class", "pred_entropy"]
-    assert groups["ERA5 climate"] == {"era5_tdd_sum": "era5_tdd_sum"}
-    assert "dem_slope_mean" in groups["ArcticDEM terrain"]
-    v = store.values("pred_proba:1", 2022)
-    np.testing.assert_array_equal(v, store.dataset.pred_proba.sel(year=2022, **{"class": 1}))
-    store.grid = "healpix"
-    assert store.level == 4 and not store.has_predictions and store.run is None
-    assert store.layer == "rts_density"
+    assert store.grids() == ["h3", "healpix"] and store.levels("h3") == [2, 3]
+    assert store.dataset("h3", 3) is store.dataset("h3", 3)  # read once
+    assert store.run_ids("h3", 3) == [cube[1]] and store.run_ids("h3", 2) == []
+    assert list(store.current_models()) == ["h3 3"]
+
+
+def test_selection_follows_the_store(sel, cube):
+    assert sel.param.grid.objects == ["h3", "healpix"]
+    assert sel.grid == "h3" and sel.param.level.objects == [2, 3]
+    sel.level = 3
+    assert sel.run == cube[1]
+    assert sel.layer == "pred_proba:1"  # predictions first where they exist
+    v = sel.values("pred_proba:1", 2022)
+    np.testing.assert_array_equal(v, sel.dataset.pred_proba.sel(year=2022, **{"class": 1}))
+    sel.grid = "healpix"
+    assert sel.level == 4 and not sel.has_predictions and sel.run is None
+    assert sel.layer == "rts_density"
+
+
+def test_layers_decode_names_classes_and_sources(store):
+    ds = store.dataset("h3", 3)
+    menu = layer_menu(ds)
+    assert menu["Predictions"] == {"predicted class": "pred_class",
+                                   "prediction entropy": "pred_entropy",
+                                   "P(none)": "pred_proba:0", "P(low)": "pred_proba:1",
+                                   "P(medium)": "pred_proba:2", "P(high)": "pred_proba:3"}
+    assert menu["ERA5 climate"] == {"era5_tdd_sum": "era5_tdd_sum"}
+    assert "dem_slope_mean" in menu["ArcticDEM terrain"]
+    assert features(ds) == {"alphaearth": ["emb_pc01"], "arcticdem": ["dem_slope_mean"],
+                            "era5": ["era5_tdd_sum"]}  # by the source attribute
+    assert split_layer("pred_proba:2") == ("pred_proba", 2)
+    assert split_layer("era5_tdd_sum") == ("era5_tdd_sum", None)
+    assert describe(ds, "pred_proba:3") == ("predicted probability, P(high)", "")
+    assert class_labels(ds.rts_class, [0.0, 3.0, 7.0]) == ["none", "high", "7"]
+    assert class_labels(ds.pred_class, [1]) == ["low"]
 
 
 def test_a_missing_cube_says_to_run_the_demo(tmp_path):
     page = build(tmp_path / "nowhere.zarr")
     text = str(page.main[0].object)
     assert "entropice demo" in text and "nowhere.zarr" in text
+
+
+def test_the_page_composes_the_views_and_the_sidebar_follows(sel, cube):
+    app = App(selection=sel)
+    page = app.page()
+    assert len(page.main[0]) == 5  # the tabs: map, boxes, relevance, evaluation, data
+    assert f"Cube: `{cube[0]}`" in page.sidebar[-1].object
+    note = next(w for w in page.sidebar if isinstance(w, pn.pane.Alert))
+    csv = pn.Column(*page.sidebar).select(pn.widgets.FileDownload)[0]
+    assert not note.visible and csv.filename == "h33_pred_proba_1_2022.csv"
+    sel.grid = "healpix"
+    assert note.visible and csv.filename == "healpix4_rts_density_2022.csv"
 
 
 def test_cube_path_from_args_env_or_default(monkeypatch):
@@ -67,12 +115,21 @@ def test_cube_path_from_args_env_or_default(monkeypatch):
     assert str(cube_path([])) == "data/cube.zarr"
 
 
-def test_runs_are_only_those_listed(store):
-    store.level = 3
+def test_names_from_a_link_are_only_matched_against_the_cube_and_runs(sel, cube):
+    kept = apply_query(sel, {"grid": "../../etc", "level": "3", "layer": "/etc/passwd",
+                             "run": "../../../etc/passwd", "box": "-5"})
+    assert kept == {"level": "3"}
+    assert (sel.grid, sel.level, sel.layer, sel.run) == ("h3", 3, "pred_proba:1", cube[1])
+    with pytest.raises(ValueError):
+        sel.run = "../../etc"
+    with pytest.raises(ValueError):
+        sel.grid = "../../etc"
     with pytest.raises(KeyError, match="unknown model run"):
-        store.model("../../etc")
+        sel.store.model("../../etc")
+    with pytest.raises(KeyError, match="no group"):
+        sel.store.dataset("../../etc", 3)
     with pytest.raises(ValueError, match="not a run id"):
-        store.run_store.path("../../etc")
+        sel.store.run_store.path("../../etc")
 
 
 def test_pixel_lookup_finds_each_pixels_cell():
@@ -104,16 +161,16 @@ def test_land_and_coastline_ship_offline():
         assert (one == want) if want else np.isnan(one)
 
 
-def test_map_view_renders_values_and_highlights_a_box(store):
-    store.level = 3
-    view = MapView(store=store)
-    (x0, x1), (y0, y1) = home_extent(store)
+def test_map_view_renders_values_and_highlights_a_box(sel):
+    sel.level = 3
+    view = MapView(selection=sel)
+    (x0, x1), (y0, y1) = home_extent(sel)
     img, idx = view.image((x0, x1), (y0, y1), "era5_tdd_sum")
     assert np.isfinite(img).sum() == (idx >= 0).sum() > 0
     ok = idx >= 0
-    np.testing.assert_allclose(img[ok], store.values("era5_tdd_sum")[idx[ok]], rtol=1e-6)
+    np.testing.assert_allclose(img[ok], sel.values("era5_tdd_sum")[idx[ok]], rtol=1e-6)
     plain = view.dmap[()]
-    store.box = int(store.cell_boxes()[0])
+    sel.box = int(sel.cell_boxes()[0])
     highlighted = view.dmap[()]
     assert len(highlighted) == len(plain)
     assert plain.Image.II.data.size == 1  # a pixel off the view
@@ -122,24 +179,24 @@ def test_map_view_renders_values_and_highlights_a_box(store):
     pn.panel(view).get_root()
 
 
-def test_zoomed_in_cells_are_outlined_with_their_details(store):
-    store.level = 3
-    view = MapView(store=store)
-    lat, lon = store.dataset.lat.values[100], store.dataset.lon.values[100]
+def test_zoomed_in_cells_are_outlined_with_their_details(sel):
+    sel.level = 3
+    view = MapView(selection=sel)
+    lat, lon = sel.dataset.lat.values[100], sel.dataset.lon.values[100]
     x, y = to_polar(lon, lat)
-    store.layer = "pred_class"
+    sel.layer = "pred_class"
     out = view._render(x_range=(x - 2e5, x + 2e5), y_range=(y - 2e5, y + 2e5))
     polys = out.Polygons.I
     assert "probabilities" in polys.vdims[-1].name
     cells = polys.dimension_values("cell", expanded=False)
-    assert any(c == format(int(store.dataset.cell_ids.values[100]), "x") for c in cells)
+    assert any(c == format(int(sel.dataset.cell_ids.values[100]), "x") for c in cells)
 
 
-def test_a_clicked_cell_shows_its_details(store):
-    store.level = 3
-    view = MapView(store=store)
+def test_a_clicked_cell_shows_its_details(sel):
+    sel.level = 3
+    view = MapView(selection=sel)
     k = 123
-    ds = store.dataset
+    ds = sel.dataset
     x, y = to_polar(ds.lon.values[k], ds.lat.values[k])
     assert view.cell_at(float(x), float(y)) == k
     view.tap.event(x=float(x), y=float(y))
@@ -150,58 +207,60 @@ def test_a_clicked_cell_shows_its_details(store):
     assert "No cell" in view.details.object
 
 
-def test_boxes_view(store):
-    store.level = 3
-    view = BoxesView(store=store)
-    names, centres, proba, counts, boxes = box_table(store.model())
+def test_boxes_view(sel):
+    sel.level = 3
+    view = BoxesView(selection=sel)
+    names, centres, proba, counts, boxes = box_table(sel.store.model(sel.run))
+    assert model_class_labels(sel.store.model(sel.run)) == ["none", "low", "medium", "high"]
     assert centres.shape == (len(boxes), len(names)) and np.allclose(proba.sum(1), 1)
     assert np.all(np.diff(proba[:, 0]) >= 0)  # most RTS first
     assert len(view.box_select.options) == len(boxes) + 1
     view.box_select.value = int(boxes[0])
-    assert store.box == int(boxes[0])
+    assert sel.box == int(boxes[0])
     pn.panel(view).get_root()
-    store.grid = "healpix"
+    sel.grid = "healpix"
     assert isinstance(view.plots(), pn.pane.Alert)
 
 
-def test_relevance_view(store):
-    store.level = 3
-    rel = store.relevance()
-    df = weights(store.model(), rel)
+def test_relevance_view(sel):
+    sel.level = 3
+    rel = sel.store.relevance(sel.run)
+    df = weights(sel.store.model(sel.run), rel, features(sel.dataset))
     assert np.isclose(df.weight.sum(), 1) and df.weight.is_monotonic_decreasing
-    assert set(df.source) == {"era5", "dem", "emb"}
+    assert set(df.source) == {"era5", "arcticdem", "alphaearth"}
+    assert set(weights(sel.store.model(sel.run)).source) == {"other"}
     assert not df.feature.str.endswith("_missing").any()  # indicators carry no weight
     # the spread over 3 outer folds x 4 members, and the permutation importance
     assert (rel[rel.measure == "weight"]["count"] == 12).all()
     assert {"eSPA+", "LogisticRegression"} <= set(importance(rel, df.feature).model)
-    assert is_flat(store.model())  # the small cube's run has eps_W = inf
-    pn.panel(RelevanceView(store=store)).get_root()
-    shown = RelevanceView(store=store).current().objects
+    assert is_flat(sel.store.model(sel.run))  # the small cube's run has eps_W = inf
+    pn.panel(RelevanceView(selection=sel)).get_root()
+    shown = RelevanceView(selection=sel).current().objects
     assert any(isinstance(o, pn.pane.Alert) and "flat" in o.object for o in shown)
 
 
-def test_evaluation_view(store):
-    store.level = 3
-    table = metrics_table(store.metrics())
+def test_evaluation_view(sel):
+    sel.level = 3
+    table = metrics_table(sel.store.metrics(sel.run))
     assert list(table.model) == ["eSPA+", "LogisticRegression", "Majority"]
     assert "land for 90% RTS" in table
-    pn.panel(EvaluationView(store=store)).get_root()
+    pn.panel(EvaluationView(selection=sel)).get_root()
 
 
-def test_data_view(store):
-    store.level = 3
-    df = by_class(store.dataset, "era5_tdd_sum", 2021)
+def test_data_view(sel):
+    sel.level = 3
+    df = by_class(sel.dataset, "era5_tdd_sum", 2021)
     assert set(df["class"]) <= {"none", "low", "medium", "high"}
-    assert len(df) == np.isfinite(store.dataset.rts_class.sel(year=2021)).sum()
-    pn.panel(DataView(store=store)).get_root()
+    assert len(df) == np.isfinite(sel.dataset.rts_class.sel(year=2021)).sum()
+    pn.panel(DataView(selection=sel)).get_root()
 
 
-def test_downloads_hold_the_current_layer(store):
-    store.level = 3
-    store.layer = "era5_tdd_sum"
-    csv = pd.read_csv(layer_csv(store))
-    assert len(csv) == store.dataset.sizes["cells"]
-    np.testing.assert_allclose(csv.era5_tdd_sum, store.values(), rtol=1e-6)
-    gdf = gpd.read_parquet(io.BytesIO(layer_geoparquet(store).getvalue()))
+def test_downloads_hold_the_current_layer(sel):
+    sel.level = 3
+    sel.layer = "era5_tdd_sum"
+    csv = pd.read_csv(layer_csv(sel))
+    assert len(csv) == sel.dataset.sizes["cells"]
+    np.testing.assert_allclose(csv.era5_tdd_sum, sel.values(), rtol=1e-6)
+    gdf = gpd.read_parquet(io.BytesIO(layer_geoparquet(sel).getvalue()))
     assert gdf.crs.to_epsg() == 4326 and len(gdf) == len(csv)
     assert gdf.geometry.is_valid.all()

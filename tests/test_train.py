@@ -183,6 +183,23 @@ def test_saved_model_predicts_exactly_the_same(tmp_path, params):
         runs.load_model(tmp_path / "run")
 
 
+def test_ranking_auc_scores_the_order_of_classes():
+    """The inner search's scorer: 1 when the expected class orders the samples as their
+    classes, 0 reversed, and it holds when a fold lacks a class."""
+    from sklearn.dummy import DummyClassifier
+
+    class Fixed(DummyClassifier):  # predicts given probabilities
+        def predict_proba(self, X):
+            return np.asarray(X)
+
+    y = np.array([0, 0, 1, 1, 3, 3])
+    est = Fixed().fit(np.zeros((6, 4)), np.array([0, 1, 2, 3, 0, 1]))
+    onehot = np.eye(4)[y]
+    assert runs.ranking_auc(est, onehot, y) == 1.0
+    assert runs.ranking_auc(est, onehot[::-1], y) == 0.0
+    assert runs.ranking_auc(est, onehot[:2], y[:2]) == 0.5  # one class: no ranking
+
+
 def test_run_store_owns_runs(tmp_path):
     """Run ids, the current run of each group, what the store lists and refuses."""
     ds = group()

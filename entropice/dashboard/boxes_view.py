@@ -8,7 +8,8 @@ import numpy as np
 import panel as pn
 import param
 
-from .store import CubeStore
+from .layers import model_class_labels
+from .view import View
 
 TOP_FEATURES = 15
 CLASS_COLOURS = ["#d9d9d9", "#fdae61", "#f46d43", "#a50026", "#67001f", "#000000"]
@@ -26,34 +27,34 @@ def box_table(model, top=TOP_FEATURES):
         boxes], boxes
 
 
-class BoxesView(pn.viewable.Viewer):
-    """Heat map of box centres over the top features, and the boxes' label mix."""
-
-    store = param.ClassSelector(class_=CubeStore)
+class BoxesView(View):
+    """Heat map of box centres over the top features, and the boxes' label mix; the
+    menu that highlights a box on the map."""
 
     def __init__(self, **params):
         super().__init__(**params)
         self.box_select = pn.widgets.Select(label="Highlight box on the map", width=260)
-        self.box_select.param.watch(lambda e: setattr(self.store, "box", e.new), "value")
-        self.store.param.watch(self._sync_select, ["run", "box"])
+        self.box_select.param.watch(lambda e: setattr(self.selection, "box", e.new), "value")
         self._sync_select()
 
-    def _sync_select(self, *_):
+    @param.depends("selection.run", "selection.box", watch=True)
+    def _sync_select(self):
+        s = self.selection
         opts = {"none": -1}
-        if self.store.run:
-            _, _, proba, counts, boxes = box_table(self.store.model())
+        if s.run:
+            _, _, proba, counts, boxes = box_table(self.store.model(s.run))
             for k, p, n in zip(boxes, proba, counts):
                 opts[f"box {k}: P(any RTS) {1 - p[0]:.2f}, {int(n)} samples"] = int(k)
         self.box_select.options = opts
-        self.box_select.value = self.store.box if self.store.box in opts.values() else -1
+        self.box_select.value = s.box if s.box in opts.values() else -1
 
-    @param.depends("store.run", "store.box")
+    @param.depends("selection.run", "selection.box")
     def plots(self):
-        s = self.store
+        s = self.selection
         if not s.run:
             return pn.pane.Alert("No model run for this grid and level: train one with "
                                  "`entropice train`.", alert_type="warning")
-        model = s.model()
+        model = self.store.model(s.run)
         names, centres, proba, counts, boxes = box_table(model)
         labels = [f"box {k}" for k in boxes]
         heat = hv.HeatMap(
@@ -67,7 +68,7 @@ class BoxesView(pn.viewable.Viewer):
             if sel:
                 heat = heat * hv.VSpan(labels.index(sel) - 0.5, labels.index(sel) + 0.5).opts(
                     color="#ff2d95", alpha=0.25)
-        classes = model.meta.get("classes") or [str(c) for c in model.classes_]
+        classes = model_class_labels(model)
         bars = hv.Bars([(labels[i], classes[c], float(proba[i, c]))
                         for i in range(len(boxes)) for c in range(proba.shape[1])],
                        kdims=["box", "class"], vdims=["probability"]).opts(

@@ -8,7 +8,8 @@ import pandas as pd
 import panel as pn
 import param
 
-from .store import CubeStore
+from .layers import class_labels, features
+from .view import View
 
 
 def by_class(ds, feature, year) -> pd.DataFrame:
@@ -17,45 +18,41 @@ def by_class(ds, feature, year) -> pd.DataFrame:
     da = ds[feature].sel(year=year) if "year" in ds[feature].dims else ds[feature]
     v = np.asarray(da.values, dtype=np.float64)
     ok = np.isfinite(cls) & np.isfinite(v)
-    names = ds.rts_class.attrs.get("flag_meanings", "").split()
-    label = [names[int(c)] if int(c) < len(names) else str(int(c)) for c in cls[ok]]
-    return pd.DataFrame({"class": label, feature: v[ok]})
+    return pd.DataFrame({"class": class_labels(ds.rts_class, cls[ok]), feature: v[ok]})
 
 
-class DataView(pn.viewable.Viewer):
+class DataView(View):
     """Violins of the chosen feature per RTS class (labelled cells of the chosen year)."""
 
-    store = param.ClassSelector(class_=CubeStore)
     feature = param.Selector(objects=[], doc="Feature")
 
     def __init__(self, **params):
         super().__init__(**params)
-        self.store.param.watch(self._features, ["grid", "level"])
         self._features()
 
-    def _features(self, *_):
-        groups = self.store.layer_groups() if self.store.groups else {}
-        names = [n for g, d in groups.items() if g not in ("Predictions", "Labels", "Cells")
-                 for n in d.values()]
+    @param.depends("selection.grid", "selection.level", watch=True)
+    def _features(self):
+        names = [n for group in features(self.selection.dataset).values() for n in group]
         self.param.feature.objects = names
         if self.feature not in names and names:
             self.feature = "era5_tdd_sum" if "era5_tdd_sum" in names else names[0]
 
-    @param.depends("feature", "store.year", "store.level", "store.grid")
+    @param.depends("feature", "selection.year", "selection.level", "selection.grid")
     def plot(self):
-        ds = self.store.dataset
+        s = self.selection
+        ds = s.dataset
         if "rts_class" not in ds or not self.feature:
             return pn.pane.Alert("This group has no labels.", alert_type="warning")
-        df = by_class(ds, self.feature, self.store.year)
+        df = by_class(ds, self.feature, s.year)
         if df.empty:
-            return pn.pane.Alert(f"No labelled cell has {self.feature} in {self.store.year}.",
+            return pn.pane.Alert(f"No labelled cell has {self.feature} in {s.year}.",
                                  alert_type="warning")
         long = ds[self.feature].attrs.get("long_name", self.feature)
         units = ds[self.feature].attrs.get("units", "")
         return hv.Violin(df, kdims=["class"], vdims=[self.feature]).opts(
             width=720, height=420, violin_fill_color="class", cmap="viridis",
             ylabel=f"{long} [{units}]" if units else long,
-            title=f"{self.feature} by RTS class, {self.store.year} ({len(df):,} cells)")
+            title=f"{self.feature} by RTS class, {s.year} ({len(df):,} cells)")
 
     def __panel__(self):
         return pn.Column(pn.widgets.Select.from_param(self.param.feature, width=320),

@@ -8,7 +8,8 @@ import pandas as pd
 import panel as pn
 import param
 
-from .store import CubeStore
+from .layers import model_class_labels
+from .view import View
 
 METRICS = ["balanced_accuracy", "macro_f1", "roc_auc", "log_loss", "brier"]
 
@@ -25,16 +26,15 @@ def metrics_table(metrics: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-class EvaluationView(pn.viewable.Viewer):
+class EvaluationView(View):
     """Out-of-fold metrics of the current run."""
 
-    store = param.ClassSelector(class_=CubeStore)
     model = param.Selector(default="eSPA+", objects=["eSPA+"], doc="Confusion matrix of")
 
-    @param.depends("store.run", "model")
+    @param.depends("selection.run", "model")
     def plots(self):
-        s = self.store
-        m = s.metrics() if s.run else {}
+        s = self.selection
+        m = self.store.metrics(s.run) if s.run else {}
         if not m:
             return pn.pane.Alert("No evaluated run for this grid and level: train one with "
                                  "`entropice train`.", alert_type="warning")
@@ -43,8 +43,8 @@ class EvaluationView(pn.viewable.Viewer):
         name = self.model if self.model in models else models[0]
         table = pn.pane.DataFrame(metrics_table(m).round(3), index=False, width=720,
                                   css_classes=["metrics-table"])
-        model = s.model()
-        classes = model.meta.get("classes") or [str(c) for c in model.meta["labels"]]
+        model = self.store.model(s.run)
+        classes = model_class_labels(model)
         cm = m["metrics"][name]["confusion_matrix"]
         confusion = hv.HeatMap([(classes[j], classes[i], cm[i][j]) for i in range(len(cm))
                                 for j in range(len(cm))], kdims=["predicted", "true"],

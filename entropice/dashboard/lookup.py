@@ -17,6 +17,7 @@ import pyproj
 
 from ..aggregate.land import globe_land_share
 from ..grids import get_grid
+from ..sources.remote import cache_dir
 
 POLAR_CRS = "EPSG:3413"
 
@@ -96,8 +97,13 @@ LAND_MIN_LAT = 40.0
 
 
 def _cache_path() -> Path:
-    root = os.environ.get("ENTROPICE_CACHE_DIR") or Path.home() / ".cache" / "entropice"
-    return Path(root) / f"land-{LAND_STEP}-{LAND_MIN_LAT}.npy"
+    """Where the land share is kept: the dashboard's part of the local cache
+    (``$ENTROPICE_CACHE/dashboard``, by default ``~/.cache/entropice/dashboard``); with
+    ``ENTROPICE_CACHE_DIR`` set, that directory's ``dashboard/`` (as the aggregation's
+    on-disk index cache honours it)."""
+    root = os.environ.get("ENTROPICE_CACHE_DIR")
+    folder = Path(root) / "dashboard" if root else cache_dir("dashboard")
+    return folder / f"land-{LAND_STEP}-{LAND_MIN_LAT}.npy"
 
 
 @functools.cache

@@ -11,19 +11,20 @@ from __future__ import annotations
 import holoviews as hv
 import numpy as np
 import panel as pn
-import param
 
+from .layers import class_labels, default_layer, is_prediction, split_layer
 from .lookup import land_image, to_polar
-from .store import CubeStore
+from .selection import Selection
+from .view import View
 
 PIXELS = 640  # the image's width and height
 MAX_OUTLINED = 400  # cells outlined, with a full hover, when no more are in view
 PAD = 1.03
 
 
-def home_extent(store: CubeStore) -> tuple[tuple, tuple]:
-    """A square view around the pole holding every cell of the group."""
-    ds = store.dataset
+def home_extent(selection: Selection) -> tuple[tuple, tuple]:
+    """A square view around the pole holding every cell of the selected group."""
+    ds = selection.dataset
     x, y = to_polar(ds.lon.values, ds.lat.values)
     r = PAD * float(np.nanmax(np.hypot(x, y))) if len(x) else 4.5e6
     return (-r, r), (-r, r)
@@ -40,23 +41,21 @@ def robust_range(values: np.ndarray) -> tuple[float, float]:
     return float(lo), float(hi if hi > lo else lo + 1.0)
 
 
-class MapView(pn.viewable.Viewer):
+class MapView(View):
     """The map of the current layer, with the highlighted box and a cell's details."""
-
-    store = param.ClassSelector(class_=CubeStore)
 
     def __init__(self, **params):
         super().__init__(**params)
-        s = self.store
+        s = self.selection
         self.status = pn.pane.Markdown("", css_classes=["map-status"], margin=(0, 10))
         self.range = hv.streams.RangeXY()
-        self.selection = hv.streams.Params(
+        self.shown = hv.streams.Params(
             s, ["grid", "level", "year", "layer", "cmap", "vmin", "vmax", "box", "run"])
         # three layers, so a layer change resends only the cells' image: the land
         # beneath and the coastline above follow the view alone
         self.land = hv.DynamicMap(self._land, streams=[self.range])
         self.coast = hv.DynamicMap(self._coast, streams=[self.range])
-        self.dmap = hv.DynamicMap(self._render, streams=[self.selection, self.range])
+        self.dmap = hv.DynamicMap(self._render, streams=[self.shown, self.range])
         self.plot = (self.land * self.dmap * self.coast).opts(
             width=720, height=700, xaxis=None, yaxis=None, data_aspect=1, framewise=True,
             active_tools=["wheel_zoom"])
@@ -67,7 +66,7 @@ class MapView(pn.viewable.Viewer):
         self.tap.add_subscriber(self._show_cell)
 
     def _extent(self, x_range, y_range):
-        s = self.store
+        s = self.selection
         if x_range is None or y_range is None or None in (*x_range, *y_range):
             if None not in (s.x0, s.x1, s.y0, s.y1):
                 return (s.x0, s.x1), (s.y0, s.y1)
@@ -77,27 +76,28 @@ class MapView(pn.viewable.Viewer):
     def _remember_extent(self, x_range=None, y_range=None, **_):
         if x_range is None or y_range is None:
             return
-        self.store.param.update(x0=float(x_range[0]), x1=float(x_range[1]),
-                                y0=float(y_range[0]), y1=float(y_range[1]))
+        self.selection.param.update(x0=float(x_range[0]), x1=float(x_range[1]),
+                                    y0=float(y_range[0]), y1=float(y_range[1]))
 
     def image(self, x_range, y_range, layer=None):
         """The layer's values at each pixel of a view (NaN off the cells), and the
         pixels' cells."""
-        idx = self.store.lookup(x_range, y_range, PIXELS, PIXELS)
-        values = self.store.values(layer)
-        if (layer or self.store.layer).startswith("pred_"):  # no prediction over water
-            values = np.where(self.store.dataset.land_fraction.values > 0, values, np.nan)
+        s = self.selection
+        idx = s.lookup(x_range, y_range, PIXELS, PIXELS)
+        values = s.values(layer)
+        if is_prediction(layer or s.layer):  # no prediction over water
+            values = np.where(s.dataset.land_fraction.values > 0, values, np.nan)
         img = np.where(idx >= 0, values[np.maximum(idx, 0)], np.nan)
         return img.astype(np.float32), idx
 
     def _render(self, x_range=None, y_range=None, **_):
-        # the stream only triggers: the store is read whole, so a half-applied change
+        # the stream only triggers: the selection is read whole, so a half-applied change
         # of grid (its levels, layers and runs follow one after another) draws consistently
-        s = self.store
+        s = self.selection
         grid, level, year, layer, run = s.grid, s.level, s.year, s.layer, s.run
         cmap, vmin, vmax, box = s.cmap, s.vmin, s.vmax, s.box
-        if layer.partition(":")[0] not in s.dataset:
-            layer = s.default_layer(s.param.layer.objects)
+        if split_layer(layer)[0] not in s.dataset:
+            layer = default_layer(s.param.layer.objects)
         xr_, yr_ = self._extent(x_range, y_range)
         bounds = (xr_[0], yr_[0], xr_[1], yr_[1])
         img, idx = self.image(xr_, yr_, layer)
@@ -115,7 +115,7 @@ class MapView(pn.viewable.Viewer):
         x0, y0 = bounds[:2]  # a 1 m pixel just outside the view
         mask, mbounds = np.ones((1, 1), dtype=np.float32), (x0 - 2, y0 - 2, x0 - 1, y0 - 1)
         if box >= 0 and run:
-            boxes = s.cell_boxes(run, year)
+            boxes = s.cell_boxes(year)
             mask = np.where((idx >= 0) & (boxes[np.maximum(idx, 0)] == box), 1.0,
                             np.nan).astype(np.float32)
             mbounds = bounds
@@ -150,29 +150,28 @@ class MapView(pn.viewable.Viewer):
 
     def cell_at(self, x, y):
         """Position in the group of the cell under a map point (None: no cell)."""
-        idx = self.store.lookup((x - 0.5, x + 0.5), (y - 0.5, y + 0.5), 1, 1)[0, 0]
+        idx = self.selection.lookup((x - 0.5, x + 0.5), (y - 0.5, y + 0.5), 1, 1)[0, 0]
         return None if idx < 0 else int(idx)
 
     def cell_details(self, pos) -> str:
         """Everything about one cell, as Markdown."""
-        s = self.store
+        s = self.selection
         ds = s.dataset
         long, units = s.describe()
-        lines = [f"**Cell** `{s.format_id(ds.cell_ids.values[pos])}` "
+        lines = [f"**Cell** `{s.grid_system.format_id(ds.cell_ids.values[pos])}` "
                  f"({s.grid} level {s.level})",
                  f"centre {ds.lat.values[pos]:.3f} N, {ds.lon.values[pos]:.3f} E; "
                  f"area {ds.area_km2.values[pos]:,.1f} km²",
                  f"{long}: **{s.values()[pos]:.4g}** {units}"]
         if "rts_class" in ds:
             c = ds.rts_class.sel(year=s.year).values[pos]
-            names = ds.rts_class.attrs.get("flag_meanings", "").split()
             lines.append("label: " + ("not mapped" if np.isnan(c) else
-                                      names[int(c)] if int(c) < len(names) else str(c)))
+                                      class_labels(ds.rts_class, [c])[0]))
         if s.has_predictions:
             p = ds.pred_proba.sel(year=s.year).values[pos]
-            names = ds.pred_class.attrs.get("flag_meanings", "").split()
+            names = class_labels(ds.pred_class, ds.pred_proba["class"].values)
             lines.append("predicted: " + ", ".join(
-                f"{names[i] if i < len(names) else i} {v:.2f}" for i, v in enumerate(p)))
+                f"{name} {v:.2f}" for name, v in zip(names, p)))
         return "\n\n".join(lines)
 
     def _show_cell(self, x=None, y=None):
@@ -184,9 +183,9 @@ class MapView(pn.viewable.Viewer):
 
     def outlines(self, positions, layer):
         """The cells at ``positions`` as polygons with their details in the hover."""
-        s = self.store
+        s = self.selection
         ds = s.dataset
-        grid = s.lookup.grid
+        grid = s.grid_system
         vdims = ["cell", "lat", "lon", "area_km2", "value", "label"]
         vdims += ["probabilities"] if s.has_predictions else []
         opts = dict(fill_alpha=0.0, line_color="white", line_width=0.8, tools=["hover"])
@@ -203,7 +202,7 @@ class MapView(pn.viewable.Viewer):
         polys = []
         for k, ring in enumerate(grid.vertices(ids)):
             x, y = to_polar(ring[:, 0], ring[:, 1])
-            d = {"x": x, "y": y, "cell": s.format_id(ids[k]),
+            d = {"x": x, "y": y, "cell": grid.format_id(ids[k]),
                  "lat": float(ds.lat.values[positions[k]]),
                  "lon": float(ds.lon.values[positions[k]]),
                  "area_km2": float(ds.area_km2.values[positions[k]]),

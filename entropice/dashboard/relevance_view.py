@@ -10,28 +10,29 @@ import pandas as pd
 import panel as pn
 import param
 
-from .store import CubeStore
+from .layers import features
+from .view import View
 
-SOURCE_COLOURS = {"era5": "#e07b39", "dem": "#5b8c5a", "emb": "#4a6fa5", "other": "#999999"}
+SOURCE_COLOURS = {"era5": "#e07b39", "arcticdem": "#5b8c5a", "alphaearth": "#4a6fa5",
+                  "other": "#999999"}
+"""Bar colours by the features' ``source`` attribute."""
 TOP = 25
 FLAT = 0.02
 """Weights all within 2 % of the uniform weight are flat: they rank nothing."""
 
 
-def source_of(feature: str) -> str:
-    """The source a feature comes from, by its name's prefix."""
-    head = feature.split("_", 1)[0]
-    return head if head in SOURCE_COLOURS else "other"
-
-
-def weights(model, relevance: pd.DataFrame | None = None) -> pd.DataFrame:
+def weights(model, relevance: pd.DataFrame | None = None,
+            sources: dict[str, list[str]] | None = None) -> pd.DataFrame:
     """Feature weights of a model, largest first, without the indicator columns (they
     carry no weight by construction); with ``relevance`` (a run's relevance table) also
-    the mean and standard deviation over outer folds and ensemble members."""
+    the mean and standard deviation over outer folds and ensemble members. Each feature's
+    source is taken from ``sources`` (a group's features by source, as
+    ``layers.features`` gives them); "other" where it has none."""
     names = np.asarray(model.meta["feature_names"])
     on = model.estimator.weighted_features_
+    source = {n: src for src, group in (sources or {}).items() for n in group}
     df = pd.DataFrame({"feature": names[on], "weight": model.estimator.feature_weights_[on],
-                       "source": [source_of(n) for n in names[on]]})
+                       "source": [source.get(n, "other") for n in names[on]]})
     if relevance is not None and len(relevance):
         w = relevance[(relevance.model == "eSPA+") & (relevance.measure == "weight")]
         df = df.merge(w[["feature", "mean", "std"]].rename(
@@ -57,18 +58,16 @@ def importance(relevance: pd.DataFrame, features) -> pd.DataFrame:
     return p[p.feature.isin(list(features))]
 
 
-class RelevanceView(pn.viewable.Viewer):
+class RelevanceView(View):
     """The current run's weights and permutation importance; weights of every run."""
 
-    store = param.ClassSelector(class_=CubeStore)
-
-    @param.depends("store.run")
+    @param.depends("selection.run")
     def current(self):
-        s = self.store
+        s = self.selection
         if not s.run:
             return pn.pane.Alert("No model run for this grid and level.", alert_type="warning")
-        model, rel = s.model(), s.relevance()
-        df = weights(model, rel).head(TOP).iloc[::-1]
+        model, rel = self.store.model(s.run), self.store.relevance(s.run)
+        df = weights(model, rel, features(s.dataset)).head(TOP).iloc[::-1]
         items = []
         if is_flat(model):
             items.append(pn.pane.Alert(
@@ -107,11 +106,10 @@ class RelevanceView(pn.viewable.Viewer):
         items.append(pn.Row(*plots, sizing_mode="stretch_width"))
         return pn.Column(*items, sizing_mode="stretch_width")
 
-    @param.depends("store.run")
+    @param.depends("selection.run")
     def across(self):
-        s = self.store
         rows = []
-        for group, model in s.current_models().items():
+        for group, model in self.store.current_models().items():
             w = weights(model)
             w["group"] = group
             rows.append(w)

@@ -21,7 +21,7 @@ from ..cube import config_hash
 from ..design import cell_features, design_matrix
 from ..grids import grid_of
 from .folds import spatial_folds
-from .metrics import evaluate, reliability_curve, triage_curve
+from .metrics import evaluate, ranking_auc, reliability_curve, triage_curve
 from .model import StoredModel, predict_frame
 from .store import RunStore
 
@@ -36,6 +36,9 @@ DEFAULTS = {
     "ancestor_level": None,
     "grid": {"n_boxes": [10, 30], "eps_C": [0.3, 3.0], "eps_W": [0.1, 1.0],
              "class_weight": ["balanced"]},
+    # what the inner search maximises: "ranking" (ranking_auc: the ranking the triage
+    # uses) or any scikit-learn scorer name ("balanced_accuracy", ...)
+    "search_scoring": "ranking",
     "n_restarts": 2,
     "n_estimators": 4,  # ensemble members: the probabilities' average, W's spread
     "weight_prior": "corr",  # KL(W || W_ref) with W_ref from |corr| ("mi", or "none")
@@ -79,7 +82,8 @@ def _espa_search(s, indicators):
                                             random_state=s["random_state"]))
     grid = {f"model__{k}": v for k, v in s["grid"].items()}
     return GridSearchCV(model, grid, cv=GroupKFold(s["inner_folds"]),
-                        scoring="balanced_accuracy", n_jobs=s.get("n_jobs"),
+                        scoring=ranking_auc if s["search_scoring"] == "ranking"
+                        else s["search_scoring"], n_jobs=s.get("n_jobs"),
                         error_score="raise")
 
 

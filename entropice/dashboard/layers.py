@@ -1,0 +1,133 @@
+"""How a group's variables read as the dashboard's layers, one rule each.
+
+A layer is a variable of a group, or one class of the predicted probabilities written
+``"pred_proba:<class>"``; a class is named by its variable's CF ``flag_meanings`` (a
+model keeps those of its labels); a feature's source is its ``source`` attribute
+(written by the stage that made it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SOURCES = {"era5": "ERA5 climate", "arcticdem": "ArcticDEM terrain",
+           "alphaearth": "AlphaEarth embeddings"}
+"""The features' sources, by their ``source`` attribute, with their heading in the menu."""
+LABEL_LAYERS = ["rts_density", "rts_count", "rts_class", "rts_area_km2"]
+CELL_LAYERS = ["land_fraction", "area_km2"]
+PREDICTIONS = {"predicted class": "pred_class", "prediction entropy": "pred_entropy"}
+PROBA = "pred_proba"
+"""The predicted probabilities (year, cells, class): one layer per class."""
+
+
+def proba_layer(c) -> str:
+    """The layer of one class's predicted probability."""
+    return f"{PROBA}:{int(c)}"
+
+
+def split_layer(layer: str) -> tuple[str, int | None]:
+    """(variable, class) of a layer; the class is None but for a class's probability."""
+    name, _, cls = layer.partition(":")
+    return name, int(cls) if cls else None
+
+
+def column_name(layer: str) -> str:
+    """A layer's name where a colon is not welcome (a table's column, a file's name)."""
+    return layer.replace(":", "_")
+
+
+def is_prediction(layer: str) -> bool:
+    """Whether a layer is one of a model's predictions."""
+    return split_layer(layer)[0] in (PROBA, *PREDICTIONS.values())
+
+
+def has_predictions(ds) -> bool:
+    """Whether a group holds a model's predictions."""
+    return PROBA in ds
+
+
+def class_labels(da, classes) -> list[str]:
+    """Names of class values of a class variable (``rts_class``, ``pred_class``): its
+    ``flag_meanings`` matched to its ``flag_values`` (else to 0, 1, ...); the value itself
+    where it has no name."""
+    meanings = da.attrs.get("flag_meanings", "").split()
+    names = {int(v): m for v, m in zip(da.attrs.get("flag_values", range(len(meanings))),
+                                       meanings)}
+    return [names.get(int(c), str(int(c))) for c in classes]
+
+
+def model_class_labels(model) -> list[str]:
+    """Names of a model's classes in the order of its outputs: its ``classes`` (the
+    labels' ``flag_meanings`` when it was trained) at its label values."""
+    names = dict(enumerate(model.meta.get("classes") or []))
+    return [names.get(int(c), str(int(c))) for c in model.classes_]
+
+
+def source_of(da) -> str | None:
+    """The source a variable comes from: its ``source`` attribute."""
+    return da.attrs.get("source")
+
+
+def features(ds) -> dict[str, list[str]]:
+    """A group's features by source (those of ``SOURCES``), names sorted."""
+    out: dict[str, list[str]] = {}
+    for name in sorted(ds.data_vars):
+        source = source_of(ds[name])
+        if source in SOURCES:
+            out.setdefault(source, []).append(name)
+    return out
+
+
+def layer_menu(ds) -> dict[str, dict[str, str]]:
+    """A group's layers under their headings, each a {label: layer} mapping."""
+    out: dict[str, dict[str, str]] = {}
+    if has_predictions(ds):
+        classes = ds[PROBA]["class"].values
+        out["Predictions"] = {**PREDICTIONS, **{
+            f"P({name})": proba_layer(c)
+            for name, c in zip(class_labels(ds.pred_class, classes), classes)}}
+    labels = {v: v for v in LABEL_LAYERS if v in ds}
+    if labels:
+        out["Labels"] = labels
+    for source, names in features(ds).items():
+        out[SOURCES[source]] = {n: n for n in names}
+    out["Cells"] = {v: v for v in CELL_LAYERS if v in ds}
+    return out
+
+
+def layer_names(ds) -> list[str]:
+    """Every layer of a group, in the menu's order."""
+    return [n for names in layer_menu(ds).values() for n in names.values()]
+
+
+def default_layer(layers: list[str]) -> str:
+    """The layer a group opens on: the probability of the first RTS class, else the RTS
+    density, else the first."""
+    for name in (proba_layer(1), "rts_density"):
+        if name in layers:
+            return name
+    return layers[0]
+
+
+def values(ds, layer: str, year) -> np.ndarray:
+    """A layer's value in every cell of a group in a year (float, NaN where missing)."""
+    name, cls = split_layer(layer)
+    if name not in ds:
+        raise KeyError(f"the group has no variable {name!r}.")
+    da = ds[name]
+    if cls is not None:
+        da = da.sel({"class": cls})
+    if "year" in da.dims:
+        da = da.sel(year=year)
+    return np.asarray(da.values, dtype=np.float64)
+
+
+def describe(ds, layer: str) -> tuple[str, str]:
+    """(long name, units) of a layer; units are empty for pure numbers."""
+    name, cls = split_layer(layer)
+    attrs = ds[name].attrs
+    long = attrs.get("long_name", name)
+    if cls is not None:
+        long = f"predicted probability, P({class_labels(ds.pred_class, [cls])[0]})"
+    units = attrs.get("units", "")
+    return long, "" if units == "1" else units

@@ -1,0 +1,114 @@
+"""What a session looks at: grid, level, year, layer, model run, box, colours and the map's
+extent, as parameters the views follow. Their choices come from the data store."""
+
+from __future__ import annotations
+
+import numpy as np
+import param
+
+from ..grids import Grid, get_grid
+from . import layers
+from .lookup import PixelLookup
+from .store import CubeStore
+
+CMAPS = ["viridis", "magma", "cividis", "plasma", "fire", "coolwarm", "RdBu_r", "gray"]
+
+
+class Selection(param.Parameterized):
+    """The selection of one session, shared by its views.
+
+    Grid, level, year, layer and run take only values the store lists (``check_on_set``),
+    so a name that came with a request is matched against the cube's and the run store's
+    lists, never used as a path. A choice made keeps the others valid: a grid brings its
+    levels, a level its years, layers and runs.
+    """
+
+    store = param.ClassSelector(class_=CubeStore, constant=True, doc="The cube and its runs.")
+    grid = param.Selector(objects=[], check_on_set=True, doc="Discrete global grid.")
+    level = param.Selector(objects=[], check_on_set=True, doc="Refinement level of the grid.")
+    year = param.Selector(objects=[], check_on_set=True,
+                          doc="Label year of the year-dependent layers.")
+    layer = param.Selector(objects=[], check_on_set=True, doc="The variable the map shows.")
+    run = param.Selector(objects=[], check_on_set=True, allow_None=True,
+                         doc="The model run whose boxes and metrics are shown.")
+    box = param.Integer(default=-1, bounds=(-1, None), doc="Highlighted box (-1: none).")
+    cmap = param.Selector(default="viridis", objects=CMAPS, doc="Colour map.")
+    vmin = param.Number(default=None, allow_None=True, doc="Colour range low (auto if empty).")
+    vmax = param.Number(default=None, allow_None=True, doc="Colour range high (auto if empty).")
+    x0 = param.Number(default=None, allow_None=True, doc="Map extent, EPSG:3413 metres.")
+    x1 = param.Number(default=None, allow_None=True)
+    y0 = param.Number(default=None, allow_None=True)
+    y1 = param.Number(default=None, allow_None=True)
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        grids = self.store.grids()
+        if not grids:
+            return
+        self.param.grid.objects = grids
+        self.grid = grids[0]
+        self._on_grid()
+
+    @param.depends("grid", watch=True)
+    def _on_grid(self):
+        levels = self.store.levels(self.grid)
+        self.param.level.objects = levels
+        if self.level not in levels:
+            self.level = levels[len(levels) // 2]
+        else:
+            self._on_level()
+
+    @param.depends("level", watch=True)
+    def _on_level(self):
+        ds = self.dataset
+        years = [int(y) for y in ds.year.values] if "year" in ds.dims else [0]
+        self.param.year.objects = years
+        if self.year not in years:
+            self.year = years[-1]
+        names = layers.layer_names(ds)
+        self.param.layer.objects = names
+        runs = self.store.run_ids(self.grid, self.level)
+        self.param.run.objects = runs
+        with param.parameterized.batch_call_watchers(self):
+            if self.run not in runs:
+                self.run = runs[0] if runs else None
+            if self.layer not in names:
+                self.layer = layers.default_layer(names)
+            self.box = -1
+
+    # -- what is selected -----------------------------------------------------------------
+
+    @property
+    def dataset(self):
+        """The selected group, in memory."""
+        return self.store.dataset(self.grid, self.level)
+
+    @property
+    def lookup(self) -> PixelLookup:
+        """The map pixels' cells of the selected group."""
+        return self.store.lookup(self.grid, self.level)
+
+    @property
+    def grid_system(self) -> Grid:
+        """The selected grid at the selected level (cell ids, their text, polygons)."""
+        return get_grid(self.grid, self.level)
+
+    @property
+    def has_predictions(self) -> bool:
+        """Whether the selected group holds a model's predictions."""
+        return layers.has_predictions(self.dataset)
+
+    def values(self, layer=None, year=None) -> np.ndarray:
+        """A layer's (default: the selected one's) value in every cell of the group in a
+        year (default: the selected one)."""
+        return layers.values(self.dataset, layer or self.layer,
+                             self.year if year is None else year)
+
+    def describe(self, layer=None) -> tuple[str, str]:
+        """(long name, units) of a layer (default: the selected one)."""
+        return layers.describe(self.dataset, layer or self.layer)
+
+    def cell_boxes(self, year=None) -> np.ndarray:
+        """The box of every cell of the group in a year under the selected run's model."""
+        return self.store.cell_boxes(self.run, self.grid, self.level,
+                                     self.year if year is None else year)
