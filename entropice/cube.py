@@ -70,6 +70,14 @@ def _swap_into_place(staged: Path, target: Path):
     shutil.rmtree(old)
 
 
+def _install(staged: Path, target: Path):
+    """Swap a staged group into place; the staging directory never outlives the call."""
+    try:
+        _swap_into_place(staged, target)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+
+
 def _stage_copy(src: Path, dst: Path, skip=()):
     """Copy a group for editing: chunk files are hard-linked (never written in place:
     replaced variables are skipped and written anew), metadata files copied."""
@@ -343,11 +351,8 @@ class Cube:
         """Swap a staged group into place now, or at the end of the open batch."""
         if self._pending is not None:
             self._pending.append((staged, target))
-            return
-        try:
-            _swap_into_place(staged, target)
-        finally:
-            shutil.rmtree(staged, ignore_errors=True)
+        else:
+            _install(staged, target)
 
     @contextlib.contextmanager
     def batch(self):
@@ -369,10 +374,7 @@ class Cube:
             raise
         else:
             for staged, target in self._pending:
-                try:
-                    _swap_into_place(staged, target)
-                finally:
-                    shutil.rmtree(staged, ignore_errors=True)
+                _install(staged, target)
         finally:
             self._pending = None
 

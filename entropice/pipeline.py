@@ -199,10 +199,10 @@ def _land(cfg):
         except Exception as err:  # noqa: BLE001
             raise ConfigError(f"cannot read the land mask {path}: {err}") from None
         mask.name = "land"
-        return mask, {path.name: fingerprint(path)}
+        return mask, _fingerprints(cfg, [str(path)])
     import geopandas as gpd
 
-    return gpd.read_file(path), {path.name: fingerprint(path)}
+    return gpd.read_file(path), _fingerprints(cfg, [str(path)])
 
 
 def stage_grids(cfg, *, force=False, quiet=False):

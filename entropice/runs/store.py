@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..cube import group_name
 from .model import MODEL_FORMAT, StoredModel, load_model, save_model
 
 REGISTRY = "latest.json"
@@ -29,10 +30,6 @@ RELEVANCE_COLUMNS = ["model", "measure", "fold", "member", "feature", "value"]
 SUMMARY_COLUMNS = ["grid", "level", "model", "balanced_accuracy", "macro_f1", "roc_auc",
                    "log_loss", "brier", "land_for_90pct_rts"]
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
-
-def _key(grid) -> str:
-    return f"{grid.name}/{grid.level}"
 
 
 def _write_atomically(path: Path, text: str):
@@ -164,7 +161,7 @@ class RunStore:
 
     def entry(self, grid) -> dict:
         """The registry entry of a group (empty if it has none)."""
-        return self.registry().get(_key(grid), {})
+        return self.registry().get(group_name(grid.name, grid.level), {})
 
     def current(self, grid) -> str | None:
         """The current run of a group: the registry's (the one its predictions come
@@ -178,7 +175,7 @@ class RunStore:
     def set_current(self, grid, run_id: str, **info):
         """Make a run its group's current one, with what it was trained on (``info``)."""
         registry = self.registry()
-        registry[_key(grid)] = {"run_id": run_id, **info}
+        registry[group_name(grid.name, grid.level)] = {"run_id": run_id, **info}
         self.root.mkdir(parents=True, exist_ok=True)
         _write_atomically(self.root / REGISTRY, json.dumps(registry, indent=2))
 

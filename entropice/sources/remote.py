@@ -29,6 +29,15 @@ def cache_dir(kind: str) -> Path:
     return root / kind
 
 
+def _cache_path(kind: str, key, href=None) -> Path:
+    """Where a download is kept: ``<cache>/<kind>/<hash of key>[/<file name of href>]``."""
+    import hashlib
+
+    text = key if isinstance(key, str) else repr(key)
+    folder = cache_dir(kind) / hashlib.sha256(text.encode()).hexdigest()[:16]
+    return folder / str(href).split("?")[0].rstrip("/").rsplit("/", 1)[-1] if href else folder
+
+
 def replace_atomically(target: Path, write) -> Path:
     """``write(tmp)`` fills a temporary path beside ``target``, which then takes its place:
     a failed or killed fetch or extraction never leaves a partial file where a complete
@@ -53,13 +62,10 @@ def replace_atomically(target: Path, write) -> Path:
 
 def cached_copy(href) -> Path:
     """A whole remote file in the local cache, fetched once (for files read whole, such
-    as an inventory); rasters are read by :func:`open_rasterio` instead."""
-    import hashlib
-
+    as an inventory); rasters are read by :func:`open_raster` instead."""
     import fsspec
 
-    name = str(href).split("?")[0].rstrip("/").rsplit("/", 1)[-1]
-    target = cache_dir("files") / hashlib.sha256(str(href).encode()).hexdigest()[:16] / name
+    target = _cache_path("files", str(href), href)
     if target.exists():
         return target
 
@@ -96,6 +102,8 @@ def _vsi(href) -> str:
 
 def _window(src, bbox):
     """The pixel window of ``src`` inside a lon/lat ``bbox`` (None: all of it)."""
+    import math
+
     from rasterio.warp import transform_bounds
     from rasterio.windows import Window, from_bounds
 
@@ -107,8 +115,6 @@ def _window(src, bbox):
                                                     densify_pts=64)
     except Exception:  # noqa: BLE001 - a bbox the CRS cannot represent: read it all
         return full
-    import math
-
     win = from_bounds(left, bottom, right, top, src.transform)
     c0, r0 = math.floor(win.col_off), math.floor(win.row_off)
     win = Window(c0, r0, math.ceil(win.col_off + win.width) - c0,
@@ -126,16 +132,12 @@ def domain_copy(href, bbox=None) -> Path | None:
     through GDAL), once: a re-run reads the local copy. None when the raster misses
     ``bbox``.
     """
-    import hashlib
-
     import rasterio
     import rasterio.errors
     import rasterio.windows
 
-    key = hashlib.sha256(repr((str(href), None if bbox is None else
-                               [round(float(v), 6) for v in bbox])).encode()).hexdigest()
-    name = str(href).split("?")[0].rstrip("/").rsplit("/", 1)[-1]
-    target = cache_dir("tiles") / key[:16] / name
+    target = _cache_path("tiles", (str(href), None if bbox is None else
+                                   [round(float(v), 6) for v in bbox]), href)
     empty = target.with_name(target.name + ".outside")
     if target.exists():
         return target
@@ -175,37 +177,26 @@ class _Outside(Exception):
     """The raster misses the area asked for."""
 
 
-def open_rasterio(href, bbox=None, **kwargs):
-    """``rioxarray.open_rasterio`` for local files and URLs; None when a URL's raster
-    misses the lon/lat ``bbox``.
+def open_raster(href, what: str, *, bbox=None, chunks=2048):
+    """A raster file or URL as a lazy (band, y, x) DataArray (dask chunks of ``chunks``
+    pixels, nodata as NaN) with its CRS; None when a URL's raster misses ``bbox`` (said
+    in the log). Errors name ``what`` (such as "ArcticDEM tile") and the file.
 
     A URL's part inside ``bbox`` is fetched once into the local cache by range requests
     (:func:`domain_copy`), then read from the disk; a local file is read in place.
     """
     import rioxarray
 
-    if is_remote(href):
-        href = domain_copy(href, bbox)
-        if href is None:
-            return None
-    return rioxarray.open_rasterio(href, **kwargs)
-
-
-def open_raster(href, what: str, *, bbox=None, chunks=2048):
-    """A raster file or URL as a lazy (band, y, x) DataArray (dask chunks of ``chunks``
-    pixels, nodata as NaN) with its CRS; None when a URL's raster misses ``bbox`` (said
-    in the log). Errors name ``what`` (such as "ArcticDEM tile") and the file."""
-    from pathlib import Path
-
     if not is_remote(href) and not Path(href).exists():
         raise ValueError(f"{what} {href} does not exist.")
     try:
-        da = open_rasterio(href, bbox, chunks={"x": chunks, "y": chunks}, masked=True)
+        local = domain_copy(href, bbox) if is_remote(href) else href
+        if local is None:
+            log.info("%s %s lies outside the domain: skipped", what, href)
+            return None
+        da = rioxarray.open_rasterio(local, chunks={"x": chunks, "y": chunks}, masked=True)
     except Exception as err:  # noqa: BLE001 - rasterio raises many types
         raise ValueError(f"cannot read {what} {href}: {err}") from None
-    if da is None:
-        log.info("%s %s lies outside the domain: skipped", what, href)
-        return None
     if da.rio.crs is None:
         raise ValueError(f"{what} {href} has no CRS.")
     return da
@@ -217,12 +208,10 @@ def zarr_store(href):
     re-run reads the disk (published analysis-ready stores do not change)."""
     if not is_remote(href):
         return href
-    import hashlib
-
     from zarr.experimental.cache_store import CacheStore
     from zarr.storage import FsspecStore, LocalStore
 
-    local = cache_dir("zarr") / hashlib.sha256(str(href).encode()).hexdigest()[:16]
+    local = _cache_path("zarr", str(href))
     local.mkdir(parents=True, exist_ok=True)
     return CacheStore(FsspecStore.from_url(str(href), read_only=True),
                       cache_store=LocalStore(local))
