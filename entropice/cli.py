@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 from pathlib import Path
 
 import typer
 
 from . import __version__
 from .stages import STAGES
+
+
+def _bounded_memory():
+    """Settings for a process that runs stages: the stages read each raster block once,
+    so GDAL's block cache (5 % of the RAM by default) would only hold memory; and large
+    arrays are mapped and unmapped by the allocator rather than kept in its heap once
+    freed (glibc raises that threshold with every free), so that a stage's memory falls
+    back between its parts instead of growing by fragments."""
+    os.environ.setdefault("GDAL_CACHEMAX", "256")
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-3, 2**20)  # M_MMAP_THRESHOLD: 1 MiB, fixed
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+_bounded_memory()
 
 app = typer.Typer(
     name="entropice",

@@ -314,6 +314,9 @@ class Cube:
                             "group's cells (reindex them to its cell_ids first).")
         ds = ds.assign_coords(cell_ids=current.cell_ids)
         validate_group(ds, grid, level)
+        # new variables on some of the group's years (say) are put on all of them
+        ds = ds.reindex({d: current[d].values for d in ds.dims if d != "cells"
+                         and d in current.dims and set(ds[d].values) < set(current[d].values)})
         clash = [d for d in ds.dims if d != "cells" and d in current.dims
                  and not np.array_equal(ds[d].values, current[d].values)]
         before = json.loads(current.attrs.get(PROVENANCE, "{}")).get(stage, {})
@@ -327,7 +330,8 @@ class Cube:
                 merged = xr.merge([current.drop_vars(list(ds.data_vars) + stale,
                                                      errors="ignore"), ds],
                                   join="outer", combine_attrs="override")
-                merged = _clean_for_zarr(merged.load())
+                # lazily, a chunk of each dimension that changed at a time
+                merged = _clean_for_zarr(merged.chunk({d: 1 for d in clash}))
                 merged.attrs = attrs
                 merged.to_zarr(staged, mode="w", consolidated=False, zarr_format=3)
             else:
@@ -346,6 +350,18 @@ class Cube:
             shutil.rmtree(staged, ignore_errors=True)
             raise
         self._commit(staged, target)
+
+    @contextlib.contextmanager
+    def scratch(self):
+        """A private directory inside the cube for a stage's intermediate files (parts
+        written as they are made, so that memory holds one), removed when the block
+        ends, or by the next writer if this process dies."""
+        path = self._staging()
+        path.mkdir(parents=True)
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
 
     def _commit(self, staged: Path, target: Path):
         """Swap a staged group into place now, or at the end of the open batch."""

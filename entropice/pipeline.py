@@ -156,18 +156,21 @@ def _for_each_group(cfg, stage, cube, *, up_to_date, work, quiet, new_group=Fals
 
 
 def _each_group(cfg, stage, inputs, compute, *, force, quiet, new_group=False):
-    """Call ``compute(grid, level, cube)`` for every group not up to date, then write the
-    results: all groups are staged first and swapped in together (:meth:`Cube.batch`),
-    so a stage that fails on any group leaves every group as it was."""
+    """Call ``compute(grid, level, cube, scratch)`` for every group not up to date, then
+    write the results: all groups are staged first and swapped in together
+    (:meth:`Cube.batch`), so a stage that fails on any group leaves every group as it
+    was. ``scratch`` is a directory for parts written as they are made (the result may
+    read them lazily), removed once the group is staged."""
     cube = Cube.create(_path(cfg, cfg["cube"]))
     chash = _hash(cfg, stage)
 
     def write(name, level):
-        ds = compute(name, level, cube)
-        whole = new_group and not ((name, level) in cube and np.array_equal(
-            cube.read(name, level).cell_ids.values, ds.cell_ids.values))
-        (cube.write_group if whole else cube.add_variables)(
-            ds, name, level, stage=stage, config_hash=chash, inputs=inputs)
+        with cube.scratch() as scratch:
+            ds = compute(name, level, cube, scratch)
+            whole = new_group and not ((name, level) in cube and np.array_equal(
+                cube.read(name, level).cell_ids.values, ds.cell_ids.values))
+            (cube.write_group if whole else cube.add_variables)(
+                ds, name, level, stage=stage, config_hash=chash, inputs=inputs)
         log.info("%s: staged %s/%s", stage, name, level)
 
     with cube.batch():
@@ -212,7 +215,7 @@ def stage_grids(cfg, *, force=False, quiet=False):
     min_lat = cfg["domain"]["min_lat"]
     land, inputs = _land(cfg)
 
-    def compute(name, level, cube):
+    def compute(name, level, cube, scratch):
         grid = get_grid(name, level)
         cells = grid.cells(min_lat)
         cells["land_fraction"] = (
@@ -322,7 +325,7 @@ def stage_labels(cfg, *, force=False, quiet=False):
                                  for f in e["files"] + (e["coverage"] or [])])
     sources = functools.cache(lambda: _read_inventories(entries))
 
-    def compute(name, level, cube):
+    def compute(name, level, cube, scratch):
         gdf, coverage = sources()
         land = cube.read(name, level).land_fraction.values
         ds = darts.to_cells(gdf, get_grid(name, level), land_fraction=land, coverage=coverage,
@@ -349,9 +352,9 @@ def stage_era5(cfg, *, force=False, quiet=False):
         return _years(cfg, era5.features(ds, year_start_month=cfg["domain"][
             "year_start_month"], trend_window=section.get("trend_window", 10)))
 
-    def compute(name, level, cube):
+    def compute(name, level, cube, scratch):
         return era5.features_to_cells(features(), get_grid(name, level),
-                                      min_lat=cfg["domain"]["min_lat"])
+                                      min_lat=cfg["domain"]["min_lat"], store=scratch)
 
     return _each_group(cfg, "era5", inputs, compute, force=force, quiet=quiet)
 
@@ -371,7 +374,7 @@ def stage_arcticdem(cfg, *, force=False, quiet=False):
     stats = tuple(cfg.get("arcticdem", {}).get("stats", arcticdem.STATS))
     dem = functools.cache(lambda: arcticdem.open(paths, bbox=_bbox(cfg)))
 
-    def compute(name, level, cube):
+    def compute(name, level, cube, scratch):
         return arcticdem.to_cells(dem(), get_grid(name, level), stats=stats,
                                   min_lat=cfg["domain"]["min_lat"])
 
@@ -385,12 +388,13 @@ def stage_alphaearth(cfg, *, force=False, quiet=False):
     paths = _paths(cfg, "alphaearth")
     inputs = _fingerprints(cfg, paths)
     n = cfg.get("alphaearth", {}).get("n_components") or None
-    rasters = functools.cache(lambda: alphaearth.open(paths, bbox=_bbox(cfg)))
+    rasters = functools.cache(lambda: alphaearth.open(
+        paths, bbox=_bbox(cfg), keep_years=cfg["domain"].get("years")))
 
-    def compute(name, level, cube):
-        out = alphaearth.to_cells(rasters(), get_grid(name, level), n_components=n,
-                                  min_lat=cfg["domain"]["min_lat"])
-        return _years(cfg, out)
+    def compute(name, level, cube, scratch):
+        return alphaearth.to_cells(rasters(), get_grid(name, level),
+                                   n_components=n, min_lat=cfg["domain"]["min_lat"],
+                                   store=scratch)
 
     return _each_group(cfg, "alphaearth", inputs, compute, force=force, quiet=quiet)
 
@@ -469,12 +473,12 @@ def stage_predict(cfg, *, force=False, quiet=False):
 
     store = run_store(cfg)
 
-    def compute(name, level, cube):
+    def compute(name, level, cube, scratch):
         run_id = store.entry(get_grid(name, level)).get("run_id")
         if run_id is None:
             raise ConfigError(f"no trained run for {name}/{level}: run the train stage first "
                               "(`entropice train`).")
-        return predict_group(cube.read(name, level), store.load(run_id))
+        return predict_group(cube.read(name, level), store.load(run_id), store=scratch)
 
     inputs = {k: v["run_id"] for k, v in store.registry().items()}
     return _each_group(cfg, "predict", inputs, compute, force=force, quiet=quiet)

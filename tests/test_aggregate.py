@@ -199,6 +199,24 @@ def test_extra_dimensions_are_kept():
         np.testing.assert_allclose(ds["mean"].isel(time=t), one["mean"])
 
 
+@pytest.mark.parametrize("chunked", [False, True])
+def test_domain_gives_every_cell(chunked):
+    """``domain=True`` is the result on every domain cell: no copy onto it after."""
+    rng = np.random.default_rng(5)
+    values = rng.normal(size=(2, 120, 100))
+    da = projected_raster(values)
+    if chunked:
+        da = da.chunk({"time": 1, "y": 50, "x": 40})
+    grid = get_grid("healpix", 7)
+    stats = ("count", "mean", "p50")
+    part = raster_to_cells(da, grid, stats=stats)
+    whole = raster_to_cells(da, grid, stats=stats, domain=True)
+    ids = grid.cells().cell_ids.values
+    np.testing.assert_array_equal(whole.cell_ids.values, ids)
+    xr.testing.assert_equal(whole["mean"], grid.on_domain(part["mean"], ids))
+    assert (whole["count"].sel(cells=~np.isin(ids, part.cell_ids.values)) == 0).all()
+
+
 def test_dask_chunks_give_the_same_result():
     import dask.array
 

@@ -130,6 +130,46 @@ def test_years_are_merged(cube):
     assert np.isnan(out.a.sel(year=2020)).all() and (out.b.sel(year=2020) == 2.0).all()
 
 
+def test_variables_on_some_years_do_not_rewrite_the_group(cube):
+    """A stage giving a subset of the group's years (AlphaEarth's) adds its variables on
+    all of them (NaN elsewhere) and leaves the other variables' files where they are."""
+    ds = cube.read("healpix", 5)
+    cube.add_variables(feature(ds, "a", 1.0, years=[2018, 2019, 2020]), "healpix", 5,
+                       stage="s1")
+    chunks = [f for f in sorted((cube.path / "healpix/5/a/c").rglob("*")) if f.is_file()]
+    inodes = [f.stat().st_ino for f in chunks]
+    cube.add_variables(feature(ds, "b", 2.0, years=[2019]), "healpix", 5, stage="s2")
+    out = cube.read("healpix", 5)
+    assert list(out.year.values) == [2018, 2019, 2020]
+    assert (out.b.sel(year=2019) == 2.0).all() and np.isnan(out.b.sel(year=[2018, 2020])).all()
+    assert [f.stat().st_ino for f in chunks] == inodes  # hard-linked, not rewritten
+
+
+def test_lazy_parts_are_written_a_part_at_a_time(cube, tmp_path):
+    """Variables made a year at a time (:func:`concat_parts`) go into the cube whole; the
+    scratch directory they were written to is gone afterwards."""
+    from entropice.parts import concat_parts
+
+    ds = cube.read("h3", 3)
+    made = []
+
+    def years():
+        for y in (2020, 2021, 2022):
+            made.append(y)
+            yield feature(ds, "c", float(y), years=[y])
+
+    with cube.scratch() as scratch:
+        lazy = concat_parts(years(), "year", scratch / "parts")
+        assert made == [2020, 2021, 2022] and lazy.c.chunks[0] == (1, 1, 1)
+        cube.add_variables(lazy, "h3", 3, stage="s3")
+    out = cube.read("h3", 3)
+    assert out.c.dtype == np.float32
+    np.testing.assert_array_equal(out.c.max("cells").values, [2020, 2021, 2022])
+    assert not scratch.exists()
+    with pytest.raises(ValueError, match="no parts"):
+        concat_parts(iter(()), "year")
+
+
 def test_up_to_date(cube):
     assert cube.is_up_to_date("h3", 3, "grids", "c0", {"land": "f0"})
     assert not cube.is_up_to_date("h3", 3, "grids", "c1", {"land": "f0"})

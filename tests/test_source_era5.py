@@ -1,6 +1,8 @@
 """The ERA5 reader: CDS NetCDF (both layouts) and the analysis-ready Zarr layout,
 written here in those formats; features checked against numpy on the same values."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -395,3 +397,19 @@ def test_grib_reads_like_netcdf(tmp_path, monkeypatch):
     (tmp_path / "broken.grib").write_bytes(b"GRIB nonsense")
     with pytest.raises(ValueError, match="cannot read ERA5 GRIB file .*broken.grib"):
         era5.open(tmp_path / "broken.grib")
+
+
+def test_time_quantiles_skip_missing_days_only_where_there_are_some():
+    """The vectorised quantile equals xarray's NaN-skipping one, gaps and all."""
+    from entropice.sources.era5 import _time_quantile
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(30, 5, 6))
+    a[3, 1, 2] = np.nan  # a missing day
+    a[:, 0, 0] = np.nan  # a point with no data
+    t = xr.DataArray(a, dims=("time", "latitude", "longitude"))
+    for q, da in ((0.1, t), (0.9, t.transpose("latitude", "time", "longitude"))):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ref = t.quantile(q, dim="time").drop_vars("quantile")
+        xr.testing.assert_allclose(_time_quantile(da, q), ref)

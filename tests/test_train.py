@@ -183,6 +183,26 @@ def test_saved_model_predicts_exactly_the_same(tmp_path, params):
         runs.load_model(tmp_path / "run")
 
 
+def test_predictions_by_chunks_of_cells_equal_one_pass(tmp_path, monkeypatch):
+    """predict_group streams chunks of cells; the result does not depend on the chunk."""
+    from entropice.runs import cv
+
+    ds = group()
+    dm = design.design_matrix(ds)
+    model = runs.make_model(ESPAClassifier(6, random_state=0, eps_W=0.3))
+    model.fit(dm.X.to_numpy(), dm.y)
+    runs.save_model(tmp_path / "run", model, list(dm.X.columns),
+                    {"grid": "h3", "level": 5, "run_id": "r1", "labels": [0, 1, 2, 3],
+                     "classes": ["none", "low", "medium", "high"]})
+    loaded = runs.load_model(tmp_path / "run")
+    whole = runs.predict_group(ds, loaded).load()
+    monkeypatch.setattr(cv, "PREDICT_CHUNK", 7)
+    parts = runs.predict_group(ds, loaded, store=tmp_path / "scratch")
+    assert len(parts.pred_proba.chunks[1]) == -(-ds.sizes["cells"] // 7)
+    xr.testing.assert_equal(whole, parts.load())
+    np.testing.assert_allclose(whole.pred_proba.sum("class"), 1.0, rtol=1e-6)
+
+
 def test_ranking_auc_scores_the_order_of_classes():
     """The inner search's scorer: 1 when the expected class orders the samples as their
     classes, 0 reversed, and it holds when a fold lacks a class."""

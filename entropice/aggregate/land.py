@@ -30,8 +30,8 @@ def land_fraction(grid: Grid, land, min_lat: float = DEFAULT_MIN_LAT) -> xr.Data
     """
     cells = grid.cells(min_lat)
     if isinstance(land, xr.DataArray):  # the mask's mean over the cell's pixels
-        share = raster_to_cells(land, grid, ("mean",), min_lat)["mean"]
-        frac = np.nan_to_num(grid.on_domain(share, cells.cell_ids.values, fill=0.0).values)
+        frac = np.nan_to_num(raster_to_cells(land, grid, ("mean",), min_lat,
+                                             domain=True)["mean"].values)
     else:
         overlap = polygons_to_cells(land, grid, min_lat).overlap_area_km2
         area = grid.on_domain(overlap, cells.cell_ids.values, fill=0.0).values

@@ -151,6 +151,10 @@ def _reduce_block(values, index, nodata, want_spread, want_range, qs, complete=N
     count, wsum, mean, m2, vsum, vmin, vmax = _kernels.moments(
         *args, n, want_spread, want_range)
     empty = np.empty(0)
+    if not want_spread:  # not kept: a block's partials live until every block is done
+        m2 = empty
+    if not want_range:
+        vmin = vmax = empty
     q_cells, q_values = np.empty(0, dtype=np.int64), np.empty((0, len(qs)))
     g_cells, g_values, g_weights = np.empty(0, dtype=np.int64), empty, empty
     if len(qs):
@@ -182,12 +186,16 @@ def _merge(partials, n_cells, qs):
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = ref + np.bincount(cells, weights=cat["wsum"] * dev, minlength=n_cells) / wsum
     shift = np.where(cat["wsum"] > 0, cat["mean"] - mean[cells], 0.0)
-    m2 = np.bincount(cells, weights=cat["m2"] + cat["wsum"] * shift**2, minlength=n_cells)
+    m2 = vmin = vmax = None  # unless the partials carry them (std; min and max)
+    if len(cat["m2"]) == len(cells):
+        m2 = np.bincount(cells, weights=cat["m2"] + cat["wsum"] * shift**2,
+                         minlength=n_cells)
     vsum = np.bincount(cells, weights=cat["vsum"], minlength=n_cells)
-    vmin = np.full(n_cells, np.inf)
-    np.minimum.at(vmin, cells, cat["vmin"])
-    vmax = np.full(n_cells, -np.inf)
-    np.maximum.at(vmax, cells, cat["vmax"])
+    if len(cat["vmin"]) == len(cells):
+        vmin = np.full(n_cells, np.inf)
+        np.minimum.at(vmin, cells, cat["vmin"])
+        vmax = np.full(n_cells, -np.inf)
+        np.maximum.at(vmax, cells, cat["vmax"])
     quant = np.full((n_cells, len(qs)), np.nan)
     if len(qs):
         for p in partials:
@@ -239,36 +247,54 @@ def _centre_positions(x, y, crs, grid, cells_ds):
     return row, col
 
 
-def _bilinear(values, row, col, nodata):
-    """Bilinear samples; NaN neighbours are left out and the weights renormalised."""
-    data = np.asarray(values, dtype=np.float64)
-    if nodata is not None:
-        data = np.where(data == nodata, np.nan, data)
-    ny, nx = data.shape
+def _corners(row, col, shape):
+    """The four pixels around each fractional (row, col) and their bilinear weights."""
+    ny, nx = shape
     r0 = np.clip(np.floor(row), 0, ny - 1).astype(np.int64)
     c0 = np.floor(col).astype(np.int64)
     fr = np.clip(row - r0, 0.0, 1.0)
     fc = col - c0
     r1 = np.minimum(r0 + 1, ny - 1)
     c0w, c1w = np.mod(c0, nx), np.mod(c0 + 1, nx)
-    corners = [(r0, c0w, (1 - fr) * (1 - fc)), (r0, c1w, (1 - fr) * fc),
-               (r1, c0w, fr * (1 - fc)), (r1, c1w, fr * fc)]
-    vals = np.stack([data[rr, cc] for rr, cc, _ in corners])
-    w = np.stack([wt for _, _, wt in corners])
+    rows = np.stack([r0, r0, r1, r1])
+    cols = np.stack([c0w, c1w, c0w, c1w])
+    w = np.stack([(1 - fr) * (1 - fc), (1 - fr) * fc, fr * (1 - fc), fr * fc])
+    return rows, cols, w
+
+
+def _interpolate(vals, w, nodata):
+    """Bilinear values from the corners' values and weights (4, n); NaN corners are left
+    out and the weights renormalised."""
+    vals = np.asarray(vals, dtype=np.float64)
+    if nodata is not None:
+        vals = np.where(vals == nodata, np.nan, vals)
     w = np.where(np.isfinite(vals), w, 0.0)
     # relative to the heaviest valid corner, so that a constant field stays exact
-    ref = vals[np.argmax(w, axis=0), np.arange(len(row))]
+    ref = vals[np.argmax(w, axis=0), np.arange(vals.shape[1])]
     wsum = w.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         offset = (w * np.where(w > 0, vals - ref, 0.0)).sum(axis=0) / wsum
     return np.where(wsum > 0, ref + offset, np.nan)
 
 
+def _bilinear(slices, row, col, nodata):
+    """Bilinear samples of each 2-D slice at fractional (row, col), one slice at a time;
+    dask-backed slices are read in one pass, only at the pixels needed."""
+    rows, cols, w = _corners(row, col, slices[0].shape)
+    if slices[0].chunks is None:
+        return (_interpolate(np.asarray(sl.values)[rows, cols], w, nodata) for sl in slices)
+    import dask
+
+    got = dask.compute(*[sl.data.vindex[rows.ravel(), cols.ravel()] for sl in slices])
+    return (_interpolate(g.reshape(rows.shape), w, nodata) for g in got)
+
+
 # -- the public function -----------------------------------------------------------------
 
 
 def raster_to_cells(raster: xr.DataArray, grid: Grid, stats=("mean",),
-                    min_lat: float = DEFAULT_MIN_LAT, *, nodata=None) -> xr.Dataset:
+                    min_lat: float = DEFAULT_MIN_LAT, *, nodata=None,
+                    domain: bool = False, dtype=np.float64) -> xr.Dataset:
     """Per-cell statistics of a raster's pixels.
 
     Each pixel belongs to the cell that contains its centre; its weight in means,
@@ -298,13 +324,20 @@ def raster_to_cells(raster: xr.DataArray, grid: Grid, stats=("mean",),
     nodata : number, optional
         Value of missing pixels; by default the raster's own (rioxarray, or the
         ``_FillValue``/``nodata`` attributes). NaN is always missing.
+    domain : bool, default False
+        Give every cell of the domain (NaN, and a count of 0, where the raster does not
+        reach) instead of the cells under the raster: what the cube stores, without a
+        copy onto the domain after.
+    dtype : numpy dtype, default float64
+        Of the statistics (not ``count``): float32 halves the memory of the result, and
+        is what the cube stores.
 
     Returns
     -------
     xarray.Dataset
-        Indexed by ``cell_ids`` (the cells under the raster), one variable per
-        statistic. ``count`` is the number of valid pixels (0 for sampled cells,
-        whose ``sum`` and ``std`` are NaN).
+        Indexed by ``cell_ids`` (the cells under the raster, or with ``domain`` all of
+        the domain's), one variable per statistic. ``count`` is the number of valid
+        pixels (0 for sampled cells, whose ``sum`` and ``std`` are NaN).
 
     Raises
     ------
@@ -313,7 +346,7 @@ def raster_to_cells(raster: xr.DataArray, grid: Grid, stats=("mean",),
         not overlap the domain, or a statistic is unknown.
     """
     if isinstance(raster, xr.Dataset):
-        return _dataset_to_cells(raster, grid, stats, min_lat, nodata)
+        return _dataset_to_cells(raster, grid, stats, min_lat, nodata, domain, dtype)
     if not isinstance(raster, xr.DataArray):
         raise TypeError("raster_to_cells takes an xarray.DataArray or Dataset; got "
                         f"{type(raster).__name__}.")
@@ -352,6 +385,8 @@ def raster_to_cells(raster: xr.DataArray, grid: Grid, stats=("mean",),
     areas = cells_ds.area_km2.values
     cell_km2 = float(np.median(areas[near] if near.any() else areas))
     sampled_mode = pixel_km2 > cell_km2
+    if sampled_mode and lazy:  # fewer pixels than cells: read once, not once per slice
+        raster = raster.compute()
     qs = [int(QUANTILE_RE.match(s).group(1)) / 100 for s in names if QUANTILE_RE.match(s)]
     want_spread = "std" in names
     want_range = "min" in names or "max" in names
@@ -362,46 +397,46 @@ def raster_to_cells(raster: xr.DataArray, grid: Grid, stats=("mean",),
     # the 2-D slices of the raster, one per position along its other dimensions
     slices = [raster[dict(zip(other_dims, pos))] if other_dims else raster
               for pos in positions]
-    results = [None] * len(positions)
-    if not sampled_mode:
-        if raster.chunks is not None:  # every slice, block by block, in one dask pass
-            results = _reduce_dask(slices, x, y, crs, grid, cell_ids, min_lat, nodata,
-                                   want_spread, want_range, qs)
-        else:
-            for k, sl in enumerate(slices):
-                partial = _reduce_block(np.asarray(sl.values), index, nodata, want_spread,
-                                        want_range, qs)
-                results[k] = _merge([partial], len(cell_ids), qs)
+    if sampled_mode:
+        covered, results = np.empty(0, dtype=np.int64), (None for _ in positions)
+    elif lazy:  # every slice, block by block, in one dask pass
+        covered, results = _reduce_dask(slices, x, y, crs, grid, cell_ids, min_lat, nodata,
+                                        want_spread, want_range, qs)
+    else:
+        covered = index.touched
+        results = (_merge([_reduce_block(np.asarray(sl.values), index, nodata, want_spread,
+                                         want_range, qs)], len(cell_ids), qs)
+                   for sl in slices)
+    # cells under the raster that no pixel centre falls in are sampled at their centre
+    fill = under.copy()
+    fill[covered] = False
+    samples = _bilinear(slices, row[fill], col[fill], nodata) if fill.any() else None
 
-    # the cells of the result: under pixel centres, or (sampled) under the raster
+    # one slice at a time into the arrays, on every domain cell; then the cells of the
+    # result: under pixel centres, or (sampled) under the raster
+    out_shape = (*other_shape, len(cell_ids))
+    arrays = {s: np.zeros(out_shape, dtype=np.int64) if s == "count"
+              else np.full(out_shape, np.nan, dtype=dtype) for s in names}
     keep = under.copy()
-    if not sampled_mode:
-        for covered, _ in results:
-            keep[covered] = True
+    keep[covered] = True
+    for pos, res in zip(positions, results):
+        if res is None:
+            filled = _sampled_stats(names, np.full(len(cell_ids), np.nan))
+        else:
+            filled = _binned_stats(names, res[1], qs)
+            del res
+        if samples is not None:
+            sample = next(samples)
+            for s in names:
+                if s not in ("count", "sum", "std"):
+                    filled[s][fill] = sample
+        for s in names:
+            arrays[s][pos] = filled[s]
     if not keep.any():
         raise no_overlap
-    keep_idx = np.flatnonzero(keep)
-    out_shape = (*other_shape, len(keep_idx))
-    arrays = {s: np.full(out_shape, np.nan) for s in names}
-    if "count" in arrays:
-        arrays["count"] = np.zeros(out_shape, dtype=np.int64)
-    for pos, sl, res in zip(positions, slices, results):
-        if res is None:
-            sample = np.full(len(cell_ids), np.nan)
-            sample[under] = _bilinear(np.asarray(sl.values), row[under], col[under], nodata)
-            filled = _sampled_stats(names, sample)
-        else:
-            _, st = res
-            filled = _binned_stats(names, st, qs)
-            empty = st["count"] == 0
-            fill = empty & under
-            if fill.any():
-                sample = _bilinear(np.asarray(sl.values), row[fill], col[fill], nodata)
-                for s in names:
-                    if s not in ("count", "sum", "std"):
-                        filled[s][fill] = sample
-        for s in names:
-            arrays[s][pos] = filled[s][keep_idx]
+    keep_idx = np.flatnonzero(keep) if not domain else np.arange(len(cell_ids))
+    if len(keep_idx) < len(cell_ids):
+        arrays = {s: a[..., keep_idx] for s, a in arrays.items()}
 
     out_dims = (*other_dims, "cells")
     data_vars = {}
@@ -416,14 +451,15 @@ def raster_to_cells(raster: xr.DataArray, grid: Grid, stats=("mean",),
     return ds
 
 
-def _dataset_to_cells(ds, grid, stats, min_lat, nodata):
+def _dataset_to_cells(ds, grid, stats, min_lat, nodata, domain, dtype):
     """Every variable of a dataset on one raster grid, in one pass over the data."""
     if not ds.data_vars:
         raise ValueError("the raster dataset has no variables.")
     names = list(ds.data_vars)
     stacked = ds.to_dataarray("variable")
     stacked.name = None
-    result = raster_to_cells(stacked, grid, stats, min_lat, nodata=nodata)
+    result = raster_to_cells(stacked, grid, stats, min_lat, nodata=nodata, domain=domain,
+                             dtype=dtype)
     sampled = "sampled" in result.attrs["aggregation"]
     out = xr.Dataset(coords={"cell_ids": result.cell_ids}, attrs=result.attrs)
     for v in names:
@@ -506,7 +542,8 @@ def _block_partials(blocks, x, y, crs, grid, cell_ids, min_lat, nodata, want_spr
 def _reduce_dask(slices, x, y, crs, grid, cell_ids, min_lat, nodata, want_spread, want_range,
                  qs):
     """Reduce dask-backed 2-D slices (same grid, same chunks) block by block, all slices of
-    a block in one task, on the current scheduler.
+    a block in one task, on the current scheduler: the cells with a pixel centre, and a
+    generator of each slice's merged statistics.
 
     Moments merge exactly. For quantiles a first pass counts every cell's pixels per
     block: cells inside one block get their quantiles there, the pixels of cells
@@ -535,4 +572,13 @@ def _reduce_dask(slices, x, y, crs, grid, cell_ids, min_lat, nodata, want_spread
                                       totals)
         for i, j in blocks
     ])
-    return [_merge([b[k] for b in per_block], len(cell_ids), qs) for k in range(len(slices))]
+    covered = np.unique(np.concatenate([b[0].cells for b in per_block]))
+
+    def merged():  # one slice at a time, its partials then freed
+        for k in range(len(slices)):
+            parts = [b[k] for b in per_block]
+            for b in per_block:
+                b[k] = None
+            yield _merge(parts, len(cell_ids), qs)
+
+    return covered, merged()

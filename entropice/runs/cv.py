@@ -20,6 +20,7 @@ from sklearn.preprocessing import StandardScaler
 from ..cube import config_hash
 from ..design import cell_features, design_matrix
 from ..grids import grid_of
+from ..parts import concat_parts
 from .folds import spatial_folds
 from .metrics import evaluate, ranking_auc, reliability_curve, triage_curve
 from .model import StoredModel, predict_frame
@@ -285,34 +286,47 @@ def train_group(ds, section=None, *, store: RunStore, quiet=True) -> dict:
     return {"run_id": run_id, "metrics": metrics, "triage": triage}
 
 
-def predict_group(ds, model: StoredModel) -> xr.Dataset:
+PREDICT_CHUNK = 2**17
+"""Cells predicted at a time: every year of them, so memory holds a chunk, not a group."""
+
+
+def predict_group(ds, model: StoredModel, store=None) -> xr.Dataset:
     """Predictions of a stored run's model for every cell and year of a group (labelled
     or not): ``pred_proba`` (year, cells, class), ``pred_class`` and ``pred_entropy``.
-    (The class dimension is not named ``rts_class``: that is the labels' variable.)"""
+    (The class dimension is not named ``rts_class``: that is the labels' variable.)
+
+    The cells are predicted a chunk at a time, each chunk written to ``store`` (a
+    scratch directory, by default in memory) as soon as it is made; the result is lazy.
+    """
     names = model.meta["feature_names"]
     base = [n for n in names if not n.endswith("_missing")]
     missing = [n for n in base if n not in ds]
     if missing:
         raise ValueError(f"the group lacks {len(missing)} feature(s) of run "
                          f"{model.meta['run_id']}, first {missing[0]!r}.")
-    ds = ds[base].load()
+    ds = ds[base]
     yearly = "year" in ds.dims
     years = ds.year.values if yearly else np.array([0])
-    frame = pd.concat([cell_features(ds, names, y if yearly else None) for y in years],
-                      ignore_index=True)
-    proba = predict_frame(model, frame).reshape(len(years), ds.sizes["cells"], -1)
     labels = np.asarray(model.meta["labels"])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        entropy = -np.nansum(np.where(proba > 0, proba * np.log(proba), 0.0), axis=-1)
     attrs = {"run_id": model.meta["run_id"], "source": "espa"}
-    out = xr.Dataset(
-        {"pred_proba": (("year", "cells", "class"), proba, {
-            **attrs, "units": "1", "long_name": "predicted probability of each RTS class"}),
-         "pred_class": (("year", "cells"), labels[np.argmax(proba, axis=-1)].astype(float), {
-             **attrs, "units": "1", "long_name": "predicted RTS class",
-             "flag_meanings": " ".join(model.meta["classes"])}),
-         "pred_entropy": (("year", "cells"), entropy, {
-             **attrs, "units": "nat", "long_name": "entropy of the predicted class "
-                                                   "probabilities"})},
-        coords={"cell_ids": ds.cell_ids, "year": years, "class": labels})
-    return out
+
+    def chunk(start):
+        part = ds.isel(cells=slice(start, start + PREDICT_CHUNK)).load()
+        frame = pd.concat([cell_features(part, names, y if yearly else None) for y in years],
+                          ignore_index=True)
+        proba = predict_frame(model, frame).reshape(len(years), part.sizes["cells"], -1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            entropy = -np.nansum(np.where(proba > 0, proba * np.log(proba), 0.0), axis=-1)
+        return xr.Dataset(
+            {"pred_proba": (("year", "cells", "class"), proba, {
+                **attrs, "units": "1", "long_name": "predicted probability of each RTS class"}),
+             "pred_class": (("year", "cells"), labels[np.argmax(proba, axis=-1)].astype(float), {
+                 **attrs, "units": "1", "long_name": "predicted RTS class",
+                 "flag_meanings": " ".join(model.meta["classes"])}),
+             "pred_entropy": (("year", "cells"), entropy, {
+                 **attrs, "units": "nat", "long_name": "entropy of the predicted class "
+                                                       "probabilities"})},
+            coords={"cell_ids": part.cell_ids, "year": years, "class": labels})
+
+    return concat_parts((chunk(a) for a in range(0, ds.sizes["cells"], PREDICT_CHUNK)),
+                        "cells", store)

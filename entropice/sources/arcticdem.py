@@ -111,7 +111,7 @@ def _check_plausible(ds, dem):
 
 
 def _terrain_block(z, dx, dy, true_north):
-    """The terrain quantities of one block (with its halo), as a (8, ny, nx) array.
+    """The terrain quantities of one block (with its halo), as a (8, ny, nx) float32 array.
 
     ``dx``/``dy`` are ground distances between pixel centres (m), ``true_north`` the
     grid angle (radians, counter-clockwise from grid up) of true north.
@@ -130,10 +130,14 @@ def _terrain_block(z, dx, dy, true_north):
     northness = np.where(flat, 0.0, np.cos(facing))
     eastness = np.where(flat, 0.0, np.sin(facing))
     neigh = [zp[i:i + z.shape[0], j:j + z.shape[1]] for i in range(3) for j in range(3)
-             if (i, j) != (1, 1)]
-    tri = np.sqrt(np.mean([(n - c) ** 2 for n in neigh], axis=0))
-    stack = np.stack(neigh + [c])
-    roughness = stack.max(axis=0) - stack.min(axis=0)
+             if (i, j) != (1, 1)]  # views: one neighbour at a time, no stack of nine
+    sq, hi, lo = np.zeros_like(c), c.copy(), c.copy()
+    for n in neigh:
+        sq += (n - c) ** 2
+        np.maximum(hi, n, out=hi)
+        np.minimum(lo, n, out=lo)
+    tri = np.sqrt(sq / len(neigh))
+    roughness = hi - lo
     curvature = -((right - 2 * c + left) / dx**2 + (up - 2 * c + down) / dy**2)
     r = TPI_RADIUS
     zr = np.pad(z, r, mode="edge")
@@ -146,7 +150,10 @@ def _terrain_block(z, dx, dy, true_north):
     valid = np.isfinite(zr)
     with np.errstate(invalid="ignore", divide="ignore"):
         tpi = z - box_sum(np.where(valid, zr, 0.0)) / box_sum(valid.astype(np.float64))
-    return np.stack([z, slope, northness, eastness, tpi, tri, roughness, curvature])
+    out = np.empty((8, *z.shape), dtype=np.float32)  # what is aggregated, and stored
+    for k, q in enumerate((z, slope, northness, eastness, tpi, tri, roughness, curvature)):
+        out[k] = q
+    return out
 
 
 LATTICE = 64
@@ -227,7 +234,7 @@ def terrain(dem: xr.DataArray) -> xr.Dataset:
         return _terrain_block(z, res_x / k, res_y / k, north)
 
     ov = dsa.overlap.overlap(data, depth={0: depth, 1: depth}, boundary="nearest")
-    out = ov.map_blocks(block, new_axis=0, chunks=((8,),) + ov.chunks, dtype=np.float64)
+    out = ov.map_blocks(block, new_axis=0, chunks=((8,),) + ov.chunks, dtype=np.float32)
     out = dsa.overlap.trim_internal(out, {0: 0, 1: depth, 2: depth}, boundary="nearest")
     valid = dsa.isfinite(data)
     ds = xr.Dataset(coords={"y": dem.y, "x": dem.x})
@@ -251,8 +258,8 @@ def to_cells(dem: xr.DataArray, grid: Grid, *, stats=STATS,
 
     ter = terrain(dem)
     cells = grid.cells(min_lat)
-    ids = cells.cell_ids.values
-    per_cell = grid.on_domain(raster_to_cells(ter, grid, stats=stats, min_lat=min_lat), ids)
+    per_cell = raster_to_cells(ter, grid, stats=stats, min_lat=min_lat, domain=True,
+                               dtype=np.float32)
     data_vars = {}
     for name, var in ter.data_vars.items():
         for s in stats:

@@ -418,6 +418,19 @@ FEATURES = {
 }
 
 
+def _time_quantile(t, q):
+    """Quantile over time: vectorised where no day is missing (numpy's NaN-skipping
+    quantile goes point by point, minutes on a fine grid), NaN-skipping elsewhere."""
+    out = t.quantile(q, dim="time", skipna=False).drop_vars("quantile")
+    gaps = (out.isnull() & t.notnull().any("time")).values
+    if gaps.any():
+        values = out.values.copy()
+        values[gaps] = np.nanquantile(t.transpose("time", *out.dims).values[:, gaps], q,
+                                      axis=0)
+        out = out.copy(data=values)
+    return out
+
+
 def features(ds, *, years=None, year_start_month=10, trend_window=10) -> xr.Dataset:
     """Yearly climate features on the ERA5 grid (dimensions year, latitude, longitude).
 
@@ -464,8 +477,8 @@ def features(ds, *, years=None, year_start_month=10, trend_window=10) -> xr.Data
             rec["era5_tp_jja_sum"] = d.tp.isel(time=np.isin(m, SEASONS["jja"])).sum("time")
         if "sf" in d:
             rec["era5_sf_annual_sum"] = d.sf.sum("time")
-        rec["era5_t2m_p10"] = t.quantile(0.1, dim="time").drop_vars("quantile")
-        rec["era5_t2m_p90"] = t.quantile(0.9, dim="time").drop_vars("quantile")
+        rec["era5_t2m_p10"] = _time_quantile(t, 0.1)
+        rec["era5_t2m_p90"] = _time_quantile(t, 0.9)
         start = np.concatenate([[0.0], np.cumsum(ext.days.values)[:-1]])
         pos = start + (ext.days.values / 2.0 if monthly else 0.0)
         thaw, freeze, season = _onsets(ext.t2m_mean, pos, float(w.sum()), monthly)
@@ -530,17 +543,22 @@ def to_cells(ds, grid: Grid, *, years=None, year_start_month=10, trend_window=10
     return features_to_cells(fds, grid, min_lat=min_lat)
 
 
-def features_to_cells(fds, grid: Grid, *, min_lat: float = DEFAULT_MIN_LAT) -> xr.Dataset:
-    """Features from :func:`features` into cells, all in one pass over the ERA5 grid."""
+def features_to_cells(fds, grid: Grid, *, min_lat: float = DEFAULT_MIN_LAT,
+                      store=None) -> xr.Dataset:
+    """Features from :func:`features` into cells, one year at a time (each year's cells
+    written to ``store``, by default in memory, see :func:`entropice.parts.concat_parts`);
+    the result is lazy."""
     from ..aggregate import raster_to_cells
+    from ..parts import concat_parts
 
     cells = grid.cells(min_lat)
-    ids = cells.cell_ids.values
-    per_cell = grid.on_domain(raster_to_cells(
-        fds.rename({"latitude": "lat", "longitude": "lon"}), grid, stats=("mean",),
-        min_lat=min_lat), ids)
-    data_vars = {}
-    for name, var in fds.data_vars.items():
-        full = per_cell[f"{name}_mean"].transpose("year", "cells").values
-        data_vars[name] = (("year", "cells"), full, dict(var.attrs))
-    return xr.Dataset(data_vars, coords={"cell_ids": cells.cell_ids, "year": fds.year.values})
+    fds = fds.rename({"latitude": "lat", "longitude": "lon"})
+
+    def year(y):
+        per_cell = raster_to_cells(fds.sel(year=[y]), grid, stats=("mean",), min_lat=min_lat,
+                                   domain=True)
+        return xr.Dataset({name: (("year", "cells"), per_cell[f"{name}_mean"].transpose(
+            "year", "cells").values, dict(var.attrs)) for name, var in fds.data_vars.items()},
+            coords={"cell_ids": cells.cell_ids, "year": [y]})
+
+    return concat_parts((year(y) for y in fds.year.values), "year", store)
