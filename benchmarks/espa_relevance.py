@@ -12,7 +12,7 @@ of them held out for testing, standardised on the training part), 12 columns:
 
 For 20 seeds and eps_W in {0.03, 0.1, 0.3, 1}, fits ESPAClassifier(n_boxes=8, eps_C=1,
 eps_W, random_state=seed) with the default settings (indicators detected, restarts
-chosen on held-out samples, the prior W_ref from |corr| with the label), without the
+chosen on held-out samples, the prior W_ref from corr^2 with the label), without the
 prior, with the mutual-information prior, and with ``**REFERENCE`` (no indicator
 detection, restarts chosen by training loss, hard read-out). A seed succeeds when the
 top 3 of ``feature_weights_`` are informative features (x1-x4: no flag, near-constant,

@@ -29,12 +29,14 @@ COARSE = {"h3": 3, "healpix": 6}  # where predict's model is trained
 
 
 def rss(pid):
-    """Resident memory of a process and its children, in bytes."""
+    """Memory of a process (its high-water mark, VmHWM: exact between samples) and the
+    resident memory of its children, in bytes."""
     total = 0
     for p in [pid, *_children(pid)]:
+        key = "VmHWM" if p == pid else "VmRSS"
         try:
             with open(f"/proc/{p}/status") as f:
-                total += int(next(ln for ln in f if ln.startswith("VmRSS")).split()[1]) * 1024
+                total += int(next(ln for ln in f if ln.startswith(key)).split()[1]) * 1024
         except (OSError, StopIteration):
             pass
     return total
@@ -70,7 +72,8 @@ def measure(cmd, max_bytes):
     watcher.join()
     err = proc.stderr.read()
     wall = time.perf_counter() - t0
-    peak_bytes = max(peak[0], usage.ru_maxrss * 1024)
+    # not ru_maxrss: it survives exec, so a child would report this process's size
+    peak_bytes = peak[0]
     if killed[0]:
         state = f"killed > {max_bytes / 1e9:.0f} GB"
     elif proc.returncode:

@@ -293,7 +293,13 @@ def test_weight_prior():
     ref = model.weight_prior_
     assert ref[8] == 0 and ref.sum() == pytest.approx(1.0)
     np.testing.assert_allclose(model.feature_weights_, ref)  # eps_W = inf: W = W_ref
-    assert np.argsort(ref)[-3:].tolist() == [2, 1, 0]  # |corr| ranks the informative ones
+    assert np.argsort(ref)[-3:].tolist() == [2, 1, 0]  # corr^2 ranks the informative ones
+    # W_ref is the largest squared correlation with a class's one-hot label, normalised
+    r2 = np.array([max(np.corrcoef(X[:, d], y == c)[0, 1] ** 2 for c in np.unique(y))
+                   for d in range(8)])
+    floor = 0.01 / 8
+    expected = np.maximum(r2 / r2.sum(), floor)
+    np.testing.assert_allclose(ref[:8], expected / expected.sum(), rtol=1e-9)
     # given relevances, floored at 1 % of uniform
     given = np.r_[1.0, np.zeros(7), 0.0]
     model = ESPAClassifier(8, eps_W=np.inf, weight_prior=given, random_state=0).fit(X, y)

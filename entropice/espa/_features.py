@@ -100,16 +100,22 @@ def resolve_indicators(indicators, X, w, feature_names=None):
 def weight_prior(kind, X, y, w, n_classes, weighted, random_state):
     """W_ref over all features (zero on indicators), or None for no prior.
 
-    ``kind`` is "corr" (the largest absolute correlation of a feature with a class's
-    one-hot label, sample-weighted), "mi" (mutual information with the label, on at most
-    5,000 samples) or an array of non-negative relevances.
+    ``kind`` is "corr" (the largest squared correlation of a feature with a class's
+    one-hot label, sample-weighted: the share of that label's variance the feature
+    explains linearly), "mi" (mutual information with the label, on at most 5,000
+    samples) or an array of non-negative relevances.
+
+    Squared, not absolute: many environmental proxies are moderately correlated with
+    the label and with each other (five statistics of each terrain quantity), and a
+    prior linear in |corr| spreads W almost evenly over them, so that the distance is
+    dominated by the redundant many rather than the strongest few.
     """
     if kind is None:
         return None
     n_features = X.shape[1]
     on = np.ones(n_features, bool) if weighted is None else weighted
     if isinstance(kind, str) and kind == "corr":
-        r = _abs_correlation(X, y, w, n_classes)
+        r = _squared_correlation(X, y, w, n_classes)
     elif isinstance(kind, str) and kind == "mi":
         r = _mutual_information(X, y, w, random_state)
     else:
@@ -126,8 +132,8 @@ def weight_prior(kind, X, y, w, n_classes, weighted, random_state):
     return ref / ref.sum()
 
 
-def _abs_correlation(X, y, w, n_classes, chunk=2048):
-    """max_c |corr_w(x_d, [y == c])| per feature, reading ``X`` in row chunks."""
+def _squared_correlation(X, y, w, n_classes, chunk=2048):
+    """max_c corr_w(x_d, [y == c])^2 per feature, reading ``X`` in row chunks."""
     wsum = w.sum()
     onehot_w = np.zeros((n_classes,))
     sx = np.zeros(X.shape[1])
@@ -147,8 +153,8 @@ def _abs_correlation(X, y, w, n_classes, chunk=2048):
     cov = sxy / wsum - np.outer(mx, p)
     var_y = p * (1 - p)
     with np.errstate(invalid="ignore", divide="ignore"):
-        corr = np.abs(cov) / np.sqrt(np.outer(var_x, var_y))
-    return np.nanmax(np.where(np.isfinite(corr), corr, 0.0), axis=1)
+        r2 = cov**2 / np.outer(var_x, var_y)
+    return np.nanmax(np.where(np.isfinite(r2), r2, 0.0), axis=1)
 
 
 def _mutual_information(X, y, w, random_state, max_samples=5000):

@@ -42,7 +42,7 @@ DEFAULTS = {
     "search_scoring": "ranking",
     "n_restarts": 2,
     "n_estimators": 4,  # ensemble members: the probabilities' average, W's spread
-    "weight_prior": "corr",  # KL(W || W_ref) with W_ref from |corr| ("mi", or "none")
+    "weight_prior": "corr",  # KL(W || W_ref), W_ref from corr^2 ("mi", or "none")
     # eSPA+'s probabilities count the cells as they are: class_weight shapes the boxes,
     # the probabilities stay calibrated to the classes' frequencies
     "weighted_proba": False,
