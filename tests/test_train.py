@@ -184,7 +184,8 @@ def test_saved_model_predicts_exactly_the_same(tmp_path, params):
 
 
 def test_predictions_by_chunks_of_cells_equal_one_pass(tmp_path, monkeypatch):
-    """predict_group streams chunks of cells; the result does not depend on the chunk."""
+    """predict_group streams chunks of cells (as many as keep the rows of all years under
+    PREDICT_ROWS); the result does not depend on the chunk."""
     from entropice.runs import cv
 
     ds = group()
@@ -196,7 +197,7 @@ def test_predictions_by_chunks_of_cells_equal_one_pass(tmp_path, monkeypatch):
                      "classes": ["none", "low", "medium", "high"]})
     loaded = runs.load_model(tmp_path / "run")
     whole = runs.predict_group(ds, loaded).load()
-    monkeypatch.setattr(cv, "PREDICT_CHUNK", 7)
+    monkeypatch.setattr(cv, "PREDICT_ROWS", 7 * ds.sizes["year"])  # 7 cells a chunk
     parts = runs.predict_group(ds, loaded, store=tmp_path / "scratch")
     assert len(parts.pred_proba.chunks[1]) == -(-ds.sizes["cells"] // 7)
     xr.testing.assert_equal(whole, parts.load())

@@ -286,8 +286,10 @@ def train_group(ds, section=None, *, store: RunStore, quiet=True) -> dict:
     return {"run_id": run_id, "metrics": metrics, "triage": triage}
 
 
-PREDICT_CHUNK = 2**17
-"""Cells predicted at a time: every year of them, so memory holds a chunk, not a group."""
+PREDICT_ROWS = 2**19
+"""(cell, year) rows predicted at a time: a chunk of cells with every year of them, as
+many cells as keep the rows under this, so that memory holds a chunk, not a group, for
+any number of years."""
 
 
 def predict_group(ds, model: StoredModel, store=None) -> xr.Dataset:
@@ -310,8 +312,10 @@ def predict_group(ds, model: StoredModel, store=None) -> xr.Dataset:
     labels = np.asarray(model.meta["labels"])
     attrs = {"run_id": model.meta["run_id"], "source": "espa"}
 
+    step = max(1, PREDICT_ROWS // len(years))
+
     def chunk(start):
-        part = ds.isel(cells=slice(start, start + PREDICT_CHUNK)).load()
+        part = ds.isel(cells=slice(start, start + step)).load()
         frame = pd.concat([cell_features(part, names, y if yearly else None) for y in years],
                           ignore_index=True)
         proba = predict_frame(model, frame).reshape(len(years), part.sizes["cells"], -1)
@@ -328,5 +332,5 @@ def predict_group(ds, model: StoredModel, store=None) -> xr.Dataset:
                                                        "probabilities"})},
             coords={"cell_ids": part.cell_ids, "year": years, "class": labels})
 
-    return concat_parts((chunk(a) for a in range(0, ds.sizes["cells"], PREDICT_CHUNK)),
+    return concat_parts((chunk(a) for a in range(0, ds.sizes["cells"], step)),
                         "cells", store)
