@@ -97,9 +97,9 @@ class ESPAClassifier(ClassifierMixin, BaseEstimator):
         W_ref exp(-b / eps_W). W_ref from the squared correlation of each feature
         with the label (one-hot, the largest over the classes: the share of its
         variance the feature explains linearly; "corr"), its mutual information with
-        the label ("mi"), or given relevances; floored at 1 % of the uniform weight. Without a prior (None)
-        W measures how tightly the boxes hold each feature, which the boxes can do
-        for a noise feature as well as for a relevant one
+        the label ("mi"), or given relevances; floored at 1 % of the uniform weight.
+        Without a prior (None) W measures how tightly the boxes hold each feature,
+        which the boxes can do for a noise feature as well as for a relevant one
         (``benchmarks/espa_relevance.py``).
     readout : {"soft", "hard"}, default="soft"
         "hard": the label probabilities of the nearest box. "soft": those of every
