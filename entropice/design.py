@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import fnmatch
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,11 +30,21 @@ class DesignMatrix:
 
     def indicators(self) -> list[int]:
         """Columns that carry no eSPA+ feature weight: the missing-value flags, and binary
-        or near-constant columns (median-imputed, as inside the training folds)."""
+        or near-constant columns (median-imputed, as inside the training folds).
+
+        Judged a few columns at a time, so that memory holds those columns, not a float64
+        copy of the matrix."""
         from .espa import find_indicators
 
-        filled = self.X.fillna(self.X.median()).fillna(0.0).to_numpy(dtype=np.float64)
-        mask = find_indicators(filled) | self.X.columns.isin(self.flags)
+        mask = self.X.columns.isin(self.flags)
+        values = self.X.to_numpy()
+        for start in range(0, values.shape[1], 8):
+            block = values[:, start:start + 8].astype(np.float64)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+                median = np.nan_to_num(np.nanmedian(block, axis=0))
+            block = np.where(np.isnan(block), median, block)
+            mask[start:start + 8] |= find_indicators(block)
         return np.flatnonzero(mask).tolist()
 
 
@@ -75,18 +86,11 @@ def design_matrix(ds, features=DEFAULT_FEATURES, *, target="rts_class", missing=
     if missing not in ("impute", "drop"):
         raise ValueError(f"missing must be 'impute' or 'drop'; got {missing!r}.")
     names = select_features(ds, features)
-    ds = ds[names + ["rts_class", "rts_count"]].load()
     if years is not None:
         ds = ds.sel(year=list(years))
     label = ds.rts_class.transpose("year", "cells").values
     yi, ci = np.nonzero(np.isfinite(label))
-    cols = {}
-    for n in names:
-        v = ds[n]
-        vals = v.transpose("year", "cells").values[yi, ci] if "year" in v.dims else \
-            v.values[ci]
-        cols[n] = vals.astype(np.float64)
-    X = pd.DataFrame(cols)
+    X = _columns(ds, names, yi, ci, missing)
     if target == "any":
         y = (ds.rts_count.transpose("year", "cells").values[yi, ci] > 0).astype(int)
         classes = ["no RTS", "RTS"]
@@ -97,10 +101,6 @@ def design_matrix(ds, features=DEFAULT_FEATURES, *, target="rts_class", missing=
     if missing == "drop":
         keep = X.notna().all(axis=1).values
         X, y, yi, ci = X[keep].reset_index(drop=True), y[keep], yi[keep], ci[keep]
-    else:
-        for n in names:
-            if X[n].isna().any():
-                X[f"{n}_missing"] = X[n].isna().astype(float)
     if len(y) == 0:
         raise ValueError("no labelled cell has its features: nothing to train on.")
     values, counts = np.unique(y, return_counts=True)
@@ -109,6 +109,36 @@ def design_matrix(ds, features=DEFAULT_FEATURES, *, target="rts_class", missing=
         raise ValueError(f"class {lonely[0]} has a single labelled cell: too few to train and "
                          "test on; merge it into a neighbouring class (bin_edges).")
     return DesignMatrix(X, y, ds.cell_ids.values[ci], ds.year.values[yi], classes)
+
+
+
+def _columns(ds, names, yi, ci, missing) -> pd.DataFrame:
+    """The features of the samples (year index ``yi``, cell index ``ci``) as one 2-D
+    block, read a variable at a time (never the whole group), with a ``_missing`` flag
+    after the features for each one that has missing values (``missing="impute"``).
+
+    float32 when every feature is float32 in the cube (as the stages write them: exact,
+    and half the memory), else float64. The block is column-major: each column is
+    written into its place as it is read, and the flags are appended by growing the
+    buffer, so that memory holds the matrix once."""
+    dtype = np.float32 if all(ds[n].dtype == np.float32 for n in names) else np.float64
+    n = len(yi)
+    buf = np.empty(n * len(names), dtype=dtype)
+    gaps = []
+    for j, name in enumerate(names):
+        v = ds[name]
+        col = buf[j * n:(j + 1) * n]
+        col[:] = v.transpose("year", "cells").values[yi, ci] if "year" in v.dims else \
+            v.values[ci]
+        if missing == "impute" and np.isnan(col).any():
+            gaps.append(j)
+    del col  # no view of the buffer may outlive its growth
+    if gaps:
+        buf.resize(n * (len(names) + len(gaps)), refcheck=False)  # in place where it can
+        for k, j in enumerate(gaps):
+            buf[(len(names) + k) * n:(len(names) + k + 1) * n] = np.isnan(buf[j * n:(j + 1) * n])
+    X = buf.reshape(len(names) + len(gaps), n).T
+    return pd.DataFrame(X, columns=names + [f"{names[j]}_missing" for j in gaps], copy=False)
 
 
 def cell_features(ds, names, year=None) -> pd.DataFrame:

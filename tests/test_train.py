@@ -6,6 +6,8 @@ import json
 import numpy as np
 import pytest
 import xarray as xr
+from hypothesis import given
+from hypothesis import strategies as st
 from scipy.ndimage import gaussian_filter
 from sklearn import metrics as skm
 from sklearn.ensemble import RandomForestClassifier
@@ -135,6 +137,23 @@ def test_metrics_agree_with_scikit_learn():
     assert sum(curve["count"]) == 200
 
 
+@given(st.integers(2, 4), st.integers(4, 200), st.integers(1, 30), st.integers(0, 2**31))
+def test_macro_roc_auc_is_scikit_learns(k, n, distinct, seed):
+    """With ties (``distinct`` probability vectors) and classes missing from the samples."""
+    rng = np.random.default_rng(seed)
+    y, labels = rng.integers(0, k, n), np.arange(k)
+    proba = rng.dirichlet(np.ones(k), distinct)[rng.integers(0, distinct, n)]
+    present = np.isin(labels, y)
+    got = runs.metrics.macro_roc_auc(y, proba, labels)
+    if present.sum() < 2:
+        assert np.isnan(got)
+        return
+    p = proba[:, present] / np.maximum(proba[:, present].sum(axis=1, keepdims=True), 1e-15)
+    want = (skm.roc_auc_score(y == labels[present][1], p[:, 1]) if present.sum() == 2 else
+            skm.roc_auc_score(y, p, multi_class="ovr", labels=labels[present]))
+    assert got == pytest.approx(want, abs=1e-12)
+
+
 def test_triage_curve():
     rng = np.random.default_rng(2)
     land = rng.uniform(50, 100, 1000)
@@ -261,3 +280,81 @@ def test_group_from_a_real_cube_layout(tmp_path):
     assert len(dm.y) == np.isfinite(ds.rts_class.values).sum()
     assert isinstance(dm.X.iloc[0, 0], float | np.floating)
     xr.testing.assert_equal(cube.read("h3", 5).rts_class.load(), ds.rts_class)
+
+
+def test_stratified_sample_keeps_each_stratum_share():
+    rng = np.random.default_rng(0)
+    strata = rng.choice(5, 10_000, p=[0.6, 0.2, 0.1, 0.07, 0.03])
+    rows = runs.stratified_sample(strata, 1000, random_state=1)
+    assert np.all(np.diff(rows) > 0)
+    # every stratum gives a tenth of its samples, rounded up or down
+    np.testing.assert_allclose(np.bincount(strata[rows]), np.bincount(strata) / 10, atol=1)
+    np.testing.assert_array_equal(rows, runs.stratified_sample(strata, 1000, random_state=1))
+    assert not np.array_equal(rows, runs.stratified_sample(strata, 1000, random_state=2))
+    np.testing.assert_array_equal(runs.stratified_sample(strata, None), np.arange(10_000))
+    np.testing.assert_array_equal(runs.stratified_sample(strata, 10**6), np.arange(10_000))
+
+
+@given(st.lists(st.integers(0, 6), min_size=1, max_size=300), st.integers(0, 400),
+       st.integers(0, 2**31))
+def test_stratified_sample_rounds_each_share(strata, n, seed):
+    strata = np.asarray(strata)
+    rows = runs.stratified_sample(strata, n, random_state=seed)
+    assert len(np.unique(rows)) == len(rows) == min(n, len(strata))
+    share = min(1.0, n / len(strata))
+    got = np.bincount(strata[rows], minlength=7)
+    want = np.bincount(strata, minlength=7) * share
+    assert np.all((got >= np.floor(want)) & (got <= np.ceil(want)))
+
+
+def test_median_imputer_is_scikit_learns():
+    from sklearn.impute import SimpleImputer
+    from sklearn.utils.estimator_checks import check_estimator
+
+    from entropice.runs.impute import MedianImputer
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(501, 6))
+    X[rng.random(X.shape) < 0.2] = np.nan
+    X[:, 2] = np.nan  # no value: imputed by 0, kept
+    X[:250, 4] = 1.5  # a tie in the middle
+    ref = SimpleImputer(strategy="median", keep_empty_features=True).fit(X[:400])
+    ours = MedianImputer().fit(X[:400])
+    np.testing.assert_array_equal(ours.statistics_, ref.statistics_)
+    np.testing.assert_array_equal(ours.transform(X[400:]), ref.transform(X[400:]))
+    check_estimator(MedianImputer())
+
+
+def test_design_matrix_keeps_a_float32_cube_exact():
+    ds = group()
+    for n in ("era5_tdd_sum", "dem_slope_mean", "emb_pc01"):
+        ds[n] = ds[n].astype(np.float32)
+    dm = design.design_matrix(ds)
+    assert dm.X.to_numpy().dtype == np.float32
+    wide = design.design_matrix(ds.assign(era5_tdd_sum=ds.era5_tdd_sum.astype(np.float64)))
+    assert wide.X.to_numpy().dtype == np.float64
+    np.testing.assert_array_equal(dm.X.to_numpy().astype(np.float64), wide.X.to_numpy())
+    assert dm.indicators() == wide.indicators() == [3]
+
+
+def test_training_at_scale_searches_and_fits_on_samples(tmp_path):
+    """A group larger than search_rows and fit_rows: the search sees a stratified
+    sample, the chosen eSPA+ and the baselines a larger one, and the run says so."""
+    ds = group()
+    ds["land_fraction"] = ("cells", np.ones(ds.sizes["cells"]), {"units": "1"})
+    ds["rts_area_km2"] = ds.rts_count * 0.1
+    small = {"n_folds": 3, "inner_folds": 2, "n_estimators": 1, "n_restarts": 1,
+             "permutation_repeats": 1, "baselines": ["RandomForest", "Majority"],
+             "grid": {"n_boxes": [4, 8], "eps_C": [1.0], "eps_W": [1.0],
+                      "class_weight": ["balanced"]}}
+    store = runs.RunStore(tmp_path)
+    full = runs.train_group(ds, small, store=store)
+    meta = store.meta(full["run_id"])
+    assert meta["search_samples"] == meta["fit_samples"] == meta["n_samples"]
+    scaled = runs.train_group(ds, {**small, "search_rows": 800, "fit_rows": 3000,
+                                   "tree_rows": 500}, store=store)
+    meta = store.meta(scaled["run_id"])
+    assert meta["search_samples"] == 800 and meta["fit_samples"] == 3000
+    for model in ("eSPA+", "RandomForest"):
+        auc = scaled["metrics"][model]["roc_auc"]
+        assert auc > 0.7 and abs(auc - full["metrics"][model]["roc_auc"]) < 0.05

@@ -9,11 +9,11 @@ ancestor level, inside each outer training fold) choose eSPA+'s hyper-parameters
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 import pandas as pd
 import xarray as xr
-from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -21,8 +21,9 @@ from ..cube import config_hash
 from ..design import cell_features, design_matrix
 from ..grids import grid_of
 from ..parts import concat_parts
-from .folds import spatial_folds
-from .metrics import evaluate, ranking_auc, reliability_curve, triage_curve
+from .folds import spatial_folds, stratified_sample
+from .impute import MedianImputer
+from .metrics import evaluate, macro_roc_auc, ranking_auc, reliability_curve, triage_curve
 from .model import StoredModel, predict_frame
 from .store import RunStore
 
@@ -49,12 +50,21 @@ DEFAULTS = {
     "permutation_repeats": 2,  # permutation importance on the outer test folds
     "baselines": ["RandomForest", "HistGradientBoosting", "LogisticRegression", "Majority"],
     "random_state": 0,
-    "n_jobs": None,  # the search's workers (joblib; on a dask cluster with --scheduler)
+    "n_jobs": -1,  # the search's workers (joblib processes; on a dask cluster with --scheduler)
+    # at scale: the inner search runs on a sample of each training fold, stratified by
+    # inner block and class; the chosen eSPA+ and the baselines are fitted on at most
+    # fit_rows of it, and a random forest's trees draw at most tree_rows each (0 or
+    # None: all)
+    "search_rows": 20_000,
+    "fit_rows": 100_000,
+    "tree_rows": 20_000,
 }
 
 
 def _settings(section):
     s = {**DEFAULTS, **(section or {})}
+    for key in ("search_rows", "fit_rows", "tree_rows"):  # 0 (TOML has no None): all
+        s[key] = int(s[key]) or None if s[key] is not None else None
     s["grid"] = {k: [float(v) if v in ("inf", "-inf") else v for v in vals]
                  for k, vals in {**DEFAULTS["grid"], **s.get("grid", {})}.items()}
     return s
@@ -63,7 +73,7 @@ def _settings(section):
 def make_model(estimator) -> Pipeline:
     """Median imputation and standardisation (fitted inside each training fold), then the
     estimator."""
-    return Pipeline([("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+    return Pipeline([("impute", MedianImputer()),
                      ("scale", StandardScaler()), ("model", estimator)])
 
 
@@ -109,7 +119,57 @@ def _baseline(name, random_state):
     return make_model(est[name]())
 
 
-def _oof(make, X, y, folds, blocks, labels, relevance, names, repeats, seed):
+def _fit(make, X, y, rows, blocks, s):
+    """A model (``make()``) fitted on the training samples ``rows``; and, for a search,
+    the parameters it chose and the samples it searched and fitted on.
+
+    A search runs on at most ``search_rows`` of them and the chosen parameters are then
+    fitted on at most ``fit_rows`` (a sample stratified by inner block and class), as
+    are the baselines; a random forest's trees draw at most ``tree_rows`` samples each.
+    Small groups use every sample throughout.
+    """
+    from sklearn.base import clone
+
+    _, block = np.unique(blocks[rows], return_inverse=True)
+    strata = block * (int(y.max()) + 1) + y[rows]
+    fit = rows[stratified_sample(strata, s["fit_rows"], s["random_state"])]
+    model = make()
+    if not hasattr(model, "param_grid"):
+        est = model.named_steps["model"]
+        if "max_samples" in est.get_params() and s["tree_rows"] and len(fit) > s["tree_rows"]:
+            model.set_params(model__max_samples=int(s["tree_rows"]))
+        return model.fit(_rows(X, fit), y[fit]), None
+    search = rows[stratified_sample(strata, s["search_rows"], s["random_state"])]
+    model.fit(_rows(X, search), y[search], groups=blocks[search])
+    best, fitted = model.best_estimator_, len(search)
+    if len(search) < len(rows):  # the chosen parameters, on more samples, on every core
+        best = clone(best).set_params(model__n_jobs=s["n_jobs"])
+        best, fitted = best.fit(_rows(X, fit), y[fit]), len(fit)
+    return best, {"params": {k.removeprefix("model__"): v
+                             for k, v in model.best_params_.items()},
+                  "search_samples": len(search), "fit_samples": fitted}
+
+
+def _rows(X, rows):
+    """Rows of the design matrix in float64 and row-major, as the models are fitted and
+    asked."""
+    return np.ascontiguousarray(X[rows], dtype=np.float64)
+
+
+def _predict_proba(model, X, rows, labels):
+    """A model's probabilities (columns in ``labels`` order) for the samples ``rows``,
+    a chunk of at most 2^23 values (64 MB in float64) at a time, so that no float64 copy
+    of the whole test fold is made."""
+    proba = np.zeros((len(rows), len(labels)))
+    cols = np.searchsorted(labels, model.classes_)
+    step = max(1, 2**23 // X.shape[1])
+    for a in range(0, len(rows), step):
+        part = rows[a:a + step]
+        proba[a:a + len(part), cols] = model.predict_proba(_rows(X, part))
+    return proba
+
+
+def _oof(make, X, y, folds, blocks, labels, relevance, names, s):
     """Out-of-fold probabilities (columns in ``labels`` order), and the parameters each
     fold's search chose (empty for models without a search).
 
@@ -122,22 +182,16 @@ def _oof(make, X, y, folds, blocks, labels, relevance, names, repeats, seed):
     proba = np.zeros((len(y), len(labels)))
     chosen = []
     for k in np.unique(folds):
-        tr, te = folds != k, folds == k
-        model = make()
-        if hasattr(model, "param_grid"):
-            model.fit(X[tr], y[tr], groups=blocks[tr])
-            model = model.best_estimator_
+        tr, te = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
+        model, search = _fit(make, X, y, tr, blocks, s)
+        if search is not None:
             chosen.append(_espa_params(model))
-        else:
-            model.fit(X[tr], y[tr])
-        p = model.predict_proba(X[te])
-        cols = np.searchsorted(labels, model.classes_)
-        proba[np.ix_(te, cols)] = p
+        proba[te] = _predict_proba(model, X, te, labels)
         relevance.extend({"fold": int(k), "member": -1, "measure": "permutation",
                           "feature": f, "value": v}
                          for f, v in permutation_importance(
-                             model, X[te], y[te], labels, feature_groups(names), repeats,
-                             seed).items())
+                             model, X, y, labels, feature_groups(names),
+                             s["permutation_repeats"], s["random_state"], rows=te).items())
         relevance.extend(_weights(model, int(k), names))
     return proba, chosen
 
@@ -151,23 +205,26 @@ def _weights(model, fold, names):
             for i, m in enumerate(est.estimators_) for n, w in zip(names, m.feature_weights_)]
 
 
-def permutation_importance(model, X, y, labels, groups, repeats=2, seed=0, max_rows=1000):
+def permutation_importance(model, X, y, labels, groups, repeats=2, seed=0, max_rows=1000,
+                           rows=None):
     """Drop of macro ROC AUC when a feature (with its missing flag) is shuffled.
 
-    ``groups`` maps a feature name to its columns; measured on at most ``max_rows`` test
-    samples, ``repeats`` shuffles each. Model-agnostic: it checks eSPA+'s weights. All
-    features' shuffled copies go to the model in one call per repeat.
+    ``groups`` maps a feature name to its columns; measured on at most ``max_rows`` of
+    the test samples ``rows`` (all samples by default), ``repeats`` shuffles each.
+    Model-agnostic: it checks eSPA+'s weights. All features' shuffled copies go to the
+    model in one call per repeat.
     """
     rng = np.random.default_rng(seed)
-    if len(y) > max_rows:
-        rows = np.sort(rng.choice(len(y), max_rows, replace=False))
-        X, y = X[rows], y[rows]
+    rows = np.arange(len(y)) if rows is None else np.asarray(rows)
+    if len(rows) > max_rows:
+        rows = rows[np.sort(rng.choice(len(rows), max_rows, replace=False))]
+    X, y = _rows(X, rows), np.asarray(y)[rows]
     cols = np.searchsorted(labels, model.classes_)
 
     def auc(p_model):
         p = np.zeros((len(y), len(labels)))
         p[:, cols] = p_model
-        return evaluate(y, p, labels)["roc_auc"]
+        return macro_roc_auc(y, p, labels)
 
     base = auc(model.predict_proba(X))
     drops = np.zeros((repeats, len(groups)))
@@ -234,7 +291,7 @@ def train_group(ds, section=None, *, store: RunStore, quiet=True) -> dict:
     grid = grid_of(ds)
     s = _settings(section)
     dm = design_matrix(ds, s["features"], target=s["target"], missing=s["missing"])
-    X = dm.X.to_numpy(dtype=np.float64)
+    X = dm.X.to_numpy()  # float32 from a float32 cube (exact); fitted in float64
     y = dm.y
     labels = np.unique(y)
     anc = grid.fold_level() if s["ancestor_level"] is None else int(s["ancestor_level"])
@@ -249,10 +306,11 @@ def train_group(ds, section=None, *, store: RunStore, quiet=True) -> dict:
               **{n: (lambda n=n: _baseline(n, s["random_state"])) for n in s["baselines"]}}
     where = f"{grid.name}/{grid.level}"
     for name, make in _progress(makers.items(), quiet, f"{where} models"):
-        rel = []
-        results[name], chosen[name] = _oof(make, X, y, folds, blocks, labels, rel, names,
-                                           s["permutation_repeats"], s["random_state"])
+        rel, t0 = [], time.perf_counter()
+        results[name], chosen[name] = _oof(make, X, y, folds, blocks, labels, rel, names, s)
         relevance.extend({"model": name, **r} for r in rel)
+        log.info("%s: %s, %d folds in %.0f s", where, name, s["n_folds"],
+                 time.perf_counter() - t0)
     metrics = {name: evaluate(y, p, labels) for name, p in results.items()}
     # triage: every model's out-of-fold expected RTS density ranks the cells
     pos = np.searchsorted(ds.cell_ids.values, dm.cell_ids)
@@ -264,21 +322,24 @@ def train_group(ds, section=None, *, store: RunStore, quiet=True) -> dict:
         dens = _fold_class_density(y, area, land, folds, labels)
         triage = {name: triage_curve(np.einsum("ik,ik->i", p, dens), area, land)
                   for name, p in results.items()}
-    # the final model: the search on every sample
-    final = _espa_search(s, indicators).fit(X, y, groups=blocks)
+    # the final model: the search on every sample (a sample of them at scale)
+    t0 = time.perf_counter()
+    final, search = _fit(lambda: _espa_search(s, indicators), X, y,
+                              np.arange(len(y)), blocks, s)
+    log.info("%s: the final eSPA+ in %.0f s", where, time.perf_counter() - t0)
     chash = config_hash({"train": s, "grid": grid.name, "level": grid.level})
     run_id = store.new_run(grid, chash)
     meta = {"grid": grid.name, "level": grid.level, "config_hash": chash,
             "target": s["target"], "classes": dm.classes, "labels": labels.tolist(),
-            "best_params": {k.removeprefix("model__"): v for k, v in
-                            final.best_params_.items()},
+            "best_params": search["params"],
+            "search_samples": search["search_samples"], "fit_samples": search["fit_samples"],
             "outer_fold_params": chosen["eSPA+"],
             "indicators": [dm.X.columns[i] for i in indicators],
             "n_samples": int(len(y)), "ancestor_level": anc}
     relevance.extend({"model": "eSPA+", **r}
-                     for r in _weights(final.best_estimator_, -1, names))
+                     for r in _weights(final, -1, names))
     curves = {name: reliability_curve(y, p, labels) for name, p in results.items()}
-    store.save(run_id, final.best_estimator_, names, meta,
+    store.save(run_id, final, names, meta,
                folds=pd.DataFrame({"cell_ids": dm.cell_ids, "year": dm.years, "fold": folds}),
                relevance=relevance,
                metrics={"metrics": metrics, "reliability": curves, "triage": triage,

@@ -32,3 +32,26 @@ def spatial_folds(cell_ids, grid: Grid, n_folds=5, *, ancestor_level=None,
         fold_of_block[b] = f
         load[f] += counts[b]
     return fold_of_block[inverse]
+
+
+def stratified_sample(strata, n, random_state=0) -> np.ndarray:
+    """Indices (sorted) of ``n`` samples drawn in proportion from every stratum.
+
+    ``strata`` labels each sample (for example a spatial block and a class, combined);
+    each stratum gives the same share of its samples, rounded up or down (systematic
+    rounding from a random start, so the shares add up to ``n``), so rare classes and
+    small blocks keep their weight in the sample. All samples when ``n`` is None or at
+    least their number.
+    """
+    strata = np.asarray(strata)
+    if n is None or n >= len(strata):
+        return np.arange(len(strata))
+    rng = np.random.default_rng(random_state)
+    uniq, inverse, counts = np.unique(strata, return_inverse=True, return_counts=True)
+    cum = np.floor(np.cumsum(counts) * int(n) / len(strata) + rng.random())
+    quota = np.diff(cum, prepend=0.0).astype(np.int64)
+    order = np.lexsort((rng.random(len(strata)), inverse))  # by stratum, then at random
+    start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.empty(len(strata), dtype=np.int64)
+    rank[order] = np.arange(len(strata)) - start[inverse[order]]
+    return np.flatnonzero(rank < quota[inverse])
