@@ -167,6 +167,23 @@ def test_triage_curve():
     assert shuffled["land_share_needed"]["0.50"] > perfect["land_share_needed"]["0.50"]
 
 
+def test_a_large_groups_triage_curve_is_stored_thinned():
+    rng = np.random.default_rng(5)
+    land = rng.uniform(50, 100, 200_000)
+    rts = rng.gamma(0.3, 1, 200_000) * (rng.random(200_000) < 0.2)
+    score = rts / land + rng.normal(0, 1e-3, 200_000)
+    curve = runs.triage_curve(score, rts, land)
+    assert len(curve["land_share"]) <= runs.metrics.CURVE_POINTS + 2
+    assert curve["land_share"][0] == curve["rts_share"][0] == 0.0
+    assert curve["land_share"][-1] == pytest.approx(1.0)
+    assert np.all(np.diff(curve["land_share"]) > 0) and np.all(np.diff(curve["rts_share"]) >= 0)
+    # the shares needed come from every cell: the best cells by RTS density
+    order = np.argsort(-score)
+    k = np.searchsorted(np.cumsum(rts[order]) / rts.sum(), 0.9)
+    assert curve["land_share_needed"]["0.90"] == pytest.approx(
+        land[order][:k + 1].sum() / land.sum(), abs=1e-4)
+
+
 def test_triage_curve_ties_are_scanned_in_random_order():
     """A score that ties every cell ranks no better than chance, whatever the row order."""
     rng = np.random.default_rng(3)

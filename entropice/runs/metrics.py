@@ -81,10 +81,15 @@ def reliability_curve(y_true, proba, labels, n_bins=10) -> dict:
             "mean_predicted": mean_conf.tolist(), "observed": accuracy.tolist()}
 
 
+CURVE_POINTS = 1001
+"""Most points of a stored triage curve."""
+
+
 def triage_curve(score, rts_area, land_area, recalls=(0.5, 0.8, 0.9, 0.95)) -> dict:
     """How much land must be scanned, cells ranked by ``score``, to find the RTS area.
 
-    Returns the curve (cumulative share of land area, of RTS area) and, for each
+    Returns the curve (cumulative share of land area, of RTS area; at most
+    ``CURVE_POINTS`` of its points, evenly spread over the land) and, for each
     recall, the share of land area needed, beside the same for a random ranking
     (whose expected curve is the diagonal). Cells of equal score are scanned in random
     order, so the curve is the expected one: a straight line across each tie (eSPA+'s
@@ -106,6 +111,11 @@ def triage_curve(score, rts_area, land_area, recalls=(0.5, 0.8, 0.9, 0.95)) -> d
         r0, r1, l0, l1 = rts_share[k - 1], rts_share[k], land_share[k - 1], land_share[k]
         frac = 1.0 if r1 <= r0 else min(1.0, (r - r0) / (r1 - r0))
         needed[f"{r:.2f}"] = float(l0 + (l1 - l0) * frac)
+    # the curve as stored: at most CURVE_POINTS points, spread evenly over the land share
+    # (the shares needed above come from every point; a group of 8M cells has millions)
+    keep = np.unique(np.r_[np.searchsorted(land_share, np.linspace(0, 1, CURVE_POINTS)),
+                           0, len(land_share) - 1].clip(0, len(land_share) - 1))
+    land_share, rts_share = land_share[keep], rts_share[keep]
     return {"land_share": land_share.tolist(), "rts_share": rts_share.tolist(),
             "land_share_needed": needed,
             "random_land_share_needed": {f"{r:.2f}": float(r) for r in recalls}}
