@@ -32,19 +32,20 @@ class DesignMatrix:
         """Columns that carry no eSPA+ feature weight: the missing-value flags, and binary
         or near-constant columns (median-imputed, as inside the training folds).
 
-        Judged a few columns at a time, so that memory holds those columns, not a float64
-        copy of the matrix."""
+        Judged a few columns at a time (at most 128 MB of them), so that memory holds those
+        columns, not a float64 copy of the matrix."""
         from .espa import find_indicators
 
         mask = self.X.columns.isin(self.flags)
         values = self.X.to_numpy()
-        for start in range(0, values.shape[1], 8):
-            block = values[:, start:start + 8].astype(np.float64)
+        step = max(1, 2**24 // max(1, len(values)))  # columns of at most 128 MB in float64
+        for start in range(0, values.shape[1], step):
+            block = values[:, start:start + step].astype(np.float64)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
                 median = np.nan_to_num(np.nanmedian(block, axis=0))
             block = np.where(np.isnan(block), median, block)
-            mask[start:start + 8] |= find_indicators(block)
+            mask[start:start + step] |= find_indicators(block)
         return np.flatnonzero(mask).tolist()
 
 
@@ -119,11 +120,12 @@ def _columns(ds, names, yi, ci, missing) -> pd.DataFrame:
 
     float32 when every feature is float32 in the cube (as the stages write them: exact,
     and half the memory), else float64. The block is column-major: each column is
-    written into its place as it is read, and the flags are appended by growing the
-    buffer, so that memory holds the matrix once."""
+    written into its place as it is read, and the flags after them, into a buffer with
+    room for a flag per feature whose unused end is never touched (so never resident),
+    so that memory holds the matrix once."""
     dtype = np.float32 if all(ds[n].dtype == np.float32 for n in names) else np.float64
     n = len(yi)
-    buf = np.empty(n * len(names), dtype=dtype)
+    buf = np.empty(n * len(names) * (2 if missing == "impute" else 1), dtype=dtype)
     gaps = []
     for j, name in enumerate(names):
         v = ds[name]
@@ -132,12 +134,9 @@ def _columns(ds, names, yi, ci, missing) -> pd.DataFrame:
             v.values[ci]
         if missing == "impute" and np.isnan(col).any():
             gaps.append(j)
-    del col  # no view of the buffer may outlive its growth
-    if gaps:
-        buf.resize(n * (len(names) + len(gaps)), refcheck=False)  # in place where it can
-        for k, j in enumerate(gaps):
-            buf[(len(names) + k) * n:(len(names) + k + 1) * n] = np.isnan(buf[j * n:(j + 1) * n])
-    X = buf.reshape(len(names) + len(gaps), n).T
+    for k, j in enumerate(gaps):
+        buf[(len(names) + k) * n:(len(names) + k + 1) * n] = np.isnan(buf[j * n:(j + 1) * n])
+    X = buf[:n * (len(names) + len(gaps))].reshape(len(names) + len(gaps), n).T
     return pd.DataFrame(X, columns=names + [f"{names[j]}_missing" for j in gaps], copy=False)
 
 
