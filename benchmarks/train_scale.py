@@ -159,7 +159,7 @@ def main():
             out = work / f"auc-{int(size)}-{mode}.json"
             cmd = [sys.executable, __file__, "--one", str(cube), str(work / f"models-{mode}"),
                    mode, str(out)]
-            wall, cpu, peak, status = measure(cmd, args.max_gb * 2**30)
+            wall, cpu, peak, status = measure(cmd, args.max_gb * 1e9)
             head = f"{n:>9,} {mode:>7} {wall:>7.0f} {cpu:>7.0f} {peak / 2**30:>8.2f}  "
             if status != "ok":
                 print(head + status, flush=True)
