@@ -112,7 +112,6 @@ def design_matrix(ds, features=DEFAULT_FEATURES, *, target="rts_class", missing=
     return DesignMatrix(X, y, ds.cell_ids.values[ci], ds.year.values[yi], classes)
 
 
-
 def _columns(ds, names, yi, ci, missing) -> pd.DataFrame:
     """The features of the samples (year index ``yi``, cell index ``ci``) as one 2-D
     block, read a variable at a time (never the whole group), with a ``_missing`` flag

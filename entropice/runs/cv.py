@@ -64,7 +64,7 @@ DEFAULTS = {
 def _settings(section):
     s = {**DEFAULTS, **(section or {})}
     for key in ("search_rows", "fit_rows", "tree_rows"):  # 0 (TOML has no None): all
-        s[key] = int(s[key]) or None if s[key] is not None else None
+        s[key] = None if s[key] is None else (int(s[key]) or None)
     s["grid"] = {k: [float(v) if v in ("inf", "-inf") else v for v in vals]
                  for k, vals in {**DEFAULTS["grid"], **s.get("grid", {})}.items()}
     return s
@@ -324,8 +324,8 @@ def train_group(ds, section=None, *, store: RunStore, quiet=True) -> dict:
                   for name, p in results.items()}
     # the final model: the search on every sample (a sample of them at scale)
     t0 = time.perf_counter()
-    final, search = _fit(lambda: _espa_search(s, indicators), X, y,
-                              np.arange(len(y)), blocks, s)
+    final, search = _fit(lambda: _espa_search(s, indicators), X, y, np.arange(len(y)),
+                         blocks, s)
     log.info("%s: the final eSPA+ in %.0f s", where, time.perf_counter() - t0)
     chash = config_hash({"train": s, "grid": grid.name, "level": grid.level})
     run_id = store.new_run(grid, chash)
