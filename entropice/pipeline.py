@@ -138,29 +138,36 @@ def run_stage(stage: str, cfg: dict, *, force=False, quiet=False, scheduler=None
         return STAGES[stage].run(cfg, force=force, quiet=quiet)
 
 
-def _for_each_group(cfg, stage, cube, *, up_to_date, work, quiet, new_group=False):
+def _for_each_group(cfg, stage, cube, *, up_to_date, work, quiet, new_group=False,
+                    prepare=None):
     """The loop of every stage: for each group of the configuration, ``work(name, level)``
-    unless ``up_to_date(name, level)``; ``[(grid, level, "written" | "up to date")]``."""
-    done = []
-    for name, level in _progress(_groups(cfg), quiet, stage):
+    unless ``up_to_date(name, level)``; ``prepare(todo)`` first, with the groups to do
+    (for work shared between them); ``[(grid, level, "written" | "up to date")]``."""
+    groups = _groups(cfg)
+    for name, level in groups:
         if not new_group and (name, level) not in cube:
             raise ConfigError(f"the cube has no group {name}/{level}: run the grids stage "
                               "first (`entropice grids`).")
-        if up_to_date(name, level):
+    current = {g: up_to_date(*g) for g in groups}
+    for name, level in groups:
+        if current[name, level]:
             log.info("%s: %s/%s is up to date", stage, name, level)
-            done.append((name, level, "up to date"))
-            continue
+    todo = [g for g in groups if not current[g]]
+    if todo and prepare is not None:
+        prepare(todo)
+    for name, level in _progress(todo, quiet, stage):
         work(name, level)
-        done.append((name, level, "written"))
-    return done
+    return [(name, level, "up to date" if current[name, level] else "written")
+            for name, level in groups]
 
 
-def _each_group(cfg, stage, inputs, compute, *, force, quiet, new_group=False):
+def _each_group(cfg, stage, inputs, compute, *, force, quiet, new_group=False, prepare=None):
     """Call ``compute(grid, level, cube, scratch)`` for every group not up to date, then
     write the results: all groups are staged first and swapped in together
     (:meth:`Cube.batch`), so a stage that fails on any group leaves every group as it
     was. ``scratch`` is a directory for parts written as they are made (the result may
-    read them lazily), removed once the group is staged."""
+    read them lazily), removed once the group is staged; ``prepare(todo)`` is called
+    first with the groups to compute."""
     cube = Cube.create(_path(cfg, cfg["cube"]))
     chash = _hash(cfg, stage)
 
@@ -175,7 +182,7 @@ def _each_group(cfg, stage, inputs, compute, *, force, quiet, new_group=False):
 
     with cube.batch():
         done = _for_each_group(
-            cfg, stage, cube, quiet=quiet, new_group=new_group, work=write,
+            cfg, stage, cube, quiet=quiet, new_group=new_group, work=write, prepare=prepare,
             up_to_date=lambda name, level: not force and cube.is_up_to_date(
                 name, level, stage, chash, inputs))
     if any(status == "written" for *_, status in done):
@@ -366,19 +373,27 @@ def _bbox(cfg):
 
 
 def stage_arcticdem(cfg, *, force=False, quiet=False):
-    """Terrain statistics from ArcticDEM per cell."""
+    """Terrain statistics from ArcticDEM per cell: the terrain computed once, and every
+    level of a grid system from one pixel index (``arcticdem.to_levels``)."""
     from .sources import arcticdem
 
     paths = _paths(cfg, "arcticdem")
     inputs = _fingerprints(cfg, paths)
     stats = tuple(cfg.get("arcticdem", {}).get("stats", arcticdem.STATS))
-    dem = functools.cache(lambda: arcticdem.open(paths, bbox=_bbox(cfg)))
+    results = {}
+
+    def prepare(todo):
+        log.info("arcticdem: terrain onto %s in one pass",
+                 ", ".join(f"{n}/{lv}" for n, lv in todo))
+        results.update(arcticdem.to_levels(
+            arcticdem.open(paths, bbox=_bbox(cfg)), [get_grid(*g) for g in todo],
+            stats=stats, min_lat=cfg["domain"]["min_lat"]))
 
     def compute(name, level, cube, scratch):
-        return arcticdem.to_cells(dem(), get_grid(name, level), stats=stats,
-                                  min_lat=cfg["domain"]["min_lat"])
+        return results.pop((name, level))
 
-    return _each_group(cfg, "arcticdem", inputs, compute, force=force, quiet=quiet)
+    return _each_group(cfg, "arcticdem", inputs, compute, force=force, quiet=quiet,
+                       prepare=prepare)
 
 
 def stage_alphaearth(cfg, *, force=False, quiet=False):
@@ -444,6 +459,8 @@ def stage_train(cfg, *, force=False, quiet=False):
         rows.extend(entry_rows)
 
     done = _for_each_group(cfg, "train", cube, up_to_date=up_to_date, work=train, quiet=quiet)
+    order = {(name, level): k for k, (name, level, _) in enumerate(done)}
+    rows.sort(key=lambda r: order.get((r["grid"], int(r["level"])), len(order)))  # stable
     store.write_summary(rows)
     return done
 

@@ -18,7 +18,7 @@ import logging
 import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numba as nb
@@ -43,7 +43,9 @@ POLAR_CELLS = 20
 widths are looked up pixel by pixel (see ``_polar_rows``)."""
 
 _MEMORY_CACHE: OrderedDict = OrderedDict()
-_MEMORY_CACHE_SIZE = 16
+MEMORY_CACHE_BYTES = 1 << 30
+"""Indexes kept in memory, least recently used dropped first: a chunk's index is a few
+hundred kB, so every chunk of a raster stays indexed between its passes."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,8 +105,30 @@ class PixelIndex:
         return self
 
     def nbytes(self):
-        return sum(a.nbytes for a in (self.row, self.start, self.length, self.cell,
-                                      self.weight, self.slope))
+        """Bytes of the runs, and of the indexes derived from them."""
+        own = sum(a.nbytes for a in (self.row, self.start, self.length, self.cell,
+                                     self.weight, self.slope))
+        return own + sum(v.nbytes() for v in self.memo.values() if isinstance(v, PixelIndex))
+
+    def derive(self, grid, level, target_ids):
+        """The index of the coarser ``level`` (or the same level on a smaller domain)
+        of the same grid system: each run goes to the ancestor of its cell, or is left
+        out where that ancestor is not in ``target_ids``. ``grid`` is this index's grid.
+
+        For nested grids (HEALPix) this is the index built for ``level`` directly; for
+        H3 a pixel goes to the parent of its fine cell, which is not always the coarse
+        cell holding the pixel (children cover their parent only approximately).
+        """
+        touched = self.touched
+        ids = self.cell_ids[touched]
+        if level != grid.level:
+            ids = grid.parents(ids, level)
+        pos = _positions(target_ids, np.asarray(ids, dtype=np.uint64),
+                         np.zeros(len(ids)))[self.local_cell]
+        keep = pos >= 0
+        return PixelIndex(self.shape, self.row[keep], self.start[keep], self.length[keep],
+                          pos[keep].astype(np.int32), self.weight[keep], self.slope[keep],
+                          target_ids).prepare()
 
     def to_npz(self, path):
         np.savez(path, shape=np.asarray(self.shape), row=self.row, start=self.start,
@@ -137,6 +161,7 @@ def cache_dir():
 def clear_cache():
     """Forget the indexes held in memory (the on-disk cache is left alone)."""
     _MEMORY_CACHE.clear()
+    _MEMO.clear()
 
 
 def get_index(x, y, crs, grid, cell_ids, min_lat):
@@ -162,9 +187,62 @@ def get_index(x, y, crs, grid, cell_ids, min_lat):
             index.to_npz(tmp)
             os.replace(tmp, path)
     _MEMORY_CACHE[key] = index.prepare()
-    while len(_MEMORY_CACHE) > _MEMORY_CACHE_SIZE:
-        _MEMORY_CACHE.popitem(last=False)
+    _trim_cache()
     return index
+
+
+_MEMO: OrderedDict = OrderedDict()
+MEMO_BYTES = 256 << 20
+
+
+def memo(what, x, y, crs, compute):
+    """``compute()`` once per ``what`` and raster grid: arrays derived from a raster grid
+    and a cell grid (such as the cell centres' positions), least recently used dropped
+    first beyond ``MEMO_BYTES``."""
+    h = hashlib.sha1(repr(what).encode())
+    h.update(crs.to_wkt().encode())
+    for c in (x, y):
+        h.update(np.ascontiguousarray(c, dtype=np.float64).tobytes())
+    key = h.hexdigest()
+    if key in _MEMO:
+        _MEMO.move_to_end(key)
+        return _MEMO[key]
+    _MEMO[key] = value = compute()
+    size = lambda v: sum(np.asarray(a).nbytes for a in v)  # noqa: E731
+    total = sum(size(v) for v in _MEMO.values())
+    while len(_MEMO) > 1 and total > MEMO_BYTES:
+        total -= size(_MEMO.popitem(last=False)[1])
+    return value
+
+
+def _trim_cache():
+    total = sum(ix.nbytes() for ix in _MEMORY_CACHE.values())
+    while len(_MEMORY_CACHE) > 1 and total > MEMORY_CACHE_BYTES:
+        total -= _MEMORY_CACHE.popitem(last=False)[1].nbytes()
+
+
+@lru_cache(maxsize=8)
+def _domain_ids(grid, min_lat):
+    """The ids of a domain that only an index needs (not the cells' centres and areas)."""
+    ids = grid.domain_ids(min_lat)
+    ids.setflags(write=False)
+    return ids
+
+
+def level_index(x, y, crs, grid, min_lat, base=None):
+    """The index of ``grid`` on its domain north of ``min_lat``, derived from the index of
+    ``base`` (a finer grid of the same system, on a wider domain: ``(grid, min_lat)``)
+    when given, so that one index serves every level; else built for ``grid`` itself."""
+    if base is None or (base[0] == grid and base[1] == min_lat):
+        return get_index(x, y, crs, grid, grid.cells(min_lat).cell_ids.values, min_lat)
+    base_grid, base_min_lat = base
+    index = get_index(x, y, crs, base_grid, _domain_ids(base_grid, base_min_lat),
+                      base_min_lat)
+    key = ("level", grid.level, float(min_lat))
+    if key not in index.memo:
+        index.memo[key] = index.derive(base_grid, grid.level, grid.cells(min_lat).cell_ids.values)
+        _trim_cache()
+    return index.memo[key]
 
 
 def _pixel_sizes(c):

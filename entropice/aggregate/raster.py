@@ -12,6 +12,9 @@ from ..grids import DEFAULT_MIN_LAT, Grid, geometry
 from . import _index, _kernels
 
 MOMENT_STATS = ("count", "sum", "mean", "std", "min", "max")
+SUMMARY_POINTS = 1024
+"""Points that summarise the pixels of a cell's part in one dask chunk, for the
+quantiles of cells split between chunks: their rank is exact to 1 / (2 x 1024)."""
 QUANTILE_RE = re.compile(r"^p(\d{1,2}|100)$")
 ALIASES = {"median": "p50"}
 
@@ -140,8 +143,9 @@ class _Partial:
 
 def _reduce_block(values, index, nodata, want_spread, want_range, qs, complete=None):
     """Moments of every touched cell; quantiles for cells entirely in this block
-    (``complete``, a mask over ``index.touched``; by default all) and the raw pixels of
-    the others. Works on the block's own cells, not the whole domain."""
+    (``complete``, a mask over ``index.touched``; by default all) and the pixels of the
+    others, or a summary of them (``_kernels.summarise``). Works on the block's own
+    cells, not the whole domain."""
     has_nodata = nodata is not None
     nodata_value = values.dtype.type(nodata) if has_nodata else values.dtype.type(0)
     touched = index.touched
@@ -165,8 +169,10 @@ def _reduce_block(values, index, nodata, want_spread, want_range, qs, complete=N
         q_values = out[complete]
         split = ~complete
         if split.any():
-            n_split = int(index.local_pixels[split].sum())
-            local, g_values, g_weights = _kernels.gather(*args, split, n_split)
+            n_out = int(np.minimum(index.local_pixels[split], SUMMARY_POINTS).sum())
+            local, g_values, g_weights = _kernels.summarise(
+                *args, index.order, index.cell_start, split, index.max_pixels_per_cell,
+                SUMMARY_POINTS, n_out)
             g_cells = touched[local]
     return _Partial(touched, count, wsum, mean, m2, vsum, vmin, vmax, q_cells, q_values,
                     g_cells, g_values, g_weights)
@@ -289,7 +295,58 @@ def _bilinear(slices, row, col, nodata):
     return (_interpolate(g.reshape(rows.shape), w, nodata) for g in got)
 
 
-# -- the public function -----------------------------------------------------------------
+# -- the grids reduced onto ------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Target:
+    """One grid a raster is reduced onto: its domain, and the finer grid (on a wider
+    domain) whose pixel index it is derived from, if any."""
+
+    grid: Grid
+    min_lat: float
+    base: tuple | None = None
+
+    @property
+    def cells(self):
+        return self.grid.cells(self.min_lat)
+
+    @property
+    def key(self):
+        return self.grid.name, self.grid.level
+
+    def index(self, x, y, crs):
+        return _index.level_index(x, y, crs, self.grid, self.min_lat, self.base)
+
+
+def derive_margin(grid) -> float:
+    """Degrees by which the domain of the index that coarser levels are derived from
+    extends south of theirs: two widths of ``grid``'s cells (the coarsest level), so that
+    every pixel of a domain cell's descendants is indexed."""
+    polar = grid.latlon_to_cells(np.array([90.0]), np.array([0.0]))
+    return 2.0 * float(np.degrees(np.sqrt(grid.spherical_areas(polar)[0])))
+
+
+def _targets(grids, min_lat):
+    """A target per grid; the levels of one grid system share the index of its finest
+    level (built on a domain wider by ``derive_margin`` of its coarsest)."""
+    grids = list(dict.fromkeys(grids))
+    if not grids:
+        raise ValueError("no grids to put the raster on.")
+    out = []
+    for name in dict.fromkeys(g.name for g in grids):
+        system = [g for g in grids if g.name == name]
+        if len(system) == 1:
+            out.append(_Target(system[0], min_lat))
+            continue
+        finest = max(system, key=lambda g: g.level)
+        coarsest = min(system, key=lambda g: g.level)
+        base = (finest, max(-90.0, float(min_lat) - derive_margin(coarsest)))
+        out.extend(_Target(g, min_lat, base) for g in system)
+    return out
+
+
+# -- the public functions -------------------------------------------------------------------
 
 
 def raster_to_cells(raster: xr.DataArray, grid: Grid, stats=("mean",),
@@ -318,7 +375,9 @@ def raster_to_cells(raster: xr.DataArray, grid: Grid, stats=("mean",),
         The cell grid, from :func:`entropice.grids.get_grid`.
     stats : sequence of str, default ("mean",)
         Any of count, sum, mean, std, min, max, median and percentiles p0..p100.
-        Quantiles are area-weighted inverted-CDF quantiles.
+        Quantiles are area-weighted inverted-CDF quantiles; of cells split between
+        dask chunks, each chunk's part is summarised by at most ``SUMMARY_POINTS``
+        points, so that their rank is exact to ``1 / (2 SUMMARY_POINTS)``.
     min_lat : float, default 50.0
         The domain's southern boundary.
     nodata : number, optional
@@ -344,9 +403,42 @@ def raster_to_cells(raster: xr.DataArray, grid: Grid, stats=("mean",),
     ValueError
         If the raster has no CRS, a CRS that cannot be transformed to lon/lat, does
         not overlap the domain, or a statistic is unknown.
+
+    See Also
+    --------
+    raster_to_levels : several grids and levels in one pass over the raster.
+    """
+    return raster_to_levels(raster, [grid], stats, min_lat, nodata=nodata, domain=domain,
+                            dtype=dtype)[grid.name, grid.level]
+
+
+def raster_to_levels(raster: xr.DataArray, grids, stats=("mean",),
+                     min_lat: float = DEFAULT_MIN_LAT, *, nodata=None,
+                     domain: bool = False, dtype=np.float64) -> dict:
+    """:func:`raster_to_cells` on several grids and levels in one pass over the raster.
+
+    A dask-backed raster (terrain derived from a DEM, say) is computed once for all of
+    them, and the levels of one grid system share one pixel index, that of the finest
+    level: a pixel goes to the ancestor of its fine cell. For HEALPix, whose cells
+    nest, that is the cell holding the pixel, and every level is what
+    :func:`raster_to_cells` gives on its own. H3's children cover their parent only
+    approximately, so a coarse H3 cell gets the pixels of its finest descendants (as
+    :func:`rollup` does), a few per cent of its area different from its own outline.
+
+    Parameters
+    ----------
+    grids : sequence of Grid
+        The grids and levels; the other parameters are :func:`raster_to_cells`'s.
+
+    Returns
+    -------
+    dict
+        ``{(grid name, level): xarray.Dataset}``, each as :func:`raster_to_cells`
+        gives it.
     """
     if isinstance(raster, xr.Dataset):
-        return _dataset_to_cells(raster, grid, stats, min_lat, nodata, domain, dtype)
+        return _dataset_to_cells(raster, grids, stats, min_lat, nodata, domain, dtype)
+    targets = _targets(grids, min_lat)
     if not isinstance(raster, xr.DataArray):
         raise TypeError("raster_to_cells takes an xarray.DataArray or Dataset; got "
                         f"{type(raster).__name__}.")
@@ -358,55 +450,73 @@ def raster_to_cells(raster: xr.DataArray, grid: Grid, stats=("mean",),
     x = np.asarray(raster[xdim].values, dtype=np.float64)
     y = np.asarray(raster[ydim].values, dtype=np.float64)
     nodata = _nodata(raster, nodata)
-    cells_ds = grid.cells(min_lat)
-    cell_ids = cells_ds.cell_ids.values
-    lazy = raster.chunks is not None
-    if lazy:  # no index of the whole raster: each chunk builds (and caches) its own
-        index = None
-        row, col = _centre_positions(x, y, crs, grid, cells_ds)
-        pixel_km2 = _index.pixel_area_at(x, y, crs, len(y) // 2, len(x) // 2)
-        touched = np.empty(0, dtype=np.int64)
-    else:
-        index = _index.get_index(x, y, crs, grid, cell_ids, min_lat)
-        if "centres" not in index.memo:
-            index.memo["centres"] = _centre_positions(x, y, crs, grid, cells_ds)
-        row, col = index.memo["centres"]
-        pixel_km2 = float(np.median(index.weight)) if index.n_runs else np.inf
-        touched = index.touched
-    under = np.isfinite(row) & np.isfinite(col)
-    no_overlap = ValueError(
-        f"{_label(raster)} does not overlap the domain (cells of {grid.name} level "
-        f"{grid.level} with centres north of {min_lat} deg).")
-    if not lazy and index.n_runs == 0 and not under.any():
-        raise no_overlap
-    # pixels larger than the cells under the raster: sample at the cell centres instead
-    near = under.copy()
-    near[touched] = True
-    areas = cells_ds.area_km2.values
-    cell_km2 = float(np.median(areas[near] if near.any() else areas))
-    sampled_mode = pixel_km2 > cell_km2
-    if sampled_mode and lazy:  # fewer pixels than cells: read once, not once per slice
-        raster = raster.compute()
     qs = [int(QUANTILE_RE.match(s).group(1)) / 100 for s in names if QUANTILE_RE.match(s)]
-    want_spread = "std" in names
-    want_range = "min" in names or "max" in names
+    want = dict(want_spread="std" in names, want_range="min" in names or "max" in names,
+                qs=qs)
 
+    lazy = raster.chunks is not None
+    if lazy:  # pixels larger than some grid's cells: fewer pixels than cells, read once
+        pixel_km2 = _index.pixel_area_at(x, y, crs, len(y) // 2, len(x) // 2)
+        if any(pixel_km2 > _cell_km2(t, x, y, crs) for t in targets):
+            raster, lazy = raster.compute(), False
     other_dims = raster.dims[:-2]
-    other_shape = raster.shape[:-2]
-    positions = list(np.ndindex(*other_shape))
+    positions = list(np.ndindex(*raster.shape[:-2]))
     # the 2-D slices of the raster, one per position along its other dimensions
     slices = [raster[dict(zip(other_dims, pos))] if other_dims else raster
               for pos in positions]
-    if sampled_mode:
-        covered, results = np.empty(0, dtype=np.int64), (None for _ in positions)
-    elif lazy:  # every slice, block by block, in one dask pass
-        covered, results = _reduce_dask(slices, x, y, crs, grid, cell_ids, min_lat, nodata,
-                                        want_spread, want_range, qs)
+    if lazy:  # every slice and every grid, block by block, in one dask pass
+        reduced = dict(zip([t.key for t in targets],
+                           _reduce_dask(slices, x, y, crs, targets, nodata, **want)))
     else:
-        covered = index.touched
-        results = (_merge([_reduce_block(np.asarray(sl.values), index, nodata, want_spread,
-                                         want_range, qs)], len(cell_ids), qs)
-                   for sl in slices)
+        reduced = {}
+        for t in targets:
+            index = t.index(x, y, crs)
+            pixel_km2 = float(np.median(index.weight)) if index.n_runs else np.inf
+            sampled = pixel_km2 > _cell_km2(t, x, y, crs, index)  # at the cell centres
+            reduced[t.key] = (None, None) if sampled else (
+                index.touched, _reduce_slices(slices, index, nodata, **want))
+    return {t.key: _assemble(raster, slices, t, *reduced[t.key], x, y, crs, names, qs,
+                             nodata, domain, dtype) for t in targets}
+
+
+def _reduce_slices(slices, index, nodata, want_spread, want_range, qs):
+    """Each in-memory slice's merged statistics, one slice at a time."""
+    for sl in slices:
+        yield _merge([_reduce_block(np.asarray(sl.values), index, nodata, want_spread,
+                                    want_range, qs)], len(index.cell_ids), qs)
+
+
+def _centres(t, x, y, crs):
+    """Fractional (row, col) of the target's cell centres in the raster (cached per
+    raster grid and cell grid: rasters of one grid, such as ERA5's years, share them)."""
+    return _index.memo(("centres", t.key, t.min_lat), x, y, crs,
+                       lambda: _centre_positions(x, y, crs, t.grid, t.cells))
+
+
+def _cell_km2(t, x, y, crs, index=None):
+    """Median area of the target's cells under the raster (or touched by its pixels)."""
+    row, col = _centres(t, x, y, crs)
+    near = np.isfinite(row) & np.isfinite(col)
+    if index is not None:
+        near[index.touched] = True
+    areas = t.cells.area_km2.values
+    return float(np.median(areas[near] if near.any() else areas))
+
+
+def _assemble(raster, slices, t, covered, results, x, y, crs, names, qs, nodata, domain,
+              dtype):
+    """The dataset of one target from its reduced slices (``results``, a generator of
+    merged statistics, or None: sampled at the cell centres)."""
+    grid, min_lat = t.grid, t.min_lat
+    cells_ds = t.cells
+    cell_ids = cells_ds.cell_ids.values
+    row, col = _centres(t, x, y, crs)
+    under = np.isfinite(row) & np.isfinite(col)
+    sampled_mode = results is None
+    if sampled_mode:
+        covered, results = np.empty(0, dtype=np.int64), (None for _ in slices)
+    if not sampled_mode and len(covered) == 0 and not under.any():
+        raise _no_overlap(raster, grid, min_lat)
     # cells under the raster that no pixel centre falls in are sampled at their centre
     fill = under.copy()
     fill[covered] = False
@@ -414,12 +524,13 @@ def raster_to_cells(raster: xr.DataArray, grid: Grid, stats=("mean",),
 
     # one slice at a time into the arrays, on every domain cell; then the cells of the
     # result: under pixel centres, or (sampled) under the raster
-    out_shape = (*other_shape, len(cell_ids))
+    other_dims = raster.dims[:-2]
+    out_shape = (*raster.shape[:-2], len(cell_ids))
     arrays = {s: np.zeros(out_shape, dtype=np.int64) if s == "count"
               else np.full(out_shape, np.nan, dtype=dtype) for s in names}
     keep = under.copy()
     keep[covered] = True
-    for pos, res in zip(positions, results):
+    for pos, res in zip(np.ndindex(*raster.shape[:-2]), results):
         if res is None:
             filled = _sampled_stats(names, np.full(len(cell_ids), np.nan))
         else:
@@ -433,7 +544,7 @@ def raster_to_cells(raster: xr.DataArray, grid: Grid, stats=("mean",),
         for s in names:
             arrays[s][pos] = filled[s]
     if not keep.any():
-        raise no_overlap
+        raise _no_overlap(raster, grid, min_lat)
     keep_idx = np.flatnonzero(keep) if not domain else np.arange(len(cell_ids))
     if len(keep_idx) < len(cell_ids):
         arrays = {s: a[..., keep_idx] for s, a in arrays.items()}
@@ -451,21 +562,30 @@ def raster_to_cells(raster: xr.DataArray, grid: Grid, stats=("mean",),
     return ds
 
 
-def _dataset_to_cells(ds, grid, stats, min_lat, nodata, domain, dtype):
+def _no_overlap(raster, grid, min_lat):
+    return ValueError(
+        f"{_label(raster)} does not overlap the domain (cells of {grid.name} level "
+        f"{grid.level} with centres north of {min_lat} deg).")
+
+
+def _dataset_to_cells(ds, grids, stats, min_lat, nodata, domain, dtype):
     """Every variable of a dataset on one raster grid, in one pass over the data."""
     if not ds.data_vars:
         raise ValueError("the raster dataset has no variables.")
     names = list(ds.data_vars)
     stacked = ds.to_dataarray("variable")
     stacked.name = None
-    result = raster_to_cells(stacked, grid, stats, min_lat, nodata=nodata, domain=domain,
-                             dtype=dtype)
-    sampled = "sampled" in result.attrs["aggregation"]
-    out = xr.Dataset(coords={"cell_ids": result.cell_ids}, attrs=result.attrs)
-    for v in names:
-        for st in result.data_vars:
-            out[f"{v}_{st}"] = result[st].sel(variable=v, drop=True).assign_attrs(
-                _stat_attrs(ds[v], st, sampled))
+    results = raster_to_levels(stacked, grids, stats, min_lat, nodata=nodata, domain=domain,
+                               dtype=dtype)
+    out = {}
+    for key, result in results.items():
+        sampled = "sampled" in result.attrs["aggregation"]
+        one = xr.Dataset(coords={"cell_ids": result.cell_ids}, attrs=result.attrs)
+        for v in names:
+            for st in result.data_vars:
+                one[f"{v}_{st}"] = result[st].sel(variable=v, drop=True).assign_attrs(
+                    _stat_attrs(ds[v], st, sampled))
+        out[key] = one
     return out
 
 
@@ -525,29 +645,37 @@ def _stat_attrs(raster, stat, sampled):
 # -- dask: chunk by chunk ------------------------------------------------------------------
 
 
-def _block_counts(x, y, crs, grid, cell_ids, min_lat):
-    index = _index.get_index(x, y, crs, grid, cell_ids, min_lat)
-    return index.touched, index.local_pixels
+def _block_counts(x, y, crs, targets):
+    """Per target: the cells a block's pixel centres fall in, and how many of them."""
+    out = []
+    for t in targets:
+        index = t.index(x, y, crs)
+        out.append((index.touched, index.local_pixels))
+    return out
 
 
-def _block_partials(blocks, x, y, crs, grid, cell_ids, min_lat, nodata, want_spread,
-                    want_range, qs, totals):
-    """Partial statistics of one block of every slice (they share the index)."""
-    index = _index.get_index(x, y, crs, grid, cell_ids, min_lat)
-    complete = index.local_pixels == totals[index.touched] if len(qs) else None
-    return [_reduce_block(np.asarray(b), index, nodata, want_spread, want_range, qs, complete)
-            for b in blocks]
+def _block_partials(blocks, x, y, crs, targets, nodata, want_spread, want_range, qs,
+                    complete):
+    """Partial statistics of one block of every slice (they share the index), per target;
+    ``complete`` (per target) marks the cells whose pixels all lie in this block."""
+    out = []
+    values = [np.asarray(b) for b in blocks]
+    for t, done in zip(targets, complete):
+        index = t.index(x, y, crs)
+        out.append([_reduce_block(v, index, nodata, want_spread, want_range, qs, done)
+                    for v in values])
+    return out
 
 
-def _reduce_dask(slices, x, y, crs, grid, cell_ids, min_lat, nodata, want_spread, want_range,
-                 qs):
-    """Reduce dask-backed 2-D slices (same grid, same chunks) block by block, all slices of
-    a block in one task, on the current scheduler: the cells with a pixel centre, and a
-    generator of each slice's merged statistics.
+def _reduce_dask(slices, x, y, crs, targets, nodata, want_spread, want_range, qs):
+    """Reduce dask-backed 2-D slices (same grid, same chunks) block by block, all slices
+    and targets of a block in one task, on the current scheduler: per target, the cells
+    with a pixel centre, and a generator of each slice's merged statistics.
 
-    Moments merge exactly. For quantiles a first pass counts every cell's pixels per
-    block: cells inside one block get their quantiles there, the pixels of cells
-    split between blocks are gathered and reduced together, so the result is exact.
+    Moments merge exactly. For quantiles a first pass (the index only) counts every
+    cell's pixels per block: cells inside one block get their exact quantiles there; of
+    the cells split between blocks each block sends its pixels, or a summary of at most
+    ``SUMMARY_POINTS`` of them, and these are reduced together.
     """
     import dask
 
@@ -555,30 +683,39 @@ def _reduce_dask(slices, x, y, crs, grid, cell_ids, min_lat, nodata, want_spread
     yb = np.concatenate([[0], np.cumsum(ychunks)])
     xb = np.concatenate([[0], np.cumsum(xchunks)])
     blocks = [(i, j) for i in range(len(ychunks)) for j in range(len(xchunks))]
-    totals = None
+
+    def coords(i, j):
+        return x[xb[j]:xb[j + 1]], y[yb[i]:yb[i + 1]]
+
+    complete = [[None] * len(targets) for _ in blocks]
     if len(qs):
-        counts = dask.compute(*[
-            dask.delayed(_block_counts)(x[xb[j]:xb[j + 1]], y[yb[i]:yb[i + 1]], crs, grid,
-                                        cell_ids, min_lat)
-            for i, j in blocks
-        ])
-        totals = np.zeros(len(cell_ids))
-        for touched, n in counts:
-            totals[touched] += n
-    per_block = dask.compute(*[
-        dask.delayed(_block_partials)([sl.data.blocks[i, j] for sl in slices],
-                                      x[xb[j]:xb[j + 1]], y[yb[i]:yb[i + 1]], crs, grid,
-                                      cell_ids, min_lat, nodata, want_spread, want_range, qs,
-                                      totals)
-        for i, j in blocks
-    ])
-    covered = np.unique(np.concatenate([b[0].cells for b in per_block]))
+        counts = dask.compute(*[dask.delayed(_block_counts)(*coords(i, j), crs, targets)
+                                for i, j in blocks])
+        for k in range(len(targets)):
+            totals = np.zeros(len(targets[k].cells.cell_ids))
+            for per_target in counts:
+                touched, n = per_target[k]
+                totals[touched] += n
+            for b, per_target in enumerate(counts):  # small, per block: not the totals
+                touched, n = per_target[k]
+                complete[b][k] = n == totals[touched]
+        del counts
+    per_block = list(dask.compute(*[
+        dask.delayed(_block_partials)([sl.data.blocks[i, j] for sl in slices], *coords(i, j),
+                                      crs, targets, nodata, want_spread, want_range, qs,
+                                      complete[b])
+        for b, (i, j) in enumerate(blocks)
+    ]))
 
-    def merged():  # one slice at a time, its partials then freed
-        for k in range(len(slices)):
-            parts = [b[k] for b in per_block]
+    def merged(k, n_cells):  # one slice at a time, its partials then freed
+        for s in range(len(slices)):
+            parts = [b[k][s] for b in per_block]
             for b in per_block:
-                b[k] = None
-            yield _merge(parts, len(cell_ids), qs)
+                b[k][s] = None
+            yield _merge(parts, n_cells, qs)
 
-    return covered, merged()
+    out = []
+    for k, t in enumerate(targets):
+        covered = np.unique(np.concatenate([b[k][0].cells for b in per_block]))
+        out.append((covered, merged(k, len(t.cells.cell_ids))))
+    return out

@@ -190,7 +190,7 @@ class Grid(abc.ABC):
             )
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=64)  # every level of both systems, on the domain and a wider one
 def _cells(name, level, min_lat):
     from . import get_grid
 

@@ -254,19 +254,32 @@ def to_cells(dem: xr.DataArray, grid: Grid, *, stats=STATS,
     xarray.Dataset
         On the whole domain (NaN where the DEM does not reach).
     """
-    from ..aggregate import raster_to_cells
+    return to_levels(dem, [grid], stats=stats, min_lat=min_lat)[grid.name, grid.level]
+
+
+def to_levels(dem: xr.DataArray, grids, *, stats=STATS,
+              min_lat: float = DEFAULT_MIN_LAT) -> dict:
+    """:func:`to_cells` on several grids and levels, the terrain computed once and each
+    grid system's pixel index built once (:func:`entropice.aggregate.raster_to_levels`).
+
+    Returns
+    -------
+    dict
+        ``{(grid name, level): xarray.Dataset}``.
+    """
+    from ..aggregate.raster import raster_to_levels
 
     ter = terrain(dem)
-    cells = grid.cells(min_lat)
-    per_cell = raster_to_cells(ter, grid, stats=stats, min_lat=min_lat, domain=True,
-                               dtype=np.float32)
-    data_vars = {}
-    for name, var in ter.data_vars.items():
-        for s in stats:
-            full = per_cell[f"{name}_{s}"].values
-            attrs = {"units": var.attrs["units"], "source": "arcticdem",
-                     "long_name": f"{s} of the {var.attrs['long_name']} over the cell"}
-            data_vars[f"dem_{name}_{s}"] = ("cells", full, attrs)
-    out = xr.Dataset(data_vars, coords={"cell_ids": cells.cell_ids})
-    _check_plausible(out, dem)
+    per_level = raster_to_levels(ter, grids, stats=stats, min_lat=min_lat, domain=True,
+                                 dtype=np.float32)
+    out = {}
+    for key, per_cell in per_level.items():
+        data_vars = {}
+        for name, var in ter.data_vars.items():
+            for s in stats:
+                attrs = {"units": var.attrs["units"], "source": "arcticdem",
+                         "long_name": f"{s} of the {var.attrs['long_name']} over the cell"}
+                data_vars[f"dem_{name}_{s}"] = ("cells", per_cell[f"{name}_{s}"].values, attrs)
+        out[key] = xr.Dataset(data_vars, coords={"cell_ids": per_cell.cell_ids})
+        _check_plausible(out[key], dem)
     return out
