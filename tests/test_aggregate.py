@@ -19,8 +19,10 @@ from entropice.aggregate import (
     land_fraction,
     polygons_to_cells,
     raster_to_cells,
+    raster_to_levels,
     rollup,
 )
+from entropice.aggregate import raster as raster_module
 from entropice.grids import geometry, get_grid
 
 GEOD = Geod(ellps="WGS84")
@@ -253,6 +255,142 @@ def test_dask_distributed_cluster_gives_the_same_result():
         got = raster_to_cells(lazy, get_grid("healpix", 8), stats=stats)
         assert len(client.scheduler_info()["workers"]) == 2
     xr.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-6)
+
+
+LEVEL_STATS = ("count", "sum", "mean", "std", "min", "max", "p10", "p50", "p90")
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_healpix_levels_from_one_index_equal_each_level_on_its_own(chunked, monkeypatch):
+    """HEALPix cells nest: every level derived from the finest one's index has the
+    pixels of the level reduced on its own; its moments are combined from the finest
+    level's (equal to ~1e-9: run pieces change the pixel areas by that much), and its
+    quantiles come from the finest cells' summaries, their rank within
+    1.5 / SUMMARY_POINTS of the true one (exact at the finest level, in one block)."""
+    m = 32
+    monkeypatch.setattr(raster_module, "SUMMARY_POINTS", m)
+    rng = np.random.default_rng(11)
+    values = rng.gamma(2.0, size=(260, 240)).cumsum(axis=1)
+    values[rng.random(values.shape) < 0.02] = np.nan
+    # an equal-area raster: every pixel weighs the same, so ranks are pixel counts
+    da = projected_raster(values, crs="EPSG:6931", x0=0, y0=-2000e3, res=1000.0)
+    if chunked:  # the chunks cut the cells: their parts are summarised
+        da = da.chunk({"y": 130, "x": 120})
+    grids = [get_grid("healpix", lv) for lv in (6, 7, 8, 9)]
+    clear_cache()
+    levels = raster_to_levels(da, grids, stats=LEVEL_STATS, domain=True)
+    assert set(levels) == {("healpix", lv) for lv in (6, 7, 8, 9)}
+    # one index of the finest level for every level: per chunk, or for the raster
+    assert {ix.shape for ix in _index._MEMORY_CACHE.values()} == (
+        {(130, 120)} if chunked else {values.shape})
+    xx, yy = np.meshgrid(da.x.values, da.y.values)
+    lon, lat = Transformer.from_crs("EPSG:6931", "EPSG:4326", always_xy=True).transform(
+        xx.ravel(), yy.ravel())
+    for g in grids:
+        one = raster_to_cells(da, g, stats=LEVEL_STATS, domain=True)
+        got = levels[g.name, g.level]
+        np.testing.assert_array_equal(got.cell_ids, one.cell_ids)
+        np.testing.assert_array_equal(got["count"], one["count"])
+        for s in ("sum", "mean", "std", "min", "max"):
+            xr.testing.assert_allclose(got[s], one[s], rtol=1e-7, atol=1e-6 * np.nanstd(values))
+        ids = g.latlon_to_cells(lat, lon)
+        bound = 0 if g.level == 9 and not chunked else 1.5 / m
+        for k in np.flatnonzero(got["count"].values > 0):
+            v = values.ravel()[(ids == got.cell_ids.values[k]) & np.isfinite(values.ravel())]
+            for q, name in ((0.1, "p10"), (0.5, "p50"), (0.9, "p90")):
+                x = got[name].values[k]
+                assert np.mean(v < x) <= q + bound + 1e-9, (g, name)
+                assert np.mean(v <= x) >= q - bound - 1e-9, (g, name)
+
+
+def test_h3_coarse_levels_hold_their_finest_descendants_pixels():
+    """A coarse H3 cell gets the pixels of its descendants at the finest level: its
+    count is theirs, its mean their area-weighted mean; its own outline differs from
+    theirs by a few per cent of its area."""
+    rng = np.random.default_rng(12)
+    da = projected_raster(rng.normal(size=(300, 300)), res=1500.0, y0=-1500e3)
+    grids = [get_grid("h3", lv) for lv in (3, 5)]
+    levels = raster_to_levels(da, grids, stats=("count", "mean"), domain=True)
+    fine, coarse = levels["h3", 5], levels["h3", 3]
+    parents = get_grid("h3", 5).parents(fine.cell_ids.values, 3)
+    count = pd.Series(fine["count"].values).groupby(parents).sum()
+    n = coarse["count"].to_series()
+    n.index = coarse.cell_ids.values
+    n = n[n > 0]
+    np.testing.assert_array_equal(n.values, count.reindex(n.index).values)
+    direct = raster_to_cells(da, get_grid("h3", 3), stats=("count",), domain=True)["count"]
+    moved = np.abs(coarse["count"].values - direct.values).sum() / direct.values.sum()
+    assert 0 < moved < 0.1
+
+
+def test_split_cells_quantiles_from_summaries_are_within_their_rank_bound(monkeypatch):
+    """Each chunk's part of a split cell is summarised by at most SUMMARY_POINTS points:
+    the merged quantiles' ranks are within 1 / SUMMARY_POINTS of the true ones."""
+    import dask.array
+
+    m = 16
+    monkeypatch.setattr(raster_module, "SUMMARY_POINTS", m)
+    grid = get_grid("healpix", 6)
+    rng = np.random.default_rng(13)
+    # an equal-area raster: every pixel weighs the same, so ranks are pixel counts
+    values = rng.gamma(2.0, size=(240, 240))
+    da = projected_raster(values, crs="EPSG:6931", x0=0, y0=-2000e3, res=1500.0)
+    lazy = da.copy(data=dask.array.from_array(values, chunks=(50, 70)))
+    qs = (0.1, 0.5, 0.9)
+    got = raster_to_cells(lazy, grid, stats=("p10", "p50", "p90"))
+    exact = raster_to_cells(da, grid, stats=("p10", "p50", "p90"))
+    assert not np.allclose(got.p50, exact.p50)  # summaries were used
+    xx, yy = np.meshgrid(da.x.values, da.y.values)
+    lon, lat = Transformer.from_crs("EPSG:6931", "EPSG:4326", always_xy=True).transform(
+        xx.ravel(), yy.ravel())
+    ids = grid.latlon_to_cells(lat, lon)
+    for k, cid in enumerate(got.cell_ids.values):
+        v = values.ravel()[ids == cid]
+        for q, name in zip(qs, ("p10", "p50", "p90")):
+            x = got[name].values[k]
+            assert np.mean(v < x) <= q + 1 / m + 1e-9
+            assert np.mean(v <= x) >= q - 1 / m - 1e-9
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 6), st.sampled_from([4, 16, 64]),
+       st.sampled_from(["continuous", "ties", "heavy"]))
+def test_summaries_of_parts_merge_within_the_rank_bound(seed, n_parts, m, kind):
+    """Parts of one cell's pixels, each summarised (``_kernels.summarise``) and merged,
+    give every quantile within 1/m of its true rank: ties, a heavy bucket (most pixels
+    in a narrow range) and unequal pixel weights included."""
+    from entropice.aggregate import _kernels
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 3000))
+    if kind == "continuous":
+        v = rng.gamma(2.0, size=n)
+    elif kind == "ties":
+        v = rng.integers(0, 7, size=n).astype(float)
+    else:
+        v = np.where(rng.random(n) < 0.9, 1.0 + 1e-6 * rng.random(n), rng.normal(size=n) * 50)
+    cuts = np.sort(rng.choice(np.arange(1, n), size=min(n_parts - 1, n - 1), replace=False))
+    starts = np.concatenate([[0], cuts]).astype(np.int32)
+    lengths = np.diff(np.append(starts, n)).astype(np.int32)
+    k = len(starts)
+    weight = rng.uniform(0.5, 1.5, size=k)  # each part's first pixel area...
+    slope = rng.uniform(-1e-4, 1e-4, size=k)  # ...changing along it
+    data = v[None, :]
+    args = (data, 0.0, False, np.zeros(k, dtype=np.int32), starts, lengths,
+            np.arange(k, dtype=np.int32), weight, slope, np.arange(k),
+            np.arange(k + 1, dtype=np.int64), np.ones(k, dtype=bool), int(lengths.max()), m,
+            int(np.minimum(lengths, m).sum()))
+    _, values, weights = _kernels.summarise(*args)
+    assert len(values) <= np.minimum(lengths, m).sum()
+    w = np.concatenate([weight[p] + np.arange(lengths[p]) * slope[p] for p in range(k)])
+    np.testing.assert_allclose(weights.sum(), w.sum(), rtol=1e-9)
+    qs = np.array([0.0, 0.1, 0.5, 0.9, 1.0])
+    got = _kernels.grouped_quantiles(np.zeros(len(values), dtype=np.int64), values, weights,
+                                     1, qs)[0]
+    total = w.sum()
+    for q, x in zip(qs, got):
+        assert w[v < x].sum() / total <= q + 1 / m + 1e-9
+        assert w[v <= x].sum() / total >= q - 1 / m - 1e-9
 
 
 def test_index_is_cached_in_memory_and_on_disk(tmp_path, monkeypatch):

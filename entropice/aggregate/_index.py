@@ -108,7 +108,8 @@ class PixelIndex:
         """Bytes of the runs, and of the indexes derived from them."""
         own = sum(a.nbytes for a in (self.row, self.start, self.length, self.cell,
                                      self.weight, self.slope))
-        return own + sum(v.nbytes() for v in self.memo.values() if isinstance(v, PixelIndex))
+        return own + sum(v.nbytes() if isinstance(v, PixelIndex) else np.asarray(v).nbytes
+                         for v in self.memo.values())
 
     def derive(self, grid, level, target_ids):
         """The index of the coarser ``level`` (or the same level on a smaller domain)
@@ -119,16 +120,17 @@ class PixelIndex:
         H3 a pixel goes to the parent of its fine cell, which is not always the coarse
         cell holding the pixel (children cover their parent only approximately).
         """
-        touched = self.touched
-        ids = self.cell_ids[touched]
+        ids = self.cell_ids[self.touched]
         if level != grid.level:
             ids = grid.parents(ids, level)
-        pos = _positions(target_ids, np.asarray(ids, dtype=np.uint64),
-                         np.zeros(len(ids)))[self.local_cell]
+        from_base = _positions(target_ids, np.asarray(ids, dtype=np.uint64), np.zeros(len(ids)))
+        pos = from_base[self.local_cell]
         keep = pos >= 0
-        return PixelIndex(self.shape, self.row[keep], self.start[keep], self.length[keep],
-                          pos[keep].astype(np.int32), self.weight[keep], self.slope[keep],
-                          target_ids).prepare()
+        index = PixelIndex(self.shape, self.row[keep], self.start[keep], self.length[keep],
+                           pos[keep].astype(np.int32), self.weight[keep], self.slope[keep],
+                           target_ids).prepare()
+        index.memo["from_base"] = from_base  # where each cell this index touches goes
+        return index
 
     def to_npz(self, path):
         np.savez(path, shape=np.asarray(self.shape), row=self.row, start=self.start,
@@ -229,6 +231,11 @@ def _domain_ids(grid, min_lat):
     return ids
 
 
+def base_index(x, y, crs, grid, min_lat):
+    """The index that coarser levels are derived from (:func:`level_index`)."""
+    return get_index(x, y, crs, grid, _domain_ids(grid, min_lat), min_lat)
+
+
 def level_index(x, y, crs, grid, min_lat, base=None):
     """The index of ``grid`` on its domain north of ``min_lat``, derived from the index of
     ``base`` (a finer grid of the same system, on a wider domain: ``(grid, min_lat)``)
@@ -236,8 +243,7 @@ def level_index(x, y, crs, grid, min_lat, base=None):
     if base is None or (base[0] == grid and base[1] == min_lat):
         return get_index(x, y, crs, grid, grid.cells(min_lat).cell_ids.values, min_lat)
     base_grid, base_min_lat = base
-    index = get_index(x, y, crs, base_grid, _domain_ids(base_grid, base_min_lat),
-                      base_min_lat)
+    index = base_index(x, y, crs, base_grid, base_min_lat)
     key = ("level", grid.level, float(min_lat))
     if key not in index.memo:
         index.memo[key] = index.derive(base_grid, grid.level, grid.cells(min_lat).cell_ids.values)

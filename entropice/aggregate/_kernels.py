@@ -210,28 +210,110 @@ def weighted_quantiles(values, weights, qs, out):
 def quantiles(data, nodata, has_nodata, row, start, length, cell, weight, slope, order,
               cell_start, qs, max_pixels, select):
     """Per-cell weighted quantiles over the runs of each cell; NaN for cells without
-    valid pixels. Only cells with ``select[c]`` are computed."""
+    valid pixels. Only cells with ``select[c]`` are computed.
+
+    Three passes over a cell's runs, its pixels never gathered: the range and total
+    weight; a histogram of ``N_BUCKETS`` equal-width value buckets (weights and
+    counts), which tells the bucket each quantile lies in; and a copy of those
+    buckets' pixels, among which each quantile is selected. Buckets are ordered by
+    value, so the result is exact (as ``weighted_quantiles``).
+    """
     n_cells = len(cell_start) - 1
-    out = np.full((n_cells, len(qs)), np.nan)
+    nq = len(qs)
+    out = np.full((n_cells, nq), np.nan)
+    hist = np.empty(N_BUCKETS)
+    counts = np.empty(N_BUCKETS, dtype=np.int64)
+    slot = np.full(N_BUCKETS, -1, dtype=np.int64)  # a wanted bucket's place in the buffer
+    fill = np.empty(N_BUCKETS, dtype=np.int64)
+    bucket = np.empty(nq, dtype=np.int64)
+    below = np.empty(nq)
     vbuf = np.empty(max_pixels)
     wbuf = np.empty(max_pixels)
-    tmp_v = np.empty(max_pixels)
-    tmp_w = np.empty(max_pixels)
-    hist = np.empty(N_BUCKETS)
+    tmp_v = np.empty(64)
+    tmp_w = np.empty(64)
     for c in range(n_cells):
         if not select[c] or cell_start[c] == cell_start[c + 1]:
             continue
         n = 0
+        total = 0.0
+        lo = np.inf
+        hi = -np.inf
         for j in range(cell_start[c], cell_start[c + 1]):
             r = order[j]
-            values = data[row[r], start[r]:start[r] + length[r]]
-            for i in range(len(values)):
-                if not _missing(values[i], nodata, has_nodata):
-                    vbuf[n] = values[i]
-                    wbuf[n] = weight[r] + i * slope[r]
+            run = data[row[r], start[r]:start[r] + length[r]]
+            for i in range(len(run)):
+                if not _missing(run[i], nodata, has_nodata):
+                    v = np.float64(run[i])
+                    total += weight[r] + i * slope[r]
+                    lo = min(lo, v)
+                    hi = max(hi, v)
                     n += 1
-        if n > 0:
-            _quantiles_into(vbuf[:n], wbuf[:n], qs, out[c], tmp_v, tmp_w, hist)
+        if n == 0:
+            continue
+        if n <= 64 or lo == hi or not (np.isfinite(lo) and np.isfinite(hi)):
+            m = 0
+            for j in range(cell_start[c], cell_start[c + 1]):
+                r = order[j]
+                run = data[row[r], start[r]:start[r] + length[r]]
+                for i in range(len(run)):
+                    if not _missing(run[i], nodata, has_nodata):
+                        vbuf[m] = run[i]
+                        wbuf[m] = weight[r] + i * slope[r]
+                        m += 1
+            if n <= 64:
+                _quantiles_into(vbuf[:n], wbuf[:n], qs, out[c], tmp_v, tmp_w, hist)
+            else:  # one value (or infinities): no selection, no scratch needed
+                _quantiles_into(vbuf[:n], wbuf[:n], qs, out[c], np.empty(n), np.empty(n), hist)
+            continue
+        hist[:] = 0.0
+        counts[:] = 0
+        scale = (N_BUCKETS - 1e-9) / (hi - lo)
+        for j in range(cell_start[c], cell_start[c + 1]):
+            r = order[j]
+            run = data[row[r], start[r]:start[r] + length[r]]
+            for i in range(len(run)):
+                if not _missing(run[i], nodata, has_nodata):
+                    b = int((np.float64(run[i]) - lo) * scale)
+                    hist[b] += weight[r] + i * slope[r]
+                    counts[b] += 1
+        size = 0
+        for q in range(nq):
+            target = qs[q] * total * (1 - 1e-9)
+            if target <= 0.0:
+                bucket[q] = -1
+                out[c, q] = lo
+                continue
+            acc = 0.0
+            b = 0
+            while b < N_BUCKETS - 1 and acc + hist[b] < target:
+                acc += hist[b]
+                b += 1
+            bucket[q] = b
+            below[q] = acc
+            if slot[b] < 0:
+                slot[b] = size
+                fill[b] = size
+                size += counts[b]
+        if size > 0:  # the wanted buckets' pixels, each bucket contiguous
+            for j in range(cell_start[c], cell_start[c + 1]):
+                r = order[j]
+                run = data[row[r], start[r]:start[r] + length[r]]
+                for i in range(len(run)):
+                    if not _missing(run[i], nodata, has_nodata):
+                        b = int((np.float64(run[i]) - lo) * scale)
+                        if slot[b] >= 0:
+                            vbuf[fill[b]] = run[i]
+                            wbuf[fill[b]] = weight[r] + i * slope[r]
+                            fill[b] += 1
+        for q in range(nq):
+            b = bucket[q]
+            if b >= 0:
+                a, e = slot[b], slot[b] + counts[b]
+                out[c, q] = _weighted_select(vbuf[a:e], wbuf[a:e],
+                                             qs[q] * total * (1 - 1e-9) - below[q])
+        for q in range(nq):
+            if bucket[q] >= 0:
+                slot[bucket[q]] = -1
     return out
 
 
@@ -253,22 +335,51 @@ def grouped_quantiles(cells, values, weights, n_cells, qs):
     return out
 
 
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _bucket(v, lo, scale, n):
+    """Equal-width bucket of ``v`` among ``n`` from ``lo`` (0 where the range is not
+    finite)."""
+    b = int((v - lo) * scale) if scale > 0.0 else 0
+    return min(max(b, 0), n - 1)
+
+
 @nb.njit(cache=True, nogil=True)
 def summarise(data, nodata, has_nodata, row, start, length, cell, weight, slope, order,
               cell_start, select, max_pixels, m, n_out):
     """The valid pixels of each selected cell as flat (cell, value, weight) arrays: all
-    of them where there are at most ``m``, else a summary of ``m`` points, the weighted
-    inverted-CDF quantiles at (j + 1/2) / m, each weighing 1/m of the cell's weight.
+    of them where there are at most ``m``, else a summary of at most ``m`` points.
 
-    A summary's cumulative weight is within 1/(2m) of the cell's weight of the true
-    one at every value, so summaries of a cell's parts in several blocks, merged, give
-    quantiles whose rank is off by at most 1/(2m); parts of at most ``m`` pixels stay
-    exact. ``n_out`` bounds the points: the sum of min(pixels, m) over selected cells.
+    Point j stands for the weighted inverted-CDF quantile at (j + 1/2) / m and weighs
+    1/m of the cell's weight. It is found in a histogram of 4m equal-width value
+    buckets, each heavier than 1/(2m) of the weight histogrammed again within its own
+    range: in a bucket lighter than that, the bucket's smallest value (at most 1/(2m)
+    off in rank); in a heavier one holding one value, that value; else (rare) the exact
+    quantile, from the bucket's pixels sorted. So a summary's cumulative weight is
+    within 1/m of the true one at every value, and summaries of a cell's parts in
+    several blocks, merged, give quantiles whose rank is off by at most 1/m; parts of at
+    most ``m`` pixels stay exact. Four passes over the pixels at most. ``n_out`` bounds
+    the points: the sum of min(pixels, m) over selected cells.
     """
     n_cells = len(cell_start) - 1
+    n1 = 4 * m
+    n2_max = 16 * m + 4 * n1
     cells = np.empty(n_out, dtype=np.int64)
     values = np.empty(n_out)
     weights = np.empty(n_out)
+    h1 = np.empty(n1)
+    c1 = np.empty(n1, dtype=np.int64)
+    lo1 = np.empty(n1)
+    hi1 = np.empty(n1)
+    sub0 = np.empty(n1, dtype=np.int64)  # a heavy bucket's first sub-bucket (-1: light)
+    nsub = np.empty(n1, dtype=np.int64)
+    sscale = np.empty(n1)
+    h2 = np.empty(n2_max)
+    c2 = np.empty(n2_max, dtype=np.int64)
+    lo2 = np.empty(n2_max)
+    hi2 = np.empty(n2_max)
+    off2 = np.empty(n2_max, dtype=np.int64)  # a heavy sub-bucket's pixels in the buffer
+    fill = np.empty(n2_max, dtype=np.int64)
     vbuf = np.empty(max_pixels)
     wbuf = np.empty(max_pixels)
     k = 0
@@ -277,28 +388,173 @@ def summarise(data, nodata, has_nodata, row, start, length, cell, weight, slope,
             continue
         n = 0
         total = 0.0
+        lo = np.inf
+        hi = -np.inf
         for j in range(cell_start[c], cell_start[c + 1]):
             r = order[j]
             run = data[row[r], start[r]:start[r] + length[r]]
             for i in range(len(run)):
                 if not _missing(run[i], nodata, has_nodata):
-                    vbuf[n] = run[i]
-                    wbuf[n] = weight[r] + i * slope[r]
-                    total += wbuf[n]
+                    v = np.float64(run[i])
+                    if n < m:  # the pixels themselves, while there are few
+                        vbuf[n] = v
+                        wbuf[n] = weight[r] + i * slope[r]
+                    total += weight[r] + i * slope[r]
+                    lo = min(lo, v)
+                    hi = max(hi, v)
                     n += 1
         if n <= m:
             for i in range(n):
                 cells[k], values[k], weights[k] = c, vbuf[i], wbuf[i]
                 k += 1
             continue
-        idx = np.argsort(vbuf[:n], kind="mergesort")
+        if lo == hi:  # one value: one point holds it exactly
+            cells[k], values[k], weights[k] = c, lo, total
+            k += 1
+            continue
+        heavy = total / (2 * m)
+        scale = (n1 - 1e-9) / (hi - lo) if np.isfinite(hi - lo) else 0.0
+        h1[:] = 0.0
+        c1[:] = 0
+        lo1[:] = np.inf
+        hi1[:] = -np.inf
+        for j in range(cell_start[c], cell_start[c + 1]):
+            r = order[j]
+            run = data[row[r], start[r]:start[r] + length[r]]
+            for i in range(len(run)):
+                if not _missing(run[i], nodata, has_nodata):
+                    v = np.float64(run[i])
+                    b = _bucket(v, lo, scale, n1)
+                    h1[b] += weight[r] + i * slope[r]
+                    c1[b] += 1
+                    lo1[b] = min(lo1[b], v)
+                    hi1[b] = max(hi1[b], v)
+        n2 = 0  # heavy buckets of several values: sub-buckets, 4 per 1/(2m) of weight
+        for b in range(n1):
+            sub0[b] = -1
+            if h1[b] > heavy and lo1[b] < hi1[b]:
+                nsub[b] = min(4 * (int(h1[b] / heavy) + 1), n2_max - n2)
+                sub0[b] = n2
+                d = hi1[b] - lo1[b]
+                sscale[b] = (nsub[b] - 1e-9) / d if np.isfinite(d) else 0.0
+                n2 += nsub[b]
+        if n2 > 0:
+            h2[:n2] = 0.0
+            c2[:n2] = 0
+            lo2[:n2] = np.inf
+            hi2[:n2] = -np.inf
+            for j in range(cell_start[c], cell_start[c + 1]):
+                r = order[j]
+                run = data[row[r], start[r]:start[r] + length[r]]
+                for i in range(len(run)):
+                    if not _missing(run[i], nodata, has_nodata):
+                        v = np.float64(run[i])
+                        b = _bucket(v, lo, scale, n1)
+                        if sub0[b] >= 0:
+                            s = sub0[b] + _bucket(v, lo1[b], sscale[b], nsub[b])
+                            h2[s] += weight[r] + i * slope[r]
+                            c2[s] += 1
+                            lo2[s] = min(lo2[s], v)
+                            hi2[s] = max(hi2[s], v)
+        # sub-buckets still heavy with several values (rare): their pixels, to be sorted
+        size = 0
+        for s in range(n2):
+            off2[s] = -1
+            if h2[s] > heavy and lo2[s] < hi2[s]:
+                off2[s] = size
+                fill[s] = size
+                size += c2[s]
+        if size > 0:
+            for j in range(cell_start[c], cell_start[c + 1]):
+                r = order[j]
+                run = data[row[r], start[r]:start[r] + length[r]]
+                for i in range(len(run)):
+                    if not _missing(run[i], nodata, has_nodata):
+                        v = np.float64(run[i])
+                        b = _bucket(v, lo, scale, n1)
+                        if sub0[b] >= 0:
+                            s = sub0[b] + _bucket(v, lo1[b], sscale[b], nsub[b])
+                            if off2[s] >= 0:
+                                vbuf[fill[s]] = v
+                                wbuf[fill[s]] = weight[r] + i * slope[r]
+                                fill[s] += 1
+            for s in range(n2):
+                if off2[s] >= 0:
+                    a, e = off2[s], off2[s] + c2[s]
+                    idx = np.argsort(vbuf[a:e], kind="mergesort")
+                    vbuf[a:e] = vbuf[a:e][idx]
+                    wbuf[a:e] = wbuf[a:e][idx]
+        acc = 0.0  # weight before bucket b (and before sub-bucket s, pixel p)
+        b = 0
+        s = -1
+        acc2 = 0.0
+        p = -1
         cum = 0.0
-        i = 0
         for j in range(m):
             target = (j + 0.5) / m * total
-            while i < n - 1 and cum + wbuf[idx[i]] < target:
-                cum += wbuf[idx[i]]
-                i += 1
-            cells[k], values[k], weights[k] = c, vbuf[idx[i]], total / m
+            while b < n1 - 1 and acc + h1[b] < target:
+                acc += h1[b]
+                b += 1
+                s = -1
+            if c1[b] == 0:  # past the last pixel by rounding: the largest value
+                value = hi
+            elif sub0[b] < 0:
+                value = lo1[b]
+            else:
+                if s < 0:
+                    s, acc2, p = sub0[b], acc, -1
+                last = sub0[b] + nsub[b] - 1
+                while s < last and acc2 + h2[s] < target:
+                    acc2 += h2[s]
+                    s += 1
+                    p = -1
+                if c2[s] == 0:  # past the bucket's last pixel by rounding
+                    value = hi1[b]
+                elif off2[s] < 0:
+                    value = lo2[s]
+                else:
+                    if p < 0:
+                        p, cum = off2[s], acc2
+                    e = off2[s] + c2[s]
+                    while p < e - 1 and cum + wbuf[p] < target:
+                        cum += wbuf[p]
+                        p += 1
+                    value = vbuf[p]
+            cells[k], values[k], weights[k] = c, value, total / m
             k += 1
     return cells[:k], values[:k], weights[:k]
+
+
+@nb.njit(cache=True, nogil=True)
+def compress(cells, values, weights, m):
+    """Weighted points sorted by (cell, value) with at most ``m`` per cell: where a cell
+    has more, the inverted-CDF quantiles of its points at (j + 1/2) / m, each weighing
+    1/m of its weight (their cumulative weight within 1/(2m) of the points')."""
+    n = len(cells)
+    out_c = np.empty(n, dtype=np.int64)
+    out_v = np.empty(n)
+    out_w = np.empty(n)
+    k = 0
+    i = 0
+    while i < n:
+        e = i
+        total = 0.0
+        while e < n and cells[e] == cells[i]:
+            total += weights[e]
+            e += 1
+        if e - i <= m:
+            for a in range(i, e):
+                out_c[k], out_v[k], out_w[k] = cells[a], values[a], weights[a]
+                k += 1
+        else:
+            p = i
+            cum = 0.0
+            for j in range(m):
+                target = (j + 0.5) / m * total
+                while p < e - 1 and cum + weights[p] < target:
+                    cum += weights[p]
+                    p += 1
+                out_c[k], out_v[k], out_w[k] = cells[i], values[p], total / m
+                k += 1
+        i = e
+    return out_c[:k], out_v[:k], out_w[:k]
