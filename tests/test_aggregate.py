@@ -376,11 +376,12 @@ def test_summaries_of_parts_merge_within_the_rank_bound(seed, n_parts, m, kind):
     weight = rng.uniform(0.5, 1.5, size=k)  # each part's first pixel area...
     slope = rng.uniform(-1e-4, 1e-4, size=k)  # ...changing along it
     data = v[None, :]
-    args = (data, 0.0, False, np.zeros(k, dtype=np.int32), starts, lengths,
-            np.arange(k, dtype=np.int32), weight, slope, np.arange(k),
-            np.arange(k + 1, dtype=np.int64), np.ones(k, dtype=bool), int(lengths.max()), m,
-            int(np.minimum(lengths, m).sum()))
-    _, values, weights = _kernels.summarise(*args)
+    runs = (data, 0.0, False, np.zeros(k, dtype=np.int32), starts, lengths,
+            np.arange(k, dtype=np.int32), weight, slope)
+    count, wsum, _, _, _, lo, hi = _kernels.moments(*runs, k, False, True)
+    _, values, weights = _kernels.summarise(
+        *runs, np.arange(k), np.arange(k + 1, dtype=np.int64), np.ones(k, dtype=bool), count,
+        wsum, lo, hi, int(lengths.max()), m, int(np.minimum(lengths, m).sum()))
     assert len(values) <= np.minimum(lengths, m).sum()
     w = np.concatenate([weight[p] + np.arange(lengths[p]) * slope[p] for p in range(k)])
     np.testing.assert_allclose(weights.sum(), w.sum(), rtol=1e-9)

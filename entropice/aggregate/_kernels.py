@@ -346,20 +346,22 @@ def _bucket(v, lo, scale, n):
 
 @nb.njit(cache=True, nogil=True)
 def summarise(data, nodata, has_nodata, row, start, length, cell, weight, slope, order,
-              cell_start, select, max_pixels, m, n_out):
+              cell_start, select, counts, totals, lows, highs, max_pixels, m, n_out):
     """The valid pixels of each selected cell as flat (cell, value, weight) arrays: all
     of them where there are at most ``m``, else a summary of at most ``m`` points.
 
-    Point j stands for the weighted inverted-CDF quantile at (j + 1/2) / m and weighs
-    1/m of the cell's weight. It is found in a histogram of 4m equal-width value
-    buckets, each heavier than 1/(2m) of the weight histogrammed again within its own
-    range: in a bucket lighter than that, the bucket's smallest value (at most 1/(2m)
-    off in rank); in a heavier one holding one value, that value; else (rare) the exact
-    quantile, from the bucket's pixels sorted. So a summary's cumulative weight is
-    within 1/m of the true one at every value, and summaries of a cell's parts in
-    several blocks, merged, give quantiles whose rank is off by at most 1/m; parts of at
-    most ``m`` pixels stay exact. Four passes over the pixels at most. ``n_out`` bounds
-    the points: the sum of min(pixels, m) over selected cells.
+    ``counts``, ``totals``, ``lows`` and ``highs`` are each cell's valid pixels, their
+    weight, and the smallest and largest value (from ``moments``). Point j stands for
+    the weighted inverted-CDF quantile at (j + 1/2) / m and weighs 1/m of the cell's
+    weight. It is found in a histogram of 4m equal-width value buckets, each heavier
+    than 1/(2m) of the weight histogrammed again within its own range: in a bucket
+    lighter than that, the bucket's smallest value (at most 1/(2m) off in rank); in a
+    heavier one holding one value, that value; else (rare) the exact quantile, from the
+    bucket's pixels sorted. So a summary's cumulative weight is within 1/m of the true
+    one at every value, and summaries of a cell's parts in several blocks, merged, give
+    quantiles whose rank is off by at most 1/m; parts of at most ``m`` pixels stay
+    exact. Three passes over the pixels at most. ``n_out`` bounds the points: the sum
+    of min(pixels, m) over selected cells.
     """
     n_cells = len(cell_start) - 1
     n1 = 4 * m
@@ -384,29 +386,17 @@ def summarise(data, nodata, has_nodata, row, start, length, cell, weight, slope,
     wbuf = np.empty(max_pixels)
     k = 0
     for c in range(n_cells):
-        if not select[c]:
+        if not select[c] or counts[c] == 0:
             continue
-        n = 0
-        total = 0.0
-        lo = np.inf
-        hi = -np.inf
-        for j in range(cell_start[c], cell_start[c + 1]):
-            r = order[j]
-            run = data[row[r], start[r]:start[r] + length[r]]
-            for i in range(len(run)):
-                if not _missing(run[i], nodata, has_nodata):
-                    v = np.float64(run[i])
-                    if n < m:  # the pixels themselves, while there are few
-                        vbuf[n] = v
-                        wbuf[n] = weight[r] + i * slope[r]
-                    total += weight[r] + i * slope[r]
-                    lo = min(lo, v)
-                    hi = max(hi, v)
-                    n += 1
-        if n <= m:
-            for i in range(n):
-                cells[k], values[k], weights[k] = c, vbuf[i], wbuf[i]
-                k += 1
+        total, lo, hi = totals[c], lows[c], highs[c]
+        if counts[c] <= m:  # the pixels themselves
+            for j in range(cell_start[c], cell_start[c + 1]):
+                r = order[j]
+                run = data[row[r], start[r]:start[r] + length[r]]
+                for i in range(len(run)):
+                    if not _missing(run[i], nodata, has_nodata):
+                        cells[k], values[k], weights[k] = c, run[i], weight[r] + i * slope[r]
+                        k += 1
             continue
         if lo == hi:  # one value: one point holds it exactly
             cells[k], values[k], weights[k] = c, lo, total

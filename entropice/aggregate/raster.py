@@ -153,12 +153,8 @@ def _reduce_block(values, index, nodata, want_spread, want_range, qs, complete=N
     args = (values, nodata_value, has_nodata, index.row, index.start, index.length,
             index.local_cell, index.weight, index.slope)
     count, wsum, mean, m2, vsum, vmin, vmax = _kernels.moments(
-        *args, n, want_spread, want_range)
+        *args, n, want_spread, want_range or (len(qs) and complete is not None))
     empty = np.empty(0)
-    if not want_spread:  # not kept: a block's partials live until every block is done
-        m2 = empty
-    if not want_range:
-        vmin = vmax = empty
     q_cells, q_values = np.empty(0, dtype=np.int64), np.empty((0, len(qs)))
     g_cells, g_values, g_weights = np.empty(0, dtype=np.int64), empty, empty
     if len(qs):
@@ -171,9 +167,13 @@ def _reduce_block(values, index, nodata, want_spread, want_range, qs, complete=N
         if split.any():
             n_out = int(np.minimum(index.local_pixels[split], SUMMARY_POINTS).sum())
             local, g_values, g_weights = _kernels.summarise(
-                *args, index.order, index.cell_start, split, index.max_pixels_per_cell,
-                SUMMARY_POINTS, n_out)
+                *args, index.order, index.cell_start, split, count, wsum, vmin, vmax,
+                index.max_pixels_per_cell, SUMMARY_POINTS, n_out)
             g_cells = touched[local]
+    if not want_spread:  # not kept: a block's partials live until every block is done
+        m2 = empty
+    if not want_range:
+        vmin = vmax = empty
     return _Partial(touched, count, wsum, mean, m2, vsum, vmin, vmax, q_cells, q_values,
                     g_cells, g_values, g_weights)
 
@@ -250,15 +250,16 @@ def _reduce_levels(values, base, targets, x, y, crs, nodata, want_spread, want_r
     args = (values, nodata_value, has_nodata, bi.row, bi.start, bi.length, bi.local_cell,
             bi.weight, bi.slope)
     n_base = len(bi.touched)
-    moments = _kernels.moments(*args, n_base, want_spread, want_range)
+    moments = _kernels.moments(*args, n_base, want_spread, want_range or bool(len(qs)))
+    if len(qs):
+        n_out = int(np.minimum(bi.local_pixels, SUMMARY_POINTS).sum())
+        count, wsum, _, _, _, vmin, vmax = moments
+        p_cells, p_values, p_weights = _kernels.summarise(
+            *args, bi.order, bi.cell_start, np.ones(n_base, dtype=bool), count, wsum, vmin,
+            vmax, bi.max_pixels_per_cell, SUMMARY_POINTS, n_out)
     empty = np.empty(0)
     moments = (*moments[:3], moments[3] if want_spread else empty, moments[4],
                *(moments[5:] if want_range else (empty, empty)))
-    if len(qs):
-        n_out = int(np.minimum(bi.local_pixels, SUMMARY_POINTS).sum())
-        p_cells, p_values, p_weights = _kernels.summarise(
-            *args, bi.order, bi.cell_start, np.ones(n_base, dtype=bool),
-            bi.max_pixels_per_cell, SUMMARY_POINTS, n_out)
     out = []
     for t, done in zip(targets, complete):
         index = t.index(x, y, crs)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numba as nb
 import numpy as np
 import xarray as xr
 
@@ -114,46 +115,82 @@ def _terrain_block(z, dx, dy, true_north):
     """The terrain quantities of one block (with its halo), as a (8, ny, nx) float32 array.
 
     ``dx``/``dy`` are ground distances between pixel centres (m), ``true_north`` the
-    grid angle (radians, counter-clockwise from grid up) of true north.
+    grid angle (radians, counter-clockwise from grid up) of true north; each a scalar or
+    an array of the block's shape.
     """
-    z = z.astype(np.float64)
-    zp = np.pad(z, 1, mode="edge")
-    c = zp[1:-1, 1:-1]
-    up, down = zp[:-2, 1:-1], zp[2:, 1:-1]
-    left, right = zp[1:-1, :-2], zp[1:-1, 2:]
-    dzdx = (right - left) / (2 * dx)  # towards grid east
-    dzdy = (up - down) / (2 * dy)  # towards grid north
-    slope = np.degrees(np.arctan(np.hypot(dzdx, dzdy)))
-    # the slope faces downhill: direction of -grad z, as an angle from grid up, clockwise
-    facing = np.arctan2(-dzdx, -dzdy) - (-true_north)
-    flat = (dzdx == 0) & (dzdy == 0)
-    northness = np.where(flat, 0.0, np.cos(facing))
-    eastness = np.where(flat, 0.0, np.sin(facing))
-    neigh = [zp[i:i + z.shape[0], j:j + z.shape[1]] for i in range(3) for j in range(3)
-             if (i, j) != (1, 1)]  # views: one neighbour at a time, no stack of nine
-    sq, hi, lo = np.zeros_like(c), c.copy(), c.copy()
-    for n in neigh:
-        sq += (n - c) ** 2
-        np.maximum(hi, n, out=hi)
-        np.minimum(lo, n, out=lo)
-    tri = np.sqrt(sq / len(neigh))
-    roughness = hi - lo
-    curvature = -((right - 2 * c + left) / dx**2 + (up - 2 * c + down) / dy**2)
-    r = TPI_RADIUS
-    zr = np.pad(z, r, mode="edge")
-    w = 2 * r + 1
-
-    def box_sum(a):  # sum over the (2r+1)^2 neighbourhood, from summed-area tables
-        cs = np.pad(np.cumsum(np.cumsum(a, 0), 1), ((1, 0), (1, 0)))
-        return cs[w:, w:] - cs[:-w, w:] - cs[w:, :-w] + cs[:-w, :-w]
-
-    valid = np.isfinite(zr)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tpi = z - box_sum(np.where(valid, zr, 0.0)) / box_sum(valid.astype(np.float64))
-    out = np.empty((8, *z.shape), dtype=np.float32)  # what is aggregated, and stored
-    for k, q in enumerate((z, slope, northness, eastness, tpi, tri, roughness, curvature)):
-        out[k] = q
+    ny, nx = z.shape
+    out = np.empty((8, ny, nx), dtype=np.float32)  # what is aggregated, and stored
+    if z.size:
+        _terrain_kernel(np.ascontiguousarray(z), np.broadcast_to(dx, z.shape),
+                        np.broadcast_to(dy, z.shape), np.broadcast_to(true_north, z.shape),
+                        TPI_RADIUS, out)
     return out
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def _terrain_kernel(z, dx, dy, north, r, out):
+    """Every terrain quantity in one pass over the block (edges repeated beyond it),
+    in float64: NaN in a pixel's neighbourhood makes its quantities NaN (TPI skips it).
+
+    Slope from central differences; the aspect's cosine and sine relative to true
+    north (0 on flat ground); TRI and roughness over the 8 neighbours; the negative
+    Laplacian; TPI against the mean of the (2r+1)^2 neighbourhood, from summed-area
+    tables."""
+    ny, nx = z.shape
+    w = 2 * r + 1
+    # summed-area tables of the valid elevations and of their count, edges repeated
+    sat = np.zeros((ny + 2 * r + 1, nx + 2 * r + 1))
+    cnt = np.zeros((ny + 2 * r + 1, nx + 2 * r + 1))
+    for i in range(ny + 2 * r):
+        ii = min(max(i - r, 0), ny - 1)
+        for j in range(nx + 2 * r):
+            v = np.float64(z[ii, min(max(j - r, 0), nx - 1)])
+            ok = np.isfinite(v)
+            sat[i + 1, j + 1] = sat[i, j + 1] + (v if ok else 0.0)
+            cnt[i + 1, j + 1] = cnt[i, j + 1] + (1.0 if ok else 0.0)
+    for i in range(1, ny + 2 * r + 1):
+        for j in range(1, nx + 2 * r + 1):
+            sat[i, j] += sat[i, j - 1]
+            cnt[i, j] += cnt[i, j - 1]
+    for i in range(ny):
+        iu, idn = max(i - 1, 0), min(i + 1, ny - 1)
+        for j in range(nx):
+            jl, jr = max(j - 1, 0), min(j + 1, nx - 1)
+            c = np.float64(z[i, j])
+            up, down = np.float64(z[iu, j]), np.float64(z[idn, j])
+            left, right = np.float64(z[i, jl]), np.float64(z[i, jr])
+            dzdx = (right - left) / (2 * dx[i, j])  # towards grid east
+            dzdy = (up - down) / (2 * dy[i, j])  # towards grid north
+            slope = np.degrees(np.arctan(np.hypot(dzdx, dzdy)))
+            # the slope faces downhill: -grad z, as an angle from true north, clockwise
+            facing = np.arctan2(-dzdx, -dzdy) + north[i, j]
+            flat = dzdx == 0 and dzdy == 0
+            sq = 0.0
+            hi = c
+            lo = c
+            for da in range(-1, 2):  # the 8 neighbours, as a row-major 3 x 3 window
+                for db in range(-1, 2):
+                    if da == 0 and db == 0:
+                        continue
+                    n = np.float64(z[min(max(i + da, 0), ny - 1), min(max(j + db, 0), nx - 1)])
+                    sq += (n - c) ** 2
+                    if n != n or hi != hi:
+                        hi = np.nan
+                        lo = np.nan
+                    else:
+                        hi = max(hi, n)
+                        lo = min(lo, n)
+            box = (sat[i + w, j + w] - sat[i, j + w] - sat[i + w, j] + sat[i, j])
+            n_box = (cnt[i + w, j + w] - cnt[i, j + w] - cnt[i + w, j] + cnt[i, j])
+            out[0, i, j] = c
+            out[1, i, j] = slope
+            out[2, i, j] = 0.0 if flat else np.cos(facing)
+            out[3, i, j] = 0.0 if flat else np.sin(facing)
+            out[4, i, j] = c - box / n_box
+            out[5, i, j] = np.sqrt(sq / 8)
+            out[6, i, j] = hi - lo
+            out[7, i, j] = -((right - 2 * c + left) / dx[i, j] ** 2
+                             + (up - 2 * c + down) / dy[i, j] ** 2)
 
 
 LATTICE = 64
