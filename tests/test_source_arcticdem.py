@@ -99,6 +99,28 @@ def test_to_cells(tiles):
                                np.nanmean(d.values.ravel()[ids == cid]), rtol=1e-4)
 
 
+def test_every_level_from_one_terrain(tiles, monkeypatch):
+    """``to_levels`` derives the terrain once for all grids and levels (one terrain
+    block per chunk), and each level is what ``to_cells`` gives it on its own: equal for
+    the finest level of each system and for HEALPix's nested levels' moments."""
+    dem = arcticdem.open(tiles, chunks=128)
+    calls = []
+    kernel = arcticdem._terrain_block
+    monkeypatch.setattr(arcticdem, "_terrain_block", lambda *a: calls.append(1) or kernel(*a))
+    grids = [get_grid("h3", 5), get_grid("h3", 6), get_grid("healpix", 8),
+             get_grid("healpix", 10)]
+    levels = arcticdem.to_levels(dem, grids)
+    n_chunks = len(dem.chunks[0]) * len(dem.chunks[1])
+    assert len(calls) == n_chunks
+    assert set(levels) == {(g.name, g.level) for g in grids}
+    for g in (grids[1], grids[3]):  # the finest: exactly as on its own
+        xr.testing.assert_equal(levels[g.name, g.level], arcticdem.to_cells(dem, g))
+    alone = arcticdem.to_cells(dem, grids[2])
+    for v in ("dem_elevation_mean", "dem_slope_std"):
+        xr.testing.assert_allclose(levels["healpix", 8][v], alone[v], rtol=1e-6)
+    assert len(calls) == 4 * n_chunks
+
+
 # -- bad input ------------------------------------------------------------------------------
 
 
