@@ -119,27 +119,34 @@ def _baseline(name, random_state):
     return make_model(est[name]())
 
 
-def _fit(make, X, y, rows, blocks, s):
+def _samples(y, rows, blocks, s):
+    """The samples of the training rows ``rows`` that models are fitted on (at most
+    ``fit_rows``) and searched on (at most ``search_rows``), each stratified by inner
+    block and class; drawn once per training fold, for every model."""
+    _, block = np.unique(blocks[rows], return_inverse=True)
+    strata = block * (int(y.max()) + 1) + y[rows]
+    return (rows[stratified_sample(strata, s["fit_rows"], s["random_state"])],
+            rows[stratified_sample(strata, s["search_rows"], s["random_state"])])
+
+
+def _fit(make, X, y, rows, blocks, s, samples):
     """A model (``make()``) fitted on the training samples ``rows``; and, for a search,
     the parameters it chose and the samples it searched and fitted on.
 
     A search runs on at most ``search_rows`` of them and the chosen parameters are then
-    fitted on at most ``fit_rows`` (a sample stratified by inner block and class), as
-    are the baselines; a random forest's trees draw at most ``tree_rows`` samples each.
-    Small groups use every sample throughout.
+    fitted on at most ``fit_rows`` (``samples``, from :func:`_samples`), as are the
+    baselines; a random forest's trees draw at most ``tree_rows`` samples each. Small
+    groups use every sample throughout.
     """
     from sklearn.base import clone
 
-    _, block = np.unique(blocks[rows], return_inverse=True)
-    strata = block * (int(y.max()) + 1) + y[rows]
-    fit = rows[stratified_sample(strata, s["fit_rows"], s["random_state"])]
+    fit, search = samples
     model = make()
     if not hasattr(model, "param_grid"):
         est = model.named_steps["model"]
         if "max_samples" in est.get_params() and s["tree_rows"] and len(fit) > s["tree_rows"]:
             model.set_params(model__max_samples=int(s["tree_rows"]))
         return model.fit(_rows(X, fit), y[fit]), None
-    search = rows[stratified_sample(strata, s["search_rows"], s["random_state"])]
     model.fit(_rows(X, search), y[search], groups=blocks[search])
     best, fitted = model.best_estimator_, len(search)
     if len(search) < len(rows):  # the chosen parameters, on more samples, on every core
@@ -169,9 +176,10 @@ def _predict_proba(model, X, rows, labels):
     return proba
 
 
-def _oof(make, X, y, folds, blocks, labels, relevance, names, s):
+def _oof(make, X, y, folds, blocks, labels, relevance, names, s, samples):
     """Out-of-fold probabilities (columns in ``labels`` order), and the parameters each
-    fold's search chose (empty for models without a search).
+    fold's search chose (empty for models without a search); ``samples`` are each
+    training fold's (:func:`_samples`).
 
     Adds to ``relevance`` (a list of records) each fold's permutation importance on its
     test samples, and for eSPA+ the feature weights of every ensemble member.
@@ -183,7 +191,7 @@ def _oof(make, X, y, folds, blocks, labels, relevance, names, s):
     chosen = []
     for k in np.unique(folds):
         tr, te = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
-        model, search = _fit(make, X, y, tr, blocks, s)
+        model, search = _fit(make, X, y, tr, blocks, s, samples[k])
         if search is not None:
             chosen.append(_espa_params(model))
         proba[te] = _predict_proba(model, X, te, labels)
@@ -305,9 +313,11 @@ def train_group(ds, section=None, *, store: RunStore, quiet=True) -> dict:
     makers = {"eSPA+": lambda: _espa_search(s, indicators),
               **{n: (lambda n=n: _baseline(n, s["random_state"])) for n in s["baselines"]}}
     where = f"{grid.name}/{grid.level}"
+    samples = {k: _samples(y, np.flatnonzero(folds != k), blocks, s) for k in np.unique(folds)}
     for name, make in _progress(makers.items(), quiet, f"{where} models"):
         rel, t0 = [], time.perf_counter()
-        results[name], chosen[name] = _oof(make, X, y, folds, blocks, labels, rel, names, s)
+        results[name], chosen[name] = _oof(make, X, y, folds, blocks, labels, rel, names, s,
+                                           samples)
         relevance.extend({"model": name, **r} for r in rel)
         log.info("%s: %s, %d folds in %.0f s", where, name, s["n_folds"],
                  time.perf_counter() - t0)
@@ -324,8 +334,9 @@ def train_group(ds, section=None, *, store: RunStore, quiet=True) -> dict:
                   for name, p in results.items()}
     # the final model: the search on every sample (a sample of them at scale)
     t0 = time.perf_counter()
-    final, search = _fit(lambda: _espa_search(s, indicators), X, y, np.arange(len(y)),
-                         blocks, s)
+    every = np.arange(len(y))
+    final, search = _fit(lambda: _espa_search(s, indicators), X, y, every, blocks, s,
+                         _samples(y, every, blocks, s))
     log.info("%s: the final eSPA+ in %.0f s", where, time.perf_counter() - t0)
     chash = config_hash({"train": s, "grid": grid.name, "level": grid.level})
     run_id = store.new_run(grid, chash)
