@@ -106,7 +106,8 @@ def test_every_level_from_one_terrain(tiles, monkeypatch):
     dem = arcticdem.open(tiles, chunks=128)
     calls = []
     kernel = arcticdem._terrain_block
-    monkeypatch.setattr(arcticdem, "_terrain_block", lambda *a: calls.append(1) or kernel(*a))
+    monkeypatch.setattr(arcticdem, "_terrain_block",
+                        lambda *a, **k: calls.append(1) or kernel(*a, **k))
     grids = [get_grid("h3", 5), get_grid("h3", 6), get_grid("healpix", 8),
              get_grid("healpix", 10)]
     levels = arcticdem.to_levels(dem, grids)

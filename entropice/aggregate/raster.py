@@ -232,10 +232,11 @@ def _merge(partials, qs):
 # -- every level of a grid system from its finest one ------------------------------------
 
 
-def _reduce_levels(values, base, targets, x, y, crs, nodata, want_spread, want_range, qs,
+def _reduce_levels(values, base, targets, indexes, nodata, want_spread, want_range, qs,
                    complete):
     """Partials of ``targets`` (levels of one grid system, derived from the index of
-    ``base``, its finest level on a wider domain) from one reduction of the base.
+    ``base``, its finest level on a wider domain) from one reduction of the base;
+    ``indexes`` holds the block's indexes (:func:`_block_indexes`).
 
     The base's moments are computed once and combined per cell of each level (exact).
     For quantiles every base cell is summarised once (``_kernels.summarise``): the
@@ -244,7 +245,7 @@ def _reduce_levels(values, base, targets, x, y, crs, nodata, want_spread, want_r
     children's summaries merged (rank within 1 / SUMMARY_POINTS), a split one sends
     them, compressed to at most SUMMARY_POINTS points (within 1.5 / SUMMARY_POINTS).
     """
-    bi = _index.base_index(x, y, crs, *base)
+    bi = indexes[base]
     has_nodata = nodata is not None
     nodata_value = values.dtype.type(nodata) if has_nodata else values.dtype.type(0)
     args = (values, nodata_value, has_nodata, bi.row, bi.start, bi.length, bi.local_cell,
@@ -262,7 +263,7 @@ def _reduce_levels(values, base, targets, x, y, crs, nodata, want_spread, want_r
                *(moments[5:] if want_range else (empty, empty)))
     out = []
     for t, done in zip(targets, complete):
-        index = t.index(x, y, crs)
+        index = indexes[t.key]
         touched = index.touched
         to_t = index.memo["from_base"]
         keep = to_t >= 0
@@ -559,8 +560,8 @@ def raster_to_levels(raster: xr.DataArray, grids, stats=("mean",),
             else:
                 live.append(t)
         if live:
-            parts = _block_partials([sl.values for sl in slices], x, y, crs, live, nodata,
-                                    complete=[None] * len(live), **want)
+            parts = _block_partials([sl.values for sl in slices],
+                                    _block_indexes(x, y, crs, live), live, nodata, **want)
             for t, per_slice in zip(live, parts):
                 reduced[t.key] = (t.index(x, y, crs).touched,
                                   (_merge([p], qs) for p in per_slice))
@@ -712,33 +713,50 @@ def _stat_attrs(raster, stat, sampled):
 # -- dask: chunk by chunk ------------------------------------------------------------------
 
 
-def _block_counts(x, y, crs, targets):
-    """Per target: the cells a block's pixel centres fall in, and how many of them."""
-    out = []
+def _block_indexes(x, y, crs, targets):
+    """A block's pixel indexes: each target's, and each base's its levels derive from."""
+    out = {t.key: t.index(x, y, crs) for t in targets}
     for t in targets:
-        index = t.index(x, y, crs)
-        out.append((index.touched, index.local_pixels))
+        if t.base is not None:
+            out[t.base] = _index.base_index(x, y, crs, *t.base)
     return out
 
 
-def _block_partials(blocks, x, y, crs, targets, nodata, want_spread, want_range, qs,
-                    complete):
-    """Partial statistics of one block of every slice (they share the index), per target;
-    ``complete`` (per target: a mask over its touched cells, or None: all) marks the
-    cells whose pixels all lie in this block. Levels derived from one base index are
+def _block_counts(indexes, targets):
+    """Per target: the cells a block's pixel centres fall in, and how many of them."""
+    return [(indexes[t.key].touched, indexes[t.key].local_pixels) for t in targets]
+
+
+def _totals(counts, sizes):
+    """Per target: every cell's pixels, summed over the blocks' counts."""
+    totals = [np.zeros(n) for n in sizes]
+    for per_target in counts:
+        for total, (touched, n) in zip(totals, per_target):
+            total[touched] += n
+    return totals
+
+
+def _block_partials(blocks, indexes, targets, nodata, want_spread, want_range, qs,
+                    totals=None):
+    """Partial statistics of one block of every slice (they share the indexes, from
+    :func:`_block_indexes`), per target. With ``totals`` (per target, every cell's
+    pixels in the raster) the cells whose pixels are not all in this block are split:
+    their quantiles are left to the merge. Levels derived from one base index are
     reduced together (``_reduce_levels``)."""
     values = [np.asarray(b) for b in blocks]
+    complete = [None if totals is None else
+                indexes[t.key].local_pixels == total[indexes[t.key].touched]
+                for t, total in zip(targets, totals or [None] * len(targets))]
     out = [None] * len(targets)
     shared = {}
     for k, t in enumerate(targets):
         if t.base is None:
-            index = t.index(x, y, crs)
-            out[k] = [_reduce_block(v, index, nodata, want_spread, want_range, qs, complete[k])
-                      for v in values]
+            out[k] = [_reduce_block(v, indexes[t.key], nodata, want_spread, want_range, qs,
+                                    complete[k]) for v in values]
         else:
             shared.setdefault(t.base, []).append(k)
     for base, ks in shared.items():
-        per_slice = [_reduce_levels(v, base, [targets[k] for k in ks], x, y, crs, nodata,
+        per_slice = [_reduce_levels(v, base, [targets[k] for k in ks], indexes, nodata,
                                     want_spread, want_range, qs, [complete[k] for k in ks])
                      for v in values]
         for j, k in enumerate(ks):
@@ -751,10 +769,12 @@ def _reduce_dask(slices, x, y, crs, targets, nodata, want_spread, want_range, qs
     and targets of a block in one task, on the current scheduler: per target, the cells
     with a pixel centre, and a generator of each slice's merged statistics.
 
-    Moments merge exactly. For quantiles a first pass (the index only) counts every
-    cell's pixels per block: cells inside one block get their exact quantiles there; of
-    the cells split between blocks each block sends its pixels, or a summary of at most
-    ``SUMMARY_POINTS`` of them, and these are reduced together.
+    One graph: each block's indexes are built once (a task of their own, which the
+    block's reduction takes as an input wherever it runs); for quantiles their pixel
+    counts are summed into every cell's total, which tells each block which of its
+    cells it holds whole. Moments merge exactly; cells inside one block get their
+    exact quantiles there; of the cells split between blocks each block sends its
+    pixels, or a summary of at most ``SUMMARY_POINTS`` of them.
     """
     import dask
 
@@ -762,28 +782,18 @@ def _reduce_dask(slices, x, y, crs, targets, nodata, want_spread, want_range, qs
     yb = np.concatenate([[0], np.cumsum(ychunks)])
     xb = np.concatenate([[0], np.cumsum(xchunks)])
     blocks = [(i, j) for i in range(len(ychunks)) for j in range(len(xchunks))]
-
-    def coords(i, j):
-        return x[xb[j]:xb[j + 1]], y[yb[i]:yb[i + 1]]
-
-    complete = [[None] * len(targets) for _ in blocks]
+    indexes = [dask.delayed(_block_indexes, pure=True)(
+        x[xb[j]:xb[j + 1]], y[yb[i]:yb[i + 1]], crs, targets) for i, j in blocks]
+    totals = None
     if len(qs):
-        counts = dask.compute(*[dask.delayed(_block_counts)(*coords(i, j), crs, targets)
-                                for i, j in blocks])
-        for k in range(len(targets)):
-            totals = np.zeros(len(targets[k].cells.cell_ids))
-            for per_target in counts:
-                touched, n = per_target[k]
-                totals[touched] += n
-            for b, per_target in enumerate(counts):  # small, per block: not the totals
-                touched, n = per_target[k]
-                complete[b][k] = n == totals[touched]
-        del counts
+        totals = dask.delayed(_totals, pure=True)(
+            [dask.delayed(_block_counts, pure=True)(ix, targets) for ix in indexes],
+            [len(t.cells.cell_ids) for t in targets])
     per_block = list(dask.compute(*[
-        dask.delayed(_block_partials)([sl.data.blocks[i, j] for sl in slices], *coords(i, j),
-                                      crs, targets, nodata, want_spread, want_range, qs,
-                                      complete[b])
-        for b, (i, j) in enumerate(blocks)
+        dask.delayed(_block_partials, pure=True)(
+            [sl.data.blocks[i, j] for sl in slices], ix, targets, nodata, want_spread,
+            want_range, qs, totals)
+        for (i, j), ix in zip(blocks, indexes)
     ]))
 
     def merged(k):  # one slice at a time, its partials then freed

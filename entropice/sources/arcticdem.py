@@ -111,26 +111,29 @@ def _check_plausible(ds, dem):
             "another unit than metres.")
 
 
-def _terrain_block(z, dx, dy, true_north):
-    """The terrain quantities of one block (with its halo), as a (8, ny, nx) float32 array.
+def _terrain_block(z, dx, dy, true_north, halo=0):
+    """The terrain quantities of one block, as a (8, ny, nx) float32 array, NaN where
+    the elevation is not finite; the block's outer ``halo`` pixels only feed their
+    neighbours' quantities and are not returned.
 
     ``dx``/``dy`` are ground distances between pixel centres (m), ``true_north`` the
     grid angle (radians, counter-clockwise from grid up) of true north; each a scalar or
     an array of the block's shape.
     """
     ny, nx = z.shape
-    out = np.empty((8, ny, nx), dtype=np.float32)  # what is aggregated, and stored
-    if z.size:
+    out = np.empty((8, max(ny - 2 * halo, 0), max(nx - 2 * halo, 0)), dtype=np.float32)
+    if out.size:
         _terrain_kernel(np.ascontiguousarray(z), np.broadcast_to(dx, z.shape),
                         np.broadcast_to(dy, z.shape), np.broadcast_to(true_north, z.shape),
-                        TPI_RADIUS, out)
+                        TPI_RADIUS, halo, out)
     return out
 
 
 @nb.njit(cache=True, nogil=True, error_model="numpy")
-def _terrain_kernel(z, dx, dy, north, r, out):
+def _terrain_kernel(z, dx, dy, north, r, halo, out):
     """Every terrain quantity in one pass over the block (edges repeated beyond it),
-    in float64: NaN in a pixel's neighbourhood makes its quantities NaN (TPI skips it).
+    in float64, into ``out`` for the pixels ``halo`` or more from the block's edge:
+    NaN where the elevation is not finite, and where a neighbour's is (TPI skips it).
 
     Slope from central differences; the aspect's cosine and sine relative to true
     north (0 on flat ground); TRI and roughness over the 8 neighbours; the negative
@@ -152,11 +155,17 @@ def _terrain_kernel(z, dx, dy, north, r, out):
         for j in range(1, nx + 2 * r + 1):
             sat[i, j] += sat[i, j - 1]
             cnt[i, j] += cnt[i, j - 1]
-    for i in range(ny):
+    for i in range(halo, ny - halo):
         iu, idn = max(i - 1, 0), min(i + 1, ny - 1)
-        for j in range(nx):
+        oi = i - halo
+        for j in range(halo, nx - halo):
             jl, jr = max(j - 1, 0), min(j + 1, nx - 1)
+            oj = j - halo
             c = np.float64(z[i, j])
+            if not np.isfinite(c):
+                for q in range(8):
+                    out[q, oi, oj] = np.nan
+                continue
             up, down = np.float64(z[iu, j]), np.float64(z[idn, j])
             left, right = np.float64(z[i, jl]), np.float64(z[i, jr])
             dzdx = (right - left) / (2 * dx[i, j])  # towards grid east
@@ -182,15 +191,15 @@ def _terrain_kernel(z, dx, dy, north, r, out):
                         lo = min(lo, n)
             box = (sat[i + w, j + w] - sat[i, j + w] - sat[i + w, j] + sat[i, j])
             n_box = (cnt[i + w, j + w] - cnt[i, j + w] - cnt[i + w, j] + cnt[i, j])
-            out[0, i, j] = c
-            out[1, i, j] = slope
-            out[2, i, j] = 0.0 if flat else np.cos(facing)
-            out[3, i, j] = 0.0 if flat else np.sin(facing)
-            out[4, i, j] = c - box / n_box
-            out[5, i, j] = np.sqrt(sq / 8)
-            out[6, i, j] = hi - lo
-            out[7, i, j] = -((right - 2 * c + left) / dx[i, j] ** 2
-                             + (up - 2 * c + down) / dy[i, j] ** 2)
+            out[0, oi, oj] = c
+            out[1, oi, oj] = slope
+            out[2, oi, oj] = 0.0 if flat else np.cos(facing)
+            out[3, oi, oj] = 0.0 if flat else np.sin(facing)
+            out[4, oi, oj] = c - box / n_box
+            out[5, oi, oj] = np.sqrt(sq / 8)
+            out[6, oi, oj] = hi - lo
+            out[7, oi, oj] = -((right - 2 * c + left) / dx[i, j] ** 2
+                               + (up - 2 * c + down) / dy[i, j] ** 2)
 
 
 LATTICE = 64
@@ -268,17 +277,15 @@ def terrain(dem: xr.DataArray) -> xr.Dataset:
         else:
             north = np.radians(_on_lattice(lambda lon, lat: proj.get_factors(
                 lon, lat, errcheck=False).meridian_convergence, rows, cols, x, y, to_lonlat))
-        return _terrain_block(z, res_x / k, res_y / k, north)
+        return _terrain_block(z, res_x / k, res_y / k, north, halo=depth)
 
+    # each block with a halo of its neighbours' pixels, the halo dropped by the kernel
     ov = dsa.overlap.overlap(data, depth={0: depth, 1: depth}, boundary="nearest")
-    out = ov.map_blocks(block, new_axis=0, chunks=((8,),) + ov.chunks, dtype=np.float32)
-    out = dsa.overlap.trim_internal(out, {0: 0, 1: depth, 2: depth}, boundary="nearest")
-    valid = dsa.isfinite(data)
+    out = ov.map_blocks(block, new_axis=0, chunks=((8,),) + data.chunks, dtype=np.float32)
     ds = xr.Dataset(coords={"y": dem.y, "x": dem.x})
     for i, name in enumerate(QUANTITIES):
         units, long_name = QUANTITIES[name]
-        arr = dsa.where(valid, out[i], np.nan).astype(np.float32)
-        ds[name] = (("y", "x"), arr, {"units": units, "long_name": long_name})
+        ds[name] = (("y", "x"), out[i], {"units": units, "long_name": long_name})
     return ds.rio.write_crs(crs)
 
 
