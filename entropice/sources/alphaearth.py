@@ -196,4 +196,4 @@ def to_cells(rasters, grid: Grid, *, n_components=None, min_lat: float = DEFAULT
 
     pcs = concat_parts((components(k) for k in range(len(years))), "year",
                        None if store is None else f"{store}/components")
-    return xr.merge([ds, pcs], combine_attrs="drop_conflicts")
+    return xr.merge([ds, pcs], compat="no_conflicts", join="outer", combine_attrs="drop_conflicts")
