@@ -111,29 +111,46 @@ def _check_plausible(ds, dem):
             "another unit than metres.")
 
 
-def _terrain_block(z, dx, dy, true_north, halo=0):
+def _terrain_block(z, res, scale, north, halo=0):
     """The terrain quantities of one block, as a (8, ny, nx) float32 array, NaN where
     the elevation is not finite; the block's outer ``halo`` pixels only feed their
     neighbours' quantities and are not returned.
 
-    ``dx``/``dy`` are ground distances between pixel centres (m), ``true_north`` the
-    grid angle (radians, counter-clockwise from grid up) of true north; each a scalar or
-    an array of the block's shape.
+    ``res`` is the (x, y) pixel size in the projection's units; ``scale`` the lattice
+    (``_lattice``) of its scale factor, which divides them into ground distances;
+    ``north`` the lattice of true north's grid angle (degrees, counter-clockwise from
+    grid up), or in a north polar stereographic grid the block's (x, y) pixel-centre
+    coordinates, true north pointing at their origin.
     """
     ny, nx = z.shape
     out = np.empty((8, max(ny - 2 * halo, 0), max(nx - 2 * halo, 0)), dtype=np.float32)
+    polar = len(north) == 2
+    lattice = north if not polar else scale  # unused when polar
+    xy = north if polar else (np.zeros(nx), np.zeros(ny))
     if out.size:
-        _terrain_kernel(np.ascontiguousarray(z), np.broadcast_to(dx, z.shape),
-                        np.broadcast_to(dy, z.shape), np.broadcast_to(true_north, z.shape),
-                        TPI_RADIUS, halo, out)
+        _terrain_kernel(np.ascontiguousarray(z), float(res[0]), float(res[1]), *scale,
+                        polar, *xy, *lattice, TPI_RADIUS, halo, out)
     return out
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _lerp(vals, jr, fr, jc, fc, i, j):
+    """Bilinear between the lattice values around pixel (i, j) (``_lattice``)."""
+    r0, c0 = jr[i], jc[j]
+    r1, c1 = min(r0 + 1, vals.shape[0] - 1), min(c0 + 1, vals.shape[1] - 1)
+    a, b = fr[i], fc[j]
+    return ((1 - a) * (1 - b) * vals[r0, c0] + (1 - a) * b * vals[r0, c1]
+            + a * (1 - b) * vals[r1, c0] + a * b * vals[r1, c1])
+
+
 @nb.njit(cache=True, nogil=True, error_model="numpy")
-def _terrain_kernel(z, dx, dy, north, r, halo, out):
+def _terrain_kernel(z, res_x, res_y, kv, kjr, kfr, kjc, kfc, polar, xs, ys, nv, njr, nfr,
+                    njc, nfc, r, halo, out):
     """Every terrain quantity in one pass over the block (edges repeated beyond it),
     in float64, into ``out`` for the pixels ``halo`` or more from the block's edge:
     NaN where the elevation is not finite, and where a neighbour's is (TPI skips it).
+    Ground distances from the scale factor's lattice (``kv``...); true north from the
+    pixel's position (``polar``: ``xs``, ``ys``) or its lattice (``nv``..., degrees).
 
     Slope from central differences; the aspect's cosine and sine relative to true
     north (0 on flat ground); TRI and roughness over the 8 neighbours; the negative
@@ -166,13 +183,19 @@ def _terrain_kernel(z, dx, dy, north, r, halo, out):
                 for q in range(8):
                     out[q, oi, oj] = np.nan
                 continue
+            k = _lerp(kv, kjr, kfr, kjc, kfc, i, j)
+            dx, dy = res_x / k, res_y / k  # ground distances between pixel centres
+            if polar:  # true north points to the pole, the projection's origin
+                north = -np.arctan2(-xs[j], -ys[i])
+            else:
+                north = np.radians(_lerp(nv, njr, nfr, njc, nfc, i, j))
             up, down = np.float64(z[iu, j]), np.float64(z[idn, j])
             left, right = np.float64(z[i, jl]), np.float64(z[i, jr])
-            dzdx = (right - left) / (2 * dx[i, j])  # towards grid east
-            dzdy = (up - down) / (2 * dy[i, j])  # towards grid north
+            dzdx = (right - left) / (2 * dx)  # towards grid east
+            dzdy = (up - down) / (2 * dy)  # towards grid north
             slope = np.degrees(np.arctan(np.hypot(dzdx, dzdy)))
             # the slope faces downhill: -grad z, as an angle from true north, clockwise
-            facing = np.arctan2(-dzdx, -dzdy) + north[i, j]
+            facing = np.arctan2(-dzdx, -dzdy) + north
             flat = dzdx == 0 and dzdy == 0
             sq = 0.0
             hi = c
@@ -198,18 +221,18 @@ def _terrain_kernel(z, dx, dy, north, r, halo, out):
             out[4, oi, oj] = c - box / n_box
             out[5, oi, oj] = np.sqrt(sq / 8)
             out[6, oi, oj] = hi - lo
-            out[7, oi, oj] = -((right - 2 * c + left) / dx[i, j] ** 2
-                               + (up - 2 * c + down) / dy[i, j] ** 2)
+            out[7, oi, oj] = -((right - 2 * c + left) / dx ** 2 + (up - 2 * c + down) / dy ** 2)
 
 
 LATTICE = 64
 """Pixels between the points where scale factors are evaluated (then interpolated)."""
 
 
-def _on_lattice(fn, rows, cols, x, y, to_lonlat):
-    """``fn(lon, lat)`` at the given pixels, bilinear between values on a lattice
-    anchored to the raster (every ``LATTICE`` pixels), so that every chunking of the
-    raster gives the same values."""
+def _lattice(fn, rows, cols, x, y, to_lonlat):
+    """``fn(lon, lat)`` on a lattice anchored to the raster (every ``LATTICE`` pixels)
+    around the given pixels, and each pixel's place in it: ``(values, row node, row
+    fraction, column node, column fraction)``, for bilinear values between the nodes
+    (``_lerp``); anchored so, every chunking of the raster gives the same values."""
     def nodes(idx, n):
         lo = (idx.min() // LATTICE) * LATTICE
         hi = min(((idx.max() // LATTICE) + 1) * LATTICE, n - 1)
@@ -226,12 +249,7 @@ def _on_lattice(fn, rows, cols, x, y, to_lonlat):
         span = np.maximum(lattice[np.minimum(j + 1, len(lattice) - 1)] - lattice[j], 1)
         return j, np.clip((idx - lattice[j]) / span, 0.0, 1.0)
 
-    jr, fr = weights(rows, lr)
-    jc, fc = weights(cols, lc)
-    jr1, jc1 = np.minimum(jr + 1, len(lr) - 1), np.minimum(jc + 1, len(lc) - 1)
-    fr, fc = fr[:, None], fc[None, :]
-    return ((1 - fr) * (1 - fc) * vals[jr][:, jc] + (1 - fr) * fc * vals[jr][:, jc1]
-            + fr * (1 - fc) * vals[jr1][:, jc] + fr * fc * vals[jr1][:, jc1])
+    return (vals, *weights(rows, lr), *weights(cols, lc))
 
 
 def terrain(dem: xr.DataArray) -> xr.Dataset:
@@ -269,15 +287,12 @@ def terrain(dem: xr.DataArray) -> xr.Dataset:
                        len(y) - 1)
         cols = np.clip(np.arange(col_starts[j] - depth, col_starts[j + 1] + depth), 0,
                        len(x) - 1)
-        k = _on_lattice(lambda lon, lat: proj.get_factors(lon, lat, errcheck=False)
-                        .meridional_scale, rows, cols, x, y, to_lonlat)
-        if polar:  # true north points to the pole, the projection's origin
-            xx, yy = np.meshgrid(x[cols], y[rows])
-            north = -np.arctan2(-xx, -yy)  # angle of true north from grid up
-        else:
-            north = np.radians(_on_lattice(lambda lon, lat: proj.get_factors(
-                lon, lat, errcheck=False).meridian_convergence, rows, cols, x, y, to_lonlat))
-        return _terrain_block(z, res_x / k, res_y / k, north, halo=depth)
+        scale = _lattice(lambda lon, lat: proj.get_factors(lon, lat, errcheck=False)
+                         .meridional_scale, rows, cols, x, y, to_lonlat)
+        north = (x[cols], y[rows]) if polar else _lattice(
+            lambda lon, lat: proj.get_factors(lon, lat, errcheck=False).meridian_convergence,
+            rows, cols, x, y, to_lonlat)
+        return _terrain_block(z, (res_x, res_y), scale, north, halo=depth)
 
     # each block with a halo of its neighbours' pixels, the halo dropped by the kernel
     ov = dsa.overlap.overlap(data, depth={0: depth, 1: depth}, boundary="nearest")
