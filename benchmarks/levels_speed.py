@@ -40,14 +40,14 @@ def dem(n, res, chunks=2048):
 
     x = CENTRE[0] + res * (np.arange(n) - n / 2 + 0.5)
     y = CENTRE[1] + res * (n / 2 - np.arange(n) - 0.5)
-    def block(block_info=None):
+    def synthetic_dem(block_info=None):  # (the task name on a cluster)
         (r0, r1), (c0, c1) = block_info[None]["array-location"]
         yy, xx = np.meshgrid(y[r0:r1], x[c0:c1], indexing="ij")
         z = 300 + 200 * np.sin(xx / 9e3) * np.cos(yy / 7e3) + 80 * np.sin((xx + yy) / 2.3e3)
         noise = np.random.default_rng(r0 * n + c0).normal(size=z.shape)
         return (z + noise).astype(np.float32)
 
-    data = dsa.map_blocks(block, chunks=((chunks,) * (n // chunks) + ((n % chunks,) if n %
+    data = dsa.map_blocks(synthetic_dem, chunks=((chunks,) * (n // chunks) + ((n % chunks,) if n %
                                                                        chunks else ()),) * 2,
                           dtype=np.float32)
     da = xr.DataArray(data, dims=("y", "x"), coords={"y": y, "x": x}, name="elevation",
