@@ -264,3 +264,29 @@ def test_downloads_hold_the_current_layer(sel):
     gdf = gpd.read_parquet(io.BytesIO(layer_geoparquet(sel).getvalue()))
     assert gdf.crs.to_epsg() == 4326 and len(gdf) == len(csv)
     assert gdf.geometry.is_valid.all()
+
+
+def test_land_share_is_computed_once_in_a_child_process(tmp_path, monkeypatch):
+    """The land beneath the map comes from the 1 GB GLOBE mask: decompressed once, by a
+    child process (the server never holds it), then read from the cache."""
+    from entropice.dashboard import lookup
+
+    monkeypatch.setenv("ENTROPICE_CACHE", str(tmp_path))
+    monkeypatch.delenv("ENTROPICE_CACHE_DIR", raising=False)
+    lookup.land_share.cache_clear()
+
+    def not_here():
+        raise AssertionError("the mask was decompressed in the server's process")
+
+    monkeypatch.setattr(lookup, "_globe_land_share", not_here)
+    try:
+        land = lookup.land_share()
+    finally:
+        lookup.land_share.cache_clear()
+    assert (tmp_path / "dashboard").is_dir() and lookup._cache_path().exists()
+    assert land.dtype == np.float32 and 0.0 <= land.min() and land.max() <= 1.0
+    # Svalbard is land, the Fram Strait water
+    lat, lon = 78.2, 15.6
+    row, col = int((90 - lat) / lookup.LAND_STEP), int((lon + 180) / lookup.LAND_STEP)
+    assert land[row, col] > 0.5 and land[int((90 - 79.0) / lookup.LAND_STEP),
+                                         int((0.0 + 180) / lookup.LAND_STEP)] < 0.5

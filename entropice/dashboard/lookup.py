@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -106,24 +108,40 @@ def _cache_path() -> Path:
     return folder / f"land-{LAND_STEP}-{LAND_MIN_LAT}.npy"
 
 
+def _globe_land_share() -> np.ndarray:
+    factor = int(round(LAND_STEP * 120))  # the GLOBE mask has 120 rows per degree
+    return globe_land_share(LAND_MIN_LAT, factor).values
+
+
+def save_land_share():
+    """Compute the land share and keep it on disk (``_cache_path``); a child process
+    of the dashboard runs this."""
+    path = _cache_path()
+    land = _globe_land_share()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.npy")
+    np.save(tmp, land)
+    os.replace(tmp, path)
+
+
 @functools.cache
 def land_share() -> np.ndarray:
     """Land share on a LAND_STEP lat/lon grid north of LAND_MIN_LAT, rows from the north:
     block means of the NOAA GLOBE 30'' mask (package ``global-land-mask``, offline).
-    Decompressing that mask takes seconds, so the result is kept on disk."""
+    Decompressing that mask takes seconds and about 1 GB, so it is done once, in a child
+    process (the dashboard's server never holds the mask), and the result kept on disk;
+    where the cache cannot be written, here."""
     path = _cache_path()
+    if not path.exists():
+        try:
+            subprocess.run([sys.executable, "-c", "from entropice.dashboard.lookup import "
+                            "save_land_share; save_land_share()"],
+                           check=True, capture_output=True, timeout=600)
+        except (OSError, subprocess.SubprocessError):
+            pass
     if path.exists():
         return np.load(path)
-    factor = int(round(LAND_STEP * 120))  # the GLOBE mask has 120 rows per degree
-    land = globe_land_share(LAND_MIN_LAT, factor).values
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.npy")
-        np.save(tmp, land)
-        os.replace(tmp, path)
-    except OSError:
-        pass
-    return land
+    return _globe_land_share()
 
 
 def land_image(x_range, y_range, width, height) -> np.ndarray:
