@@ -344,6 +344,13 @@ def _bucket(v, lo, scale, n):
     return min(max(b, 0), n - 1)
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _sub_bucket(v, lo, scale, n1, sub0, lo1, sscale, nsub):
+    """The sub-bucket of ``v`` where its bucket is heavy (histogrammed again), else -1."""
+    b = _bucket(v, lo, scale, n1)
+    return sub0[b] + _bucket(v, lo1[b], sscale[b], nsub[b]) if sub0[b] >= 0 else -1
+
+
 @nb.njit(cache=True, nogil=True)
 def summarise(data, nodata, has_nodata, row, start, length, cell, weight, slope, order,
               cell_start, select, counts, totals, lows, highs, max_pixels, m, n_out):
@@ -439,9 +446,8 @@ def summarise(data, nodata, has_nodata, row, start, length, cell, weight, slope,
                 for i in range(len(run)):
                     if not _missing(run[i], nodata, has_nodata):
                         v = np.float64(run[i])
-                        b = _bucket(v, lo, scale, n1)
-                        if sub0[b] >= 0:
-                            s = sub0[b] + _bucket(v, lo1[b], sscale[b], nsub[b])
+                        s = _sub_bucket(v, lo, scale, n1, sub0, lo1, sscale, nsub)
+                        if s >= 0:
                             h2[s] += weight[r] + i * slope[r]
                             c2[s] += 1
                             lo2[s] = min(lo2[s], v)
@@ -461,13 +467,11 @@ def summarise(data, nodata, has_nodata, row, start, length, cell, weight, slope,
                 for i in range(len(run)):
                     if not _missing(run[i], nodata, has_nodata):
                         v = np.float64(run[i])
-                        b = _bucket(v, lo, scale, n1)
-                        if sub0[b] >= 0:
-                            s = sub0[b] + _bucket(v, lo1[b], sscale[b], nsub[b])
-                            if off2[s] >= 0:
-                                vbuf[fill[s]] = v
-                                wbuf[fill[s]] = weight[r] + i * slope[r]
-                                fill[s] += 1
+                        s = _sub_bucket(v, lo, scale, n1, sub0, lo1, sscale, nsub)
+                        if s >= 0 and off2[s] >= 0:
+                            vbuf[fill[s]] = v
+                            wbuf[fill[s]] = weight[r] + i * slope[r]
+                            fill[s] += 1
             for s in range(n2):
                 if off2[s] >= 0:
                     a, e = off2[s], off2[s] + c2[s]
