@@ -80,7 +80,8 @@ def _expand(cfg, values, where) -> list[str]:
 
 def _groups(cfg):
     grids = cfg.get("grids", {})
-    out = [(name, int(level)) for name in GRIDS for level in grids.get(name, [])]
+    out = list(dict.fromkeys((name, int(level)) for name in GRIDS
+                             for level in grids.get(name, [])))
     if not out:
         raise ConfigError("[grids] names no levels: give "
                           f"{' and/or '.join(f'{n} = [...]' for n in GRIDS)}.")
@@ -161,15 +162,18 @@ def _for_each_group(cfg, stage, cube, *, up_to_date, work, quiet, new_group=Fals
             for name, level in groups]
 
 
-def _each_group(cfg, stage, inputs, compute, *, force, quiet, new_group=False, prepare=None):
+def _each_group(cfg, stage, inputs, compute, *, force, quiet, new_group=False, prepare=None,
+                hashed=None):
     """Call ``compute(grid, level, cube, scratch)`` for every group not up to date, then
     write the results: all groups are staged first and swapped in together
     (:meth:`Cube.batch`), so a stage that fails on any group leaves every group as it
     was. ``scratch`` is a directory for parts written as they are made (the result may
     read them lazily), removed once the group is staged; ``prepare(todo)`` is called
-    first with the groups to compute."""
+    first with the groups to compute. ``hashed`` is more of what the results depend on,
+    hashed with the stage's configuration."""
     cube = Cube.create(_path(cfg, cfg["cube"]))
-    chash = _hash(cfg, stage)
+    chash = _hash(cfg, stage) if hashed is None else config_hash(
+        {"domain": cfg["domain"], stage: cfg.get(stage, {}), **hashed})
 
     def write(name, level):
         with cube.scratch() as scratch:
@@ -381,19 +385,24 @@ def stage_arcticdem(cfg, *, force=False, quiet=False):
     inputs = _fingerprints(cfg, paths)
     stats = tuple(cfg.get("arcticdem", {}).get("stats", arcticdem.STATS))
     results = {}
+    # every level of a grid system from its finest configured one, whichever are redone
+    finest = {}
+    for name, level in _groups(cfg):
+        finest[name] = max(finest.get(name, level), level)
 
     def prepare(todo):
         log.info("arcticdem: terrain onto %s in one pass",
                  ", ".join(f"{n}/{lv}" for n, lv in todo))
         results.update(arcticdem.to_levels(
             arcticdem.open(paths, bbox=_bbox(cfg)), [get_grid(*g) for g in todo],
-            stats=stats, min_lat=cfg["domain"]["min_lat"]))
+            stats=stats, min_lat=cfg["domain"]["min_lat"],
+            finest=[get_grid(n, lv) for n, lv in finest.items()]))
 
     def compute(name, level, cube, scratch):
         return results.pop((name, level))
 
     return _each_group(cfg, "arcticdem", inputs, compute, force=force, quiet=quiet,
-                       prepare=prepare)
+                       prepare=prepare, hashed={"levels derived from": finest})
 
 
 def stage_alphaearth(cfg, *, force=False, quiet=False):

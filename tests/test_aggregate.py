@@ -303,6 +303,23 @@ def test_healpix_levels_from_one_index_equal_each_level_on_its_own(chunked, monk
                 assert np.mean(v <= x) >= q - bound - 1e-9, (g, name)
 
 
+def test_levels_keep_cells_whose_part_in_a_chunk_is_all_missing():
+    """A cell whose pixels in one chunk are all missing keeps its mean and std at every
+    level; a domain reaching the south pole, and a level asked for twice, work too."""
+    rng = np.random.default_rng(12)
+    v = rng.normal(size=(200, 210))
+    v[rng.random(v.shape) < 0.1] = np.nan
+    da = projected_raster(v, res=1500.0, y0=-1500e3).chunk({"y": 50, "x": 70})
+    grids = [get_grid("healpix", 8), get_grid("healpix", 6), get_grid("healpix", 8)]
+    levels = raster_to_levels(da, grids, stats=("count", "mean", "std"), domain=True)
+    for g in grids[:2]:
+        one = raster_to_cells(da, g, stats=("count", "mean", "std"), domain=True)
+        for s in ("count", "mean", "std"):
+            xr.testing.assert_allclose(levels[g.name, g.level][s], one[s], rtol=1e-6, atol=1e-6)
+    whole = raster_to_levels(da, grids[:2], stats=("mean", "p50"), min_lat=-90.0)
+    assert all(np.isfinite(ds["mean"]).any() for ds in whole.values())
+
+
 def test_h3_coarse_levels_hold_their_finest_descendants_pixels():
     """A coarse H3 cell gets the pixels of its descendants at the finest level: its
     count is theirs, its mean their area-weighted mean; its own outline differs from

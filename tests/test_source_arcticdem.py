@@ -78,6 +78,15 @@ def test_tile_and_chunk_edges_are_seamless(tiles, tmp_path):
                                    atol=1e-5, err_msg=name)
 
 
+def test_chunks_thinner_than_the_halo(tiles):
+    """A last chunk of a few pixels (a crop's remainder) gives the same terrain."""
+    whole = arcticdem.terrain(arcticdem.open(tiles, chunks=1024)).compute()
+    thin = arcticdem.open(tiles, chunks=1024).chunk({"y": (296, 4), "x": (597, 3)})
+    got = arcticdem.terrain(thin)
+    for name in ("slope", "northness", "tpi", "curvature"):
+        np.testing.assert_array_equal(got[name].values, whole[name].values, err_msg=name)
+
+
 def test_to_cells(tiles):
     dem = arcticdem.open(tiles, chunks=128)
     grid = get_grid("h3", 6)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
@@ -43,6 +44,7 @@ POLAR_CELLS = 20
 widths are looked up pixel by pixel (see ``_polar_rows``)."""
 
 _MEMORY_CACHE: OrderedDict = OrderedDict()
+_LOCK = threading.RLock()
 MEMORY_CACHE_BYTES = 1 << 30
 """Indexes kept in memory, least recently used dropped first: a chunk's index is a few
 hundred kB, so every chunk of a raster stays indexed between its passes."""
@@ -109,7 +111,7 @@ class PixelIndex:
         own = sum(a.nbytes for a in (self.row, self.start, self.length, self.cell,
                                      self.weight, self.slope))
         return own + sum(v.nbytes() if isinstance(v, PixelIndex) else np.asarray(v).nbytes
-                         for v in self.memo.values())
+                         for v in list(self.memo.values()))
 
     def derive(self, grid, level, target_ids):
         """The index of the coarser ``level`` (or the same level on a smaller domain)
@@ -162,17 +164,19 @@ def cache_dir():
 
 def clear_cache():
     """Forget the indexes held in memory (the on-disk cache is left alone)."""
-    _MEMORY_CACHE.clear()
-    _MEMO.clear()
+    with _LOCK:
+        _MEMORY_CACHE.clear()
+        _MEMO.clear()
 
 
 def get_index(x, y, crs, grid, cell_ids, min_lat):
     """The index of the raster with pixel-centre coordinates ``x`` and ``y`` (1-D) in
     ``crs`` on ``grid``, from the memory cache, the disk cache or built anew."""
     key = _key(crs.to_wkt(), x, y, grid, min_lat)
-    if key in _MEMORY_CACHE:
-        _MEMORY_CACHE.move_to_end(key)
-        return _MEMORY_CACHE[key]
+    with _LOCK:  # dask's threads share the cache
+        if key in _MEMORY_CACHE:
+            _MEMORY_CACHE.move_to_end(key)
+            return _MEMORY_CACHE[key]
     directory = cache_dir()
     path = directory / f"{key}.npz" if directory else None
     index = None
@@ -188,7 +192,9 @@ def get_index(x, y, crs, grid, cell_ids, min_lat):
             tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
             index.to_npz(tmp)
             os.replace(tmp, path)
-    _MEMORY_CACHE[key] = index.prepare()
+    index.prepare()
+    with _LOCK:
+        _MEMORY_CACHE[key] = index
     _trim_cache()
     return index
 
@@ -206,21 +212,25 @@ def memo(what, x, y, crs, compute):
     for c in (x, y):
         h.update(np.ascontiguousarray(c, dtype=np.float64).tobytes())
     key = h.hexdigest()
-    if key in _MEMO:
-        _MEMO.move_to_end(key)
-        return _MEMO[key]
-    _MEMO[key] = value = compute()
+    with _LOCK:
+        if key in _MEMO:
+            _MEMO.move_to_end(key)
+            return _MEMO[key]
+    value = compute()
     size = lambda v: sum(np.asarray(a).nbytes for a in v)  # noqa: E731
-    total = sum(size(v) for v in _MEMO.values())
-    while len(_MEMO) > 1 and total > MEMO_BYTES:
-        total -= size(_MEMO.popitem(last=False)[1])
+    with _LOCK:
+        _MEMO[key] = value
+        total = sum(size(v) for v in _MEMO.values())
+        while len(_MEMO) > 1 and total > MEMO_BYTES:
+            total -= size(_MEMO.popitem(last=False)[1])
     return value
 
 
 def _trim_cache():
-    total = sum(ix.nbytes() for ix in _MEMORY_CACHE.values())
-    while len(_MEMORY_CACHE) > 1 and total > MEMORY_CACHE_BYTES:
-        total -= _MEMORY_CACHE.popitem(last=False)[1].nbytes()
+    with _LOCK:
+        total = sum(ix.nbytes() for ix in list(_MEMORY_CACHE.values()))
+        while len(_MEMORY_CACHE) > 1 and total > MEMORY_CACHE_BYTES:
+            total -= _MEMORY_CACHE.popitem(last=False)[1].nbytes()
 
 
 @lru_cache(maxsize=8)
@@ -240,15 +250,18 @@ def level_index(x, y, crs, grid, min_lat, base=None):
     """The index of ``grid`` on its domain north of ``min_lat``, derived from the index of
     ``base`` (a finer grid of the same system, on a wider domain: ``(grid, min_lat)``)
     when given, so that one index serves every level; else built for ``grid`` itself."""
-    if base is None or (base[0] == grid and base[1] == min_lat):
+    if base is None:
         return get_index(x, y, crs, grid, grid.cells(min_lat).cell_ids.values, min_lat)
     base_grid, base_min_lat = base
     index = base_index(x, y, crs, base_grid, base_min_lat)
     key = ("level", grid.level, float(min_lat))
-    if key not in index.memo:
-        index.memo[key] = index.derive(base_grid, grid.level, grid.cells(min_lat).cell_ids.values)
+    derived = index.memo.get(key)
+    if derived is None:
+        derived = index.derive(base_grid, grid.level, grid.cells(min_lat).cell_ids.values)
+        with _LOCK:
+            index.memo.setdefault(key, derived)
         _trim_cache()
-    return index.memo[key]
+    return derived
 
 
 def _pixel_sizes(c):

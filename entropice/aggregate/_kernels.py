@@ -163,7 +163,8 @@ def _quantiles_into(values, weights, qs, out, tmp_v, tmp_w, hist):
         total += weights[i]
         lo = min(lo, values[i])
         hi = max(hi, values[i])
-    small = n <= 64 or not (np.isfinite(lo) and np.isfinite(hi)) or lo == hi
+    small = (n <= 64 or not (np.isfinite(lo) and np.isfinite(hi)) or lo == hi
+             or not np.isfinite((N_BUCKETS - 1e-9) / (hi - lo)))  # a subnormal range
     if not small:
         hist[:] = 0.0
         scale = (N_BUCKETS - 1e-9) / (hi - lo)
@@ -250,7 +251,9 @@ def quantiles(data, nodata, has_nodata, row, start, length, cell, weight, slope,
                     n += 1
         if n == 0:
             continue
-        if n <= 64 or lo == hi or not (np.isfinite(lo) and np.isfinite(hi)):
+        scale = (N_BUCKETS - 1e-9) / (hi - lo) if lo != hi else 0.0
+        if n <= 64 or not (np.isfinite(lo) and np.isfinite(hi) and np.isfinite(scale)
+                           and scale > 0.0):  # one value, infinities or a subnormal range
             m = 0
             for j in range(cell_start[c], cell_start[c + 1]):
                 r = order[j]
@@ -262,12 +265,11 @@ def quantiles(data, nodata, has_nodata, row, start, length, cell, weight, slope,
                         m += 1
             if n <= 64:
                 _quantiles_into(vbuf[:n], wbuf[:n], qs, out[c], tmp_v, tmp_w, hist)
-            else:  # one value (or infinities): no selection, no scratch needed
+            else:
                 _quantiles_into(vbuf[:n], wbuf[:n], qs, out[c], np.empty(n), np.empty(n), hist)
             continue
         hist[:] = 0.0
         counts[:] = 0
-        scale = (N_BUCKETS - 1e-9) / (hi - lo)
         for j in range(cell_start[c], cell_start[c + 1]):
             r = order[j]
             run = data[row[r], start[r]:start[r] + length[r]]
@@ -410,7 +412,8 @@ def summarise(data, nodata, has_nodata, row, start, length, cell, weight, slope,
             k += 1
             continue
         heavy = total / (2 * m)
-        scale = (n1 - 1e-9) / (hi - lo) if np.isfinite(hi - lo) else 0.0
+        scale = (n1 - 1e-9) / (hi - lo)
+        scale = scale if np.isfinite(scale) else 0.0  # infinite or subnormal ranges
         h1[:] = 0.0
         c1[:] = 0
         lo1[:] = np.inf
@@ -432,8 +435,9 @@ def summarise(data, nodata, has_nodata, row, start, length, cell, weight, slope,
             if h1[b] > heavy and lo1[b] < hi1[b]:
                 nsub[b] = min(4 * (int(h1[b] / heavy) + 1), n2_max - n2)
                 sub0[b] = n2
-                d = hi1[b] - lo1[b]
-                sscale[b] = (nsub[b] - 1e-9) / d if np.isfinite(d) else 0.0
+                sscale[b] = (nsub[b] - 1e-9) / (hi1[b] - lo1[b])
+                if not np.isfinite(sscale[b]):
+                    sscale[b] = 0.0
                 n2 += nsub[b]
         if n2 > 0:
             h2[:n2] = 0.0

@@ -14,7 +14,8 @@ from . import _index, _kernels
 MOMENT_STATS = ("count", "sum", "mean", "std", "min", "max")
 SUMMARY_POINTS = 1024
 """Points that summarise the pixels of a cell's part in one dask chunk, for the
-quantiles of cells split between chunks: their rank is exact to 1/1024 (0.1 %)."""
+quantiles of cells split between chunks (their rank exact to 1/1024, 0.1 %), and of a
+finest cell, for its coarser levels' (1/1024; 1.5/1024 where split)."""
 QUANTILE_RE = re.compile(r"^p(\d{1,2}|100)$")
 ALIASES = {"median": "p50"}
 
@@ -184,15 +185,18 @@ def _combine(inv, n_cells, count, wsum, mean, m2, vsum, vmin, vmax):
     (not wanted), and stay None."""
     out_count = np.bincount(inv, weights=count, minlength=n_cells).astype(np.int64)
     out_wsum = np.bincount(inv, weights=wsum, minlength=n_cells)
-    # means relative to each group's first mean: exact for one item or a constant
+    # means relative to each group's first mean (of an item with pixels): exact for one
+    # item or a constant; 0 for a group without valid pixels, as the kernel gives
+    has = wsum > 0
     ref = np.zeros(n_cells)
-    ref[inv[::-1]] = mean[::-1]
-    dev = np.where(wsum > 0, mean - ref[inv], 0.0)
+    ref[inv[has][::-1]] = mean[has][::-1]
+    dev = np.where(has, mean - ref[inv], 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        out_mean = ref + np.bincount(inv, weights=wsum * dev, minlength=n_cells) / out_wsum
+        out_mean = np.where(out_wsum > 0, ref + np.bincount(
+            inv, weights=wsum * dev, minlength=n_cells) / out_wsum, 0.0)
     out_m2 = out_min = out_max = None
     if len(m2) == len(inv):
-        shift = np.where(wsum > 0, mean - out_mean[inv], 0.0)
+        shift = np.where(has, mean - out_mean[inv], 0.0)
         out_m2 = np.bincount(inv, weights=m2 + wsum * shift**2, minlength=n_cells)
     out_sum = np.bincount(inv, weights=vsum, minlength=n_cells)
     if len(vmin) == len(inv):
@@ -410,21 +414,24 @@ def derive_margin(grid) -> float:
     return 2.0 * float(np.degrees(np.sqrt(grid.spherical_areas(polar)[0])))
 
 
-def _targets(grids, min_lat):
+def _targets(grids, min_lat, finest=()):
     """A target per grid; the levels of one grid system share the index of its finest
-    level (built on a domain wider by ``derive_margin`` of its coarsest)."""
+    level, or of the level ``finest`` names for it (built on a domain wider by
+    ``derive_margin`` of its coarsest)."""
     grids = list(dict.fromkeys(grids))
     if not grids:
         raise ValueError("no grids to put the raster on.")
+    finer = {g.name: g for g in finest}
     out = []
     for name in dict.fromkeys(g.name for g in grids):
         system = [g for g in grids if g.name == name]
-        if len(system) == 1:
-            out.append(_Target(system[0], min_lat))
+        base_grid = max(system + ([finer[name]] if name in finer else []),
+                        key=lambda g: g.level)
+        if system == [base_grid]:
+            out.append(_Target(base_grid, min_lat))
             continue
-        finest = max(system, key=lambda g: g.level)
         coarsest = min(system, key=lambda g: g.level)
-        base = (finest, max(-90.0, float(min_lat) - derive_margin(coarsest)))
+        base = (base_grid, max(-90.0, float(min_lat) - derive_margin(coarsest)))
         out.extend(_Target(g, min_lat, base) for g in system)
     return out
 
@@ -497,21 +504,28 @@ def raster_to_cells(raster: xr.DataArray, grid: Grid, stats=("mean",),
 
 def raster_to_levels(raster: xr.DataArray, grids, stats=("mean",),
                      min_lat: float = DEFAULT_MIN_LAT, *, nodata=None,
-                     domain: bool = False, dtype=np.float64) -> dict:
+                     domain: bool = False, dtype=np.float64, finest=()) -> dict:
     """:func:`raster_to_cells` on several grids and levels in one pass over the raster.
 
     A dask-backed raster (terrain derived from a DEM, say) is computed once for all of
     them, and the levels of one grid system share one pixel index, that of the finest
     level: a pixel goes to the ancestor of its fine cell. For HEALPix, whose cells
-    nest, that is the cell holding the pixel, and every level is what
-    :func:`raster_to_cells` gives on its own. H3's children cover their parent only
-    approximately, so a coarse H3 cell gets the pixels of its finest descendants (as
-    :func:`rollup` does), a few per cent of its area different from its own outline.
+    nest, that is the cell holding the pixel: every level holds the pixels it holds on
+    its own. H3's children cover their parent only approximately, so a coarse H3 cell
+    gets the pixels of its finest descendants (as :func:`rollup` does), a few per cent
+    of its area different from its own outline. A coarser level's moments are combined
+    exactly from its finest descendants'; its percentiles come from their summaries
+    (rank within 1 / SUMMARY_POINTS, 1.5 / SUMMARY_POINTS for cells split between dask
+    chunks); the finest level's are as :func:`raster_to_cells` gives them.
 
     Parameters
     ----------
     grids : sequence of Grid
         The grids and levels; the other parameters are :func:`raster_to_cells`'s.
+    finest : sequence of Grid, optional
+        Per grid system, a finer level to derive the levels from instead of the finest
+        of ``grids`` (so that a level's values do not depend on which others are asked
+        for at the same time).
 
     Returns
     -------
@@ -520,8 +534,8 @@ def raster_to_levels(raster: xr.DataArray, grids, stats=("mean",),
         gives it.
     """
     if isinstance(raster, xr.Dataset):
-        return _dataset_to_cells(raster, grids, stats, min_lat, nodata, domain, dtype)
-    targets = _targets(grids, min_lat)
+        return _dataset_to_cells(raster, grids, stats, min_lat, nodata, domain, dtype, finest)
+    targets = _targets(grids, min_lat, finest)
     if not isinstance(raster, xr.DataArray):
         raise TypeError("raster_to_cells takes an xarray.DataArray or Dataset; got "
                         f"{type(raster).__name__}.")
@@ -649,7 +663,7 @@ def _no_overlap(raster, grid, min_lat):
         f"{grid.level} with centres north of {min_lat} deg).")
 
 
-def _dataset_to_cells(ds, grids, stats, min_lat, nodata, domain, dtype):
+def _dataset_to_cells(ds, grids, stats, min_lat, nodata, domain, dtype, finest=()):
     """Every variable of a dataset on one raster grid, in one pass over the data."""
     if not ds.data_vars:
         raise ValueError("the raster dataset has no variables.")
@@ -657,7 +671,7 @@ def _dataset_to_cells(ds, grids, stats, min_lat, nodata, domain, dtype):
     stacked = ds.to_dataarray("variable")
     stacked.name = None
     results = raster_to_levels(stacked, grids, stats, min_lat, nodata=nodata, domain=domain,
-                               dtype=dtype)
+                               dtype=dtype, finest=finest)
     out = {}
     for key, result in results.items():
         sampled = "sampled" in result.attrs["aggregation"]

@@ -276,6 +276,10 @@ def terrain(dem: xr.DataArray) -> xr.Dataset:
         "latitude" in p.name.lower() and p.value > 0 for p in op.params)
     depth = TPI_RADIUS + 1
     data = dem.data if isinstance(dem.data, dsa.Array) else dsa.from_array(dem.data)
+    # no chunk thinner than the halo (as dask's overlap would make it), so that the
+    # blocks the kernel gets are the chunks below
+    data = data.rechunk(tuple(dsa.overlap.ensure_minimum_chunksize(depth, c)
+                              for c in data.chunks))
 
     row_starts = np.concatenate([[0], np.cumsum(data.chunks[0])])
     col_starts = np.concatenate([[0], np.cumsum(data.chunks[1])])
@@ -298,7 +302,7 @@ def terrain(dem: xr.DataArray) -> xr.Dataset:
     ov = dsa.overlap.overlap(data, depth={0: depth, 1: depth}, boundary="nearest")
     out = ov.map_blocks(block, new_axis=0, chunks=((8,),) + data.chunks, dtype=np.float32)
     ds = xr.Dataset(coords={"y": dem.y, "x": dem.x})
-    for i, name in enumerate(QUANTITIES):
+    for i, name in enumerate(QUANTITIES):  # each a view of the kernel's blocks
         units, long_name = QUANTITIES[name]
         ds[name] = (("y", "x"), out[i], {"units": units, "long_name": long_name})
     return ds.rio.write_crs(crs)
@@ -317,9 +321,10 @@ def to_cells(dem: xr.DataArray, grid: Grid, *, stats=STATS,
 
 
 def to_levels(dem: xr.DataArray, grids, *, stats=STATS,
-              min_lat: float = DEFAULT_MIN_LAT) -> dict:
+              min_lat: float = DEFAULT_MIN_LAT, finest=()) -> dict:
     """:func:`to_cells` on several grids and levels, the terrain computed once and each
-    grid system's pixel index built once (:func:`entropice.aggregate.raster_to_levels`).
+    grid system's pixel index built once (:func:`entropice.aggregate.raster_to_levels`,
+    whose ``finest`` this passes on).
 
     Returns
     -------
@@ -330,7 +335,7 @@ def to_levels(dem: xr.DataArray, grids, *, stats=STATS,
 
     ter = terrain(dem)
     per_level = raster_to_levels(ter, grids, stats=stats, min_lat=min_lat, domain=True,
-                                 dtype=np.float32)
+                                 dtype=np.float32, finest=finest)
     out = {}
     for key, per_cell in per_level.items():
         data_vars = {}
