@@ -206,7 +206,11 @@ def test_float32_is_not_copied_up():
 
 def test_reference_is_the_algorithm_bit_for_bit():
     """REFERENCE reproduces fits of the core as it stood before the read-out work
-    (tests/data/espa_reference.npz, written by commit c515231), every bit."""
+    (tests/data/espa_reference.npz, written by commit c515231): boxes, counts, label
+    probabilities and predictions every bit; the loss and the feature weights (sums of
+    many terms, and a softmax over them) to a few units in the last place, as numpy's
+    summation kernels round differently on other processors and versions (1 ulp on the
+    2-core machine with numpy 2.4)."""
     from sklearn.datasets import load_breast_cancer, load_wine
     from sklearn.preprocessing import StandardScaler
 
@@ -221,10 +225,12 @@ def test_reference_is_the_algorithm_bit_for_bit():
         X, y = load(return_X_y=True)
         X = StandardScaler().fit_transform(X)
         model = ESPAClassifier(**kw, **REFERENCE).fit(X, y)
-        for attr in ("boxes_", "feature_weights_", "box_label_proba_", "box_counts_",
-                     "loss_curve_"):
+        for attr in ("boxes_", "box_label_proba_", "box_counts_"):
             np.testing.assert_array_equal(getattr(model, attr),
                                           ref[f"{name}_{attr.rstrip('_')}"], err_msg=attr)
+        for attr in ("feature_weights_", "loss_curve_"):
+            np.testing.assert_array_max_ulp(getattr(model, attr),
+                                            ref[f"{name}_{attr.rstrip('_')}"], maxulp=16)
         np.testing.assert_array_equal(model.predict_proba(X), ref[f"{name}_proba"])
 
 
