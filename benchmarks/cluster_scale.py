@@ -7,10 +7,14 @@ threaded scheduler (what a stage uses without ``--scheduler``) and through a Cli
 a LocalCluster of 1 and of 2 worker processes with one thread each (what
 ``--scheduler`` does). The client's task stream gives each task's compute time; the
 rest of the wall time, times the workers, is overhead (scheduling, transfers, the
-driver's merge and assembly). The projection for the real mosaic (about 40 Gpx at 32 m
-north of 50 N) scales the measured task seconds per megapixel to its chunks and
-divides them among 64 and 512 workers, and adds the driver's own time scaled the same
-way; the driver's memory is the partial statistics it holds per chunk, scaled too.
+driver's work, workers idle at the end). The projection for the real mosaic (about
+40 Gpx at 32 m north of 50 N) scales the measured task seconds per megapixel to its
+chunks and divides them among 64 and 512 workers. The driver folds each chunk's
+statistics in as it comes, beside the tasks, so it bounds the wall time only where it
+folds more slowly than chunks arrive; its assembly of the datasets at the end is
+scaled by the pixels and added. It holds the points of cells still split between
+chunks folded and chunks to come: a row of chunks at most, so that memory scales with
+the mosaic's width in chunks, not with their number.
 
     python benchmarks/cluster_scale.py [--size 6144]
 
@@ -18,7 +22,6 @@ Target (issue 14): on one machine ``--scheduler`` not slower than without.
 """
 
 import argparse
-import pickle
 import time
 from collections import defaultdict
 
@@ -35,22 +38,41 @@ CHUNK = 2048
 
 
 def run(da, grids, client=None):
-    """Wall seconds, per-prefix task seconds (with a client) and the driver's bytes of
-    partial statistics per chunk."""
+    """Wall seconds, per-prefix task seconds (with a client), the most bytes of split
+    cells' points the driver held at once and its seconds folding chunks in and
+    assembling the datasets."""
     clear_cache()
-    held = []
-    merge = raster_module._merge
+    held, fold_s = [0], [0.0, 0.0]
+    add = raster_module._Fold.add
 
-    def counting(partials, qs):  # what the driver holds before merging
-        held.append(sum(len(pickle.dumps(p, protocol=5)) for p in partials))
-        return merge(partials, qs)
+    def counting(self, touched, pixels, partials):
+        t0 = time.perf_counter()
+        add(self, touched, pixels, partials)
+        fold_s[0] += time.perf_counter() - t0
+        held.append(sum(f.held_points for f in folds) * 16)  # a value and a weight
 
-    raster_module._merge = counting
+    folds = []
+    init = raster_module._Fold.__init__
+
+    def tracked(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        folds.append(self)
+
+    assemble = raster_module._assemble
+
+    def timed(*args, **kwargs):
+        t0 = time.perf_counter()
+        out = assemble(*args, **kwargs)
+        fold_s[1] += time.perf_counter() - t0
+        return out
+
+    raster_module._Fold.add, raster_module._Fold.__init__ = counting, tracked
+    raster_module._assemble = timed
     try:
         if client is None:
             t0 = time.perf_counter()
             arcticdem.to_levels(da, grids)
-            return time.perf_counter() - t0, None, sum(held)
+            return time.perf_counter() - t0, None, max(held), fold_s
         from distributed import get_task_stream
 
         client.run(clear_cache)
@@ -64,9 +86,10 @@ def run(da, grids, client=None):
             for ss in task["startstops"]:
                 if ss["action"] == "compute":
                     per_prefix[name] += ss["stop"] - ss["start"]
-        return wall, dict(per_prefix), sum(held)
+        return wall, dict(per_prefix), max(held), fold_s
     finally:
-        raster_module._merge = merge
+        raster_module._Fold.add, raster_module._Fold.__init__ = add, init
+        raster_module._assemble = assemble
 
 
 def main():
@@ -85,7 +108,7 @@ def main():
     print(f"DEM {args.size} x {args.size} ({mpx:.0f} Mpx, {chunks} chunks of {CHUNK}^2), "
           f"arcticdem terrain onto {len(grids)} levels in one pass")
     with dask.config.set(num_workers=2):
-        threaded, _, held = run(da, grids)
+        threaded, _, held, (fold_s, assemble_s) = run(da, grids)
     print("| scheduler | workers | wall s | task s | task s / Mpx | overhead s | x threaded |")
     print("|---|---|---|---|---|---|---|")
     print(f"| threaded | 2 threads | {threaded:.1f} | - | - | - | 1.00 |", flush=True)
@@ -95,7 +118,7 @@ def main():
                           dashboard_address=None) as cluster, Client(cluster) as client:
             client.run(lambda: [g.cells() for g in grids])  # the domains, as a stage has them
             client.run(arcticdem.to_levels, dem(128, 32.0, 64), grids[:2])
-            wall, per_prefix, _ = run(da, grids, client)
+            wall, per_prefix, _, _ = run(da, grids, client)
         task = sum(per_prefix.values())
         rates[n] = (task / mpx, wall)
         overhead = wall * n - task
@@ -104,21 +127,30 @@ def main():
         top = sorted(per_prefix.items(), key=lambda kv: -kv[1])[:4]
         print("|  | tasks: " + ", ".join(f"{k} {v:.1f} s" for k, v in top) + " | | | | | |")
     task_per_mpx, wall2 = rates[2]
-    driver = max(wall2 - task_per_mpx * mpx / 2, 0.0)  # not in tasks: the driver's own
+    idle = max(wall2 - task_per_mpx * mpx / 2, 0.0)  # not in tasks: the driver's, idle
     print(f"\n--scheduler on this machine (2 workers) against the threaded scheduler: "
           f"{wall2 / threaded:.2f}x the wall time (target <= 1.0: "
           f"{'met' if wall2 <= threaded * 1.05 else 'missed'}, within 5 % noise)")
-    print(f"driver: {driver:.1f} s outside the tasks; partial statistics held "
-          f"{held / chunks / 2**20:.1f} MiB per chunk")
-    print("\nprojected for the real mosaic (40 Gpx at 32 m, "
-          f"{MOSAIC_MPX * 1e6 / CHUNK**2:,.0f} chunks), this run's rates")
-    print("| workers | task hours | wall h (tasks / workers + driver) | driver memory GiB |")
+    width = args.size // CHUNK
+    print(f"driver: {idle:.1f} s of the 2 workers' wall time outside the tasks; folding "
+          f"{fold_s / chunks:.3f} s per chunk, assembling {assemble_s:.1f} s; split cells' "
+          f"points held at most {held / 2**20:.1f} MiB "
+          f"({held / width / 2**20:.1f} MiB per chunk of a row)")
+    mosaic_chunks = MOSAIC_MPX * 1e6 / CHUNK**2
+    print(f"\nprojected for the real mosaic (40 Gpx at 32 m, {mosaic_chunks:,.0f} chunks, "
+          f"rows of {mosaic_chunks**0.5:.0f}), this run's rates")
+    print("| workers | task hours | wall h (tasks / workers, or folding if slower, + assembly) | "
+          "split cells held by the driver GiB |")
     print("|---|---|---|---|")
     scale = MOSAIC_MPX / mpx
     for w in (64, 512):
         hours = task_per_mpx * MOSAIC_MPX / 3600
-        wall_h = hours / w + driver * scale / 3600
-        print(f"| {w} | {hours:.1f} | {wall_h:.2f} | {held * scale / 2**30:.0f} |")
+        # the driver folds chunks in as they come, beside the tasks: it limits the wall
+        # time only if it is slower than they arrive; the rest of its time adds
+        folding = fold_s / chunks * mosaic_chunks / 3600
+        wall_h = max(hours / w, folding) + assemble_s * scale / 3600
+        print(f"| {w} | {hours:.1f} | {wall_h:.2f} | "
+              f"{held / width * mosaic_chunks**0.5 / 2**30:.1f} |")
 
 
 if __name__ == "__main__":

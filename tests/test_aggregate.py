@@ -255,6 +255,41 @@ def test_dask_distributed_cluster_gives_the_same_result():
         got = raster_to_cells(lazy, get_grid("healpix", 8), stats=stats)
         assert len(client.scheduler_info()["workers"]) == 2
     xr.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-6)
+    # the chunks are folded in one order whichever finished first: every bit as threaded
+    xr.testing.assert_identical(got, raster_to_cells(lazy, get_grid("healpix", 8),
+                                                     stats=stats))
+
+
+def test_the_driver_holds_only_the_cells_still_split(monkeypatch):
+    """Chunks are folded in as they come, row by row: the driver holds the summaries of
+    the cells split between chunks folded and chunks to come, never all of them, and
+    none once every chunk is in; every cell gets its quantiles."""
+    import dask.array
+
+    monkeypatch.setattr(raster_module, "SUMMARY_POINTS", 8)
+    rng = np.random.default_rng(21)
+    values = rng.gamma(2.0, size=(360, 360))
+    da = projected_raster(values, crs="EPSG:6931", x0=0, y0=-2000e3, res=1000.0)
+    lazy = da.copy(data=dask.array.from_array(values, chunks=(40, 40)))  # 9 x 9 chunks
+    sent, held = {}, {}
+    add = raster_module._Fold.add
+
+    def watched(self, touched, pixels, partials):
+        add(self, touched, pixels, partials)
+        sent.setdefault(id(self), []).append(sum(len(p.g_values) for p in partials))
+        held.setdefault(id(self), []).append(self.held_points)
+
+    monkeypatch.setattr(raster_module._Fold, "add", watched)
+    stats = ("count", "mean", "p10", "p50")
+    got = raster_to_levels(lazy, [get_grid("healpix", lv) for lv in (7, 8)], stats=stats)
+    assert sorted(len(s) for s in sent.values()) == [81, 81]
+    for fold in sent:
+        assert sum(sent[fold]) > 0 and held[fold][-1] == 0
+        assert max(held[fold]) < 0.4 * sum(sent[fold])  # two rows of nine chunks at most
+    for ds in got.values():
+        valid = ds["count"].values > 0
+        assert np.isfinite(ds["p10"].values[valid]).all()
+        assert np.isfinite(ds["p50"].values[valid]).all()
 
 
 LEVEL_STATS = ("count", "sum", "mean", "std", "min", "max", "p10", "p50", "p90")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,6 +125,9 @@ def _check_transformable(raster, crs):
 # -- the reduction of one 2-D block ------------------------------------------------------
 
 
+_MOMENTS = ("count", "wsum", "mean", "m2", "vsum", "vmin", "vmax")
+
+
 @dataclass
 class _Partial:
     """Statistics of one raster block for the cells it touches (positions ``cells``)."""
@@ -137,9 +142,29 @@ class _Partial:
     vmax: np.ndarray
     q_cells: np.ndarray  # cells whose quantiles this block computed completely
     q_values: np.ndarray  # (len(q_cells), n_quantiles)
-    g_cells: np.ndarray  # pixels of cells split across blocks: cell, value, weight
+    g_cells: np.ndarray  # points summarising the pixels of split cells: cell, value, weight
     g_values: np.ndarray
     g_weights: np.ndarray
+
+    @classmethod
+    def of(cls, cells, moments, want_spread, want_range, nq, quantiles=None, points=None):
+        """From the moments (in ``_MOMENTS`` order), the spread and range kept only when
+        wanted (a block's partials are sent to the driver); the quantiles of complete
+        cells and the points of split ones, none by default."""
+        empty = np.empty(0)
+        count, wsum, mean, m2, vsum, vmin, vmax = moments
+        m2 = m2 if want_spread else empty
+        vmin, vmax = (vmin, vmax) if want_range else (empty, empty)
+        q_cells, q_values = quantiles or (np.empty(0, dtype=np.int64), np.empty((0, nq)))
+        g = points or (np.empty(0, dtype=np.int64), empty, empty)
+        return cls(cells, count, wsum, mean, m2, vsum, vmin, vmax, q_cells, q_values, *g)
+
+
+def _runs(values, index, nodata):
+    """The kernels' leading arguments: a block's values and the runs of its index."""
+    has_nodata = nodata is not None
+    return (values, values.dtype.type(nodata if has_nodata else 0), has_nodata, index.row,
+            index.start, index.length, index.local_cell, index.weight, index.slope)
 
 
 def _reduce_block(values, index, nodata, want_spread, want_range, qs, complete=None):
@@ -147,36 +172,26 @@ def _reduce_block(values, index, nodata, want_spread, want_range, qs, complete=N
     (``complete``, a mask over ``index.touched``; by default all) and the pixels of the
     others, or a summary of them (``_kernels.summarise``). Works on the block's own
     cells, not the whole domain."""
-    has_nodata = nodata is not None
-    nodata_value = values.dtype.type(nodata) if has_nodata else values.dtype.type(0)
     touched = index.touched
     n = len(touched)
-    args = (values, nodata_value, has_nodata, index.row, index.start, index.length,
-            index.local_cell, index.weight, index.slope)
-    count, wsum, mean, m2, vsum, vmin, vmax = _kernels.moments(
-        *args, n, want_spread, want_range or (len(qs) and complete is not None))
-    empty = np.empty(0)
-    q_cells, q_values = np.empty(0, dtype=np.int64), np.empty((0, len(qs)))
-    g_cells, g_values, g_weights = np.empty(0, dtype=np.int64), empty, empty
+    args = _runs(values, index, nodata)
+    moments = _kernels.moments(*args, n, want_spread,
+                               want_range or (len(qs) and complete is not None))
+    quantiles = points = None
     if len(qs):
         complete = np.ones(n, dtype=bool) if complete is None else complete
         out = _kernels.quantiles(*args, index.order, index.cell_start, np.asarray(qs),
                                  index.max_pixels_per_cell, complete)
-        q_cells = touched[complete]
-        q_values = out[complete]
+        quantiles = touched[complete], out[complete]
         split = ~complete
         if split.any():
+            count, wsum, _, _, _, vmin, vmax = moments
             n_out = int(np.minimum(index.local_pixels[split], SUMMARY_POINTS).sum())
             local, g_values, g_weights = _kernels.summarise(
                 *args, index.order, index.cell_start, split, count, wsum, vmin, vmax,
                 index.max_pixels_per_cell, SUMMARY_POINTS, n_out)
-            g_cells = touched[local]
-    if not want_spread:  # not kept: a block's partials live until every block is done
-        m2 = empty
-    if not want_range:
-        vmin = vmax = empty
-    return _Partial(touched, count, wsum, mean, m2, vsum, vmin, vmax, q_cells, q_values,
-                    g_cells, g_values, g_weights)
+            points = touched[local], g_values, g_weights
+    return _Partial.of(touched, moments, want_spread, want_range, len(qs), quantiles, points)
 
 
 def _combine(inv, n_cells, count, wsum, mean, m2, vsum, vmin, vmax):
@@ -208,29 +223,86 @@ def _combine(inv, n_cells, count, wsum, mean, m2, vsum, vmin, vmax):
                 vmin=out_min, vmax=out_max)
 
 
-def _merge(partials, qs):
-    """Combine block statistics per cell, on the cells the blocks touch: their domain
-    positions (sorted) and their statistics."""
-    cells = np.concatenate([p.cells for p in partials])
-    touched, inv = np.unique(cells, return_inverse=True)
-    n_cells = len(touched)
-    stats = _combine(inv, n_cells, *(np.concatenate([getattr(p, k) for p in partials])
-                                      for k in ("count", "wsum", "mean", "m2", "vsum",
-                                                "vmin", "vmax")))
-    quant = np.full((n_cells, len(qs)), np.nan)
-    if len(qs):
-        for p in partials:
-            quant[np.searchsorted(touched, p.q_cells)] = p.q_values
-        g = [p for p in partials if len(p.g_cells)]
-        if g:
-            g_cells = np.searchsorted(touched, np.concatenate([p.g_cells for p in g]))
-            gq = _kernels.grouped_quantiles(
-                g_cells, np.concatenate([p.g_values for p in g]),
-                np.concatenate([p.g_weights for p in g]), n_cells, np.asarray(qs))
-            split = np.unique(g_cells)
-            quant[split] = gq[split]
-    stats["quantiles"] = quant
-    return touched, stats
+
+
+class _Fold:
+    """One target's statistics, its blocks' partials folded in one block at a time.
+
+    Blocks come in a fixed order, so the result does not depend on which finished
+    first. Moments combine exactly. A cell whole in one block has its quantiles from
+    that block; the points of a cell split between blocks are held only until its last
+    part has come (its pixels add up to ``total``), then its quantiles are computed from
+    them: the driver holds the open cells, not every block's partials.
+    """
+
+    def __init__(self, total, n_slices, qs, want_spread, want_range):
+        self.cells = np.flatnonzero(total > 0)  # domain positions with a pixel centre
+        self.total = total[self.cells]
+        self.seen = np.zeros(len(self.cells))
+        self.qs = np.asarray(qs, dtype=np.float64)
+        n, empty = len(self.cells), np.empty(0)
+        self.stats = [dict(count=np.zeros(n, dtype=np.int64), wsum=np.zeros(n),
+                           mean=np.zeros(n), m2=np.zeros(n) if want_spread else empty,
+                           vsum=np.zeros(n),
+                           vmin=np.full(n, np.inf) if want_range else empty,
+                           vmax=np.full(n, -np.inf) if want_range else empty)
+                      for _ in range(n_slices)]
+        self.quant = [np.full((n, len(qs)), np.nan) for _ in range(n_slices)]
+        self.open = [{} for _ in range(n_slices)]  # slot -> [(values, weights), ...]
+
+    @property
+    def held_points(self):
+        """Points of open cells held now (for benchmarks: the driver's frontier)."""
+        return sum(len(v) for per_slice in self.open for parts in per_slice.values()
+                   for v, _ in parts)
+
+    def add(self, touched, pixels, partials):
+        """Fold in one block: its cells (domain positions), their pixel centres in the
+        block, and its partials, one per slice."""
+        slots = np.searchsorted(self.cells, touched)
+        self.seen[slots] += pixels
+        closing = slots[self.seen[slots] == self.total[slots]]
+        for s, p in enumerate(partials):
+            st = self.stats[s]
+            n = len(slots)
+            both = np.concatenate([np.arange(n), np.arange(n)])  # the fold so far, the block
+            new = _combine(both, n, *(np.concatenate([st[k][slots], getattr(p, k)])
+                                      if len(st[k]) else st[k] for k in _MOMENTS))
+            for k in _MOMENTS:
+                if new[k] is not None:
+                    st[k][slots] = new[k]
+            if not len(self.qs):
+                continue
+            self.quant[s][np.searchsorted(self.cells, p.q_cells)] = p.q_values
+            self._points(s, np.searchsorted(self.cells, p.g_cells), p.g_values,
+                         p.g_weights, closing)
+
+    def _points(self, s, g_slots, values, weights, closing):
+        """Hold a block's points of split cells; the quantiles of the cells now whole."""
+        held = self.open[s]
+        order = np.argsort(g_slots, kind="stable")
+        g_slots, values, weights = g_slots[order], values[order], weights[order]
+        starts = np.flatnonzero(np.diff(g_slots, prepend=-1) != 0)
+        for a, b in zip(starts, np.append(starts[1:], len(g_slots))):
+            held.setdefault(int(g_slots[a]), []).append((values[a:b], weights[a:b]))
+        done = [c for c in closing.tolist() if c in held]
+        if done:
+            groups = [held.pop(c) for c in done]
+            cell = np.repeat(np.arange(len(done)), [sum(len(v) for v, _ in g) for g in groups])
+            self.quant[s][done] = _kernels.grouped_quantiles(
+                cell, np.concatenate([v for g in groups for v, _ in g]),
+                np.concatenate([w for g in groups for _, w in g]), len(done), self.qs)
+
+    def results(self):
+        """The cells with a pixel centre (domain positions) and, per slice, a generator
+        of their statistics (each slice's arrays freed as it is taken)."""
+        def each():
+            for s in range(len(self.stats)):
+                st, self.stats[s] = self.stats[s], None
+                out = {k: (v if len(v) == len(self.cells) else None) for k, v in st.items()}
+                out["quantiles"], self.quant[s] = self.quant[s], None
+                yield out
+        return self.cells, each()
 
 
 # -- every level of a grid system from its finest one ------------------------------------
@@ -250,10 +322,7 @@ def _reduce_levels(values, base, targets, indexes, nodata, want_spread, want_ran
     them, compressed to at most SUMMARY_POINTS points (within 1.5 / SUMMARY_POINTS).
     """
     bi = indexes[base]
-    has_nodata = nodata is not None
-    nodata_value = values.dtype.type(nodata) if has_nodata else values.dtype.type(0)
-    args = (values, nodata_value, has_nodata, bi.row, bi.start, bi.length, bi.local_cell,
-            bi.weight, bi.slope)
+    args = _runs(values, bi, nodata)
     n_base = len(bi.touched)
     moments = _kernels.moments(*args, n_base, want_spread, want_range or bool(len(qs)))
     if len(qs):
@@ -262,9 +331,7 @@ def _reduce_levels(values, base, targets, indexes, nodata, want_spread, want_ran
         p_cells, p_values, p_weights = _kernels.summarise(
             *args, bi.order, bi.cell_start, np.ones(n_base, dtype=bool), count, wsum, vmin,
             vmax, bi.max_pixels_per_cell, SUMMARY_POINTS, n_out)
-    empty = np.empty(0)
-    moments = (*moments[:3], moments[3] if want_spread else empty, moments[4],
-               *(moments[5:] if want_range else (empty, empty)))
+    wanted = _Partial.of(bi.touched, moments, want_spread, want_range, len(qs))
     out = []
     for t, done in zip(targets, complete):
         index = indexes[t.key]
@@ -272,9 +339,9 @@ def _reduce_levels(values, base, targets, indexes, nodata, want_spread, want_ran
         to_t = index.memo["from_base"]
         keep = to_t >= 0
         inv = np.searchsorted(touched, to_t[keep])
-        st = _combine(inv, len(touched), *(a[keep] if len(a) else a for a in moments))
-        q_cells, q_values = np.empty(0, dtype=np.int64), np.empty((0, len(qs)))
-        g_cells, g_values, g_weights = np.empty(0, dtype=np.int64), empty, empty
+        st = _combine(inv, len(touched), *(a[keep] if len(a) else a for a in
+                                           (getattr(wanted, k) for k in _MOMENTS)))
+        quantiles = points = None
         if len(qs):
             done = np.ones(len(touched), dtype=bool) if done is None else done
             pt = to_t[p_cells]
@@ -283,9 +350,7 @@ def _reduce_levels(values, base, targets, indexes, nodata, want_spread, want_ran
             pv, pw = p_values[pk], p_weights[pk]
             whole = done[pinv]  # points of cells wholly in this block
             if t.grid == base[0]:  # the finest level: exact where whole
-                q = _kernels.quantiles(values, nodata_value, has_nodata, index.row,
-                                       index.start, index.length, index.local_cell,
-                                       index.weight, index.slope, index.order,
+                q = _kernels.quantiles(*_runs(values, index, nodata), index.order,
                                        index.cell_start, np.asarray(qs),
                                        index.max_pixels_per_cell, done)
                 g_local, g_values, g_weights = pinv[~whole], pv[~whole], pw[~whole]
@@ -296,13 +361,10 @@ def _reduce_levels(values, base, targets, indexes, nodata, want_spread, want_ran
                 g_local, g_values, g_weights = _kernels.compress(
                     pinv[~whole][order], pv[~whole][order], pw[~whole][order],
                     SUMMARY_POINTS)
-            q_cells, q_values = touched[done], q[done]
-            g_cells = touched[g_local]
-        out.append(_Partial(touched, st["count"], st["wsum"], st["mean"],
-                            empty if st["m2"] is None else st["m2"], st["vsum"],
-                            empty if st["vmin"] is None else st["vmin"],
-                            empty if st["vmax"] is None else st["vmax"],
-                            q_cells, q_values, g_cells, g_values, g_weights))
+            quantiles = touched[done], q[done]
+            points = touched[g_local], g_values, g_weights
+        out.append(_Partial.of(touched, [st[k] for k in _MOMENTS], want_spread, want_range,
+                               len(qs), quantiles, points))
     return out
 
 
@@ -562,8 +624,8 @@ def raster_to_levels(raster: xr.DataArray, grids, stats=("mean",),
     slices = [raster[dict(zip(other_dims, pos))] if other_dims else raster
               for pos in positions]
     if lazy:  # every slice and every grid, block by block, in one dask pass
-        reduced = dict(zip([t.key for t in targets],
-                           _reduce_dask(slices, x, y, crs, targets, nodata, **want)))
+        reduced = {t.key: fold.results() for t, fold in
+                   zip(targets, _reduce_dask(slices, x, y, crs, targets, nodata, **want))}
     else:  # the raster is one block
         reduced, live = {}, []
         for t in targets:
@@ -574,11 +636,15 @@ def raster_to_levels(raster: xr.DataArray, grids, stats=("mean",),
             else:
                 live.append(t)
         if live:
-            parts = _block_partials([sl.values for sl in slices],
-                                    _block_indexes(x, y, crs, live), live, nodata, **want)
-            for t, per_slice in zip(live, parts):
-                reduced[t.key] = (t.index(x, y, crs).touched,
-                                  (_merge([p], qs) for p in per_slice))
+            counts, parts = _block_partials([sl.values for sl in slices],
+                                            _block_indexes(x, y, crs, live), live, nodata,
+                                            **want)
+            for t, (touched, pixels), per_slice in zip(live, counts, parts):
+                total = np.zeros(len(t.cells.cell_ids))
+                total[touched] = pixels
+                fold = _Fold(total, len(slices), qs, want["want_spread"], want["want_range"])
+                fold.add(touched, pixels, per_slice)
+                reduced[t.key] = fold.results()
     return {t.key: _assemble(raster, slices, t, *reduced[t.key], x, y, crs, names, qs,
                              nodata, domain, dtype) for t in targets}
 
@@ -603,7 +669,8 @@ def _cell_km2(t, x, y, crs, index=None):
 def _assemble(raster, slices, t, covered, results, x, y, crs, names, qs, nodata, domain,
               dtype):
     """The dataset of one target from its reduced slices (``results``, a generator of
-    merged statistics, or None: sampled at the cell centres)."""
+    each slice's statistics of the ``covered`` cells, or None: sampled at the cell
+    centres)."""
     grid, min_lat = t.grid, t.min_lat
     cells_ds = t.cells
     cell_ids = cells_ds.cell_ids.values
@@ -629,9 +696,9 @@ def _assemble(raster, slices, t, covered, results, x, y, crs, names, qs, nodata,
     keep[covered] = True
     for pos, res in zip(np.ndindex(*raster.shape[:-2]), results):
         if res is not None:  # statistics of the cells with pixel centres
-            where, filled = res[0], _binned_stats(names, res[1], qs)
+            filled = _binned_stats(names, res, qs)
             for s in names:
-                arrays[s][pos][where] = filled[s]
+                arrays[s][pos][covered] = filled[s]
             del res, filled
         if samples is not None:
             sample = next(samples)
@@ -741,15 +808,6 @@ def _block_counts(indexes, targets):
     return [(indexes[t.key].touched, indexes[t.key].local_pixels) for t in targets]
 
 
-def _totals(counts, sizes):
-    """Per target: every cell's pixels, summed over the blocks' counts."""
-    totals = [np.zeros(n) for n in sizes]
-    for per_target in counts:
-        for total, (touched, n) in zip(totals, per_target):
-            total[touched] += n
-    return totals
-
-
 def _block_partials(blocks, indexes, targets, nodata, want_spread, want_range, qs,
                     totals=None):
     """Partial statistics of one block of every slice (they share the indexes, from
@@ -775,20 +833,49 @@ def _block_partials(blocks, indexes, targets, nodata, want_spread, want_range, q
                      for v in values]
         for j, k in enumerate(ks):
             out[k] = [parts[j] for parts in per_slice]
-    return out
+    return _block_counts(indexes, targets), out
+
+
+def _client():
+    """The dask.distributed client that computations go to, if any."""
+    import dask
+
+    try:
+        from distributed import default_client
+        client = default_client()
+    except (ImportError, ValueError):
+        return None
+    return client if dask.base.get_scheduler() == client.get else None
+
+
+def _in_order(tasks):
+    """Compute ``tasks`` (dask.delayed) on the current scheduler and yield their results
+    in order, holding few at a time. A dask.distributed client gets them all at once (its
+    scheduler plans the whole graph) and the driver gathers one at a time; the local
+    schedulers compute them in batches of four per thread."""
+    import dask
+
+    client = _client()
+    if client is not None:
+        futures = deque(client.compute(tasks))
+        while futures:
+            yield futures.popleft().result()  # and released
+        return
+    batch = 4 * (dask.config.get("num_workers", None) or os.cpu_count() or 1)
+    for k in range(0, len(tasks), batch):
+        yield from dask.compute(*tasks[k:k + batch])
 
 
 def _reduce_dask(slices, x, y, crs, targets, nodata, want_spread, want_range, qs):
     """Reduce dask-backed 2-D slices (same grid, same chunks) block by block, all slices
-    and targets of a block in one task, on the current scheduler: per target, the cells
-    with a pixel centre, and a generator of each slice's merged statistics.
+    and targets of a block in one task, on the current scheduler: per target, a
+    :class:`_Fold` of the blocks' statistics.
 
-    One graph: each block's indexes are built once (a task of their own, which the
-    block's reduction takes as an input wherever it runs); for quantiles their pixel
-    counts are summed into every cell's total, which tells each block which of its
-    cells it holds whole. Moments merge exactly; cells inside one block get their
-    exact quantiles there; of the cells split between blocks each block sends its
-    pixels, or a summary of at most ``SUMMARY_POINTS`` of them.
+    Two passes over the blocks' pixel indexes: the first sums every cell's pixel
+    centres (the blocks' counts), which tells each block of the second which of its
+    cells it holds whole. Cells inside one block get their exact quantiles there; of a
+    cell split between blocks each block sends its pixels, or a summary of at most
+    ``SUMMARY_POINTS`` of them. The driver folds the blocks' results in as they come.
     """
     import dask
 
@@ -796,26 +883,32 @@ def _reduce_dask(slices, x, y, crs, targets, nodata, want_spread, want_range, qs
     yb = np.concatenate([[0], np.cumsum(ychunks)])
     xb = np.concatenate([[0], np.cumsum(xchunks)])
     blocks = [(i, j) for i in range(len(ychunks)) for j in range(len(xchunks))]
-    indexes = [dask.delayed(_block_indexes, pure=True)(
-        x[xb[j]:xb[j + 1]], y[yb[i]:yb[i + 1]], crs, targets) for i, j in blocks]
-    totals = None
-    if len(qs):
-        totals = dask.delayed(_totals, pure=True)(
-            [dask.delayed(_block_counts, pure=True)(ix, targets) for ix in indexes],
-            [len(t.cells.cell_ids) for t in targets])
-    per_block = list(dask.compute(*[
-        dask.delayed(_block_partials, pure=True)(
-            [sl.data.blocks[i, j] for sl in slices], ix, targets, nodata, want_spread,
-            want_range, qs, totals)
-        for (i, j), ix in zip(blocks, indexes)
-    ]))
+    coords = [(x[xb[j]:xb[j + 1]], y[yb[i]:yb[i + 1]]) for i, j in blocks]
+    sizes = [len(t.cells.cell_ids) for t in targets]
+    totals = [np.zeros(n) for n in sizes]
+    for counts in _in_order([dask.delayed(_block_counts, pure=True)(
+            dask.delayed(_block_indexes, pure=True)(bx, by, crs, targets), targets)
+            for bx, by in coords]):
+        for total, (touched, n) in zip(totals, counts):
+            total[touched] += n
+    folds = [_Fold(total, len(slices), qs, want_spread, want_range) for total in totals]
+    shared = None
+    if len(qs):  # sent to each worker once, not in the graph of every task
+        client = _client()
+        shared = (client.scatter(totals, broadcast=True) if client is not None else
+                  dask.delayed(totals, pure=True))
+    for counts, partials in _in_order([
+            dask.delayed(_block_task, pure=True)(
+                [sl.data.blocks[i, j] for sl in slices], bx, by, crs, targets, nodata,
+                want_spread, want_range, qs, shared)
+            for (i, j), (bx, by) in zip(blocks, coords)]):
+        for fold, (touched, pixels), per_slice in zip(folds, counts, partials):
+            fold.add(touched, pixels, per_slice)
+    return folds
 
-    def merged(k):  # one slice at a time, its partials then freed
-        for s in range(len(slices)):
-            parts = [b[k][s] for b in per_block]
-            for b in per_block:
-                b[k][s] = None
-            yield _merge(parts, qs)
 
-    return [(np.unique(np.concatenate([b[k][0].cells for b in per_block])), merged(k))
-            for k in range(len(targets))]
+def _block_task(blocks, x, y, crs, targets, nodata, want_spread, want_range, qs, totals):
+    """One block of every slice: its counts and partials (:func:`_block_partials`), its
+    indexes built where the task runs (or taken from that worker's cache)."""
+    return _block_partials(blocks, _block_indexes(x, y, crs, targets), targets, nodata,
+                           want_spread, want_range, qs, totals)
