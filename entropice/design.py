@@ -9,8 +9,21 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 DEFAULT_FEATURES = ("era5_*", "dem_*", "emb_*")
+
+
+def _indicator_mask(block) -> np.ndarray:
+    """Which columns of a block are eSPA+ indicators (binary or near-constant), judged as
+    inside the training folds: median-imputed, in float64."""
+    from .espa import find_indicators
+
+    block = np.asarray(block, dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+        median = np.nan_to_num(np.nanmedian(block, axis=0))
+    return find_indicators(np.where(np.isnan(block), median, block))
 
 
 @dataclass
@@ -34,18 +47,57 @@ class DesignMatrix:
 
         Judged a few columns at a time (at most 128 MB of them), so that memory holds those
         columns, not a float64 copy of the matrix."""
-        from .espa import find_indicators
-
         mask = self.X.columns.isin(self.flags)
         values = self.X.to_numpy()
         step = max(1, 2**24 // max(1, len(values)))  # columns of at most 128 MB in float64
         for start in range(0, values.shape[1], step):
-            block = values[:, start:start + step].astype(np.float64)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
-                median = np.nan_to_num(np.nanmedian(block, axis=0))
-            block = np.where(np.isnan(block), median, block)
-            mask[start:start + step] |= find_indicators(block)
+            mask[start:start + step] |= _indicator_mask(values[:, start:start + step])
+        return np.flatnonzero(mask).tolist()
+
+
+@dataclass
+class DesignRows:
+    """A group's samples with their labels, their features read from the (lazy) group
+    for a set of rows at a time: training holds the rows it fits or asks, not the
+    matrix (8M samples x 113 columns are 3.4 GB in float32)."""
+
+    ds: xr.Dataset  # the group's features
+    names: list  # the feature variables
+    gaps: list  # positions in ``names`` of the features with a missing-value flag
+    yi: np.ndarray  # each sample's year and cell position in the group
+    ci: np.ndarray
+    y: np.ndarray
+    cell_ids: np.ndarray
+    years: np.ndarray
+    classes: list
+    dtype: type
+
+    @property
+    def columns(self) -> list[str]:
+        """The features, then their missing-value flags."""
+        return self.names + [f"{self.names[j]}_missing" for j in self.gaps]
+
+    def __len__(self):
+        return len(self.y)
+
+    def read(self, rows=None) -> np.ndarray:
+        """The design matrix of samples ``rows`` (positions, sorted; all by default),
+        column-major, read a variable at a time."""
+        sel = slice(None) if rows is None else rows
+        return _columns(self.ds, self.names, self.gaps, self.yi[sel], self.ci[sel],
+                        self.dtype)
+
+    def frame(self) -> DesignMatrix:
+        """Every sample in memory."""
+        return DesignMatrix(pd.DataFrame(self.read(), columns=self.columns, copy=False),
+                            self.y, self.cell_ids, self.years, self.classes)
+
+    def indicators(self) -> list[int]:
+        """As :meth:`DesignMatrix.indicators`, one feature read at a time."""
+        mask = np.ones(len(self.columns), dtype=bool)  # the flags are
+        for j, name in enumerate(self.names):
+            mask[j] = _indicator_mask(_columns(self.ds, [name], [], self.yi, self.ci,
+                                               self.dtype))[0]
         return np.flatnonzero(mask).tolist()
 
 
@@ -79,6 +131,13 @@ def design_matrix(ds, features=DEFAULT_FEATURES, *, target="rts_class", missing=
     years : sequence of int, optional
         Only these years.
     """
+    return design_rows(ds, features, target=target, missing=missing, years=years).frame()
+
+
+def design_rows(ds, features=DEFAULT_FEATURES, *, target="rts_class", missing="impute",
+                years=None) -> DesignRows:
+    """:func:`design_matrix`'s samples, their features left in the group until asked
+    for (:class:`DesignRows`); one pass over the features finds the missing values."""
     if "rts_class" not in ds or "rts_count" not in ds:
         raise ValueError("the group has no labels (rts_class, rts_count): run the labels "
                          "stage first.")
@@ -91,7 +150,6 @@ def design_matrix(ds, features=DEFAULT_FEATURES, *, target="rts_class", missing=
         ds = ds.sel(year=list(years))
     label = ds.rts_class.transpose("year", "cells").values
     yi, ci = np.nonzero(np.isfinite(label))
-    X = _columns(ds, names, yi, ci, missing)
     if target == "any":
         y = (ds.rts_count.transpose("year", "cells").values[yi, ci] > 0).astype(int)
         classes = ["no RTS", "RTS"]
@@ -99,9 +157,15 @@ def design_matrix(ds, features=DEFAULT_FEATURES, *, target="rts_class", missing=
         y = label[yi, ci].astype(int)
         meanings = ds.rts_class.attrs.get("flag_meanings", "").split()
         classes = meanings or [str(c) for c in np.unique(y)]
+    dtype = np.float32 if all(ds[n].dtype == np.float32 for n in names) else np.float64
+    complete, gaps = np.ones(len(y), dtype=bool), []
+    for j, name in enumerate(names):  # which features miss values, and where
+        gap = np.isnan(_columns(ds, [name], [], yi, ci, dtype)[:, 0])
+        if gap.any():
+            gaps.append(j)
+            complete &= ~gap
     if missing == "drop":
-        keep = X.notna().all(axis=1).values
-        X, y, yi, ci = X[keep].reset_index(drop=True), y[keep], yi[keep], ci[keep]
+        y, yi, ci, gaps = y[complete], yi[complete], ci[complete], []
     if len(y) == 0:
         raise ValueError("no labelled cell has its features: nothing to train on.")
     values, counts = np.unique(y, return_counts=True)
@@ -109,34 +173,27 @@ def design_matrix(ds, features=DEFAULT_FEATURES, *, target="rts_class", missing=
     if len(lonely):
         raise ValueError(f"class {lonely[0]} has a single labelled cell: too few to train and "
                          "test on; merge it into a neighbouring class (bin_edges).")
-    return DesignMatrix(X, y, ds.cell_ids.values[ci], ds.year.values[yi], classes)
+    return DesignRows(ds[names], names, gaps, yi, ci, y, ds.cell_ids.values[ci],
+                      ds.year.values[yi], classes, dtype)
 
 
-def _columns(ds, names, yi, ci, missing) -> pd.DataFrame:
-    """The features of the samples (year index ``yi``, cell index ``ci``) as one 2-D
-    block, read a variable at a time (never the whole group), with a ``_missing`` flag
-    after the features for each one that has missing values (``missing="impute"``).
+def _columns(ds, names, gaps, yi, ci, dtype) -> np.ndarray:
+    """The features ``names`` of the samples (year index ``yi``, cell index ``ci``) as
+    one 2-D block, read a variable at a time (never the whole group), with a
+    ``_missing`` flag after them for each feature in ``gaps``.
 
     float32 when every feature is float32 in the cube (as the stages write them: exact,
     and half the memory), else float64. The block is column-major: each column is
-    written into its place as it is read, and the flags after them, into a buffer with
-    room for a flag per feature whose unused end is never touched (so never resident),
-    so that memory holds the matrix once."""
-    dtype = np.float32 if all(ds[n].dtype == np.float32 for n in names) else np.float64
+    written into its place as it is read, so that memory holds the block once."""
     n = len(yi)
-    buf = np.empty(n * len(names) * (2 if missing == "impute" else 1), dtype=dtype)
-    gaps = []
+    out = np.empty((len(names) + len(gaps), n), dtype=dtype)
     for j, name in enumerate(names):
         v = ds[name]
-        col = buf[j * n:(j + 1) * n]
-        col[:] = v.transpose("year", "cells").values[yi, ci] if "year" in v.dims else \
+        out[j] = v.transpose("year", "cells").values[yi, ci] if "year" in v.dims else \
             v.values[ci]
-        if missing == "impute" and np.isnan(col).any():
-            gaps.append(j)
     for k, j in enumerate(gaps):
-        buf[(len(names) + k) * n:(len(names) + k + 1) * n] = np.isnan(buf[j * n:(j + 1) * n])
-    X = buf[:n * (len(names) + len(gaps))].reshape(len(names) + len(gaps), n).T
-    return pd.DataFrame(X, columns=names + [f"{names[j]}_missing" for j in gaps], copy=False)
+        out[len(names) + k] = np.isnan(out[j])
+    return out.T
 
 
 def cell_features(ds, names, year=None) -> pd.DataFrame:

@@ -71,6 +71,11 @@ def test_design_matrix():
     k = np.flatnonzero(dm.years == 2022)[0]
     pos = int(np.searchsorted(ds.cell_ids.values, dm.cell_ids[k]))
     assert dm.X.era5_tdd_sum[k] == ds.era5_tdd_sum.sel(year=2022).values[pos]
+    # the same samples read from the group a set of rows at a time
+    rows = design.design_rows(ds)
+    assert rows.columns == list(dm.X.columns) and rows.indicators() == [3]
+    some = np.flatnonzero(dm.years == 2022)[::7]
+    np.testing.assert_array_equal(rows.read(some), dm.X.to_numpy()[some])
     dropped = design.design_matrix(ds, missing="drop")
     assert len(dropped.y) < len(dm.y) and "dem_slope_mean_missing" not in dropped.X
     anyrts = design.design_matrix(ds, target="any")
@@ -354,7 +359,7 @@ def test_design_matrix_keeps_a_float32_cube_exact():
     assert dm.indicators() == wide.indicators() == [3]
 
 
-def test_training_at_scale_searches_and_fits_on_samples(tmp_path):
+def test_training_at_scale_searches_and_fits_on_samples(tmp_path, monkeypatch):
     """A group larger than search_rows and fit_rows: the search sees a stratified
     sample, the chosen eSPA+ and the baselines a larger one, and the run says so."""
     ds = group()
@@ -368,10 +373,20 @@ def test_training_at_scale_searches_and_fits_on_samples(tmp_path):
     full = runs.train_group(ds, small, store=store)
     meta = store.meta(full["run_id"])
     assert meta["search_samples"] == meta["fit_samples"] == meta["n_samples"]
+    read = []
+    whole = design.DesignRows.read
+
+    def watched(self, rows=None):
+        read.append(len(self) if rows is None else len(rows))
+        return whole(self, rows)
+
+    monkeypatch.setattr(design.DesignRows, "read", watched)
     scaled = runs.train_group(ds, {**small, "search_rows": 800, "fit_rows": 3000,
                                    "tree_rows": 500}, store=store)
     meta = store.meta(scaled["run_id"])
     assert meta["search_samples"] == 800 and meta["fit_samples"] == 3000
+    # out of core: a fold's samples, then its test samples, never the whole matrix
+    assert len(read) == 2 * 3 + 1 and max(read) < 0.5 * meta["n_samples"]
     for model in ("eSPA+", "RandomForest"):
         auc = scaled["metrics"][model]["roc_auc"]
         assert auc > 0.7 and abs(auc - full["metrics"][model]["roc_auc"]) < 0.05

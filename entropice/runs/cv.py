@@ -18,7 +18,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ..cube import config_hash
-from ..design import cell_features, design_matrix
+from ..design import cell_features, design_rows
 from ..grids import grid_of
 from ..parts import concat_parts
 from .folds import spatial_folds, stratified_sample
@@ -129,18 +129,18 @@ def _samples(y, rows, blocks, s):
             rows[stratified_sample(strata, s["search_rows"], s["random_state"])])
 
 
-def _fit(make, X, y, rows, blocks, s, samples):
-    """A model (``make()``) fitted on the training samples ``rows``; and, for a search,
-    the parameters it chose and the samples it searched and fitted on.
+def _fit(make, X, y, blocks, fit, search, n_rows, s):
+    """A model (``make()``) fitted on a training fold of ``n_rows`` samples; and, for a
+    search, the parameters it chose and the samples it searched and fitted on.
 
-    A search runs on at most ``search_rows`` of them and the chosen parameters are then
-    fitted on at most ``fit_rows`` (``samples``, from :func:`_samples`), as are the
-    baselines; a random forest's trees draw at most ``tree_rows`` samples each. Small
+    ``X``, ``y`` and ``blocks`` hold the samples drawn from the fold (:func:`_samples`):
+    a search runs on those at positions ``search`` (at most ``search_rows``) and the
+    chosen parameters are then fitted on those at ``fit`` (at most ``fit_rows``), as are
+    the baselines; a random forest's trees draw at most ``tree_rows`` samples each. Small
     groups use every sample throughout.
     """
     from sklearn.base import clone
 
-    fit, search = samples
     model = make()
     if not hasattr(model, "param_grid"):
         est = model.named_steps["model"]
@@ -149,7 +149,7 @@ def _fit(make, X, y, rows, blocks, s, samples):
         return model.fit(_rows(X, fit), y[fit]), None
     model.fit(_rows(X, search), y[search], groups=blocks[search])
     best, fitted = model.best_estimator_, len(search)
-    if len(search) < len(rows):  # the chosen parameters, on more samples, on every core
+    if len(search) < n_rows:  # the chosen parameters, on more samples, on every core
         best = clone(best).set_params(model__n_jobs=s["n_jobs"])
         best, fitted = best.fit(_rows(X, fit), y[fit]), len(fit)
     return best, {"params": {k.removeprefix("model__"): v
@@ -157,51 +157,78 @@ def _fit(make, X, y, rows, blocks, s, samples):
                   "search_samples": len(search), "fit_samples": fitted}
 
 
-def _rows(X, rows):
-    """Rows of the design matrix in float64 and row-major, as the models are fitted and
-    asked."""
-    return np.ascontiguousarray(X[rows], dtype=np.float64)
+def _fit_on_samples(make, design, blocks, samples, n_rows, s):
+    """:func:`_fit` on the samples ``(fit, search)`` (rows of ``design``), read from the
+    group once for every model fitted on them: ``make`` is one maker or a dict of them."""
+    fit, search = samples
+    need = np.union1d(fit, search)
+    X, where = design.read(need), (lambda rows: np.searchsorted(need, rows))
+    makers = make if isinstance(make, dict) else {None: make}
+    out = {name: _fit(m, X, design.y[need], blocks[need], where(fit), where(search), n_rows, s)
+           for name, m in makers.items()}
+    return out if isinstance(make, dict) else out[None]
 
 
-def _predict_proba(model, X, rows, labels):
-    """A model's probabilities (columns in ``labels`` order) for the samples ``rows``,
-    a chunk of at most 2^23 values (64 MB in float64) at a time, so that no float64 copy
+def _rows(X, rows=None):
+    """Rows of a design matrix (all by default) in float64 and row-major, as the models
+    are fitted and asked."""
+    return np.ascontiguousarray(X if rows is None else X[rows], dtype=np.float64)
+
+
+def _predict_proba(model, X, labels):
+    """A model's probabilities (columns in ``labels`` order) for the rows of ``X``, a
+    chunk of at most 2^23 values (64 MB in float64) at a time, so that no float64 copy
     of the whole test fold is made."""
-    proba = np.zeros((len(rows), len(labels)))
+    proba = np.zeros((len(X), len(labels)))
     cols = np.searchsorted(labels, model.classes_)
     step = max(1, 2**23 // X.shape[1])
-    for a in range(0, len(rows), step):
-        part = rows[a:a + step]
-        proba[a:a + len(part), cols] = model.predict_proba(_rows(X, part))
+    for a in range(0, len(X), step):
+        proba[a:a + step, cols] = model.predict_proba(_rows(X[a:a + step]))
     return proba
 
 
-def _oof(make, X, y, folds, blocks, labels, relevance, names, s, samples):
-    """Out-of-fold probabilities (columns in ``labels`` order), and the parameters each
-    fold's search chose (empty for models without a search); ``samples`` are each
-    training fold's (:func:`_samples`).
+def _oof(makers, design, folds, blocks, labels, s, samples, quiet, where):
+    """Every model's out-of-fold probabilities (columns in ``labels`` order), the
+    parameters each fold's search chose (empty for models without a search), and the
+    relevance records (each fold's permutation importance on its test samples, and for
+    eSPA+ the feature weights of every ensemble member); ``samples`` are each training
+    fold's (:func:`_samples`).
 
-    Adds to ``relevance`` (a list of records) each fold's permutation importance on its
-    test samples, and for eSPA+ the feature weights of every ensemble member.
+    Fold by fold: the fold's samples are read from the group once and every model
+    fitted on them, then its test samples once and every model asked, so that memory
+    holds one test fold's features, not the group's.
     """
     import warnings
 
     warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
-    proba = np.zeros((len(y), len(labels)))
-    chosen = []
-    for k in np.unique(folds):
+    y, names = design.y, design.columns
+    proba = {name: np.zeros((len(y), len(labels))) for name in makers}
+    chosen = {name: [] for name in makers}
+    relevance = {name: [] for name in makers}
+    seconds = dict.fromkeys(makers, 0.0)
+    for k in _progress(np.unique(folds), quiet, f"{where} folds"):
         tr, te = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
-        model, search = _fit(make, X, y, tr, blocks, s, samples[k])
-        if search is not None:
-            chosen.append(_espa_params(model))
-        proba[te] = _predict_proba(model, X, te, labels)
-        relevance.extend({"fold": int(k), "member": -1, "measure": "permutation",
-                          "feature": f, "value": v}
-                         for f, v in permutation_importance(
-                             model, X, y, labels, feature_groups(names),
-                             s["permutation_repeats"], s["random_state"], rows=te).items())
-        relevance.extend(_weights(model, int(k), names))
-    return proba, chosen
+        t0 = time.perf_counter()
+        fitted = _fit_on_samples(makers, design, blocks, samples[k], len(tr), s)
+        read = time.perf_counter() - t0
+        X = design.read(te)
+        for name, (model, search) in fitted.items():
+            t0 = time.perf_counter()
+            if search is not None:
+                chosen[name].append(_espa_params(model))
+            proba[name][te] = _predict_proba(model, X, labels)
+            relevance[name].extend({"model": name, "fold": int(k), "member": -1,
+                                    "measure": "permutation", "feature": f, "value": v}
+                                   for f, v in permutation_importance(
+                                       model, X, y[te], labels, feature_groups(names),
+                                       s["permutation_repeats"], s["random_state"]).items())
+            relevance[name].extend({"model": name, **r}
+                                   for r in _weights(model, int(k), names))
+            seconds[name] += time.perf_counter() - t0 + read / len(fitted)
+        del X
+    for name, sec in seconds.items():
+        log.info("%s: %s, %d folds in %.0f s", where, name, s["n_folds"], sec)
+    return proba, chosen, [r for records in relevance.values() for r in records]
 
 
 def _weights(model, fold, names):
@@ -298,33 +325,26 @@ def train_group(ds, section=None, *, store: RunStore, quiet=True) -> dict:
     """
     grid = grid_of(ds)
     s = _settings(section)
-    dm = design_matrix(ds, s["features"], target=s["target"], missing=s["missing"])
-    X = dm.X.to_numpy()  # float32 from a float32 cube (exact); fitted in float64
-    y = dm.y
+    design = design_rows(ds, s["features"], target=s["target"], missing=s["missing"])
+    y = design.y
     labels = np.unique(y)
     anc = grid.fold_level() if s["ancestor_level"] is None else int(s["ancestor_level"])
-    folds = spatial_folds(dm.cell_ids, grid, s["n_folds"], ancestor_level=anc,
+    folds = spatial_folds(design.cell_ids, grid, s["n_folds"], ancestor_level=anc,
                           random_state=s["random_state"])
     inner_level = min(grid.level, anc + 1)
-    blocks = grid.parents(dm.cell_ids, inner_level)
-    indicators = dm.indicators()
-    names = list(dm.X.columns)
-    results, relevance, chosen = {}, [], {}
+    blocks = grid.parents(design.cell_ids, inner_level)
+    indicators = design.indicators()
+    names = design.columns
     makers = {"eSPA+": lambda: _espa_search(s, indicators),
               **{n: (lambda n=n: _baseline(n, s["random_state"])) for n in s["baselines"]}}
     where = f"{grid.name}/{grid.level}"
     samples = {k: _samples(y, np.flatnonzero(folds != k), blocks, s) for k in np.unique(folds)}
-    for name, make in _progress(makers.items(), quiet, f"{where} models"):
-        rel, t0 = [], time.perf_counter()
-        results[name], chosen[name] = _oof(make, X, y, folds, blocks, labels, rel, names, s,
-                                           samples)
-        relevance.extend({"model": name, **r} for r in rel)
-        log.info("%s: %s, %d folds in %.0f s", where, name, s["n_folds"],
-                 time.perf_counter() - t0)
+    results, chosen, relevance = _oof(makers, design, folds, blocks, labels, s, samples,
+                                      quiet, where)
     metrics = {name: evaluate(y, p, labels) for name, p in results.items()}
     # triage: every model's out-of-fold expected RTS density ranks the cells
-    pos = np.searchsorted(ds.cell_ids.values, dm.cell_ids)
-    year_idx = np.searchsorted(ds.year.values, dm.years)
+    pos = np.searchsorted(ds.cell_ids.values, design.cell_ids)
+    year_idx = np.searchsorted(ds.year.values, design.years)
     area = ds.rts_area_km2.transpose("year", "cells").values[year_idx, pos]
     land = (ds.land_fraction.values * ds.area_km2.values)[pos]
     triage = None
@@ -335,23 +355,24 @@ def train_group(ds, section=None, *, store: RunStore, quiet=True) -> dict:
     # the final model: the search on every sample (a sample of them at scale)
     t0 = time.perf_counter()
     every = np.arange(len(y))
-    final, search = _fit(lambda: _espa_search(s, indicators), X, y, every, blocks, s,
-                         _samples(y, every, blocks, s))
+    final, search = _fit_on_samples(lambda: _espa_search(s, indicators), design, blocks,
+                                    _samples(y, every, blocks, s), len(y), s)
     log.info("%s: the final eSPA+ in %.0f s", where, time.perf_counter() - t0)
     chash = config_hash({"train": s, "grid": grid.name, "level": grid.level})
     run_id = store.new_run(grid, chash)
     meta = {"grid": grid.name, "level": grid.level, "config_hash": chash,
-            "target": s["target"], "classes": dm.classes, "labels": labels.tolist(),
+            "target": s["target"], "classes": design.classes, "labels": labels.tolist(),
             "best_params": search["params"],
             "search_samples": search["search_samples"], "fit_samples": search["fit_samples"],
             "outer_fold_params": chosen["eSPA+"],
-            "indicators": [dm.X.columns[i] for i in indicators],
+            "indicators": [names[i] for i in indicators],
             "n_samples": int(len(y)), "ancestor_level": anc}
     relevance.extend({"model": "eSPA+", **r}
                      for r in _weights(final, -1, names))
     curves = {name: reliability_curve(y, p, labels) for name, p in results.items()}
     store.save(run_id, final, names, meta,
-               folds=pd.DataFrame({"cell_ids": dm.cell_ids, "year": dm.years, "fold": folds}),
+               folds=pd.DataFrame({"cell_ids": design.cell_ids, "year": design.years,
+                                   "fold": folds}),
                relevance=relevance,
                metrics={"metrics": metrics, "reliability": curves, "triage": triage,
                         "triage_score": "expected RTS density"})
