@@ -129,18 +129,29 @@ def _samples(y, rows, blocks, s):
             rows[stratified_sample(strata, s["search_rows"], s["random_state"])])
 
 
-def _fit(make, X, y, blocks, fit, search, n_rows, s):
+def _read_samples(design, blocks, samples):
+    """The samples ``(fit, search)`` of a training fold (rows of ``design``, from
+    :func:`_samples`), read from the group once for every model fitted on them: their
+    features, labels and inner blocks, and where each sample set lies among them."""
+    fit, search = samples
+    need = np.union1d(fit, search)
+    return (design.read(need), design.y[need], blocks[need], np.searchsorted(need, fit),
+            np.searchsorted(need, search))
+
+
+def _fit(make, sample, n_rows, s):
     """A model (``make()``) fitted on a training fold of ``n_rows`` samples; and, for a
     search, the parameters it chose and the samples it searched and fitted on.
 
-    ``X``, ``y`` and ``blocks`` hold the samples drawn from the fold (:func:`_samples`):
-    a search runs on those at positions ``search`` (at most ``search_rows``) and the
-    chosen parameters are then fitted on those at ``fit`` (at most ``fit_rows``), as are
-    the baselines; a random forest's trees draw at most ``tree_rows`` samples each. Small
+    ``sample`` holds the samples drawn from the fold (:func:`_read_samples`): a search
+    runs on those at positions ``search`` (at most ``search_rows``) and the chosen
+    parameters are then fitted on those at ``fit`` (at most ``fit_rows``), as are the
+    baselines; a random forest's trees draw at most ``tree_rows`` samples each. Small
     groups use every sample throughout.
     """
     from sklearn.base import clone
 
+    X, y, blocks, fit, search = sample
     model = make()
     if not hasattr(model, "param_grid"):
         est = model.named_steps["model"]
@@ -155,18 +166,6 @@ def _fit(make, X, y, blocks, fit, search, n_rows, s):
     return best, {"params": {k.removeprefix("model__"): v
                              for k, v in model.best_params_.items()},
                   "search_samples": len(search), "fit_samples": fitted}
-
-
-def _fit_on_samples(make, design, blocks, samples, n_rows, s):
-    """:func:`_fit` on the samples ``(fit, search)`` (rows of ``design``), read from the
-    group once for every model fitted on them: ``make`` is one maker or a dict of them."""
-    fit, search = samples
-    need = np.union1d(fit, search)
-    X, where = design.read(need), (lambda rows: np.searchsorted(need, rows))
-    makers = make if isinstance(make, dict) else {None: make}
-    out = {name: _fit(m, X, design.y[need], blocks[need], where(fit), where(search), n_rows, s)
-           for name, m in makers.items()}
-    return out if isinstance(make, dict) else out[None]
 
 
 def _rows(X, rows=None):
@@ -206,12 +205,21 @@ def _oof(makers, design, folds, blocks, labels, s, samples, quiet, where):
     chosen = {name: [] for name in makers}
     relevance = {name: [] for name in makers}
     seconds = dict.fromkeys(makers, 0.0)
+    reading = 0.0
     for k in _progress(np.unique(folds), quiet, f"{where} folds"):
         tr, te = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
         t0 = time.perf_counter()
-        fitted = _fit_on_samples(makers, design, blocks, samples[k], len(tr), s)
-        read = time.perf_counter() - t0
+        sample = _read_samples(design, blocks, samples[k])
+        reading += time.perf_counter() - t0
+        fitted = {}
+        for name, make in makers.items():
+            t0 = time.perf_counter()
+            fitted[name] = _fit(make, sample, len(tr), s)
+            seconds[name] += time.perf_counter() - t0
+        del sample
+        t0 = time.perf_counter()
         X = design.read(te)
+        reading += time.perf_counter() - t0
         for name, (model, search) in fitted.items():
             t0 = time.perf_counter()
             if search is not None:
@@ -224,8 +232,9 @@ def _oof(makers, design, folds, blocks, labels, s, samples, quiet, where):
                                        s["permutation_repeats"], s["random_state"]).items())
             relevance[name].extend({"model": name, **r}
                                    for r in _weights(model, int(k), names))
-            seconds[name] += time.perf_counter() - t0 + read / len(fitted)
+            seconds[name] += time.perf_counter() - t0
         del X
+    log.info("%s: features read from the group in %.0f s", where, reading)
     for name, sec in seconds.items():
         log.info("%s: %s, %d folds in %.0f s", where, name, s["n_folds"], sec)
     return proba, chosen, [r for records in relevance.values() for r in records]
@@ -355,8 +364,8 @@ def train_group(ds, section=None, *, store: RunStore, quiet=True) -> dict:
     # the final model: the search on every sample (a sample of them at scale)
     t0 = time.perf_counter()
     every = np.arange(len(y))
-    final, search = _fit_on_samples(lambda: _espa_search(s, indicators), design, blocks,
-                                    _samples(y, every, blocks, s), len(y), s)
+    final, search = _fit(lambda: _espa_search(s, indicators),
+                         _read_samples(design, blocks, _samples(y, every, blocks, s)), len(y), s)
     log.info("%s: the final eSPA+ in %.0f s", where, time.perf_counter() - t0)
     chash = config_hash({"train": s, "grid": grid.name, "level": grid.level})
     run_id = store.new_run(grid, chash)
