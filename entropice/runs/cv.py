@@ -350,23 +350,27 @@ def train_group(ds, section=None, *, store: RunStore, quiet=True) -> dict:
     samples = {k: _samples(y, np.flatnonzero(folds != k), blocks, s) for k in np.unique(folds)}
     results, chosen, relevance = _oof(makers, design, folds, blocks, labels, s, samples,
                                       quiet, where)
-    metrics = {name: evaluate(y, p, labels) for name, p in results.items()}
-    # triage: every model's out-of-fold expected RTS density ranks the cells
-    pos = np.searchsorted(ds.cell_ids.values, design.cell_ids)
-    year_idx = np.searchsorted(ds.year.values, design.years)
-    area = ds.rts_area_km2.transpose("year", "cells").values[year_idx, pos]
-    land = (ds.land_fraction.values * ds.area_km2.values)[pos]
-    triage = None
-    if np.nansum(area) > 0 and labels[0] == 0:
-        dens = _fold_class_density(y, area, land, folds, labels)
-        triage = {name: triage_curve(np.einsum("ik,ik->i", p, dens), area, land)
-                  for name, p in results.items()}
     # the final model: the search on every sample (a sample of them at scale)
     t0 = time.perf_counter()
     every = np.arange(len(y))
     final, search = _fit(lambda: _espa_search(s, indicators),
                          _read_samples(design, blocks, _samples(y, every, blocks, s)), len(y), s)
     log.info("%s: the final eSPA+ in %.0f s", where, time.perf_counter() - t0)
+    # scores; triage: every model's out-of-fold expected RTS density ranks the cells
+    pos = np.searchsorted(ds.cell_ids.values, design.cell_ids)
+    year_idx = np.searchsorted(ds.year.values, design.years)
+    area = ds.rts_area_km2.transpose("year", "cells").values[year_idx, pos]
+    land = (ds.land_fraction.values * ds.area_km2.values)[pos]
+    dens = (_fold_class_density(y, area, land, folds, labels)
+            if np.nansum(area) > 0 and labels[0] == 0 else None)
+    metrics, curves, triage = {}, {}, ({} if dens is not None else None)
+    for name in list(results):  # each model's probabilities freed once scored
+        p = results.pop(name)
+        metrics[name] = evaluate(y, p, labels)
+        curves[name] = reliability_curve(y, p, labels)
+        if dens is not None:
+            triage[name] = triage_curve(np.einsum("ik,ik->i", p, dens), area, land)
+        del p
     chash = config_hash({"train": s, "grid": grid.name, "level": grid.level})
     run_id = store.new_run(grid, chash)
     meta = {"grid": grid.name, "level": grid.level, "config_hash": chash,
@@ -378,7 +382,6 @@ def train_group(ds, section=None, *, store: RunStore, quiet=True) -> dict:
             "n_samples": int(len(y)), "ancestor_level": anc}
     relevance.extend({"model": "eSPA+", **r}
                      for r in _weights(final, -1, names))
-    curves = {name: reliability_curve(y, p, labels) for name, p in results.items()}
     store.save(run_id, final, names, meta,
                folds=pd.DataFrame({"cell_ids": design.cell_ids, "year": design.years,
                                    "fold": folds}),

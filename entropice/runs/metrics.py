@@ -13,13 +13,17 @@ def evaluate(y_true, proba, labels) -> dict:
     proba = np.asarray(proba, dtype=np.float64)
     labels = np.asarray(labels)
     pred = labels[np.argmax(proba, axis=1)]
-    onehot = (y_true[:, None] == labels[None, :]).astype(float)
+    # each sample's squared error, a chunk of samples at a time (no one-hot copy)
+    sq = np.empty(len(y_true))
+    for a in range(0, len(y_true), 2**18):
+        onehot = (y_true[a:a + 2**18, None] == labels[None, :]).astype(float)
+        sq[a:a + 2**18] = np.sum((proba[a:a + 2**18] - onehot) ** 2, axis=1)
     out = {
         "balanced_accuracy": float(skm.balanced_accuracy_score(y_true, pred)),
         "macro_f1": float(skm.f1_score(y_true, pred, average="macro", labels=labels,
                                        zero_division=0)),
         "log_loss": float(skm.log_loss(y_true, np.clip(proba, 1e-15, 1), labels=labels)),
-        "brier": float(np.mean(np.sum((proba - onehot) ** 2, axis=1))),
+        "brier": float(np.mean(sq)),
         "confusion_matrix": skm.confusion_matrix(y_true, pred, labels=labels).tolist(),
     }
     out["roc_auc"] = macro_roc_auc(y_true, proba, labels)
