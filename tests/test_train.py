@@ -4,6 +4,7 @@ the triage curve, models saved as arrays, and the run store."""
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 from hypothesis import given
@@ -390,3 +391,37 @@ def test_training_at_scale_searches_and_fits_on_samples(tmp_path, monkeypatch):
     for model in ("eSPA+", "RandomForest"):
         auc = scaled["metrics"][model]["roc_auc"]
         assert auc > 0.7 and abs(auc - full["metrics"][model]["roc_auc"]) < 0.05
+
+
+def test_test_folds_read_in_chunks_give_the_same_run(tmp_path, monkeypatch):
+    """Test folds larger than TEST_ROWS are read and predicted a chunk at a time: the
+    scores, triage and permutation importances are those of one read."""
+    from entropice.runs import cv
+
+    ds = group()
+    ds["land_fraction"] = ("cells", np.ones(ds.sizes["cells"]), {"units": "1"})
+    ds["rts_area_km2"] = ds.rts_count * 0.1
+    small = {"n_folds": 3, "inner_folds": 2, "n_estimators": 1, "n_restarts": 1,
+             "baselines": ["LogisticRegression"], "permutation_repeats": 1,
+             "grid": {"n_boxes": [4], "eps_C": [1.0], "eps_W": [1.0],
+                      "class_weight": ["balanced"]}}
+    monkeypatch.setattr(cv, "PERMUTATION_ROWS", 300)
+    store = runs.RunStore(tmp_path)
+    whole = runs.train_group(ds, small, store=store)
+    read = []
+    plain = design.DesignRows.read
+
+    def watched(self, rows=None):
+        read.append(len(self) if rows is None else len(rows))
+        return plain(self, rows)
+
+    monkeypatch.setattr(design.DesignRows, "read", watched)
+    monkeypatch.setattr(cv, "TEST_ROWS", 700)
+    chunked = runs.train_group(ds, small, store=store)
+    n = store.meta(chunked["run_id"])["n_samples"]
+    # three folds' samples and the final ones; each test fold in two chunks at least
+    assert n // 3 > 700 and len([k for k in read if k > 700]) == 4
+    assert len([k for k in read if k <= 700]) >= 6
+    assert chunked["metrics"] == whole["metrics"] and chunked["triage"] == whole["triage"]
+    pd.testing.assert_frame_equal(store.relevance(chunked["run_id"]),
+                                  store.relevance(whole["run_id"]))

@@ -186,6 +186,13 @@ def _predict_proba(model, X, labels):
     return proba
 
 
+PERMUTATION_ROWS = 1000
+"""Test samples of each outer fold that permutation importance is measured on."""
+TEST_ROWS = 2**20
+"""Test samples read and predicted at a time (474 MB of float32 features at 113
+columns), so that memory holds a part of a test fold, however large the group."""
+
+
 def _oof(makers, design, folds, blocks, labels, s, samples, quiet, where):
     """Every model's out-of-fold probabilities (columns in ``labels`` order), the
     parameters each fold's search chose (empty for models without a search), and the
@@ -194,8 +201,9 @@ def _oof(makers, design, folds, blocks, labels, s, samples, quiet, where):
     fold's (:func:`_samples`).
 
     Fold by fold: the fold's samples are read from the group once and every model
-    fitted on them, then its test samples once and every model asked, so that memory
-    holds one test fold's features, not the group's.
+    fitted on them, then its test samples once (``TEST_ROWS`` at a time) and every
+    model asked, so that memory holds a part of one test fold's features, not the
+    group's.
     """
     import warnings
 
@@ -217,23 +225,35 @@ def _oof(makers, design, folds, blocks, labels, s, samples, quiet, where):
             fitted[name] = _fit(make, sample, len(tr), s)
             seconds[name] += time.perf_counter() - t0
         del sample
-        t0 = time.perf_counter()
-        X = design.read(te)
-        reading += time.perf_counter() - t0
+        # its test samples, TEST_ROWS at a time, each chunk read once for every model;
+        # the samples of the permutation importance kept aside as they pass
+        sel, _ = _permutation_rows(len(te), PERMUTATION_ROWS, s["random_state"])
+        kept = np.empty((len(sel), len(names)), dtype=design.dtype)
+        for a in range(0, len(te), TEST_ROWS):
+            t0 = time.perf_counter()
+            X = design.read(te[a:a + TEST_ROWS])
+            reading += time.perf_counter() - t0
+            inside = sel[(sel >= a) & (sel < a + TEST_ROWS)]
+            kept[np.searchsorted(sel, inside)] = X[inside - a]
+            for name, (model, _) in fitted.items():
+                t0 = time.perf_counter()
+                proba[name][te[a:a + TEST_ROWS]] = _predict_proba(model, X, labels)
+                seconds[name] += time.perf_counter() - t0
+            del X
         for name, (model, search) in fitted.items():
             t0 = time.perf_counter()
             if search is not None:
                 chosen[name].append(_espa_params(model))
-            proba[name][te] = _predict_proba(model, X, labels)
+            _, rng = _permutation_rows(len(te), PERMUTATION_ROWS, s["random_state"])
             relevance[name].extend({"model": name, "fold": int(k), "member": -1,
                                     "measure": "permutation", "feature": f, "value": v}
-                                   for f, v in permutation_importance(
-                                       model, X, y[te], labels, feature_groups(names),
-                                       s["permutation_repeats"], s["random_state"]).items())
+                                   for f, v in _permutation_drops(
+                                       model, _rows(kept), y[te][sel], labels,
+                                       feature_groups(names), s["permutation_repeats"],
+                                       rng).items())
             relevance[name].extend({"model": name, **r}
                                    for r in _weights(model, int(k), names))
             seconds[name] += time.perf_counter() - t0
-        del X
     log.info("%s: features read from the group in %.0f s", where, reading)
     for name, sec in seconds.items():
         log.info("%s: %s, %d folds in %.0f s", where, name, s["n_folds"], sec)
@@ -249,6 +269,16 @@ def _weights(model, fold, names):
             for i, m in enumerate(est.estimators_) for n, w in zip(names, m.feature_weights_)]
 
 
+def _permutation_rows(n, max_rows, seed):
+    """The test samples (of ``n``) permutation importance is measured on, at most
+    ``max_rows`` drawn with ``seed``, and the generator that then shuffles them."""
+    rng = np.random.default_rng(seed)
+    rows = np.arange(n)
+    if n > max_rows:
+        rows = np.sort(rng.choice(n, max_rows, replace=False))
+    return rows, rng
+
+
 def permutation_importance(model, X, y, labels, groups, repeats=2, seed=0, max_rows=1000,
                            rows=None):
     """Drop of macro ROC AUC when a feature (with its missing flag) is shuffled.
@@ -258,11 +288,14 @@ def permutation_importance(model, X, y, labels, groups, repeats=2, seed=0, max_r
     Model-agnostic: it checks eSPA+'s weights. All features' shuffled copies go to the
     model in one call per repeat.
     """
-    rng = np.random.default_rng(seed)
     rows = np.arange(len(y)) if rows is None else np.asarray(rows)
-    if len(rows) > max_rows:
-        rows = rows[np.sort(rng.choice(len(rows), max_rows, replace=False))]
-    X, y = _rows(X, rows), np.asarray(y)[rows]
+    sel, rng = _permutation_rows(len(rows), max_rows, seed)
+    return _permutation_drops(model, _rows(X, rows[sel]), np.asarray(y)[rows[sel]], labels,
+                              groups, repeats, rng)
+
+
+def _permutation_drops(model, X, y, labels, groups, repeats, rng):
+    """:func:`permutation_importance` on the samples ``X``, shuffled by ``rng``."""
     cols = np.searchsorted(labels, model.classes_)
 
     def auc(p_model):
