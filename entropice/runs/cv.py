@@ -9,6 +9,7 @@ ancestor level, inside each outer training fold) choose eSPA+'s hyper-parameters
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 import numpy as np
@@ -186,6 +187,35 @@ def _predict_proba(model, X, labels):
     return proba
 
 
+class _OutOfFold:
+    """Each model's out-of-fold probabilities, kept in a scratch directory as each test
+    chunk is predicted (memory holds a chunk's, not every model's for the group: 256 MB
+    each at 8M samples) and taken back a model at a time."""
+
+    def __init__(self, n, n_labels):
+        import tempfile
+
+        self.shape = (n, n_labels)
+        self.dir = tempfile.TemporaryDirectory(prefix="entropice-oof-")
+        self.parts = {}
+        self.written = 0
+
+    def add(self, name, rows, proba):
+        """A model's probabilities of samples ``rows``."""
+        self.written += 1
+        path = f"{self.dir.name}/{self.written}.npy"
+        np.save(path, proba)
+        self.parts.setdefault(name, []).append((rows, path))
+
+    def pop(self, name) -> np.ndarray:
+        """A model's probabilities, its parts then deleted."""
+        out = np.zeros(self.shape)
+        for rows, path in self.parts.pop(name):
+            out[rows] = np.load(path)
+            os.remove(path)
+        return out
+
+
 PERMUTATION_ROWS = 1000
 """Test samples of each outer fold that permutation importance is measured on."""
 TEST_ROWS = 2**20
@@ -209,7 +239,7 @@ def _oof(makers, design, folds, blocks, labels, s, samples, quiet, where):
 
     warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
     y, names = design.y, design.columns
-    proba = {name: np.zeros((len(y), len(labels))) for name in makers}
+    proba = _OutOfFold(len(y), len(labels))
     chosen = {name: [] for name in makers}
     relevance = {name: [] for name in makers}
     seconds = dict.fromkeys(makers, 0.0)
@@ -237,7 +267,7 @@ def _oof(makers, design, folds, blocks, labels, s, samples, quiet, where):
             kept[np.searchsorted(sel, inside)] = X[inside - a]
             for name, (model, _) in fitted.items():
                 t0 = time.perf_counter()
-                proba[name][te[a:a + TEST_ROWS]] = _predict_proba(model, X, labels)
+                proba.add(name, te[a:a + TEST_ROWS], _predict_proba(model, X, labels))
                 seconds[name] += time.perf_counter() - t0
             del X
         for name, (model, search) in fitted.items():
@@ -397,7 +427,7 @@ def train_group(ds, section=None, *, store: RunStore, quiet=True) -> dict:
     dens = (_fold_class_density(y, area, land, folds, labels)
             if np.nansum(area) > 0 and labels[0] == 0 else None)
     metrics, curves, triage = {}, {}, ({} if dens is not None else None)
-    for name in list(results):  # each model's probabilities freed once scored
+    for name in makers:  # a model's probabilities at a time, freed once scored
         p = results.pop(name)
         metrics[name] = evaluate(y, p, labels)
         curves[name] = reliability_curve(y, p, labels)
