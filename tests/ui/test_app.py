@@ -97,7 +97,7 @@ def test_a_link_reopens_the_same_view(page, app_url, errors):
     n_all = int(re.search(r"([\d,]+) cells", status(page).inner_text())[1].replace(",", ""))
     assert n_view < n_all / 2  # the extent came from the link
     select(page, "Year", "2022")
-    expect(page).to_have_url(re.compile(r"year=2022"))
+    expect(page).to_have_url(re.compile(r"year=2022"), timeout=30_000)  # a loaded machine
     assert "layer=dem_slope_mean" in page.url
     assert errors == []
 
