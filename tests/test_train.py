@@ -360,6 +360,18 @@ def test_design_matrix_keeps_a_float32_cube_exact():
     assert dm.indicators() == wide.indicators() == [3]
 
 
+def count_reads(monkeypatch) -> list:
+    """How many samples each read of a group's features asks for, from now on."""
+    read, plain = [], design.DesignRows.read
+
+    def watched(self, rows=None):
+        read.append(len(self) if rows is None else len(rows))
+        return plain(self, rows)
+
+    monkeypatch.setattr(design.DesignRows, "read", watched)
+    return read
+
+
 def test_training_at_scale_searches_and_fits_on_samples(tmp_path, monkeypatch):
     """A group larger than search_rows and fit_rows: the search sees a stratified
     sample, the chosen eSPA+ and the baselines a larger one, and the run says so."""
@@ -374,14 +386,7 @@ def test_training_at_scale_searches_and_fits_on_samples(tmp_path, monkeypatch):
     full = runs.train_group(ds, small, store=store)
     meta = store.meta(full["run_id"])
     assert meta["search_samples"] == meta["fit_samples"] == meta["n_samples"]
-    read = []
-    whole = design.DesignRows.read
-
-    def watched(self, rows=None):
-        read.append(len(self) if rows is None else len(rows))
-        return whole(self, rows)
-
-    monkeypatch.setattr(design.DesignRows, "read", watched)
+    read = count_reads(monkeypatch)
     scaled = runs.train_group(ds, {**small, "search_rows": 800, "fit_rows": 3000,
                                    "tree_rows": 500}, store=store)
     meta = store.meta(scaled["run_id"])
@@ -408,14 +413,7 @@ def test_test_folds_read_in_chunks_give_the_same_run(tmp_path, monkeypatch):
     monkeypatch.setattr(cv, "PERMUTATION_ROWS", 300)
     store = runs.RunStore(tmp_path)
     whole = runs.train_group(ds, small, store=store)
-    read = []
-    plain = design.DesignRows.read
-
-    def watched(self, rows=None):
-        read.append(len(self) if rows is None else len(rows))
-        return plain(self, rows)
-
-    monkeypatch.setattr(design.DesignRows, "read", watched)
+    read = count_reads(monkeypatch)
     monkeypatch.setattr(cv, "TEST_ROWS", 700)
     chunked = runs.train_group(ds, small, store=store)
     n = store.meta(chunked["run_id"])["n_samples"]
