@@ -6,9 +6,9 @@ so 113 design columns): smooth random fields over the Arctic carry the classes (
 %, low 10 %, medium 4 %, high 1 %) through a nonlinear rule, and every feature is a noisy
 mix of the fields. ``train_group`` runs in its own process with the default config's
 settings (search, baselines, permutation importance), and at the sizes up to
-``--full-max`` again with every sample in the search and the fits (``search_rows``,
-``fit_rows``, ``tree_rows`` None): the out-of-fold ROC AUC of each model, the scalable run's
-minus the full one's, says what the samples cost.
+``--full-max`` again with every sample in the search, the fits and the scores
+(``search_rows``, ``fit_rows``, ``tree_rows``, ``score_rows`` None): the out-of-fold ROC
+AUC of each model, the scalable run's minus the full one's, says what the samples cost.
 
     python benchmarks/train_scale.py [--sizes 5e4 2e5 1e6 8e6] [--full-max 2e5]
         [--workdir DIR]
@@ -115,7 +115,7 @@ def train(cube_path, models, full):
 
     section = {"features": ["era5_*", "dem_*", "emb_pc*"]}
     if full:
-        section.update(search_rows=None, fit_rows=None, tree_rows=None)
+        section.update(search_rows=None, fit_rows=None, tree_rows=None, score_rows=None)
     ds = Cube(cube_path).read("h3", LEVEL)
     out = runs.train_group(ds, section, store=runs.RunStore(models))
     return {m: v["roc_auc"] for m, v in out["metrics"].items()}

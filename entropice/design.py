@@ -16,14 +16,23 @@ DEFAULT_FEATURES = ("era5_*", "dem_*", "emb_*")
 
 def _indicator_mask(block) -> np.ndarray:
     """Which columns of a block are eSPA+ indicators (binary or near-constant), judged as
-    inside the training folds: median-imputed, in float64."""
+    inside the training folds: median-imputed, in float64. (A column without missing
+    values is judged as it is: imputing changes nothing, and its values compare alike in
+    float32.)"""
     from .espa import find_indicators
 
-    block = np.asarray(block, dtype=np.float64)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
-        median = np.nan_to_num(np.nanmedian(block, axis=0))
-    return find_indicators(np.where(np.isnan(block), median, block))
+    block = np.asarray(block)
+    gap = np.isnan(block).any(axis=0)
+    mask = np.zeros(block.shape[1], dtype=bool)
+    if not gap.all():
+        mask[~gap] = find_indicators(block if not gap.any() else block[:, ~gap])
+    if gap.any():
+        cols = np.asarray(block[:, gap], dtype=np.float64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+            median = np.nan_to_num(np.nanmedian(cols, axis=0))
+        mask[gap] = find_indicators(np.where(np.isnan(cols), median, cols))
+    return mask
 
 
 @dataclass
@@ -71,6 +80,7 @@ class DesignRows:
     years: np.ndarray
     classes: list
     dtype: type
+    judged: np.ndarray | None = None  # which features are indicators, if the scan judged
 
     @property
     def columns(self) -> list[str]:
@@ -93,8 +103,12 @@ class DesignRows:
                             self.y, self.cell_ids, self.years, self.classes)
 
     def indicators(self) -> list[int]:
-        """As :meth:`DesignMatrix.indicators`, one feature read at a time."""
+        """As :meth:`DesignMatrix.indicators`: judged by :func:`design_rows`'s scan of
+        the features (``missing="impute"``), else one feature read at a time."""
         mask = np.ones(len(self.columns), dtype=bool)  # the flags are
+        if self.judged is not None:
+            mask[:len(self.names)] = self.judged
+            return np.flatnonzero(mask).tolist()
         for j, name in enumerate(self.names):
             mask[j] = _indicator_mask(_columns(self.ds, [name], [], self.yi, self.ci,
                                                self.dtype))[0]
@@ -137,7 +151,8 @@ def design_matrix(ds, features=DEFAULT_FEATURES, *, target="rts_class", missing=
 def design_rows(ds, features=DEFAULT_FEATURES, *, target="rts_class", missing="impute",
                 years=None) -> DesignRows:
     """:func:`design_matrix`'s samples, their features left in the group until asked
-    for (:class:`DesignRows`); one pass over the features finds the missing values."""
+    for (:class:`DesignRows`); one pass over the features finds the missing values (and,
+    with ``missing="impute"``, the indicator columns)."""
     if "rts_class" not in ds or "rts_count" not in ds:
         raise ValueError("the group has no labels (rts_class, rts_count): run the labels "
                          "stage first.")
@@ -159,12 +174,17 @@ def design_rows(ds, features=DEFAULT_FEATURES, *, target="rts_class", missing="i
         classes = meanings or [str(c) for c in np.unique(y)]
     dtype = np.float32 if all(ds[n].dtype == np.float32 for n in names) else np.float64
     complete, gaps = np.ones(len(y), dtype=bool), []
+    judged = np.zeros(len(names), dtype=bool) if missing == "impute" else None
     for j, name in enumerate(names):  # which features miss values, and where
-        gap = np.isnan(_columns(ds, [name], [], yi, ci, dtype)[:, 0])
+        column = _columns(ds, [name], [], yi, ci, dtype)
+        gap = np.isnan(column[:, 0])
         if gap.any():
             gaps.append(j)
             complete &= ~gap
-    if missing == "drop":
+        if judged is not None:
+            judged[j] = _indicator_mask(column)[0]
+        del column
+    if missing == "drop":  # the indicators are judged on the samples kept, when asked
         y, yi, ci, gaps = y[complete], yi[complete], ci[complete], []
     if len(y) == 0:
         raise ValueError("no labelled cell has its features: nothing to train on.")
@@ -174,7 +194,7 @@ def design_rows(ds, features=DEFAULT_FEATURES, *, target="rts_class", missing="i
         raise ValueError(f"class {lonely[0]} has a single labelled cell: too few to train and "
                          "test on; merge it into a neighbouring class (bin_edges).")
     return DesignRows(ds[names], names, gaps, yi, ci, y, ds.cell_ids.values[ci],
-                      ds.year.values[yi], classes, dtype)
+                      ds.year.values[yi], classes, dtype, judged)
 
 
 def _columns(ds, names, gaps, yi, ci, dtype) -> np.ndarray:
@@ -187,10 +207,13 @@ def _columns(ds, names, gaps, yi, ci, dtype) -> np.ndarray:
     written into its place as it is read, so that memory holds the block once."""
     n = len(yi)
     out = np.empty((len(names) + len(gaps), n), dtype=dtype)
+    # only the span of cells the samples lie in is read (a slab of cells reads its chunks)
+    c0 = int(ci.min()) if n else 0
+    span = slice(c0, int(ci.max()) + 1 if n else 0)
     for j, name in enumerate(names):
-        v = ds[name]
-        out[j] = v.transpose("year", "cells").values[yi, ci] if "year" in v.dims else \
-            v.values[ci]
+        v = ds[name].isel(cells=span)
+        out[j] = v.transpose("year", "cells").values[yi, ci - c0] if "year" in v.dims else \
+            v.values[ci - c0]
     for k, j in enumerate(gaps):
         out[len(names) + k] = np.isnan(out[j])
     return out.T

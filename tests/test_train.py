@@ -79,6 +79,14 @@ def test_design_matrix():
     np.testing.assert_array_equal(rows.read(some), dm.X.to_numpy()[some])
     dropped = design.design_matrix(ds, missing="drop")
     assert len(dropped.y) < len(dm.y) and "dem_slope_mean_missing" not in dropped.X
+    # the scan judges the indicators as the whole matrix does, gaps or none
+    flat = np.where(np.arange(ds.sizes["cells"]) < 5, 1.0, 0.0)
+    flat[7:9] = np.nan
+    wide = ds.assign(dem_flat=("cells", flat))
+    for missing in ("impute", "drop"):
+        assert (design.design_rows(wide, missing=missing).indicators()
+                == design.design_matrix(wide, missing=missing).indicators())
+    assert design.design_rows(wide).indicators() == [0, 4, 5]  # dem_flat, the flags
     anyrts = design.design_matrix(ds, target="any")
     assert set(anyrts.y) == {0, 1}
 
@@ -373,8 +381,9 @@ def count_reads(monkeypatch) -> list:
 
 
 def test_training_at_scale_searches_and_fits_on_samples(tmp_path, monkeypatch):
-    """A group larger than search_rows and fit_rows: the search sees a stratified
-    sample, the chosen eSPA+ and the baselines a larger one, and the run says so."""
+    """A group larger than search_rows, fit_rows and score_rows: the search sees a
+    stratified sample, the chosen eSPA+ and the baselines a larger one, the scores
+    another, and the run says so."""
     ds = group()
     ds["land_fraction"] = ("cells", np.ones(ds.sizes["cells"]), {"units": "1"})
     ds["rts_area_km2"] = ds.rts_count * 0.1
@@ -385,22 +394,26 @@ def test_training_at_scale_searches_and_fits_on_samples(tmp_path, monkeypatch):
     store = runs.RunStore(tmp_path)
     full = runs.train_group(ds, small, store=store)
     meta = store.meta(full["run_id"])
-    assert meta["search_samples"] == meta["fit_samples"] == meta["n_samples"]
+    assert (meta["search_samples"] == meta["fit_samples"] == meta["scored_samples"]
+            == meta["n_samples"])
     read = count_reads(monkeypatch)
     scaled = runs.train_group(ds, {**small, "search_rows": 800, "fit_rows": 3000,
-                                   "tree_rows": 500}, store=store)
+                                   "tree_rows": 500, "score_rows": 4000}, store=store)
     meta = store.meta(scaled["run_id"])
     assert meta["search_samples"] == 800 and meta["fit_samples"] == 3000
-    # out of core: a fold's samples, then its test samples, never the whole matrix
-    assert len(read) == 2 * 3 + 1 and max(read) < 0.5 * meta["n_samples"]
+    assert meta["scored_samples"] == 4000 < meta["n_samples"]
+    # out of core: every fold's samples (and the final model's) in one read, then each
+    # scored sample once to be predicted
+    assert len(read) == 2 and read[0] < meta["n_samples"] and read[1] == 4000
     for model in ("eSPA+", "RandomForest"):
         auc = scaled["metrics"][model]["roc_auc"]
         assert auc > 0.7 and abs(auc - full["metrics"][model]["roc_auc"]) < 0.05
 
 
 def test_test_folds_read_in_chunks_give_the_same_run(tmp_path, monkeypatch):
-    """Test folds larger than TEST_ROWS are read and predicted a chunk at a time: the
-    scores, triage and permutation importances are those of one read."""
+    """A group larger than TEST_ROWS is read and predicted a slab of cells at a time,
+    each sample once: the scores, triage and permutation importances are those of one
+    read."""
     from entropice.runs import cv
 
     ds = group()
@@ -417,9 +430,9 @@ def test_test_folds_read_in_chunks_give_the_same_run(tmp_path, monkeypatch):
     monkeypatch.setattr(cv, "TEST_ROWS", 700)
     chunked = runs.train_group(ds, small, store=store)
     n = store.meta(chunked["run_id"])["n_samples"]
-    # three folds' samples and the final ones; each test fold in two chunks at least
-    assert n // 3 > 700 and len([k for k in read if k > 700]) == 4
-    assert len([k for k in read if k <= 700]) >= 6
+    # the folds' samples and the final ones in one read, then slabs of at most 700
+    slabs = read[1:]
+    assert read[0] > 700 and max(slabs) <= 700 and sum(slabs) == n and len(slabs) >= n / 700
     assert chunked["metrics"] == whole["metrics"] and chunked["triage"] == whole["triage"]
     pd.testing.assert_frame_equal(store.relevance(chunked["run_id"]),
                                   store.relevance(whole["run_id"]))

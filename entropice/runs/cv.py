@@ -59,12 +59,16 @@ DEFAULTS = {
     "search_rows": 20_000,
     "fit_rows": 100_000,
     "tree_rows": 20_000,
+    # the out-of-fold scores (metrics, calibration, triage, permutation importance) of a
+    # larger group are measured on a sample of its samples, stratified by inner block
+    # and class (0 or None: all)
+    "score_rows": 2_000_000,
 }
 
 
 def _settings(section):
     s = {**DEFAULTS, **(section or {})}
-    for key in ("search_rows", "fit_rows", "tree_rows"):  # 0 (TOML has no None): all
+    for key in ("search_rows", "fit_rows", "tree_rows", "score_rows"):  # 0 (TOML has no None): all
         s[key] = None if s[key] is None else (int(s[key]) or None)
     s["grid"] = {k: [float(v) if v in ("inf", "-inf") else v for v in vals]
                  for k, vals in {**DEFAULTS["grid"], **s.get("grid", {})}.items()}
@@ -124,20 +128,26 @@ def _samples(y, rows, blocks, s):
     """The samples of the training rows ``rows`` that models are fitted on (at most
     ``fit_rows``) and searched on (at most ``search_rows``), each stratified by inner
     block and class; drawn once per training fold, for every model."""
-    _, block = np.unique(blocks[rows], return_inverse=True)
-    strata = block * (int(y.max()) + 1) + y[rows]
+    strata = _strata(y, rows, blocks)
     return (rows[stratified_sample(strata, s["fit_rows"], s["random_state"])],
             rows[stratified_sample(strata, s["search_rows"], s["random_state"])])
 
 
+def _strata(y, rows, blocks) -> np.ndarray:
+    """Each sample's stratum among ``rows``: its inner block and class."""
+    _, block = np.unique(blocks[rows], return_inverse=True)
+    return block * (int(y.max()) + 1) + y[rows]
+
+
 def _read_samples(design, blocks, samples):
-    """The samples ``(fit, search)`` of a training fold (rows of ``design``, from
-    :func:`_samples`), read from the group once for every model fitted on them: their
-    features, labels and inner blocks, and where each sample set lies among them."""
-    fit, search = samples
-    need = np.union1d(fit, search)
-    return (design.read(need), design.y[need], blocks[need], np.searchsorted(need, fit),
-            np.searchsorted(need, search))
+    """The sample sets ``samples`` (a key, such as a fold, to the rows ``(fit, search)``
+    of :func:`_samples`) read from the group in one pass: for each key its features,
+    labels and inner blocks, and where its sets lie among them (the features one array
+    shared by every key)."""
+    need = np.unique(np.concatenate([np.concatenate(pair) for pair in samples.values()]))
+    X, y, b = design.read(need), design.y[need], blocks[need]
+    return {k: (X, y, b, np.searchsorted(need, fit), np.searchsorted(need, search))
+            for k, (fit, search) in samples.items()}
 
 
 def _fit(make, sample, n_rows, s):
@@ -175,16 +185,31 @@ def _rows(X, rows=None):
     return np.ascontiguousarray(X if rows is None else X[rows], dtype=np.float64)
 
 
-def _predict_proba(model, X, labels):
-    """A model's probabilities (columns in ``labels`` order) for the rows of ``X``, a
-    chunk of at most 2^23 values (64 MB in float64) at a time, so that no float64 copy
-    of the whole test fold is made."""
-    proba = np.zeros((len(X), len(labels)))
-    cols = np.searchsorted(labels, model.classes_)
-    step = max(1, 2**23 // X.shape[1])
+def _predict_proba(models, X, labels) -> dict:
+    """The probabilities of each of ``models`` (a name to a fitted pipeline; columns in
+    ``labels`` order) for the rows of ``X``, a chunk of at most 2^23 values (64 MB in
+    float64) at a time, so that no float64 copy of ``X`` is made. Pipelines that learned
+    the same imputation and scaling (fitted on the same samples) transform a chunk once
+    between them: :class:`~sklearn.pipeline.Pipeline`'s own steps, so their answers
+    are those of ``predict_proba``."""
+    out = {name: np.zeros((len(X), len(labels))) for name in models}
+    cols = {name: np.searchsorted(labels, m.classes_) for name, m in models.items()}
+    keys = {name: _preparation(m) for name, m in models.items()}
+    step = max(1, 2**23 // max(1, X.shape[1]))
     for a in range(0, len(X), step):
-        proba[a:a + step, cols] = model.predict_proba(_rows(X[a:a + step]))
-    return proba
+        chunk, prepared = _rows(X[a:a + step]), {}
+        for name, m in models.items():
+            if keys[name] not in prepared:
+                prepared[keys[name]] = m[:-1].transform(chunk)
+            out[name][a:a + step, cols[name]] = m[-1].predict_proba(prepared[keys[name]])
+    return out
+
+
+def _preparation(pipeline) -> bytes:
+    """What a pipeline's steps before the model learned (equal for equal transforms)."""
+    return b"".join(np.ascontiguousarray(getattr(step, a)).tobytes()
+                    for _, step in pipeline.steps[:-1]
+                    for a in ("statistics_", "mean_", "scale_") if hasattr(step, a))
 
 
 class _OutOfFold:
@@ -219,75 +244,119 @@ class _OutOfFold:
 PERMUTATION_ROWS = 1000
 """Test samples of each outer fold that permutation importance is measured on."""
 TEST_ROWS = 2**20
-"""Test samples read and predicted at a time (474 MB of float32 features at 113
-columns), so that memory holds a part of a test fold, however large the group."""
+"""Samples read and predicted at a time, a slab of cells with every year of them (474
+MB of float32 features at 113 columns), so that memory holds a slab of the group,
+however large the group."""
 
 
-def _oof(makers, design, folds, blocks, labels, s, samples, quiet, where):
-    """Every model's out-of-fold probabilities (columns in ``labels`` order), the
-    parameters each fold's search chose (empty for models without a search), and the
-    relevance records (each fold's permutation importance on its test samples, and for
-    eSPA+ the feature weights of every ensemble member); ``samples`` are each training
-    fold's (:func:`_samples`).
+def _slabs(ci, max_rows):
+    """The samples (rows, sorted) of consecutive slabs of cells (``ci``: each sample's
+    cell position), each of at most ``max_rows`` samples unless one cell has more."""
+    counts = np.bincount(ci)
+    order = np.argsort(ci, kind="stable")
+    ends = np.cumsum(counts)
+    start = 0
+    while start < len(ci):
+        # the last cell whose samples still fit, at least one cell
+        stop = max(int(np.searchsorted(ends, start + max_rows, side="right")),
+                   int(np.searchsorted(ends, start, side="right")) + 1)
+        end = int(ends[stop - 1])
+        yield np.sort(order[start:end])
+        start = end
 
-    Fold by fold: the fold's samples are read from the group once and every model
-    fitted on them, then its test samples once (``TEST_ROWS`` at a time) and every
-    model asked, so that memory holds a part of one test fold's features, not the
-    group's.
+
+def _fit_folds(makers, sample, folds, s, quiet, where):
+    """Every model fitted on every outer training fold's samples (``sample``: from
+    :func:`_read_samples`), a model at a time: fold to name to (model, search)."""
+    fitted = {k: {} for k in np.unique(folds)}
+    seconds = {}
+    for name, make in makers.items():
+        t0 = time.perf_counter()
+        for k in _progress(fitted, quiet, f"{where} {name}"):
+            fitted[k][name] = _fit(make, sample[k], int(np.sum(folds != k)), s)
+        seconds[name] = time.perf_counter() - t0
+    log.info("%s: fitted on %d folds in %s", where, len(fitted),
+             ", ".join(f"{n} {sec:.0f} s" for n, sec in seconds.items()))
+    return fitted
+
+
+def _oof(fitted, design, scored, folds, labels, s, quiet, where):
+    """Every model's out-of-fold probabilities of the samples ``scored`` (columns in
+    ``labels`` order), the parameters each fold's search chose (empty for models
+    without a search), and the relevance records (each fold's permutation importance on
+    its scored samples, and for eSPA+ the feature weights of every ensemble member);
+    ``fitted`` from :func:`_fit_folds`.
+
+    The scored samples are read once, a slab of cells (``TEST_ROWS`` samples) at a
+    time, and each asked of its own fold's models, so that memory holds a slab of the
+    group's features, not the group; the samples of each fold's permutation importance
+    are kept aside as they pass.
     """
     import warnings
 
     warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
-    y, names = design.y, design.columns
-    proba = _OutOfFold(len(y), len(labels))
-    chosen = {name: [] for name in makers}
-    relevance = {name: [] for name in makers}
-    seconds = dict.fromkeys(makers, 0.0)
-    reading = 0.0
-    for k in _progress(np.unique(folds), quiet, f"{where} folds"):
-        tr, te = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
-        t0 = time.perf_counter()
-        sample = _read_samples(design, blocks, samples[k])
-        reading += time.perf_counter() - t0
-        fitted = {}
-        for name, make in makers.items():
-            t0 = time.perf_counter()
-            fitted[name] = _fit(make, sample, len(tr), s)
-            seconds[name] += time.perf_counter() - t0
-        del sample
-        # its test samples, TEST_ROWS at a time, each chunk read once for every model;
-        # the samples of the permutation importance kept aside as they pass
+    y, names, folds = design.y[scored], design.columns, folds[scored]
+    names_of = list(next(iter(fitted.values())))
+    seconds = dict.fromkeys(names_of, 0.0)
+    proba = _OutOfFold(len(scored), len(labels))
+    tests = {k: np.flatnonzero(folds == k) for k in fitted}  # positions in ``scored``
+    kept = {}
+    for k, te in tests.items():  # each fold's permutation samples
         sel, _ = _permutation_rows(len(te), PERMUTATION_ROWS, s["random_state"])
-        kept = np.empty((len(sel), len(names)), dtype=design.dtype)
-        for a in range(0, len(te), TEST_ROWS):
+        kept[k] = (te[sel], np.empty((len(sel), len(names)), dtype=design.dtype))
+    reading = 0.0
+    slabs = list(_slabs(design.ci[scored], TEST_ROWS))
+    for at in _progress(slabs, quiet, f"{where} test slabs"):
+        t0 = time.perf_counter()
+        X = design.read(scored[at])
+        reading += time.perf_counter() - t0
+        fold = folds[at]
+        for k, models in fitted.items():
+            here = np.flatnonzero(fold == k)
+            if not len(here):
+                continue
+            aside, values = kept[k]
+            hit = np.isin(at[here], aside)
+            values[np.searchsorted(aside, at[here][hit])] = X[here[hit]]
             t0 = time.perf_counter()
-            X = design.read(te[a:a + TEST_ROWS])
-            reading += time.perf_counter() - t0
-            inside = sel[(sel >= a) & (sel < a + TEST_ROWS)]
-            kept[np.searchsorted(sel, inside)] = X[inside - a]
-            for name, (model, _) in fitted.items():
-                t0 = time.perf_counter()
-                proba.add(name, te[a:a + TEST_ROWS], _predict_proba(model, X, labels))
-                seconds[name] += time.perf_counter() - t0
-            del X
-        for name, (model, search) in fitted.items():
+            asked = _predict_proba({n: m for n, (m, _) in models.items()}, X[here], labels)
+            share = (time.perf_counter() - t0) / len(models)
+            for name, p in asked.items():
+                proba.add(name, at[here], p)
+                seconds[name] += share
+        del X
+    chosen = {name: [] for name in names_of}
+    relevance = []
+    for k, models in fitted.items():
+        aside, values = kept[k]
+        for name, (model, search) in models.items():
             t0 = time.perf_counter()
             if search is not None:
                 chosen[name].append(_espa_params(model))
-            _, rng = _permutation_rows(len(te), PERMUTATION_ROWS, s["random_state"])
-            relevance[name].extend({"model": name, "fold": int(k), "member": -1,
-                                    "measure": "permutation", "feature": f, "value": v}
-                                   for f, v in _permutation_drops(
-                                       model, _rows(kept), y[te][sel], labels,
-                                       feature_groups(names), s["permutation_repeats"],
-                                       rng).items())
-            relevance[name].extend({"model": name, **r}
-                                   for r in _weights(model, int(k), names))
+            _, rng = _permutation_rows(len(tests[k]), PERMUTATION_ROWS, s["random_state"])
+            relevance.extend({"model": name, "fold": int(k), "member": -1,
+                              "measure": "permutation", "feature": f, "value": v}
+                             for f, v in _permutation_drops(
+                                 model, _rows(values), y[aside], labels,
+                                 feature_groups(names), s["permutation_repeats"],
+                                 rng).items())
+            relevance.extend({"model": name, **r} for r in _weights(model, int(k), names))
             seconds[name] += time.perf_counter() - t0
-    log.info("%s: features read from the group in %.0f s", where, reading)
-    for name, sec in seconds.items():
-        log.info("%s: %s, %d folds in %.0f s", where, name, s["n_folds"], sec)
-    return proba, chosen, [r for records in relevance.values() for r in records]
+    log.info("%s: %d scored samples read from the group in %.0f s; asked and permuted "
+             "in %s", where, len(scored), reading,
+             ", ".join(f"{n} {sec:.0f} s" for n, sec in seconds.items()))
+    order = {name: i for i, name in enumerate(names_of)}  # the records model by model
+    relevance.sort(key=lambda r: order[r["model"]])
+    return proba, chosen, relevance
+
+
+def _release_workers():
+    """Stop the searches' idle worker processes (joblib's reusable process pool): each
+    holds the libraries and its last samples (about 450 MB), memory the test pass needs
+    more."""
+    from joblib.externals.loky import get_reusable_executor
+
+    get_reusable_executor().shutdown(wait=True)
 
 
 def _weights(model, fold, names):
@@ -355,18 +424,20 @@ def feature_groups(columns) -> dict[str, list[int]]:
     return groups
 
 
-def _fold_class_density(y, area, land, folds, labels) -> np.ndarray:
-    """For each sample, the RTS density (area over land) of each class, measured on the
-    other folds' cells: a model's probabilities times it are its expected density, the
-    score that finds the most RTS area in the least land."""
+def _fold_class_density(y, area, land, folds, labels, rows) -> np.ndarray:
+    """For each sample of ``rows``, the RTS density (area over land) of each class,
+    measured on the other folds' cells (all of them): a model's probabilities times it
+    are its expected density, the score that finds the most RTS area in the least
+    land."""
     area, land = np.nan_to_num(area), np.nan_to_num(land)
-    out = np.zeros((len(y), len(labels)))
-    for f in np.unique(folds):
+    fold_ids = np.unique(folds)
+    table = np.zeros((len(fold_ids), len(labels)))
+    for i, f in enumerate(fold_ids):
         train_ = folds != f
         for k, lab in enumerate(labels):
             m = train_ & (y == lab)
-            out[folds == f, k] = area[m].sum() / land[m].sum() if land[m].sum() > 0 else 0.0
-    return out
+            table[i, k] = area[m].sum() / land[m].sum() if land[m].sum() > 0 else 0.0
+    return table[np.searchsorted(fold_ids, folds[rows])]
 
 
 def _espa_params(model) -> dict:
@@ -397,7 +468,10 @@ def train_group(ds, section=None, *, store: RunStore, quiet=True) -> dict:
     """
     grid = grid_of(ds)
     s = _settings(section)
+    t0 = time.perf_counter()
     design = design_rows(ds, s["features"], target=s["target"], missing=s["missing"])
+    log.info("%s: %d samples, their features scanned in %.0f s", f"{grid.name}/{grid.level}",
+             len(design), time.perf_counter() - t0)
     y = design.y
     labels = np.unique(y)
     anc = grid.fold_level() if s["ancestor_level"] is None else int(s["ancestor_level"])
@@ -410,30 +484,46 @@ def train_group(ds, section=None, *, store: RunStore, quiet=True) -> dict:
     makers = {"eSPA+": lambda: _espa_search(s, indicators),
               **{n: (lambda n=n: _baseline(n, s["random_state"])) for n in s["baselines"]}}
     where = f"{grid.name}/{grid.level}"
-    samples = {k: _samples(y, np.flatnonzero(folds != k), blocks, s) for k in np.unique(folds)}
-    results, chosen, relevance = _oof(makers, design, folds, blocks, labels, s, samples,
-                                      quiet, where)
-    # the final model: the search on every sample (a sample of them at scale)
-    t0 = time.perf_counter()
+    # every training fold's samples and the final model's, read in one pass
     every = np.arange(len(y))
-    final, search = _fit(lambda: _espa_search(s, indicators),
-                         _read_samples(design, blocks, _samples(y, every, blocks, s)), len(y), s)
+    samples = {k: _samples(y, np.flatnonzero(folds != k), blocks, s) for k in np.unique(folds)}
+    t0 = time.perf_counter()
+    sample = _read_samples(design, blocks, {**samples, "final": _samples(y, every, blocks, s)})
+    log.info("%s: training samples read from the group in %.0f s", where,
+             time.perf_counter() - t0)
+    # eSPA+'s searches first (the final one, then each fold's), their worker processes
+    # then stopped, so that they are gone before the baselines' models pile up
+    t0 = time.perf_counter()
+    final, search = _fit(makers["eSPA+"], sample.pop("final"), len(y), s)
     log.info("%s: the final eSPA+ in %.0f s", where, time.perf_counter() - t0)
+    fitted = _fit_folds({"eSPA+": makers["eSPA+"]}, sample, folds, s, quiet, where)
+    _release_workers()
+    baselines = {n: make for n, make in makers.items() if n != "eSPA+"}
+    for k, models in _fit_folds(baselines, sample, folds, s, quiet, where).items():
+        fitted[k].update(models)
+    del sample
+    scored = stratified_sample(_strata(y, every, blocks), s["score_rows"], s["random_state"])
+    results, chosen, relevance = _oof(fitted, design, scored, folds, labels, s, quiet,
+                                      where)
+    del fitted
     # scores; triage: every model's out-of-fold expected RTS density ranks the cells
+    t0 = time.perf_counter()
     pos = np.searchsorted(ds.cell_ids.values, design.cell_ids)
     year_idx = np.searchsorted(ds.year.values, design.years)
     area = ds.rts_area_km2.transpose("year", "cells").values[year_idx, pos]
     land = (ds.land_fraction.values * ds.area_km2.values)[pos]
-    dens = (_fold_class_density(y, area, land, folds, labels)
+    dens = (_fold_class_density(y, area, land, folds, labels, scored)
             if np.nansum(area) > 0 and labels[0] == 0 else None)
+    area, land, y_scored = area[scored], land[scored], y[scored]
     metrics, curves, triage = {}, {}, ({} if dens is not None else None)
     for name in makers:  # a model's probabilities at a time, freed once scored
         p = results.pop(name)
-        metrics[name] = evaluate(y, p, labels)
-        curves[name] = reliability_curve(y, p, labels)
+        metrics[name] = evaluate(y_scored, p, labels)
+        curves[name] = reliability_curve(y_scored, p, labels)
         if dens is not None:
             triage[name] = triage_curve(np.einsum("ik,ik->i", p, dens), area, land)
         del p
+    log.info("%s: scored in %.0f s", where, time.perf_counter() - t0)
     chash = config_hash({"train": s, "grid": grid.name, "level": grid.level})
     run_id = store.new_run(grid, chash)
     meta = {"grid": grid.name, "level": grid.level, "config_hash": chash,
@@ -442,7 +532,8 @@ def train_group(ds, section=None, *, store: RunStore, quiet=True) -> dict:
             "search_samples": search["search_samples"], "fit_samples": search["fit_samples"],
             "outer_fold_params": chosen["eSPA+"],
             "indicators": [names[i] for i in indicators],
-            "n_samples": int(len(y)), "ancestor_level": anc}
+            "n_samples": int(len(y)), "scored_samples": int(len(scored)),
+            "ancestor_level": anc}
     relevance.extend({"model": "eSPA+", **r}
                      for r in _weights(final, -1, names))
     store.save(run_id, final, names, meta,
