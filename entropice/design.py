@@ -209,11 +209,11 @@ def _columns(ds, names, gaps, yi, ci, dtype) -> np.ndarray:
     out = np.empty((len(names) + len(gaps), n), dtype=dtype)
     # only the span of cells the samples lie in is read (a slab of cells reads its chunks)
     c0 = int(ci.min()) if n else 0
-    span = slice(c0, int(ci.max()) + 1 if n else 0)
+    span, at = slice(c0, int(ci.max()) + 1 if n else 0), ci - c0
     for j, name in enumerate(names):
         v = ds[name].isel(cells=span)
-        out[j] = v.transpose("year", "cells").values[yi, ci - c0] if "year" in v.dims else \
-            v.values[ci - c0]
+        out[j] = v.transpose("year", "cells").values[yi, at] if "year" in v.dims else \
+            v.values[at]
     for k, j in enumerate(gaps):
         out[len(names) + k] = np.isnan(out[j])
     return out.T

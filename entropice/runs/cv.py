@@ -124,11 +124,11 @@ def _baseline(name, random_state):
     return make_model(est[name]())
 
 
-def _samples(y, rows, blocks, s):
-    """The samples of the training rows ``rows`` that models are fitted on (at most
-    ``fit_rows``) and searched on (at most ``search_rows``), each stratified by inner
-    block and class; drawn once per training fold, for every model."""
-    strata = _strata(y, rows, blocks)
+def _samples(rows, strata, s):
+    """The samples of the training rows ``rows`` (their strata from :func:`_strata`)
+    that models are fitted on (at most ``fit_rows``) and searched on (at most
+    ``search_rows``), each stratified by inner block and class; drawn once per training
+    fold, for every model."""
     return (rows[stratified_sample(strata, s["fit_rows"], s["random_state"])],
             rows[stratified_sample(strata, s["search_rows"], s["random_state"])])
 
@@ -468,10 +468,11 @@ def train_group(ds, section=None, *, store: RunStore, quiet=True) -> dict:
     """
     grid = grid_of(ds)
     s = _settings(section)
+    where = f"{grid.name}/{grid.level}"
     t0 = time.perf_counter()
     design = design_rows(ds, s["features"], target=s["target"], missing=s["missing"])
-    log.info("%s: %d samples, their features scanned in %.0f s", f"{grid.name}/{grid.level}",
-             len(design), time.perf_counter() - t0)
+    log.info("%s: %d samples, their features scanned in %.0f s", where, len(design),
+             time.perf_counter() - t0)
     y = design.y
     labels = np.unique(y)
     anc = grid.fold_level() if s["ancestor_level"] is None else int(s["ancestor_level"])
@@ -483,12 +484,13 @@ def train_group(ds, section=None, *, store: RunStore, quiet=True) -> dict:
     names = design.columns
     makers = {"eSPA+": lambda: _espa_search(s, indicators),
               **{n: (lambda n=n: _baseline(n, s["random_state"])) for n in s["baselines"]}}
-    where = f"{grid.name}/{grid.level}"
     # every training fold's samples and the final model's, read in one pass
     every = np.arange(len(y))
-    samples = {k: _samples(y, np.flatnonzero(folds != k), blocks, s) for k in np.unique(folds)}
+    whole = _strata(y, every, blocks)
+    samples = {k: _samples(tr, _strata(y, tr, blocks), s)
+               for k in np.unique(folds) for tr in [np.flatnonzero(folds != k)]}
     t0 = time.perf_counter()
-    sample = _read_samples(design, blocks, {**samples, "final": _samples(y, every, blocks, s)})
+    sample = _read_samples(design, blocks, {**samples, "final": _samples(every, whole, s)})
     log.info("%s: training samples read from the group in %.0f s", where,
              time.perf_counter() - t0)
     # eSPA+'s searches first (the final one, then each fold's), their worker processes
@@ -502,7 +504,7 @@ def train_group(ds, section=None, *, store: RunStore, quiet=True) -> dict:
     for k, models in _fit_folds(baselines, sample, folds, s, quiet, where).items():
         fitted[k].update(models)
     del sample
-    scored = stratified_sample(_strata(y, every, blocks), s["score_rows"], s["random_state"])
+    scored = stratified_sample(whole, s["score_rows"], s["random_state"])
     results, chosen, relevance = _oof(fitted, design, scored, folds, labels, s, quiet,
                                       where)
     del fitted
