@@ -300,6 +300,7 @@ n_folds = 5
 inner_folds = 3
 grid = {{ n_boxes = [20], eps_C = [1.0], eps_W = [0.1, 1.0], class_weight = ["balanced"] }}
 n_estimators = 2
+search_estimators = 2       # two candidates: the search can afford every member
 n_restarts = 1
 permutation_repeats = 1
 """

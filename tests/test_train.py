@@ -436,3 +436,29 @@ def test_test_folds_read_in_chunks_give_the_same_run(tmp_path, monkeypatch):
     assert chunked["metrics"] == whole["metrics"] and chunked["triage"] == whole["triage"]
     pd.testing.assert_frame_equal(store.relevance(chunked["run_id"]),
                                   store.relevance(whole["run_id"]))
+
+
+def test_search_ranks_candidates_with_fewer_members(tmp_path, monkeypatch):
+    """The inner search fits each candidate with ``search_estimators`` members; the
+    chosen parameters are fitted with ``n_estimators``, as the stored model shows."""
+    from entropice.espa import ESPAClassifier
+
+    members, plain = [], ESPAClassifier.fit
+
+    def fit(self, X, y, sample_weight=None):
+        members.append(self.n_estimators)
+        return plain(self, X, y, sample_weight)
+
+    monkeypatch.setattr(ESPAClassifier, "fit", fit)
+    ds = group()
+    ds["land_fraction"] = ("cells", np.ones(ds.sizes["cells"]), {"units": "1"})
+    ds["rts_area_km2"] = ds.rts_count * 0.1
+    settings = {"n_folds": 3, "inner_folds": 2, "n_estimators": 3, "search_estimators": 1,
+                "n_restarts": 1, "n_jobs": 1, "permutation_repeats": 1, "baselines": [],
+                "grid": {"n_boxes": [4, 8], "eps_C": [1.0], "eps_W": [1.0],
+                         "class_weight": ["balanced"]}}
+    store = runs.RunStore(tmp_path)
+    run = runs.train_group(ds, settings, store=store)["run_id"]
+    # each of 3 outer folds and the final model: 2 candidates x 2 inner folds, then one
+    assert members.count(1) == 4 * 2 * 2 and members.count(3) == 4 and len(members) == 20
+    assert len(store.load(run).estimator.estimators_) == 3

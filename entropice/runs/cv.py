@@ -22,7 +22,8 @@ from ..cube import config_hash
 from ..design import cell_features, design_rows
 from ..grids import grid_of
 from ..parts import concat_parts
-from .folds import spatial_folds, stratified_sample
+from .backports import fast_weighted_binning
+from .folds import spatial_folds, stratified_samples
 from .impute import MedianImputer
 from .metrics import evaluate, macro_roc_auc, ranking_auc, reliability_curve, triage_curve
 from .model import StoredModel, predict_frame
@@ -44,6 +45,9 @@ DEFAULTS = {
     "search_scoring": "ranking",
     "n_restarts": 2,
     "n_estimators": 4,  # ensemble members: the probabilities' average, W's spread
+    # members of each candidate in the search: ranking candidates needs fewer members
+    # than the probabilities do (the chosen parameters are fitted with n_estimators)
+    "search_estimators": 1,
     "weight_prior": "corr",  # KL(W || W_ref), W_ref from corr^2 ("mi", or "none")
     # eSPA+'s probabilities count the cells as they are: class_weight shapes the boxes,
     # the probabilities stay calibrated to the classes' frequencies
@@ -90,7 +94,8 @@ def _espa_search(s, indicators):
     from ..espa import ESPAClassifier
 
     model = make_model(ESPAClassifier(n_restarts=s["n_restarts"],
-                                            n_estimators=s["n_estimators"],
+                                            n_estimators=s["search_estimators"]
+                                            or s["n_estimators"],
                                             indicators=indicators,
                                             weight_prior=None if s["weight_prior"] == "none"
                                             else s["weight_prior"],
@@ -100,7 +105,7 @@ def _espa_search(s, indicators):
     return GridSearchCV(model, grid, cv=GroupKFold(s["inner_folds"]),
                         scoring=ranking_auc if s["search_scoring"] == "ranking"
                         else s["search_scoring"], n_jobs=s.get("n_jobs"),
-                        error_score="raise")
+                        error_score="raise", refit=False)
 
 
 def _baseline(name, random_state):
@@ -121,22 +126,26 @@ def _baseline(name, random_state):
     }
     if name not in est:
         raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(est)}.")
+    if name == "HistGradientBoosting":  # class weights: 15x faster binning, same bins
+        fast_weighted_binning()
     return make_model(est[name]())
 
 
 def _samples(rows, strata, s):
-    """The samples of the training rows ``rows`` (their strata from :func:`_strata`)
-    that models are fitted on (at most ``fit_rows``) and searched on (at most
-    ``search_rows``), each stratified by inner block and class; drawn once per training
-    fold, for every model."""
-    return (rows[stratified_sample(strata, s["fit_rows"], s["random_state"])],
-            rows[stratified_sample(strata, s["search_rows"], s["random_state"])])
+    """The samples of the training rows ``rows`` (``strata``: theirs, from
+    :func:`_strata`) that models are fitted on (at most ``fit_rows``) and searched on
+    (at most ``search_rows``), each stratified by inner block and class; drawn once per
+    training fold, for every model."""
+    fit, search = stratified_samples(strata, [s["fit_rows"], s["search_rows"]],
+                                     s["random_state"])
+    return rows[fit], rows[search]
 
 
-def _strata(y, rows, blocks) -> np.ndarray:
-    """Each sample's stratum among ``rows``: its inner block and class."""
-    _, block = np.unique(blocks[rows], return_inverse=True)
-    return block * (int(y.max()) + 1) + y[rows]
+def _strata(y, blocks) -> np.ndarray:
+    """Each sample's stratum: its inner block and class (the same strata, in the same
+    order, as those of any subset of the samples)."""
+    _, block = np.unique(blocks, return_inverse=True)
+    return block * (int(y.max()) + 1) + y
 
 
 def _read_samples(design, blocks, samples):
@@ -150,15 +159,16 @@ def _read_samples(design, blocks, samples):
             for k, (fit, search) in samples.items()}
 
 
-def _fit(make, sample, n_rows, s):
-    """A model (``make()``) fitted on a training fold of ``n_rows`` samples; and, for a
+def _fit(make, sample, s):
+    """A model (``make()``) fitted on a training fold's samples; and, for a
     search, the parameters it chose and the samples it searched and fitted on.
 
     ``sample`` holds the samples drawn from the fold (:func:`_read_samples`): a search
-    runs on those at positions ``search`` (at most ``search_rows``) and the chosen
-    parameters are then fitted on those at ``fit`` (at most ``fit_rows``), as are the
-    baselines; a random forest's trees draw at most ``tree_rows`` samples each. Small
-    groups use every sample throughout.
+    runs on those at positions ``search`` (at most ``search_rows``; candidates of
+    ``search_estimators`` members) and the chosen parameters are then fitted on those
+    at ``fit`` (at most ``fit_rows``; ``n_estimators`` members), as are the baselines;
+    a random forest's trees draw at most ``tree_rows`` samples each. Small groups use
+    every sample throughout.
     """
     from sklearn.base import clone
 
@@ -170,13 +180,16 @@ def _fit(make, sample, n_rows, s):
             model.set_params(model__max_samples=int(s["tree_rows"]))
         return model.fit(_rows(X, fit), y[fit]), None
     model.fit(_rows(X, search), y[search], groups=blocks[search])
-    best, fitted = model.best_estimator_, len(search)
-    if len(search) < n_rows:  # the chosen parameters, on more samples, on every core
-        best = clone(best).set_params(model__n_jobs=s["n_jobs"])
-        best, fitted = best.fit(_rows(X, fit), y[fit]), len(fit)
+    # the chosen parameters with every member, on the fit samples (on every core when
+    # they are more than the search saw)
+    best = clone(model.estimator).set_params(**model.best_params_,
+                                             model__n_estimators=s["n_estimators"])
+    if len(search) < len(fit):
+        best.set_params(model__n_jobs=s["n_jobs"])
+    best.fit(_rows(X, fit), y[fit])
     return best, {"params": {k.removeprefix("model__"): v
                              for k, v in model.best_params_.items()},
-                  "search_samples": len(search), "fit_samples": fitted}
+                  "search_samples": len(search), "fit_samples": len(fit)}
 
 
 def _rows(X, rows=None):
@@ -201,8 +214,28 @@ def _predict_proba(models, X, labels) -> dict:
         for name, m in models.items():
             if keys[name] not in prepared:
                 prepared[keys[name]] = m[:-1].transform(chunk)
-            out[name][a:a + step, cols[name]] = m[-1].predict_proba(prepared[keys[name]])
+            out[name][a:a + step, cols[name]] = _ask(m[-1], prepared[keys[name]])
     return out
+
+
+ASK_ROWS = 4096
+"""Rows a gradient-boosting model is asked at a time: it walks each tree over every row
+asked before the next tree, so the rows should stay in the processor's cache between
+trees (4096 x 113 float64: 3.7 MB); 1.6-2.3x faster than 65,536 rows at a time."""
+
+
+def _ask(model, X) -> np.ndarray:
+    """``model.predict_proba(X)`` (a pipeline or its estimator); a HistGradientBoosting
+    model asked ``ASK_ROWS`` rows at a time (the same answers, sooner)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    est = model[-1] if isinstance(model, Pipeline) else model
+    if not isinstance(est, HistGradientBoostingClassifier) or len(X) <= ASK_ROWS:
+        return model.predict_proba(X)
+    if est is not model:
+        X = model[:-1].transform(X)
+    return np.concatenate([est.predict_proba(X[a:a + ASK_ROWS])
+                           for a in range(0, len(X), ASK_ROWS)])
 
 
 def _preparation(pipeline) -> bytes:
@@ -273,7 +306,7 @@ def _fit_folds(makers, sample, folds, s, quiet, where):
     for name, make in makers.items():
         t0 = time.perf_counter()
         for k in _progress(fitted, quiet, f"{where} {name}"):
-            fitted[k][name] = _fit(make, sample[k], int(np.sum(folds != k)), s)
+            fitted[k][name] = _fit(make, sample[k], s)
         seconds[name] = time.perf_counter() - t0
     log.info("%s: fitted on %d folds in %s", where, len(fitted),
              ", ".join(f"{n} {sec:.0f} s" for n, sec in seconds.items()))
@@ -402,14 +435,14 @@ def _permutation_drops(model, X, y, labels, groups, repeats, rng):
         p[:, cols] = p_model
         return macro_roc_auc(y, p, labels)
 
-    base = auc(model.predict_proba(X))
+    base = auc(_ask(model, X))
     drops = np.zeros((repeats, len(groups)))
     for r in range(repeats):
         stacked = np.tile(X, (len(groups), 1))
         for g, idx in enumerate(groups.values()):
             block = stacked[g * len(y):(g + 1) * len(y)]
             block[:, idx] = X[rng.permutation(len(y))][:, idx]
-        proba = model.predict_proba(stacked)
+        proba = _ask(model, stacked)
         for g in range(len(groups)):
             drops[r, g] = base - auc(proba[g * len(y):(g + 1) * len(y)])
     return dict(zip(groups, drops.mean(axis=0).tolist()))
@@ -485,18 +518,19 @@ def train_group(ds, section=None, *, store: RunStore, quiet=True) -> dict:
     makers = {"eSPA+": lambda: _espa_search(s, indicators),
               **{n: (lambda n=n: _baseline(n, s["random_state"])) for n in s["baselines"]}}
     # every training fold's samples and the final model's, read in one pass
-    every = np.arange(len(y))
-    whole = _strata(y, every, blocks)
-    samples = {k: _samples(tr, _strata(y, tr, blocks), s)
+    whole = _strata(y, blocks)
+    samples = {k: _samples(tr, whole[tr], s)
                for k in np.unique(folds) for tr in [np.flatnonzero(folds != k)]}
+    fit, search, scored = stratified_samples(
+        whole, [s["fit_rows"], s["search_rows"], s["score_rows"]], s["random_state"])
     t0 = time.perf_counter()
-    sample = _read_samples(design, blocks, {**samples, "final": _samples(every, whole, s)})
+    sample = _read_samples(design, blocks, {**samples, "final": (fit, search)})
     log.info("%s: training samples read from the group in %.0f s", where,
              time.perf_counter() - t0)
     # eSPA+'s searches first (the final one, then each fold's), their worker processes
     # then stopped, so that they are gone before the baselines' models pile up
     t0 = time.perf_counter()
-    final, search = _fit(makers["eSPA+"], sample.pop("final"), len(y), s)
+    final, search = _fit(makers["eSPA+"], sample.pop("final"), s)
     log.info("%s: the final eSPA+ in %.0f s", where, time.perf_counter() - t0)
     fitted = _fit_folds({"eSPA+": makers["eSPA+"]}, sample, folds, s, quiet, where)
     _release_workers()
@@ -504,7 +538,6 @@ def train_group(ds, section=None, *, store: RunStore, quiet=True) -> dict:
     for k, models in _fit_folds(baselines, sample, folds, s, quiet, where).items():
         fitted[k].update(models)
     del sample
-    scored = stratified_sample(whole, s["score_rows"], s["random_state"])
     results, chosen, relevance = _oof(fitted, design, scored, folds, labels, s, quiet,
                                       where)
     del fitted

@@ -43,15 +43,33 @@ def stratified_sample(strata, n, random_state=0) -> np.ndarray:
     small blocks keep their weight in the sample. All samples when ``n`` is None or at
     least their number.
     """
+    return stratified_samples(strata, [n], random_state)[0]
+
+
+def stratified_samples(strata, sizes, random_state=0) -> list[np.ndarray]:
+    """:func:`stratified_sample` of each of ``sizes``, each as it would be drawn on its
+    own with ``random_state``: the random order of the samples is drawn once for all."""
     strata = np.asarray(strata)
-    if n is None or n >= len(strata):
-        return np.arange(len(strata))
+    if all(n is None or n >= len(strata) for n in sizes):
+        return [np.arange(len(strata)) for _ in sizes]
     rng = np.random.default_rng(random_state)
-    uniq, inverse, counts = np.unique(strata, return_inverse=True, return_counts=True)
-    cum = np.floor(np.cumsum(counts) * int(n) / len(strata) + rng.random())
-    quota = np.diff(cum, prepend=0.0).astype(np.int64)
-    order = np.lexsort((rng.random(len(strata)), inverse))  # by stratum, then at random
-    start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    start = rng.random()  # the rounding's random start: the first draw, for every size
+    if strata.dtype.kind in "iu" and strata.min() >= 0 and strata.max() < 16 * len(strata):
+        inverse, counts = strata, np.bincount(strata)  # empty strata take no share
+    else:
+        _, inverse, counts = np.unique(strata, return_inverse=True, return_counts=True)
+    # by stratum, then at random: np.lexsort((u, inverse)), in two stable sorts (faster)
+    order = np.argsort(rng.random(len(strata)), kind="stable")
+    order = order[np.argsort(inverse[order], kind="stable")]
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
     rank = np.empty(len(strata), dtype=np.int64)
-    rank[order] = np.arange(len(strata)) - start[inverse[order]]
-    return np.flatnonzero(rank < quota[inverse])
+    rank[order] = np.arange(len(strata)) - first[inverse[order]]
+    out = []
+    for n in sizes:
+        if n is None or n >= len(strata):
+            out.append(np.arange(len(strata)))
+            continue
+        cum = np.floor(np.cumsum(counts) * int(n) / len(strata) + start)
+        quota = np.diff(cum, prepend=0.0).astype(np.int64)
+        out.append(np.flatnonzero(rank < quota[inverse]))
+    return out
