@@ -9,6 +9,7 @@ staged and swapped in together once all are computed.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import glob
 import logging
@@ -124,6 +125,16 @@ def _progress(items, quiet, desc):
     return tqdm(items, desc=desc, unit="group")
 
 
+@contextlib.contextmanager
+def _steps(items, quiet, desc, unit):
+    """A progress bar over ``items`` updated by hand (``bar.update()``), silent when
+    ``quiet``."""
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(items), desc=desc, unit=unit, disable=quiet) as bar:
+        yield bar
+
+
 def run_stage(stage: str, cfg: dict, *, force=False, quiet=False, scheduler=None):
     """Run one stage on every group; returns ``[(grid, level, "written" | "up to date")]``."""
     if stage not in STAGES:
@@ -168,25 +179,38 @@ def _each_group(cfg, stage, inputs, compute, *, force, quiet, new_group=False, p
     write the results: all groups are staged first and swapped in together
     (:meth:`Cube.batch`), so a stage that fails on any group leaves every group as it
     was. ``scratch`` is a directory for parts written as they are made (the result may
-    read them lazily), removed once the group is staged; ``prepare(todo)`` is called
-    first with the groups to compute. ``hashed`` is more of what the results depend on,
+    read them lazily), removed once the group is staged; ``prepare(todo, scratch)`` is
+    called first with the groups to compute, and ``scratch(grid, level)``, which gives
+    each group's directory (work shared between groups). ``hashed`` is more of what the results depend on,
     hashed with the stage's configuration."""
     cube = Cube.create(_path(cfg, cfg["cube"]))
     chash = _hash(cfg, stage) if hashed is None else config_hash(
         {"domain": cfg["domain"], stage: cfg.get(stage, {}), **hashed})
 
+    scratches = {}  # a group's scratch directory, open from prepare until it is staged
+
+    def scratch(name, level):
+        if (name, level) not in scratches:
+            scratches[name, level] = stack = contextlib.ExitStack()
+            stack.path = stack.enter_context(cube.scratch())
+        return scratches[name, level].path
+
     def write(name, level):
-        with cube.scratch() as scratch:
-            ds = compute(name, level, cube, scratch)
+        try:
+            ds = compute(name, level, cube, scratch(name, level))
             whole = new_group and not ((name, level) in cube and np.array_equal(
                 cube.read(name, level).cell_ids.values, ds.cell_ids.values))
             (cube.write_group if whole else cube.add_variables)(
                 ds, name, level, stage=stage, config_hash=chash, inputs=inputs)
+        finally:
+            scratches.pop((name, level)).close()
         log.info("%s: staged %s/%s", stage, name, level)
 
-    with cube.batch():
+    with cube.batch(), contextlib.ExitStack() as cleanup:
+        cleanup.callback(lambda: [s.close() for s in scratches.values()])
         done = _for_each_group(
-            cfg, stage, cube, quiet=quiet, new_group=new_group, work=write, prepare=prepare,
+            cfg, stage, cube, quiet=quiet, new_group=new_group, work=write,
+            prepare=prepare and (lambda todo: prepare(todo, scratch)),
             up_to_date=lambda name, level: not force and cube.is_up_to_date(
                 name, level, stage, chash, inputs))
     if any(status == "written" for *_, status in done):
@@ -390,7 +414,7 @@ def stage_arcticdem(cfg, *, force=False, quiet=False):
     for name, level in _groups(cfg):
         finest[name] = max(finest.get(name, level), level)
 
-    def prepare(todo):
+    def prepare(todo, scratch):
         log.info("arcticdem: terrain onto %s in one pass",
                  ", ".join(f"{n}/{lv}" for n, lv in todo))
         results.update(arcticdem.to_levels(
@@ -406,21 +430,35 @@ def stage_arcticdem(cfg, *, force=False, quiet=False):
 
 
 def stage_alphaearth(cfg, *, force=False, quiet=False):
-    """Satellite embedding means (and principal components) per cell and year."""
+    """Satellite embedding means (and principal components) per cell and year: each
+    year's raster reduced once per grid system, every level from the index of its
+    finest configured one (``alphaearth.to_levels``)."""
     from .sources import alphaearth
 
     paths = _paths(cfg, "alphaearth")
     inputs = _fingerprints(cfg, paths)
-    n = cfg.get("alphaearth", {}).get("n_components") or None
-    rasters = functools.cache(lambda: alphaearth.open(
-        paths, bbox=_bbox(cfg), keep_years=cfg["domain"].get("years")))
+    n_pc = cfg.get("alphaearth", {}).get("n_components") or None
+    results = {}
+    finest = {}
+    for name, level in _groups(cfg):
+        finest[name] = max(finest.get(name, level), level)
+
+    def prepare(todo, scratch):
+        rasters = alphaearth.open(paths, bbox=_bbox(cfg), keep_years=cfg["domain"].get("years"))
+        log.info("alphaearth: %d year(s) onto %s in one pass each", len(rasters),
+                 ", ".join(f"{g}/{lv}" for g, lv in todo))
+        with _steps(rasters, quiet, "alphaearth", "year") as bar:
+            results.update(alphaearth.to_levels(
+                rasters, [get_grid(*g) for g in todo], n_components=n_pc,
+                min_lat=cfg["domain"]["min_lat"], stores={g: scratch(*g) for g in todo},
+                finest=[get_grid(n, lv) for n, lv in finest.items()],
+                progress=lambda year: bar.update()))
 
     def compute(name, level, cube, scratch):
-        return alphaearth.to_cells(rasters(), get_grid(name, level),
-                                   n_components=n, min_lat=cfg["domain"]["min_lat"],
-                                   store=scratch)
+        return results.pop((name, level))
 
-    return _each_group(cfg, "alphaearth", inputs, compute, force=force, quiet=quiet)
+    return _each_group(cfg, "alphaearth", inputs, compute, force=force, quiet=quiet,
+                       prepare=prepare, hashed={"levels derived from": finest})
 
 
 def run_store(cfg):

@@ -4,6 +4,7 @@ tests/ui drives the served page)."""
 import io
 
 import geopandas as gpd
+import holoviews as hv
 import numpy as np
 import pandas as pd
 import panel as pn
@@ -177,6 +178,25 @@ def test_map_view_renders_values_and_highlights_a_box(sel):
     assert np.isfinite(highlighted.Image.II.data).any()
     assert "cells" in view.status.object
     pn.panel(view).get_root()
+
+
+def test_the_colour_bar_is_titled_by_the_layer_shown(sel):
+    """The colour bar's title follows a layer change (HoloViews keeps the first one)."""
+    from bokeh.models import ColorBar
+
+    hv.extension("bokeh")
+    sel.level = 3
+    view = MapView(selection=sel)
+    plot = hv.renderer("bokeh").get_plot(view.plot)
+
+    def titles():
+        return [bar.title for bar in plot.state.select(ColorBar)]
+
+    assert titles() == ["predicted probability, P(low)"]
+    sel.layer = "era5_tdd_sum"
+    assert titles() == ["thawing degree days [degC day]"]
+    sel.layer = "rts_class"
+    assert titles() == [sel.describe("rts_class")[0]]
 
 
 def test_zoomed_in_cells_are_outlined_with_their_details(sel):

@@ -339,6 +339,67 @@ def grouped_quantiles(cells, values, weights, n_cells, qs):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
+def _blend(v0, v1, v2, v3, w0, w1, w2, w3, nodata, has_nodata, we):
+    """One bilinear value from four corners: missing and infinite corners left out and
+    the weights renormalised, relative to the heaviest valid corner so that a constant
+    field stays exact; NaN where none is valid. Sums run over the corners in order, as
+    numpy's along the first axis of a (4, n) array."""
+    vs = (v0, v1, v2, v3)
+    ws = (w0, w1, w2, w3)
+    best = 0
+    for j in range(4):
+        v = vs[j]
+        we[j] = ws[j] if np.isfinite(v) and not (has_nodata and v == nodata) else 0.0
+        if we[j] > we[best]:
+            best = j
+    wsum = we[0] + we[1] + we[2] + we[3]
+    if not wsum > 0:
+        return np.nan
+    ref = vs[best]
+    acc = 0.0
+    for j in range(4):
+        t = we[j] * (vs[j] - ref) if we[j] > 0 else 0.0
+        acc = t if j == 0 else acc + t
+    return ref + acc / wsum
+
+
+@nb.njit(cache=True, nogil=True)
+def interpolate(vals, w, nodata, has_nodata):
+    """Bilinear values from the four corners' values and weights, both (4, n)."""
+    n = vals.shape[1]
+    out = np.empty(n)
+    we = np.empty(4)
+    for i in range(n):
+        out[i] = _blend(np.float64(vals[0, i]), np.float64(vals[1, i]),
+                        np.float64(vals[2, i]), np.float64(vals[3, i]),
+                        w[0, i], w[1, i], w[2, i], w[3, i], nodata, has_nodata, we)
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def bilinear(data, row, col, nodata, has_nodata):
+    """Bilinear samples of a 2-D array at fractional (row, col): rows clamped to the
+    array, columns wrapped around (a global raster's seam)."""
+    ny, nx = data.shape
+    out = np.empty(len(row))
+    we = np.empty(4)
+    for i in range(len(row)):
+        r0 = min(max(np.floor(row[i]), 0.0), ny - 1.0)
+        c0 = np.floor(col[i])
+        fr = min(max(row[i] - r0, 0.0), 1.0)
+        fc = col[i] - c0
+        r0i = int(r0)
+        r1i = min(r0i + 1, ny - 1)
+        c0w = int(c0) % nx
+        c1w = (int(c0) + 1) % nx
+        out[i] = _blend(np.float64(data[r0i, c0w]), np.float64(data[r0i, c1w]),
+                        np.float64(data[r1i, c0w]), np.float64(data[r1i, c1w]),
+                        (1 - fr) * (1 - fc), (1 - fr) * fc, fr * (1 - fc), fr * fc,
+                        nodata, has_nodata, we)
+    return out
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
 def _bucket(v, lo, scale, n):
     """Equal-width bucket of ``v`` among ``n`` from ``lo`` (0 where the range is not
     finite)."""

@@ -418,28 +418,21 @@ def _corners(row, col, shape):
 
 
 def _interpolate(vals, w, nodata):
-    """Bilinear values from the corners' values and weights (4, n); NaN corners are left
-    out and the weights renormalised."""
-    vals = np.asarray(vals, dtype=np.float64)
-    if nodata is not None:
-        vals = np.where(vals == nodata, np.nan, vals)
-    w = np.where(np.isfinite(vals), w, 0.0)
-    # relative to the heaviest valid corner, so that a constant field stays exact
-    ref = vals[np.argmax(w, axis=0), np.arange(vals.shape[1])]
-    wsum = w.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        offset = (w * np.where(w > 0, vals - ref, 0.0)).sum(axis=0) / wsum
-    return np.where(wsum > 0, ref + offset, np.nan)
+    """Bilinear values from the corners' values and weights (4, n); missing corners are
+    left out and the weights renormalised (``_kernels.interpolate``)."""
+    return _kernels.interpolate(vals, w, 0.0 if nodata is None else float(nodata),
+                                nodata is not None)
 
 
 def _bilinear(slices, row, col, nodata):
     """Bilinear samples of each 2-D slice at fractional (row, col), one slice at a time;
     dask-backed slices are read in one pass, only at the pixels needed."""
-    rows, cols, w = _corners(row, col, slices[0].shape)
+    has, nd = nodata is not None, 0.0 if nodata is None else float(nodata)
     if slices[0].chunks is None:
-        return (_interpolate(np.asarray(sl.values)[rows, cols], w, nodata) for sl in slices)
+        return (_kernels.bilinear(np.asarray(sl.values), row, col, nd, has) for sl in slices)
     import dask
 
+    rows, cols, w = _corners(row, col, slices[0].shape)
     got = dask.compute(*[sl.data.vindex[rows.ravel(), cols.ravel()] for sl in slices])
     return (_interpolate(g.reshape(rows.shape), w, nodata) for g in got)
 

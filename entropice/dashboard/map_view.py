@@ -41,6 +41,20 @@ def robust_range(values: np.ndarray) -> tuple[float, float]:
     return float(lo), float(hi if hi > lo else lo + 1.0)
 
 
+def colorbar_title(long: str, units: str | None) -> str:
+    """The colour bar's title: the layer's name and units."""
+    return f"{long} [{units}]" if units else long
+
+
+def _retitle_colorbar(plot, element):
+    """Set the colour bar's title from the frame shown: HoloViews titles it once, from
+    the first layer drawn, and keeps that title when a dynamic map changes layer."""
+    bar = plot.handles.get("colorbar")
+    if bar is not None:
+        value = element.vdims[0]
+        bar.title = colorbar_title(value.label, value.unit)
+
+
 class MapView(View):
     """The map of the current layer, with the highlighted box and a cell's details."""
 
@@ -107,8 +121,8 @@ class MapView(View):
         kdims = ["x", "y"]
         cells = hv.Image(img, bounds=bounds, kdims=kdims,
                          vdims=[hv.Dimension("value", label=long, unit=units or None)]).opts(
-            cmap=cmap, clim=clim, colorbar=True, clabel=f"{long} [{units}]" if units else long,
-            tools=["hover", "tap"], alpha=0.9)
+            cmap=cmap, clim=clim, colorbar=True, clabel=colorbar_title(long, units),
+            tools=["hover", "tap"], alpha=0.9, hooks=[_retitle_colorbar])
         layers = [cells]
         # the highlight is always a layer (a pixel off the view when no box is chosen): an
         # overlay that changes its layers from one frame to the next is not redrawn right

@@ -4,7 +4,8 @@ The embeddings come as annual 64-band rasters (bands A00-A63), exported from Ear
 Engine as GeoTIFF/COG (one file per year and tile, the year in the file name) or as a
 Zarr store with dimensions (year, band, y, x). ``to_cells`` gives per cell and year
 the mean of each band, and optionally their principal components, fitted once over
-the domain and all years.
+the domain and all years; ``to_levels`` does so for several levels, each year's
+raster reduced once per grid system.
 """
 
 from __future__ import annotations
@@ -115,7 +116,13 @@ def open(paths, *, years=None, keep_years=None, chunks=2048,  # noqa: A001 - the
 
 
 PCA_ROWS = 1_000_000
-"""At most this many (cell, year) rows, drawn evenly over the years, fit the PCA."""
+"""At most this many (cell, year) rows of a level, drawn evenly over the years, fit its
+PCA."""
+
+PASS_BYTES = 2**30
+"""Band statistics held while one pass reduces a year's raster onto a grid system's
+levels (about 40 bytes per band and cell); more bands than fit are taken in more
+passes."""
 
 
 def to_cells(rasters, grid: Grid, *, n_components=None, min_lat: float = DEFAULT_MIN_LAT,
@@ -139,61 +146,131 @@ def to_cells(rasters, grid: Grid, *, n_components=None, min_lat: float = DEFAULT
     xarray.Dataset
         Dimensions (year, cells) on the whole domain (NaN where no embedding); lazy.
     """
-    from ..aggregate import raster_to_cells
-    from ..parts import concat_parts
+    key = grid.name, grid.level
+    return to_levels(rasters, [grid], n_components=n_components, min_lat=min_lat,
+                     stores=None if store is None else {key: store})[key]
 
-    cells = grid.cells(min_lat)
-    ids = cells.cell_ids.values
+
+def to_levels(rasters, grids, *, n_components=None, min_lat: float = DEFAULT_MIN_LAT,
+              stores=None, finest=(), progress=None) -> dict:
+    """:func:`to_cells` on several grids and levels: each year's raster is reduced once
+    per grid system, every level of a system from the pixel index of its finest
+    (:func:`entropice.aggregate.raster_to_levels`, whose ``finest`` this passes on).
+
+    Parameters
+    ----------
+    grids : sequence of Grid
+        The grids and levels; the others are :func:`to_cells`'s, with ``stores`` a
+        directory per ``(grid name, level)``.
+    progress : callable, optional
+        Called with each year once it is on every level (for progress bars).
+
+    Returns
+    -------
+    dict
+        ``{(grid name, level): xarray.Dataset}``, each as :func:`to_cells` gives it.
+    """
+    from ..aggregate import raster_to_levels
+    from ..parts import Parts
+
+    grids = list(dict.fromkeys(grids))
     years = sorted(rasters)
     if not years:
         raise ValueError("no AlphaEarth years to put on cells.")
     bands = list(rasters[years[0]].band.values)
     names = [f"emb_{b.lower()}_mean" for b in bands]
-    rng = np.random.default_rng(0)
-    sample = []  # rows of band means that fit the PCA
+    cells = {(g.name, g.level): g.cells(min_lat) for g in grids}
+    parts = {k: Parts("year", None if stores is None else stores[k]) for k in cells}
+    systems = {}
+    for g in grids:
+        systems.setdefault(g.name, []).append(g)
 
-    def year(y):
+    for y in years:
         da = rasters[y]
         if list(da.band.values) != bands:
             raise ValueError(f"AlphaEarth year {y} has bands {list(da.band.values)[:3]}...; "
                              f"year {years[0]} has {bands[:3]}...")
-        means = raster_to_cells(da, grid, stats=("mean",), min_lat=min_lat, domain=True,
-                                dtype=np.float32)["mean"].transpose("band", "cells").values
-        if n_components:
-            ok = np.flatnonzero(np.isfinite(means).all(axis=0))
-            quota = PCA_ROWS // len(years)
-            if len(ids) * len(years) > PCA_ROWS and len(ok) > quota:
-                ok = ok[np.sort(rng.choice(len(ok), quota, replace=False))]
-            sample.append(means[:, ok].T.astype(np.float64))
-        return xr.Dataset({name: (("year", "cells"), means[b][None], {
-            "units": "1", "long_name": f"mean of AlphaEarth embedding band {band}",
-            "source": "alphaearth"}) for b, (name, band) in enumerate(zip(names, bands))},
-            coords={"cell_ids": cells.cell_ids, "year": [y]})
+        for name, system in systems.items():
+            base = [f for f in finest if f.name == name]
+            n_cells = sum(len(cells[g.name, g.level].cell_ids) for g in system) + sum(
+                len(f.cells(min_lat).cell_ids) for f in base if f not in system)
+            step = int(min(len(bands), max(1, PASS_BYTES // (40 * n_cells))))
+            means = {(g.name, g.level): np.empty((len(bands), len(cells[g.name, g.level]
+                                                                 .cell_ids)), np.float32)
+                     for g in system}
+            for a in range(0, len(bands), step):
+                per_level = raster_to_levels(da.isel(band=slice(a, a + step)), system,
+                                             stats=("mean",), min_lat=min_lat, domain=True,
+                                             dtype=np.float32, finest=base)
+                for k, ds in per_level.items():
+                    means[k][a:a + step] = ds["mean"].transpose("band", "cells").values
+                del per_level
+            for k, m in means.items():
+                parts[k].add(xr.Dataset(
+                    {n: (("year", "cells"), m[b][None], {
+                        "units": "1", "long_name": f"mean of AlphaEarth embedding band "
+                        f"{band}", "source": "alphaearth"})
+                     for b, (n, band) in enumerate(zip(names, bands))},
+                    coords={"cell_ids": cells[k].cell_ids, "year": [y]}))
+            del means
+        if progress is not None:
+            progress(y)
 
-    ds = concat_parts((year(y) for y in years), "year", store)
+    out = {k: p.open() for k, p in parts.items()}
     if not n_components:
-        return ds
+        return out
+    for k, ds in out.items():
+        pcs = _components(ds, parts[k], names, n_components,
+                          None if stores is None else f"{stores[k]}/components")
+        out[k] = xr.merge([ds, pcs], compat="no_conflicts", join="outer",
+                          combine_attrs="drop_conflicts")
+    return out
+
+
+def _pca_rows(parts, names, n_years, n):
+    """The rows (cells with every band, float64) that fit the PCA: at most ``PCA_ROWS``,
+    drawn evenly over the years, read back a year at a time from ``parts``."""
+    quota = PCA_ROWS // n_years
+    sampled = n * n_years > PCA_ROWS
+    rng = np.random.default_rng(0)
+    rows = np.empty(((quota if sampled else n) * n_years, len(names)))
+    filled = 0
+    for k in range(n_years):
+        means = parts.read(names, k)
+        ok = np.flatnonzero(np.isfinite(means).all(axis=0))
+        if sampled and len(ok) > quota:
+            ok = ok[np.sort(rng.choice(len(ok), quota, replace=False))]
+        rows[filled:filled + len(ok)] = means[:, ok].T
+        filled += len(ok)
+        del means
+    return rows[:filled]
+
+
+def _components(ds, parts, names, n_components, store):
+    """The principal components of the band means ``ds`` (written as ``parts``), fitted
+    on rows of every year (:func:`_pca_rows`) and given a year at a time."""
     from sklearn.decomposition import PCA
 
-    rows = np.concatenate(sample)
+    from ..parts import concat_parts
+
+    n = ds.sizes["cells"]
+    rows = _pca_rows(parts, names, ds.sizes["year"], n)
     if len(rows) < n_components:
         raise ValueError(f"{len(rows)} cells have embeddings: too few for "
                          f"{n_components} principal components.")
     pca = PCA(n_components).fit(rows)
-    del rows, sample[:]
+    del rows
 
     def components(k):
-        means = np.stack([ds[n][k].values for n in names])  # (band, cells), float32
-        comps = np.empty((len(ids), n_components), dtype=np.float32)
-        for a in range(0, len(ids), 2**18):  # NaN where a band is missing
+        means = parts.read(names, k)  # (band, cells), float32
+        comps = np.empty((n, n_components), dtype=np.float32)
+        for a in range(0, n, 2**18):  # NaN where a band is missing
             block = means[:, a:a + 2**18].T.astype(np.float64)
             comps[a:a + 2**18] = (block - pca.mean_) @ pca.components_.T
         return xr.Dataset({f"emb_pc{c + 1:02d}": (("year", "cells"), comps[None, :, c], {
             "units": "1", "long_name": f"principal component {c + 1} of the AlphaEarth band "
             f"means ({pca.explained_variance_ratio_[c]:.1%} of the variance)",
             "source": "alphaearth"}) for c in range(n_components)},
-            coords={"cell_ids": cells.cell_ids, "year": [years[k]]})
+            coords={"cell_ids": ds.cell_ids, "year": ds.year.values[k:k + 1]})
 
-    pcs = concat_parts((components(k) for k in range(len(years))), "year",
-                       None if store is None else f"{store}/components")
-    return xr.merge([ds, pcs], compat="no_conflicts", join="outer", combine_attrs="drop_conflicts")
+    return concat_parts((components(k) for k in range(ds.sizes["year"])), "year", store)

@@ -36,6 +36,12 @@ def select(page, label, value):
 
 
 def test_page_loads_cleanly_and_every_view_renders(page, app_url, errors, artifacts):
+    """Every tab renders with no console error, and no request leaves the machine (the
+    page works offline: every script, style sheet and font is served by the app)."""
+    outside, failed = [], []
+    page.on("request", lambda r: outside.append(r.url) if not re.match(
+        r"(https?|wss?)://127\.0\.0\.1[:/]|data:|blob:", r.url) else None)
+    page.on("requestfailed", lambda r: failed.append(r.url))
     page.goto(app_url)
     expect(status(page)).to_contain_text("h3 level", timeout=60_000)
     page.wait_for_timeout(1000)
@@ -48,6 +54,7 @@ def test_page_loads_cleanly_and_every_view_renders(page, app_url, errors, artifa
         page.wait_for_timeout(1500)
         page.screenshot(path=artifacts / f"{tab.lower().replace(' ', '_')}.png")
     assert errors == []
+    assert outside == [] and failed == []
 
 
 def test_grid_level_and_layer_change_the_map(page, app_url, errors):
