@@ -181,8 +181,8 @@ def _each_group(cfg, stage, inputs, compute, *, force, quiet, new_group=False, p
     was. ``scratch`` is a directory for parts written as they are made (the result may
     read them lazily), removed once the group is staged; ``prepare(todo, scratch)`` is
     called first with the groups to compute, and ``scratch(grid, level)``, which gives
-    each group's directory (work shared between groups). ``hashed`` is more of what the results depend on,
-    hashed with the stage's configuration."""
+    each group's directory (work shared between groups). ``hashed`` is more of what the
+    results depend on, hashed with the stage's configuration."""
     cube = Cube.create(_path(cfg, cfg["cube"]))
     chash = _hash(cfg, stage) if hashed is None else config_hash(
         {"domain": cfg["domain"], stage: cfg.get(stage, {}), **hashed})
