@@ -30,7 +30,8 @@ def group(grid, level, seed=0):
     ds["land_fraction"] = ("cells", np.ones(n), {"units": "1", "long_name": "land share"})
     ds["rts_class"] = (("year", "cells"), year(classes), {
         "units": "1", "long_name": "RTS density class", "source": "darts",
-        "flag_values": [0, 1, 2, 3], "flag_meanings": "none low medium high"})
+        "flag_values": [0, 1, 2, 3], "flag_meanings": "none low medium high",
+        "bin_edges": [1e-4, 1e-3]})
     ds["rts_area_km2"] = (("year", "cells"), year(area), {
         "units": "km2", "long_name": "RTS area", "source": "darts"})
     ds["rts_density"] = (("year", "cells"), year(area / ds.area_km2.values), {

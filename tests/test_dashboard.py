@@ -195,8 +195,20 @@ def test_the_colour_bar_is_titled_by_the_layer_shown(sel):
     assert titles() == ["predicted probability, P(low)"]
     sel.layer = "era5_tdd_sum"
     assert titles() == ["thawing degree days [degC day]"]
+    # a class layer: one colour per class, each named with its density range
     sel.layer = "rts_class"
-    assert titles() == [sel.describe("rts_class")[0]]
+    assert titles() == ["RTS density class (RTS area in % of land)"]
+    bar, = plot.state.select(ColorBar)
+    assert list(bar.ticker.ticks) == [0, 1, 2, 3]
+    assert bar.major_label_overrides == {0: "none", 1: "low (<= 0.01 %)",
+                                         2: "medium (0.01-0.1 %)", 3: "high (> 0.1 %)"}
+    assert list(bar.color_mapper.palette) == ["#d9d9d9", "#fdcc8a", "#fc8d59", "#b30000"]
+    assert (bar.color_mapper.low, bar.color_mapper.high) == (-0.5, 3.5)
+    sel.layer = "pred_class"
+    assert list(bar.ticker.ticks) == [0, 1, 2, 3] and bar.major_label_overrides[3].startswith(
+        "high")
+    sel.layer = "rts_density"  # back to a continuous colour bar
+    assert titles() == ["RTS area over land area"] and bar.major_label_overrides == {}
 
 
 def test_zoomed_in_cells_are_outlined_with_their_details(sel):

@@ -56,6 +56,46 @@ def class_labels(da, classes) -> list[str]:
     return [names.get(int(c), str(int(c))) for c in classes]
 
 
+CLASS_COLOURS = ["#d9d9d9", "#fdcc8a", "#fc8d59", "#b30000"]
+"""Colours of the RTS classes, none to high (grey, then light to dark red); more classes
+take a sequential colour map."""
+
+
+def class_legend(ds, layer: str) -> tuple[list[tuple[int, str]], str] | None:
+    """The classes of a class layer (``rts_class``, ``pred_class``): ``[(class value,
+    legend entry)]``, each entry the class's name and its range of RTS area in % of land
+    from the labels' ``bin_edges`` (``low (<= 0.01 %)``), and what the ranges measure
+    (empty without edges); None for other layers."""
+    name, cls = split_layer(layer)
+    if cls is not None or name not in ds or "flag_meanings" not in ds[name].attrs:
+        return None
+    da = ds[name]
+    meanings = da.attrs["flag_meanings"].split()
+    values = [int(v) for v in da.attrs.get("flag_values", range(len(meanings)))]
+    names = class_labels(da, values)
+    edges = (ds["rts_class"].attrs.get("bin_edges") if "rts_class" in ds else None) or []
+    if len(edges) + 2 != len(values):
+        return list(zip(values, names)), ""
+    pct = [f"{100 * float(e):.3g}" for e in edges]
+    ranges = ([f"<= {pct[0]} %"] + [f"{a}-{b} %" for a, b in zip(pct[:-1], pct[1:])]
+              + [f"> {pct[-1]} %"])
+    return ([(values[0], names[0])] + [(v, f"{n} ({r})") for v, n, r in
+                                       zip(values[1:], names[1:], ranges)],
+            "RTS area in % of land")
+
+
+def class_colours(n: int) -> list[str]:
+    """``n`` colours for classes ordered from none to the densest: grey, then light to
+    dark red (interpolated when there are more than four)."""
+    if n <= len(CLASS_COLOURS):
+        return CLASS_COLOURS[:n]
+    lo, hi = (np.array([int(c[i:i + 2], 16) for i in (1, 3, 5)]) for c in
+              (CLASS_COLOURS[1], CLASS_COLOURS[-1]))
+    steps = np.linspace(0.0, 1.0, n - 1)[:, None]
+    return [CLASS_COLOURS[0]] + ["#" + "".join(f"{int(round(v)):02x}" for v in rgb)
+                                 for rgb in lo + steps * (hi - lo)]
+
+
 def model_class_labels(model) -> list[str]:
     """Names of a model's classes in the order of its outputs: its ``classes`` (the
     labels' ``flag_meanings`` when it was trained) at its label values."""

@@ -12,7 +12,14 @@ import holoviews as hv
 import numpy as np
 import panel as pn
 
-from .layers import class_labels, default_layer, is_prediction, split_layer
+from .layers import (
+    class_colours,
+    class_labels,
+    class_legend,
+    default_layer,
+    is_prediction,
+    split_layer,
+)
 from .lookup import land_image, to_polar
 from .selection import Selection
 from .view import View
@@ -46,13 +53,24 @@ def colorbar_title(long: str, units: str | None) -> str:
     return f"{long} [{units}]" if units else long
 
 
-def _retitle_colorbar(plot, element):
-    """Set the colour bar's title from the frame shown: HoloViews titles it once, from
-    the first layer drawn, and keeps that title when a dynamic map changes layer."""
+def _style_colorbar(plot, element):
+    """Title the colour bar from the frame shown, and label a class layer's colours
+    with its classes: HoloViews sets both once, from the first layer drawn, and keeps
+    them when a dynamic map changes layer. The classes ride on the value dimension's
+    ``values``, their legend entries on its ``value_format``."""
+    from bokeh.models import BasicTicker, FixedTicker
+
     bar = plot.handles.get("colorbar")
-    if bar is not None:
-        value = element.vdims[0]
-        bar.title = colorbar_title(value.label, value.unit)
+    if bar is None:
+        return
+    value = element.vdims[0]
+    bar.title = colorbar_title(value.label, value.unit)
+    if value.values:
+        ticks = [int(v) for v in value.values]
+        bar.ticker = FixedTicker(ticks=ticks)
+        bar.major_label_overrides = {v: value.value_format(v) for v in ticks}
+    elif not isinstance(bar.ticker, BasicTicker):
+        bar.ticker, bar.major_label_overrides = BasicTicker(), {}
 
 
 class MapView(View):
@@ -116,13 +134,24 @@ class MapView(View):
         bounds = (xr_[0], yr_[0], xr_[1], yr_[1])
         img, idx = self.image(xr_, yr_, layer)
         long, units = s.describe(layer)
-        lo, hi = robust_range(s.values(layer))
-        clim = (lo if vmin is None else vmin, hi if vmax is None else vmax)
+        legend = class_legend(s.dataset, layer)
+        if legend:  # a colour per class, named on the colour bar
+            classes, entries = [v for v, _ in legend[0]], dict(legend[0])
+            if legend[1]:
+                long = f"{long} ({legend[1]})"
+            value = hv.Dimension("value", label=long, values=classes,
+                                 value_format=lambda v: entries.get(int(v), str(v)))
+            colours = dict(zip(classes, class_colours(len(classes))))
+            cmap = [colours.get(v, "#ffffff") for v in range(classes[0], classes[-1] + 1)]
+            clim = (classes[0] - 0.5, classes[-1] + 0.5)
+        else:
+            value = hv.Dimension("value", label=long, unit=units or None)
+            lo, hi = robust_range(s.values(layer))
+            clim = (lo if vmin is None else vmin, hi if vmax is None else vmax)
         kdims = ["x", "y"]
-        cells = hv.Image(img, bounds=bounds, kdims=kdims,
-                         vdims=[hv.Dimension("value", label=long, unit=units or None)]).opts(
+        cells = hv.Image(img, bounds=bounds, kdims=kdims, vdims=[value]).opts(
             cmap=cmap, clim=clim, colorbar=True, clabel=colorbar_title(long, units),
-            tools=["hover", "tap"], alpha=0.9, hooks=[_retitle_colorbar])
+            tools=["hover", "tap"], alpha=0.9, hooks=[_style_colorbar])
         layers = [cells]
         # the highlight is always a layer (a pixel off the view when no box is chosen): an
         # overlay that changes its layers from one frame to the next is not redrawn right
