@@ -63,9 +63,11 @@ def test_selection_follows_the_store(sel, cube):
     assert sel.grid == "h3" and sel.param.level.objects == [2, 3]
     sel.level = 3
     assert sel.run == cube[1]
-    assert sel.layer == "pred_proba:1"  # predictions first where they exist
+    assert sel.layer == "pred_any"  # P(any RTS) first where there are predictions
     v = sel.values("pred_proba:1", 2022)
     np.testing.assert_array_equal(v, sel.dataset.pred_proba.sel(year=2022, **{"class": 1}))
+    np.testing.assert_allclose(sel.values("pred_any", 2022),
+                               1 - sel.dataset.pred_proba.sel(year=2022, **{"class": 0}))
     sel.grid = "healpix"
     assert sel.level == 4 and not sel.has_predictions and sel.run is None
     assert sel.layer == "rts_density"
@@ -74,7 +76,7 @@ def test_selection_follows_the_store(sel, cube):
 def test_layers_decode_names_classes_and_sources(store):
     ds = store.dataset("h3", 3)
     menu = layer_menu(ds)
-    assert menu["Predictions"] == {"predicted class": "pred_class",
+    assert menu["Predictions"] == {"P(any RTS)": "pred_any", "predicted class": "pred_class",
                                    "prediction entropy": "pred_entropy",
                                    "P(none)": "pred_proba:0", "P(low)": "pred_proba:1",
                                    "P(medium)": "pred_proba:2", "P(high)": "pred_proba:3"}
@@ -85,6 +87,7 @@ def test_layers_decode_names_classes_and_sources(store):
     assert split_layer("pred_proba:2") == ("pred_proba", 2)
     assert split_layer("era5_tdd_sum") == ("era5_tdd_sum", None)
     assert describe(ds, "pred_proba:3") == ("predicted probability, P(high)", "")
+    assert describe(ds, "pred_any") == ("predicted probability of any RTS, 1 - P(none)", "")
     assert class_labels(ds.rts_class, [0.0, 3.0, 7.0]) == ["none", "high", "7"]
     assert class_labels(ds.pred_class, [1]) == ["low"]
 
@@ -102,7 +105,7 @@ def test_the_page_composes_the_views_and_the_sidebar_follows(sel, cube):
     assert f"Cube: `{cube[0]}`" in page.sidebar[-1].object
     note = next(w for w in page.sidebar if isinstance(w, pn.pane.Alert))
     csv = pn.Column(*page.sidebar).select(pn.widgets.FileDownload)[0]
-    assert not note.visible and csv.filename == "h33_pred_proba_1_2022.csv"
+    assert not note.visible and csv.filename == "h33_pred_any_2022.csv"
     sel.grid = "healpix"
     assert note.visible and csv.filename == "healpix4_rts_density_2022.csv"
 
@@ -120,7 +123,7 @@ def test_names_from_a_link_are_only_matched_against_the_cube_and_runs(sel, cube)
     kept = apply_query(sel, {"grid": "../../etc", "level": "3", "layer": "/etc/passwd",
                              "run": "../../../etc/passwd", "box": "-5"})
     assert kept == {"level": "3"}
-    assert (sel.grid, sel.level, sel.layer, sel.run) == ("h3", 3, "pred_proba:1", cube[1])
+    assert (sel.grid, sel.level, sel.layer, sel.run) == ("h3", 3, "pred_any", cube[1])
     with pytest.raises(ValueError):
         sel.run = "../../etc"
     with pytest.raises(ValueError):
@@ -192,7 +195,7 @@ def test_the_colour_bar_is_titled_by_the_layer_shown(sel):
     def titles():
         return [bar.title for bar in plot.state.select(ColorBar)]
 
-    assert titles() == ["predicted probability, P(low)"]
+    assert titles() == ["predicted probability of any RTS, 1 - P(none)"]
     sel.layer = "era5_tdd_sum"
     assert titles() == ["thawing degree days [degC day]"]
     # a class layer: one colour per class, each named with its density range

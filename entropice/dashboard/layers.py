@@ -1,7 +1,8 @@
 """How a group's variables read as the dashboard's layers, one rule each.
 
-A layer is a variable of a group, or one class of the predicted probabilities written
-``"pred_proba:<class>"``; a class is named by its variable's CF ``flag_meanings`` (a
+A layer is a variable of a group, one class of the predicted probabilities written
+``"pred_proba:<class>"``, or the probability of any RTS (``"pred_any"``, one minus that of
+the first class, none); a class is named by its variable's CF ``flag_meanings`` (a
 model keeps those of its labels); a feature's source is its ``source`` attribute
 (written by the stage that made it).
 """
@@ -18,6 +19,8 @@ CELL_LAYERS = ["land_fraction", "area_km2"]
 PREDICTIONS = {"predicted class": "pred_class", "prediction entropy": "pred_entropy"}
 PROBA = "pred_proba"
 """The predicted probabilities (year, cells, class): one layer per class."""
+ANY = "pred_any"
+"""The predicted probability of any RTS: one minus that of the first class (none)."""
 
 
 def proba_layer(c) -> str:
@@ -38,7 +41,7 @@ def column_name(layer: str) -> str:
 
 def is_prediction(layer: str) -> bool:
     """Whether a layer is one of a model's predictions."""
-    return split_layer(layer)[0] in (PROBA, *PREDICTIONS.values())
+    return split_layer(layer)[0] in (PROBA, ANY, *PREDICTIONS.values())
 
 
 def has_predictions(ds) -> bool:
@@ -123,7 +126,7 @@ def layer_menu(ds) -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
     if has_predictions(ds):
         classes = ds[PROBA]["class"].values
-        out["Predictions"] = {**PREDICTIONS, **{
+        out["Predictions"] = {"P(any RTS)": ANY, **PREDICTIONS, **{
             f"P({name})": proba_layer(c)
             for name, c in zip(class_labels(ds.pred_class, classes), classes)}}
     labels = {v: v for v in LABEL_LAYERS if v in ds}
@@ -141,9 +144,9 @@ def layer_names(ds) -> list[str]:
 
 
 def default_layer(layers: list[str]) -> str:
-    """The layer a group opens on: the probability of the first RTS class, else the RTS
-    density, else the first."""
-    for name in (proba_layer(1), "rts_density"):
+    """The layer a group opens on: the probability of any RTS, else the RTS density, else
+    the first."""
+    for name in (ANY, "rts_density"):
         if name in layers:
             return name
     return layers[0]
@@ -152,6 +155,9 @@ def default_layer(layers: list[str]) -> str:
 def values(ds, layer: str, year) -> np.ndarray:
     """A layer's value in every cell of a group in a year (float, NaN where missing)."""
     name, cls = split_layer(layer)
+    if name == ANY and PROBA in ds:
+        first = ds[PROBA]["class"].values[0]
+        return 1.0 - values(ds, proba_layer(first), year)
     if name not in ds:
         raise KeyError(f"the group has no variable {name!r}.")
     da = ds[name]
@@ -165,6 +171,9 @@ def values(ds, layer: str, year) -> np.ndarray:
 def describe(ds, layer: str) -> tuple[str, str]:
     """(long name, units) of a layer; units are empty for pure numbers."""
     name, cls = split_layer(layer)
+    if name == ANY:
+        none = class_labels(ds.pred_class, ds[PROBA]["class"].values[:1])[0]
+        return f"predicted probability of any RTS, 1 - P({none})", ""
     attrs = ds[name].attrs
     long = attrs.get("long_name", name)
     if cls is not None:

@@ -18,7 +18,7 @@ from .layers import (
     class_legend,
     default_layer,
     is_prediction,
-    split_layer,
+    layer_names,
 )
 from .lookup import land_image, to_polar
 from .selection import Selection
@@ -128,7 +128,7 @@ class MapView(View):
         s = self.selection
         grid, level, year, layer, run = s.grid, s.level, s.year, s.layer, s.run
         cmap, vmin, vmax, box = s.cmap, s.vmin, s.vmax, s.box
-        if split_layer(layer)[0] not in s.dataset:
+        if layer not in layer_names(s.dataset):
             layer = default_layer(s.param.layer.objects)
         xr_, yr_ = self._extent(x_range, y_range)
         bounds = (xr_[0], yr_[0], xr_[1], yr_[1])
