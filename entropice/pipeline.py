@@ -400,6 +400,15 @@ def _bbox(cfg):
     return (-180.0, max(-90.0, float(cfg["domain"]["min_lat"]) - 1.0), 180.0, 90.0)
 
 
+def _finest(cfg) -> dict:
+    """The finest configured level of each grid system: every level of a system is
+    derived from it, whichever groups are redone."""
+    finest = {}
+    for name, level in _groups(cfg):
+        finest[name] = max(finest.get(name, level), level)
+    return finest
+
+
 def stage_arcticdem(cfg, *, force=False, quiet=False):
     """Terrain statistics from ArcticDEM per cell: the terrain computed once, and every
     level of a grid system from one pixel index (``arcticdem.to_levels``)."""
@@ -409,10 +418,7 @@ def stage_arcticdem(cfg, *, force=False, quiet=False):
     inputs = _fingerprints(cfg, paths)
     stats = tuple(cfg.get("arcticdem", {}).get("stats", arcticdem.STATS))
     results = {}
-    # every level of a grid system from its finest configured one, whichever are redone
-    finest = {}
-    for name, level in _groups(cfg):
-        finest[name] = max(finest.get(name, level), level)
+    finest = _finest(cfg)
 
     def prepare(todo, scratch):
         log.info("arcticdem: terrain onto %s in one pass",
@@ -439,9 +445,7 @@ def stage_alphaearth(cfg, *, force=False, quiet=False):
     inputs = _fingerprints(cfg, paths)
     n_pc = cfg.get("alphaearth", {}).get("n_components") or None
     results = {}
-    finest = {}
-    for name, level in _groups(cfg):
-        finest[name] = max(finest.get(name, level), level)
+    finest = _finest(cfg)
 
     def prepare(todo, scratch):
         rasters = alphaearth.open(paths, bbox=_bbox(cfg), keep_years=cfg["domain"].get("years"))

@@ -670,5 +670,5 @@ def test_bilinear_samples_equal_the_numpy_formula(ny, nx, dtype, with_nodata, se
     nd = 0.0 if nodata is None else float(nodata)
     np.testing.assert_array_equal(_kernels.bilinear(data, row, col, nd, with_nodata), expected)
     rows, cols, w = raster_module._corners(row, col, data.shape)
-    np.testing.assert_array_equal(raster_module._interpolate(data[rows, cols], w, nodata),
+    np.testing.assert_array_equal(_kernels.interpolate(data[rows, cols], w, nd, with_nodata),
                                   expected)

@@ -417,13 +417,6 @@ def _corners(row, col, shape):
     return rows, cols, w
 
 
-def _interpolate(vals, w, nodata):
-    """Bilinear values from the corners' values and weights (4, n); missing corners are
-    left out and the weights renormalised (``_kernels.interpolate``)."""
-    return _kernels.interpolate(vals, w, 0.0 if nodata is None else float(nodata),
-                                nodata is not None)
-
-
 def _bilinear(slices, row, col, nodata):
     """Bilinear samples of each 2-D slice at fractional (row, col), one slice at a time;
     dask-backed slices are read in one pass, only at the pixels needed."""
@@ -434,7 +427,7 @@ def _bilinear(slices, row, col, nodata):
 
     rows, cols, w = _corners(row, col, slices[0].shape)
     got = dask.compute(*[sl.data.vindex[rows.ravel(), cols.ravel()] for sl in slices])
-    return (_interpolate(g.reshape(rows.shape), w, nodata) for g in got)
+    return (_kernels.interpolate(g.reshape(rows.shape), w, nd, has) for g in got)
 
 
 # -- the grids reduced onto ------------------------------------------------------------------

@@ -53,10 +53,16 @@ def class_labels(da, classes) -> list[str]:
     """Names of class values of a class variable (``rts_class``, ``pred_class``): its
     ``flag_meanings`` matched to its ``flag_values`` (else to 0, 1, ...); the value itself
     where it has no name."""
-    meanings = da.attrs.get("flag_meanings", "").split()
-    names = {int(v): m for v, m in zip(da.attrs.get("flag_values", range(len(meanings))),
-                                       meanings)}
+    names = _flag_names(da)
     return [names.get(int(c), str(int(c))) for c in classes]
+
+
+def _flag_names(da) -> dict[int, str]:
+    """A class variable's ``{value: name}``: its ``flag_meanings`` matched to its
+    ``flag_values`` (else to 0, 1, ...)."""
+    meanings = da.attrs.get("flag_meanings", "").split()
+    return {int(v): m for v, m in zip(da.attrs.get("flag_values", range(len(meanings))),
+                                      meanings)}
 
 
 CLASS_COLOURS = ["#d9d9d9", "#fdcc8a", "#fc8d59", "#b30000"]
@@ -72,10 +78,8 @@ def class_legend(ds, layer: str) -> tuple[list[tuple[int, str]], str] | None:
     name, cls = split_layer(layer)
     if cls is not None or name not in ds or "flag_meanings" not in ds[name].attrs:
         return None
-    da = ds[name]
-    meanings = da.attrs["flag_meanings"].split()
-    values = [int(v) for v in da.attrs.get("flag_values", range(len(meanings)))]
-    names = class_labels(da, values)
+    flags = _flag_names(ds[name])
+    values, names = list(flags), list(flags.values())
     edges = (ds["rts_class"].attrs.get("bin_edges") if "rts_class" in ds else None) or []
     if len(edges) + 2 != len(values):
         return list(zip(values, names)), ""

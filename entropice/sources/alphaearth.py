@@ -184,6 +184,12 @@ def to_levels(rasters, grids, *, n_components=None, min_lat: float = DEFAULT_MIN
     systems = {}
     for g in grids:
         systems.setdefault(g.name, []).append(g)
+    passes = {}  # per grid system: the level it is derived from, and bands per pass
+    for name, system in systems.items():
+        base = [f for f in finest if f.name == name]
+        n_cells = sum(len(cells[g.name, g.level].cell_ids) for g in system) + sum(
+            len(f.cells(min_lat).cell_ids) for f in base if f not in system)
+        passes[name] = base, int(min(len(bands), max(1, PASS_BYTES // (40 * n_cells))))
 
     for y in years:
         da = rasters[y]
@@ -191,10 +197,7 @@ def to_levels(rasters, grids, *, n_components=None, min_lat: float = DEFAULT_MIN
             raise ValueError(f"AlphaEarth year {y} has bands {list(da.band.values)[:3]}...; "
                              f"year {years[0]} has {bands[:3]}...")
         for name, system in systems.items():
-            base = [f for f in finest if f.name == name]
-            n_cells = sum(len(cells[g.name, g.level].cell_ids) for g in system) + sum(
-                len(f.cells(min_lat).cell_ids) for f in base if f not in system)
-            step = int(min(len(bands), max(1, PASS_BYTES // (40 * n_cells))))
+            base, step = passes[name]
             means = {(g.name, g.level): np.empty((len(bands), len(cells[g.name, g.level]
                                                                  .cell_ids)), np.float32)
                      for g in system}
