@@ -10,9 +10,11 @@ import pandas as pd
 import panel as pn
 import pytest
 import small_cube
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from entropice.dashboard import build
-from entropice.dashboard.boxes_view import BoxesView, box_table
+from entropice.dashboard.boxes_view import BoxesView, box_rule, box_table
 from entropice.dashboard.data_view import DataView, by_class
 from entropice.dashboard.downloads import layer_csv, layer_geoparquet
 from entropice.dashboard.evaluation_view import EvaluationView, metrics_table
@@ -24,13 +26,22 @@ from entropice.dashboard.layers import (
     model_class_labels,
     split_layer,
 )
-from entropice.dashboard.lookup import PixelLookup, land_image, to_polar
+from entropice.dashboard.lookup import (
+    PixelLookup,
+    graticule_image,
+    land_image,
+    pixel_lonlat,
+    to_polar,
+)
 from entropice.dashboard.map_view import MapView, home_extent
-from entropice.dashboard.page import App, apply_query, cube_path
+from entropice.dashboard.page import URL_STATE, App, apply_query, cube_path
 from entropice.dashboard.relevance_view import RelevanceView, importance, is_flat, weights
 from entropice.dashboard.selection import Selection
+from entropice.dashboard.space_view import SpaceView, cell_table
 from entropice.dashboard.store import CubeStore
 from entropice.grids import get_grid
+
+hv.extension("bokeh")  # as the served page does: the map's options need a backend
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +112,7 @@ def test_a_missing_cube_says_to_run_the_demo(tmp_path):
 def test_the_page_composes_the_views_and_the_sidebar_follows(sel, cube):
     app = App(selection=sel)
     page = app.page()
-    assert len(page.main[0]) == 5  # the tabs: map, boxes, relevance, evaluation, data
+    assert len(page.main[0]) == 6  # map, boxes, feature space, relevance, evaluation, data
     assert f"Cube: `{cube[0]}`" in page.sidebar[-1].object
     note = next(w for w in page.sidebar if isinstance(w, pn.pane.Alert))
     csv = pn.Column(*page.sidebar).select(pn.widgets.FileDownload)[0]
@@ -136,6 +147,39 @@ def test_names_from_a_link_are_only_matched_against_the_cube_and_runs(sel, cube)
         sel.store.run_store.path("../../etc")
 
 
+def test_a_link_keeps_colours_tab_and_extent_and_drops_what_would_break_a_session(sel):
+    kept = apply_query(sel, {"level": "3", "box": "1", "cmap": "magma", "vmin": "0.1",
+                             "vmax": "0.9", "fit": "true", "scale": "log", "tab": "Boxes",
+                             "x0": "-2e6", "x1": "0", "y0": "-2e6", "y1": "0"})
+    assert len(kept) == 12
+    assert (sel.box, sel.cmap, sel.vmin, sel.vmax, sel.fit, sel.scale, sel.tab) == (
+        1, "magma", 0.1, 0.9, True, "log", "Boxes")
+    assert (sel.x0, sel.x1, sel.y0, sel.y1) == (-2e6, 0.0, -2e6, 0.0)
+    bad = {"box": "inf", "vmin": "nan", "vmax": "-inf", "fit": "1e400", "scale": "sqrt",
+           "tab": "../etc", "x0": "1", "x1": "1", "y0": "1", "y1": "1"}
+    assert apply_query(sel, bad) == {}
+    assert apply_query(sel, {"box": str(sel.n_boxes)}) == {}  # no such box
+    assert apply_query(sel, {"x0": "0", "x1": "1e30", "y0": "0", "y1": "1"}) == {}
+    assert apply_query(sel, {"vmin": "2", "vmax": "1"}) == {}
+    assert (sel.vmin, sel.vmax) == (None, None)
+    sel.param.update(box=-1, cmap="viridis", fit=False, scale="linear", tab="Map", x0=None,
+                     x1=None, y0=None, y1=None)
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(st.sampled_from(URL_STATE), st.one_of(
+    st.text(max_size=12), st.floats(allow_nan=True, allow_infinity=True).map(str),
+    st.integers(-10**30, 10**30).map(str)), max_size=8))
+def test_no_link_breaks_the_map(sel, query):
+    """Whatever a link holds, the selection stays one the map draws."""
+    apply_query(sel, query)
+    view = MapView(selection=sel)
+    frame = view._render()
+    assert "cells" in view.status.object and frame.Image.I.data.size
+    sel.param.update(box=-1, vmin=None, vmax=None, x0=None, x1=None, y0=None, y1=None)
+
+
 def test_pixel_lookup_finds_each_pixels_cell():
     grid = get_grid("h3", 3)
     ids = np.sort(grid.domain_ids())
@@ -158,6 +202,17 @@ def test_land_and_coastline_ship_offline():
     assert 0.2 < np.isfinite(img).mean() < 0.8
     coast = img == 2
     assert 0.01 < coast.mean() < 0.2  # a thin line between land and water
+    # the graticule: one-pixel lines on the parallels and meridians, nowhere else
+    grat = graticule_image((-4e6, 4e6), (-4e6, 4e6), 200, 200)
+    lon, lat = pixel_lonlat((-4e6, 4e6), (-4e6, 4e6), 200, 200)
+    step = 0.4  # degrees of latitude in a 40 km pixel, and a little more
+    near_parallel = np.abs(lat - 10 * np.round(lat / 10)) < step
+    dlon = np.abs(((lon + 180) % 30 + 15) % 30 - 15)  # to the nearest meridian
+    near_meridian = dlon * np.cos(np.radians(lat)) < 2 * step
+    assert grat.any() and (near_parallel | near_meridian)[grat].all()
+    g = np.pad(grat, 1)  # 60 N drawn all round: on or beside every pixel at 60 N
+    beside = g[1:-1, 1:-1] | g[:-2, 1:-1] | g[2:, 1:-1] | g[1:-1, :-2] | g[1:-1, 2:]
+    assert beside[np.abs(lat - 60) < 0.15].mean() > 0.95
     # Greenland's ice sheet is land, the North Pole is water
     x, y = to_polar([-40.0, 0.0], [75.0, 90.0])
     for xi, yi, want in zip(x, y, [1.0, None]):
@@ -214,17 +269,64 @@ def test_the_colour_bar_is_titled_by_the_layer_shown(sel):
     assert titles() == ["RTS area over land area"] and bar.major_label_overrides == {}
 
 
-def test_zoomed_in_cells_are_outlined_with_their_details(sel):
+def test_zoomed_in_cells_are_outlined_and_the_hover_names_their_values(sel):
+    """Few cells in view: outlined, with no hover of their own; the image's one hover
+    names the layer's value, the RTS label by class and P(any RTS), without coordinates."""
+    from bokeh.models import HoverTool
+
+    hv.extension("bokeh")
     sel.level = 3
     view = MapView(selection=sel)
     lat, lon = sel.dataset.lat.values[100], sel.dataset.lon.values[100]
     x, y = to_polar(lon, lat)
     sel.layer = "pred_class"
     out = view._render(x_range=(x - 2e5, x + 2e5), y_range=(y - 2e5, y + 2e5))
-    polys = out.Polygons.I
-    assert "probabilities" in polys.vdims[-1].name
-    cells = polys.dimension_values("cell", expanded=False)
-    assert any(c == format(int(sel.dataset.cell_ids.values[100]), "x") for c in cells)
+    assert 0 < len(out.Polygons.I.split()) <= 400 and out.Polygons.I.vdims == []
+    image = out.Image.I
+    assert [d.name for d in image.vdims] == ["value", "rts_label", "p_any"]
+    _, idx = view.image((x - 2e5, x + 2e5), (y - 2e5, y + 2e5))
+    ok = idx >= 0
+    np.testing.assert_allclose(image.dimension_values("p_any", flat=False)[::-1][ok],
+                               sel.values("pred_any")[idx[ok]], rtol=1e-6)
+    sel.param.update(x0=x - 2e5, x1=x + 2e5, y0=y - 2e5, y1=y + 2e5)
+    plot = hv.renderer("bokeh").get_plot(view.plot)
+    hovers = [t for t in plot.state.select(HoverTool) if t.tooltips]
+    assert len(hovers) == 1
+    tips = dict(hovers[0].tooltips)
+    assert list(tips) == ["predicted RTS class (RTS area in % of land)", "RTS label",
+                          "P(any RTS)"]
+    assert "class_names" not in tips and "$x" not in str(tips)
+    code = hovers[0].formatters["@image"].code
+    assert '"3": "high"' in code and "toLocaleString" in code
+    sel.layer = "era5_tdd_sum"  # the names follow the layer
+    assert list(dict(hovers[0].tooltips))[0] == "thawing degree days [degC day]"
+    assert '"3"' not in hovers[0].formatters["@image"].code
+
+
+def test_colour_range_fits_the_view_and_scales_logarithmically(sel):
+    from bokeh.models import ColorBar
+
+    hv.extension("bokeh")
+    sel.level = 3
+    sel.layer = "era5_tdd_sum"
+    view = MapView(selection=sel)
+    k = int(np.nanargmax(sel.values()))
+    x, y = to_polar(sel.dataset.lon.values[k], sel.dataset.lat.values[k])
+    near = dict(x_range=(x - 3e5, x + 3e5), y_range=(y - 3e5, y + 3e5))
+    whole = view._render(**near).Image.I.opts.get().kwargs["clim"]
+    sel.fit = True
+    fitted = view._render(**near).Image.I.opts.get().kwargs["clim"]
+    assert fitted != whole and fitted[1] > whole[1]  # the warmest cells, in view
+    sel.param.update(fit=False, scale="log")
+    img = view._render(**near).Image.I
+    assert img.vdims[0].name == "log10"
+    lo, hi = img.opts.get().kwargs["clim"]
+    assert np.isclose(10 ** hi, whole[1]) and np.isclose(10 ** lo, whole[0])
+    plot = hv.renderer("bokeh").get_plot(view.plot)
+    bar, = plot.state.select(ColorBar)
+    assert all(float(v.replace(",", "")) == 10.0 ** t
+               for t, v in bar.major_label_overrides.items())
+    assert bar.title.endswith("(log scale) [degC day]")
 
 
 def test_a_clicked_cell_shows_its_details(sel):
@@ -238,6 +340,7 @@ def test_a_clicked_cell_shows_its_details(sel):
     text = view.details.object
     assert format(int(ds.cell_ids.values[k]), "x") in text
     assert "predicted:" in text and "label:" in text and "km²" in text
+    assert f"box {int(sel.cell_boxes()[k])}" in text
     view.tap.event(x=9e6, y=9e6)
     assert "No cell" in view.details.object
 
@@ -253,8 +356,51 @@ def test_boxes_view(sel):
     view.box_select.value = int(boxes[0])
     assert sel.box == int(boxes[0])
     pn.panel(view).get_root()
+    view._choose(x=f"box {boxes[1]}")  # a click on the heat map's column
+    assert sel.box == int(boxes[1]) and view.box_select.value == int(boxes[1])
+    heat = view.plots()[1].object
+    span = heat.VSpan.I.data
+    assert list(span) == [1, 2]  # over the second column, not half a column off
+    rule = box_rule(sel, sel.box)
+    cells = int((sel.cell_boxes() == sel.box).sum())
+    assert f"**Box {boxes[1]}**: {cells:,} of the group's" in rule
+    assert "thawing degree days (`era5_tdd_sum`)" in rule and "degC day" in rule
+    assert "Box" in view.plots()[0].object
     sel.grid = "healpix"
     assert isinstance(view.plots(), pn.pane.Alert)
+
+
+def test_feature_space_brushes_cells_onto_the_map(sel):
+    sel.level = 3
+    view = SpaceView(selection=sel)
+    model = sel.store.model(sel.run)
+    w = model.estimator.feature_weights_
+    assert [view.x, view.y] == [model.meta["feature_names"][j] for j in np.argsort(-w)[:2]]
+    pn.panel(view).get_root()
+    df, colours = cell_table(sel, view.x, view.y, "RTS label")
+    assert list(colours)[:4] == ["none", "low", "medium", "high"] and "not mapped" in colours
+    assert len(df) == np.isfinite(sel.values(view.x) + sel.values(view.y)).sum()
+    labelled = np.isfinite(sel.values("rts_class"))
+    assert (df.category != "not mapped").sum() == labelled.sum()
+    df, _ = cell_table(sel, view.x, view.y, "box")
+    assert set(df.category) <= {f"box {k}" for k in range(sel.n_boxes)}
+    # a brushed rectangle: its cells, and only they, light up on the map
+    x0, x1 = np.percentile(df[view.x], [20, 60])
+    y0, y1 = np.percentile(df[view.y], [20, 60])
+    view._brushed(bounds=(x0, y0, x1, y1))
+    inside = ((df[view.x] >= x0) & (df[view.x] <= x1) & (df[view.y] >= y0)
+              & (df[view.y] <= y1)).sum()
+    assert sel.brushed().sum() == inside > 0
+    assert f"{inside:,} cells brushed" in view.status().object
+    map_view = MapView(selection=sel)
+    frame = map_view._render()
+    assert np.isfinite(frame.Image.II.data).any()
+    assert f"{inside:,} cells lit" in map_view.status.object
+    view._brushed(bounds=None)
+    assert sel.brush is None and not sel.brushed().any()
+    sel.brush = (view.x, view.y, x0, x1, y0, y1)
+    sel.level = 2  # another group: the brush goes
+    assert sel.brush is None
 
 
 def test_relevance_view(sel):
@@ -272,6 +418,15 @@ def test_relevance_view(sel):
     pn.panel(RelevanceView(selection=sel)).get_root()
     shown = RelevanceView(selection=sel).current().objects
     assert any(isinstance(o, pn.pane.Alert) and "flat" in o.object for o in shown)
+    # a click on a feature's bar shows it on the map; on the heat map, in its group
+    view = RelevanceView(selection=sel)
+    view.show("dem_slope_mean")
+    assert (sel.layer, sel.tab) == ("dem_slope_mean", "Map")
+    sel.tab = "Feature relevance"
+    view.show("era5_tdd_sum", "h3 2")
+    assert (sel.level, sel.layer, sel.tab) == (2, "era5_tdd_sum", "Map")
+    view.show("not_a_feature", "../etc 9")
+    assert (sel.grid, sel.level, sel.layer) == ("h3", 2, "era5_tdd_sum")
 
 
 def test_evaluation_view(sel):
@@ -285,9 +440,18 @@ def test_evaluation_view(sel):
 def test_data_view(sel):
     sel.level = 3
     df = by_class(sel.dataset, "era5_tdd_sum", 2021)
-    assert set(df["class"]) <= {"none", "low", "medium", "high"}
+    assert list(df["class"].cat.categories) == ["none", "low", "medium", "high"]
+    assert df["class"].is_monotonic_increasing
     assert len(df) == np.isfinite(sel.dataset.rts_class.sel(year=2021)).sum()
-    pn.panel(DataView(selection=sel)).get_root()
+    view = DataView(selection=sel)
+    pn.panel(view).get_root()
+    sel.layer = "dem_slope_mean"  # follows the map's layer ...
+    assert view.feature == "dem_slope_mean"
+    view.feature = "era5_tdd_sum"  # ... and sets it
+    assert sel.layer == "era5_tdd_sum"
+    violin = view.plot()
+    assert violin.dimension_values("class", expanded=False).tolist() == [
+        "none", "low", "medium", "high"][:len(set(df["class"]))]
 
 
 def test_downloads_hold_the_current_layer(sel):
@@ -295,9 +459,22 @@ def test_downloads_hold_the_current_layer(sel):
     sel.layer = "era5_tdd_sum"
     csv = pd.read_csv(layer_csv(sel))
     assert len(csv) == sel.dataset.sizes["cells"]
-    np.testing.assert_allclose(csv.era5_tdd_sum, sel.values(), rtol=1e-6)
+    np.testing.assert_allclose(csv["era5_tdd_sum [degC day]"], sel.values(), rtol=1e-6)
     gdf = gpd.read_parquet(io.BytesIO(layer_geoparquet(sel).getvalue()))
     assert gdf.crs.to_epsg() == 4326 and len(gdf) == len(csv)
+    # zoomed in: only the cells in view; a class layer with names; predictions with the
+    # run and without the cells over water
+    x, y = to_polar(sel.dataset.lon.values, sel.dataset.lat.values)
+    sel.param.update(x0=-2e6, x1=0.0, y0=-2e6, y1=0.0, layer="pred_class")
+    inside = (x >= -2e6) & (x <= 0) & (y >= -2e6) & (y <= 0)
+    land = sel.dataset.land_fraction.values > 0
+    csv = pd.read_csv(layer_csv(sel))
+    assert 0 < len(csv) == (inside & land).sum() < sel.dataset.sizes["cells"]
+    assert set(csv.class_name) <= {"none", "low", "medium", "high"}
+    assert (csv.run_id == sel.run).all()
+    sel.layer = "pred_proba:3"
+    assert "P(high)" in pd.read_csv(layer_csv(sel)).columns
+    sel.param.update(x0=None, x1=None, y0=None, y1=None)
     assert gdf.geometry.is_valid.all()
 
 

@@ -1,5 +1,6 @@
 """The learned boxes: their centres over the most relevant features, their label
-probabilities and sizes; choosing a box highlights its cells on the map."""
+probabilities and sizes; choosing a box (in the menu or by clicking the heat map)
+highlights its cells on the map and states its rule in the features' own units."""
 
 from __future__ import annotations
 
@@ -12,6 +13,11 @@ from .layers import model_class_labels
 from .view import View
 
 TOP_FEATURES = 15
+RULE_FEATURES = 4
+"""Features a box's rule names: those that set it most apart (weight x distance)."""
+ABOUT = ("eSPA+ divides the feature space into *boxes*, each around a centre. A cell "
+         "belongs to the box whose centre is nearest in the weighted features, and takes "
+         "that box's label probabilities, learned from the training cells in it.")
 CLASS_COLOURS = ["#d9d9d9", "#fdae61", "#f46d43", "#a50026", "#67001f", "#000000"]
 
 
@@ -25,6 +31,51 @@ def box_table(model, top=TOP_FEATURES):
     boxes = np.argsort(proba[:, 0]) if proba.shape[1] > 1 else np.arange(len(proba))
     return names[order], est.boxes_[np.ix_(boxes, order)], proba[boxes], est.box_counts_[
         boxes], boxes
+
+
+def _fmt(v: float) -> str:
+    """Four significant digits with thousands separated, never scientific notation."""
+    return f"{float(f'{v:.4g}'):,}".removesuffix(".0")
+
+
+def box_rule(selection, box: int) -> str:
+    """A box in words (Markdown): how many of the group's cells fall in it in the selected
+    year and how many of those labelled hold RTS, its P(any RTS) in training, and the
+    middle half of its cells' values of the features that set it most apart, in their
+    units (``thawing degree days: 1,210-1,580 degC day``)."""
+    s = selection
+    model = s.store.model(s.run)
+    est, ds = model.estimator, s.dataset
+    names = list(model.meta["feature_names"])
+    centre = est.boxes_[box]
+    apart = est.feature_weights_ * np.abs(centre)
+    apart[~est.weighted_features_] = -1.0
+    cells = s.cell_boxes() == box
+    head = (f"**Box {box}**: {int(cells.sum()):,} of the group's {cells.size:,} cells in "
+            f"{s.year}")
+    if "rts_class" in ds:
+        label = ds.rts_class.sel(year=s.year).values[cells]
+        mapped = np.isfinite(label)
+        if mapped.any():
+            head += (f"; {int(mapped.sum()):,} of them labelled, "
+                     f"{100 * float(np.mean(label[mapped] > 0)):.0f} % holding RTS")
+    proba = est.box_label_proba_[box]
+    head += (f". In training: P(any RTS) {1 - proba[0]:.2f} from "
+             f"{int(est.box_counts_[box]):,} samples.")
+    lines = [head, "", "Its cells, middle half of their values:"]
+    for j in np.argsort(-apart)[:RULE_FEATURES]:
+        if apart[j] < 0:
+            break
+        name = names[j].removesuffix("_missing")
+        v = s.values(name)[cells]
+        v = v[np.isfinite(v)]
+        long, units = s.describe(name)
+        side = "above" if centre[j] > 0 else "below"
+        where = (f"{_fmt(np.percentile(v, 25))}-{_fmt(np.percentile(v, 75))} {units}".rstrip()
+                 if len(v) else "no values")
+        lines.append(f"- {long} (`{name}`): {where} ({abs(centre[j]):.1f} sd {side} "
+                     "the mean)")
+    return "\n".join(lines)
 
 
 class BoxesView(View):
@@ -63,11 +114,11 @@ class BoxesView(View):
             cmap="RdBu_r", symmetric=True, colorbar=True, clabel="box centre (standard units)",
             xrotation=60, width=720, height=420, tools=["hover"],
             title="Box centres over the most relevant features")
-        if s.box >= 0:
-            sel = labels[list(boxes).index(s.box)] if s.box in boxes else None
-            if sel:
-                heat = heat * hv.VSpan(labels.index(sel) - 0.5, labels.index(sel) + 0.5).opts(
-                    color="#ff2d95", alpha=0.25)
+        tap = hv.streams.Tap(source=heat, x=None, y=None)
+        tap.add_subscriber(self._choose)
+        if s.box in boxes:  # a factor's slot on a categorical axis is [i, i + 1]
+            i = list(boxes).index(s.box)
+            heat = heat * hv.VSpan(i, i + 1).opts(color="#ff2d95", alpha=0.3)
         classes = model_class_labels(model)
         bars = hv.Bars([(labels[i], classes[c], float(proba[i, c]))
                         for i in range(len(boxes)) for c in range(proba.shape[1])],
@@ -78,7 +129,16 @@ class BoxesView(View):
                        kdims=["box"], vdims=["training samples"]).opts(
             width=720, height=200, xrotation=60, color="#777777", title="Box sizes",
             tools=["hover"])
-        return pn.Column(heat, bars, size)
+        rule = box_rule(s, s.box) if 0 <= s.box < len(boxes) else (
+            "*Click a box's column in the heat map, or choose it above, to see its cells on "
+            "the map and its rule here.*")
+        return pn.Column(pn.pane.Markdown(f"{ABOUT}\n\n{rule}", css_classes=["box-rule"],
+                                          width=720), heat, bars, size)
+
+    def _choose(self, x=None, y=None):
+        """A click on the heat map: the box of the column clicked."""
+        if isinstance(x, str) and x.startswith("box "):
+            self.selection.box = int(x.split()[1])
 
     def __panel__(self):
         return pn.Column(self.box_select, self.plots)

@@ -53,13 +53,13 @@ def class_labels(da, classes) -> list[str]:
     """Names of class values of a class variable (``rts_class``, ``pred_class``): its
     ``flag_meanings`` matched to its ``flag_values`` (else to 0, 1, ...); the value itself
     where it has no name."""
-    names = _flag_names(da)
+    names = class_names(da)
     return [names.get(int(c), str(int(c))) for c in classes]
 
 
-def _flag_names(da) -> dict[int, str]:
-    """A class variable's ``{value: name}``: its ``flag_meanings`` matched to its
-    ``flag_values`` (else to 0, 1, ...)."""
+def class_names(da) -> dict[int, str]:
+    """A class variable's (``rts_class``, ``pred_class``) ``{value: name}``: its
+    ``flag_meanings`` matched to its ``flag_values`` (else to 0, 1, ...)."""
     meanings = da.attrs.get("flag_meanings", "").split()
     return {int(v): m for v, m in zip(da.attrs.get("flag_values", range(len(meanings))),
                                       meanings)}
@@ -78,7 +78,7 @@ def class_legend(ds, layer: str) -> tuple[list[tuple[int, str]], str] | None:
     name, cls = split_layer(layer)
     if cls is not None or name not in ds or "flag_meanings" not in ds[name].attrs:
         return None
-    flags = _flag_names(ds[name])
+    flags = class_names(ds[name])
     values, names = list(flags), list(flags.values())
     edges = (ds["rts_class"].attrs.get("bin_edges") if "rts_class" in ds else None) or []
     if len(edges) + 2 != len(values):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -19,14 +20,19 @@ from .evaluation_view import EvaluationView
 from .layers import layer_menu
 from .map_view import MapView
 from .relevance_view import RelevanceView
-from .selection import Selection
+from .selection import TABS, Selection
+from .space_view import SpaceView
 from .store import CubeStore
 
 TITLE = "Entropice: where are Retrogressive Thaw Slumps dense?"
 DEFAULT_CUBE = "data/cube.zarr"
-URL_STATE = ["grid", "level", "year", "layer", "run", "box", "x0", "x1", "y0", "y1"]
+URL_STATE = ["grid", "level", "year", "layer", "run", "box", "x0", "x1", "y0", "y1", "cmap",
+             "vmin", "vmax", "fit", "scale", "tab"]
 """The selection a link holds, in the order it is applied: the grid decides the levels,
 the level the years, layers and runs."""
+EXTENT = ("x0", "x1", "y0", "y1")
+MAX_EXTENT = 2.0e7
+"""Largest map coordinate a link may ask for, in metres (the Earth fits in 1.3e7)."""
 
 
 def cube_path(argv=None) -> Path:
@@ -41,25 +47,60 @@ def cube_path(argv=None) -> Path:
     return Path(os.environ.get("ENTROPICE_CUBE", DEFAULT_CUBE))
 
 
+def _parse(p: param.Parameter, raw):
+    """A link's value for the parameter ``p``; ValueError unless it is one ``p`` takes:
+    one of a selector's choices, true or false, a finite number (whole for integers)."""
+    if isinstance(p, param.Selector):
+        for o in p.objects:
+            if str(o) == str(raw):
+                return o
+        raise ValueError(f"not one of {p.name}'s choices")
+    if isinstance(p, param.Boolean):
+        text = str(raw).lower()
+        if text not in ("true", "false"):
+            raise ValueError(f"{p.name} is true or false")
+        return text == "true"
+    number = float(raw)
+    if not math.isfinite(number):
+        raise ValueError(f"{p.name} must be finite")
+    if isinstance(p, param.Integer):
+        if number != int(number):
+            raise ValueError(f"{p.name} must be whole")
+        return int(number)
+    return number
+
+
 def apply_query(selection: Selection, query: dict) -> dict:
     """Set the selection from a link's query; return the entries kept. Each value is
-    matched against the choices the cube and the run store offer: one not offered is
-    dropped, never used to open a file."""
+    checked against what the parameter takes (the cube's and the run store's lists for
+    names, finite numbers, a box of the run, an extent of positive size): a value not
+    taken is dropped, never used to open a file."""
     kept = {}
+    extent = {}
     for name in URL_STATE:
         if name not in query:
             continue
-        p = selection.param[name]
         try:
-            if isinstance(p, param.Selector):
-                value = next(o for o in p.objects if str(o) == str(query[name]))
-            else:
-                number = float(query[name])
-                value = int(number) if isinstance(p, param.Integer) else number
+            value = _parse(selection.param[name], query[name])
+            if name in EXTENT:
+                if abs(value) > MAX_EXTENT:
+                    raise ValueError("outside the Earth")
+                extent[name] = value
+                continue
+            if name == "box" and value >= selection.n_boxes:
+                raise ValueError("no such box")
             setattr(selection, name, value)
-            kept[name] = query[name]
-        except (StopIteration, ValueError, TypeError):
+            kept[name] = str(value).lower() if isinstance(value, bool) else query[name]
+        except (ValueError, TypeError, OverflowError):
             continue
+    if selection.vmin is not None and selection.vmax is not None and \
+            selection.vmin >= selection.vmax:
+        selection.param.update(vmin=None, vmax=None)
+        kept.pop("vmin", None), kept.pop("vmax", None)
+    if len(extent) == 4 and extent["x1"] - extent["x0"] >= 1.0 and \
+            extent["y1"] - extent["y0"] >= 1.0:
+        selection.param.update(**extent)
+        kept.update({k: query[k] for k in EXTENT})
     return kept
 
 
@@ -73,10 +114,14 @@ class App(pn.viewable.Viewer):
         super().__init__(**params)
         s = self.selection
         self.boxes = BoxesView(selection=s)
-        self.tabs = pn.Tabs(("Map", MapView(selection=s)), ("Boxes", self.boxes.plots),
-                            ("Feature relevance", RelevanceView(selection=s)),
-                            ("Evaluation", EvaluationView(selection=s)),
-                            ("Data", DataView(selection=s)), dynamic=True)
+        views = [MapView(selection=s), self.boxes.plots, SpaceView(selection=s),
+                 RelevanceView(selection=s), EvaluationView(selection=s),
+                 DataView(selection=s)]
+        self.tabs = pn.Tabs(*zip(TABS, views), dynamic=True, active=TABS.index(s.tab))
+        # the tab shown is the selection's, so a link reopens it and a view can turn to
+        # another (a feature's bar to the map)
+        self.tabs.param.watch(lambda e: setattr(s, "tab", TABS[e.new]), "active")
+        s.param.watch(lambda e: setattr(self.tabs, "active", TABS.index(e.new)), "tab")
 
     def _layer_select(self) -> pn.widgets.Select:
         """The layer menu, grouped by source (which ``from_param`` cannot give) and kept
@@ -114,7 +159,10 @@ class App(pn.viewable.Viewer):
             pn.widgets.Select.from_param(s.param.cmap, label="Colour map"),
             pn.Row(pn.widgets.FloatInput.from_param(s.param.vmin, label="min", width=130),
                    pn.widgets.FloatInput.from_param(s.param.vmax, label="max", width=130)),
-            pn.pane.Markdown("**Download the layer**"), Downloads(selection=s),
+            pn.Row(pn.widgets.Checkbox.from_param(s.param.fit, name="fit to the view",
+                                                  width=130),
+                   pn.widgets.RadioButtonGroup.from_param(s.param.scale, width=130)),
+            pn.pane.Markdown("**Download the cells in view**"), Downloads(selection=s),
             pn.pane.Markdown(f"Cube: `{s.store.path}`", styles={"font-size": "0.8em"}),
         ]
 
@@ -124,8 +172,12 @@ class App(pn.viewable.Viewer):
         if loc is None:
             return
         kept = apply_query(self.selection, dict(loc.query_params))
-        loc.search = "?" + urlencode(kept) if kept else ""
+        search = "?" + urlencode(kept) if kept else ""
+        loc.search = search
         loc.sync(self.selection, {n: n for n in URL_STATE})
+        # the browser sends its own URL when it connects: write the checked one once the
+        # page is up, so that a value refused never comes back with the next change
+        pn.state.onload(lambda: setattr(loc, "search", search))
 
     def page(self) -> pn.template.BootstrapTemplate:
         """The servable page."""

@@ -1,6 +1,7 @@
 """Feature relevance: eSPA+'s feature weights with their spread across outer folds and
 ensemble members, beside every model's permutation importance, and the same features
-compared across every grid and level."""
+compared across every grid and level. Clicking a feature (a bar, or a heat map cell)
+shows it on the map."""
 
 from __future__ import annotations
 
@@ -83,6 +84,8 @@ class RelevanceView(View):
         bars = hv.Bars(df, kdims=["feature"], vdims=["weight", "source"]).opts(
             invert_axes=True, color="source", cmap=SOURCE_COLOURS, tools=["hover"],
             legend_position="bottom_right", show_legend=True, xlabel="")
+        hv.streams.Tap(source=bars, x=None, y=None).add_subscriber(
+            lambda x=None, y=None: self.show(y if isinstance(y, str) else x))
         if "fold_std" in df:
             err = hv.ErrorBars(df.fillna(0.0), kdims=["feature"],
                                vdims=["fold_mean", "fold_std"]).opts(invert_axes=True)
@@ -121,8 +124,27 @@ class RelevanceView(View):
         heat = hv.HeatMap(df, kdims=["group", "feature"], vdims=["weight"]).opts(
             cmap="magma", colorbar=True, responsive=True, min_height=560, tools=["hover"],
             title="Weights of the most relevant features across grids and levels (newest run)")
+        hv.streams.Tap(source=heat, x=None, y=None).add_subscriber(
+            lambda x=None, y=None: self.show(y, x))
         # its feature axis is its own, not the current run's
         return pn.pane.HoloViews(heat, linked_axes=False, sizing_mode="stretch_width")
 
+    def show(self, feature, group=None):
+        """Show a feature on the map (of ``group``, "grid level", when given)."""
+        s = self.selection
+        if not isinstance(feature, str):
+            return
+        if isinstance(group, str) and len(group.split()) == 2:
+            grid, level = group.split()
+            if grid in s.param.grid.objects and level.isdigit():
+                s.grid = grid
+                if int(level) in s.param.level.objects:
+                    s.level = int(level)
+        if feature in s.param.layer.objects:
+            s.layer = feature
+            s.tab = "Map"
+
     def __panel__(self):
-        return pn.Column(self.current, self.across, sizing_mode="stretch_width")
+        return pn.Column(pn.pane.Markdown(
+            "*Click a feature's bar, or a cell of the heat map, to see it on the map.*"),
+            self.current, self.across, sizing_mode="stretch_width")

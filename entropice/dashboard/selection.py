@@ -12,6 +12,8 @@ from .lookup import PixelLookup
 from .store import CubeStore
 
 CMAPS = ["viridis", "magma", "cividis", "plasma", "fire", "coolwarm", "RdBu_r", "gray"]
+TABS = ["Map", "Boxes", "Feature space", "Feature relevance", "Evaluation", "Data"]
+"""The page's tabs, in order."""
 
 
 class Selection(param.Parameterized):
@@ -32,9 +34,17 @@ class Selection(param.Parameterized):
     run = param.Selector(objects=[], check_on_set=True, allow_None=True,
                          doc="The model run whose boxes and metrics are shown.")
     box = param.Integer(default=-1, bounds=(-1, None), doc="Highlighted box (-1: none).")
+    brush = param.Tuple(default=None, allow_None=True, length=6,
+                        doc="Cells brushed in the feature space, highlighted on the map: "
+                            "(feature across, feature up, x0, x1, y0, y1).")
     cmap = param.Selector(default="viridis", objects=CMAPS, doc="Colour map.")
     vmin = param.Number(default=None, allow_None=True, doc="Colour range low (auto if empty).")
     vmax = param.Number(default=None, allow_None=True, doc="Colour range high (auto if empty).")
+    fit = param.Boolean(default=False, doc="Automatic colour range from the cells in view "
+                        "(else from every cell of the group).")
+    scale = param.Selector(default="linear", objects=["linear", "log"],
+                           doc="Colour scale (log: positive values only).")
+    tab = param.Selector(default=TABS[0], objects=TABS, doc="The tab shown.")
     x0 = param.Number(default=None, allow_None=True, doc="Map extent, EPSG:3413 metres.")
     x1 = param.Number(default=None, allow_None=True)
     y0 = param.Number(default=None, allow_None=True)
@@ -75,6 +85,7 @@ class Selection(param.Parameterized):
             if self.layer not in names:
                 self.layer = layers.default_layer(names)
             self.box = -1
+            self.brush = None
 
     # -- what is selected -----------------------------------------------------------------
 
@@ -97,6 +108,21 @@ class Selection(param.Parameterized):
     def has_predictions(self) -> bool:
         """Whether the selected group holds a model's predictions."""
         return layers.has_predictions(self.dataset)
+
+    @property
+    def n_boxes(self) -> int:
+        """The number of boxes of the selected run's model (0 without a run)."""
+        return len(self.store.model(self.run).estimator.boxes_) if self.run else 0
+
+    def brushed(self, year=None) -> np.ndarray:
+        """Which cells of the group the brush holds in a year (default: the selected
+        one); none without a brush."""
+        n = len(self.dataset.cell_ids)
+        b = self.brush
+        if not b or not {b[0], b[1]} <= set(self.param.layer.objects):
+            return np.zeros(n, dtype=bool)
+        x, y = self.values(b[0], year), self.values(b[1], year)
+        return (x >= b[2]) & (x <= b[3]) & (y >= b[4]) & (y <= b[5])
 
     def values(self, layer=None, year=None) -> np.ndarray:
         """A layer's (default: the selected one's) value in every cell of the group in a

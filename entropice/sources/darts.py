@@ -344,14 +344,18 @@ def to_cells(gdf, grid: Grid, *, land_fraction=None, coverage=None,
     n = len(ids)
     land = np.ones(n) if land_fraction is None else np.asarray(land_fraction, dtype=np.float64)
     land_km2 = land * cells.area_km2.values
-    count = np.zeros((len(years), n))
-    area = np.zeros((len(years), n))
-    covered = np.ones((len(years), n), dtype=bool)
+    edges = [float(e) for e in bin_edges]
+    density_classes(np.zeros(1), edges)  # bad edges fail before any work
+    # float32, a year at a time (as the cube stores them): memory grows by 16 bytes per
+    # cell and year, not by the float64 temporaries of every year at once
+    shape = (len(years), n)
+    count, area, density, classes = (np.full(shape, np.nan, np.float32) for _ in range(4))
+    over = 0
     for k, year in enumerate(years):
         part = grid.on_domain(polygons_to_cells(gdf[gdf["year"] == year], grid, min_lat),
                               ids, fill=0.0)
-        count[k] = part["count"].values
-        area[k] = part.overlap_area_km2.values
+        c, a = part["count"].values.astype(np.float64), part.overlap_area_km2.values
+        covered = np.ones(n, dtype=bool)
         if coverage is not None:
             foot = coverage[coverage["year"] == year]
             share = grid.on_domain(polygons_to_cells(foot, grid, min_lat).overlap_area_km2,
@@ -359,22 +363,21 @@ def to_cells(gdf, grid: Grid, *, land_fraction=None, coverage=None,
             # the mapped land: coverage over sea maps no land; a cell without land is
             # mapped when half of it is
             mapped_land = np.minimum(share, land_km2)
-            covered[k] = np.where(land_km2 > 0, mapped_land >= 0.5 * land_km2,
-                                  share >= 0.5 * cells.area_km2.values)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        density = np.where(land_km2 > 0, area / land_km2, np.where(area > 0, np.inf, 0.0))
-    if np.any(area > cells.area_km2.values * 1.01):  # 1 %: the two ways to measure area
-        raise ValueError("RTS area exceeds a cell's whole area: the footprints overlap "
-                         "themselves (invalid polygons) or their CRS is wrong.")
-    over = density > 1.0
-    if over.any():  # more RTS than land: the land mask misses coastal land
+            covered = np.where(land_km2 > 0, mapped_land >= 0.5 * land_km2,
+                               share >= 0.5 * cells.area_km2.values)
+        if np.any(a > cells.area_km2.values * 1.01):  # 1 %: the two ways to measure area
+            raise ValueError("RTS area exceeds a cell's whole area: the footprints overlap "
+                             "themselves (invalid polygons) or their CRS is wrong.")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            d = np.where(land_km2 > 0, a / land_km2, np.where(a > 0, np.inf, 0.0))
+        over += int(np.sum(covered & (d > 1.0)))
+        d = np.where(covered, np.minimum(d, 1.0), np.nan)
+        count[k, covered], area[k, covered] = c[covered], a[covered]
+        density[k] = d
+        classes[k] = density_classes(d, edges)
+    if over:  # more RTS than land: the land mask misses coastal land
         log.warning("RTS labels: %d cell-years hold more RTS area than land (the land mask "
-                    "misses land there); their density is set to 1", int(over.sum()))
-    density = np.minimum(density, 1.0)
-    for arr in (count, area, density):
-        arr[~covered] = np.nan
-    edges = [float(e) for e in bin_edges]
-    classes = density_classes(density, edges)
+                    "misses land there); their density is set to 1", over)
     coords = {"cell_ids": cells.cell_ids, "year": ("year", years.astype(np.int64))}
     dims = ("year", "cells")
     return xr.Dataset(

@@ -46,7 +46,8 @@ def test_page_loads_cleanly_and_every_view_renders(page, app_url, errors, artifa
     expect(status(page)).to_contain_text("h3 level", timeout=60_000)
     page.wait_for_timeout(1000)
     page.screenshot(path=artifacts / "map.png")
-    for tab, text in [("Boxes", "Highlight box"), ("Feature relevance", None),
+    for tab, text in [("Boxes", "Highlight box"), ("Feature space", "No cells brushed"),
+                      ("Feature relevance", None),
                       ("Evaluation", "balanced_accuracy"), ("Data", "Feature")]:
         page.locator(".bk-tab", has_text=tab).first.click()
         if text:
@@ -167,7 +168,118 @@ def test_zooming_in_outlines_the_cells_with_their_details(page, app_url, errors)
     assert 0 < in_view(page) <= 400
     page.wait_for_timeout(500)
     page.mouse.move(x + 3, y + 3)
-    tooltip = page.locator(".bk-Tooltip").filter(has_text="probabilities")
+    tooltip = page.locator(".bk-Tooltip").filter(has_text="RTS label")
     expect(tooltip.first).to_be_visible(timeout=10_000)
-    expect(tooltip.first).to_contain_text("area_km2")
+    expect(tooltip.first).to_contain_text("any RTS")
+    expect(tooltip.first).to_contain_text(
+        re.compile(r"RTS label\W*(none|low|medium|high|not mapped)"))
+    expect(tooltip.first).not_to_contain_text(re.compile(r"\de-|NaN|\d{7}"))
+    visible = [t for t in page.locator(".bk-Tooltip").all() if t.is_visible()]
+    assert len(visible) == 1  # one tooltip, never two on top of each other
+    assert errors == []
+
+
+def test_a_click_on_the_heat_map_highlights_that_box_with_its_rule(page, app_url, errors,
+                                                                    artifacts):
+    page.goto(app_url + "?grid=h3&level=3&tab=Boxes")
+    rule = page.locator(".box-rule")
+    expect(rule).to_contain_text("Click a box", timeout=60_000)
+    heat = page.locator(".bk-Canvas").first
+    expect(heat).to_be_visible()
+    page.wait_for_timeout(1000)
+    frame = page.locator(".bk-events").first.bounding_box()
+    # the heat map's plot area starts after its y-axis labels; click its first column
+    page.mouse.click(frame["x"] + frame["width"] * 0.3, frame["y"] + frame["height"] * 0.4)
+    expect(rule).to_contain_text("Box ", timeout=30_000)
+    expect(rule).to_contain_text("holding RTS")
+    expect(page).to_have_url(re.compile(r"box=\d+"))
+    box = int(re.search(r"box=(\d+)", page.url)[1])
+    expect(rule).to_contain_text(f"Box {box}")
+    page.screenshot(path=artifacts / "box_rule.png")
+    page.locator(".bk-tab", has_text="Map").first.click()
+    expect(page.locator(".map-box-rule")).to_contain_text(f"Box {box}", timeout=30_000)
+    page.wait_for_timeout(1500)
+    pink = (np.abs(map_png(page) - np.array(HIGHLIGHT)) < 60).all(axis=-1)
+    assert pink.sum() > 20
+    assert errors == []
+
+
+def test_a_click_on_a_feature_bar_shows_it_on_the_map(page, app_url, errors):
+    page.goto(app_url + "?grid=h3&level=3&tab=Feature+relevance")
+    expect(page.get_by_text("Click a feature").first).to_be_visible(timeout=60_000)
+    page.wait_for_timeout(1500)
+    bars = page.locator(".bk-events").first.bounding_box()
+    # the top bar (the largest weight) sits near the plot's top, right of its labels
+    for fy in (0.1, 0.3, 0.5, 0.7):
+        page.mouse.click(bars["x"] + bars["width"] * 0.6, bars["y"] + bars["height"] * fy)
+        if "tab=Map" in page.url:
+            break
+        page.wait_for_timeout(500)
+    expect(page).to_have_url(re.compile(r"tab=Map"), timeout=30_000)
+    layer = re.search(r"layer=([a-z0-9_]+)", page.url)[1]
+    assert layer.startswith(("era5_", "dem_", "emb_"))
+    expect(status(page)).to_contain_text(f"h3 level 3, {layer}", timeout=30_000)
+    assert errors == []
+
+
+def test_colours_and_tab_come_back_from_the_link(page, app_url, errors):
+    page.goto(app_url + "?grid=h3&level=3&layer=era5_tdd_sum&cmap=magma&scale=log&fit=true"
+                        "&tab=Data")
+    expect(page.locator(".bk-tab.bk-active").first).to_have_text("Data", timeout=60_000)
+    expect(page.get_by_text("Feature").first).to_be_visible(timeout=30_000)
+    for key in ("cmap=magma", "scale=log", "fit=true", "layer=era5_tdd_sum"):
+        assert key in page.url
+    page.locator(".bk-tab", has_text="Map").first.click()
+    expect(status(page)).to_contain_text("era5_tdd_sum, 2022", timeout=30_000)
+    expect(status(page)).to_contain_text("log scale")
+    expect(page).to_have_url(re.compile(r"tab=Map"))
+    assert errors == []
+
+
+@pytest.mark.parametrize("size", [(1280, 800), (1920, 1080)])
+def test_the_map_fits_the_window(page, app_url, errors, size, artifacts):
+    page.set_viewport_size({"width": size[0], "height": size[1]})
+    page.goto(app_url + "?grid=h3&level=3")
+    expect(status(page)).to_contain_text("h3 level 3", timeout=60_000)
+    page.wait_for_timeout(1000)
+    box = page.locator(".entropice-map").first.bounding_box()
+    page.screenshot(path=artifacts / f"map_{size[0]}x{size[1]}.png")
+    assert box["x"] + box["width"] <= size[0] and box["y"] + box["height"] <= size[1]
+    assert box["width"] * box["height"] >= 0.25 * size[0] * size[1]
+    assert errors == []
+
+
+def test_links_that_would_break_a_session_are_refused(page, app_url, errors):
+    page.goto(app_url + "?grid=h3&level=3&box=inf&x0=1&x1=1&y0=1&y1=1&vmin=nan&scale=x")
+    expect(status(page)).to_contain_text("h3 level 3", timeout=60_000)
+    select(page, "Year", "2021")  # the session goes on, with the link's bad values gone
+    expect(page).to_have_url(re.compile(r"year=2021"), timeout=30_000)
+    assert "box=inf" not in page.url and "x0=1&" not in page.url and "nan" not in page.url
+    assert errors == []
+
+
+def test_brushing_the_feature_space_lights_the_cells_on_the_map(page, app_url, errors,
+                                                                artifacts):
+    page.goto(app_url + "?grid=h3&level=3&tab=Feature+space")
+    expect(page.get_by_text("No cells brushed").first).to_be_visible(timeout=60_000)
+    expect(page.locator(".space-legend")).to_contain_text("not mapped")
+    page.wait_for_timeout(2000)
+    plot = page.locator(".space-plot .bk-events").first.bounding_box()
+    x, y, w, h = plot["x"], plot["y"], plot["width"], plot["height"]
+    page.mouse.move(x + 0.2 * w, y + 0.2 * h)
+    page.mouse.down()
+    page.mouse.move(x + 0.5 * w, y + 0.5 * h, steps=8)
+    page.mouse.move(x + 0.8 * w, y + 0.8 * h, steps=8)
+    page.mouse.up()
+    brushed = page.locator(".space-status")
+    expect(brushed).to_contain_text(re.compile(r"\d[\d,]* cells brushed"), timeout=30_000)
+    text = page.get_by_text(re.compile(r"\d[\d,]* cells brushed")).first.inner_text()
+    n = int(re.search(r"(\d[\d,]*) cells brushed", text)[1].replace(",", ""))
+    assert n > 0
+    page.screenshot(path=artifacts / "feature_space.png")
+    page.locator(".bk-tab", has_text="Map").first.click()
+    expect(status(page)).to_contain_text(f"{n:,} cells lit", timeout=30_000)
+    page.wait_for_timeout(1500)
+    pink = (np.abs(map_png(page) - np.array(HIGHLIGHT)) < 60).all(axis=-1)
+    assert pink.sum() > 20
     assert errors == []

@@ -1,0 +1,149 @@
+"""The feature space: every cell of the group in the plane of two features, shaded by
+datashader and coloured by RTS label or by box. Brushing a rectangle highlights the
+same cells on the map."""
+
+from __future__ import annotations
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+import panel as pn
+import param
+
+from .layers import class_colours, class_names, features
+from .view import View
+
+UNMAPPED = "not mapped"
+UNMAPPED_COLOUR = "#9ecae1"
+BOX_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+               "#7f7f7f", "#bcbd22", "#17becf"]
+"""Boxes' colours, in turn (boxes beyond ten share colours)."""
+
+
+def top_features(selection, n=2) -> list[str]:
+    """The ``n`` features of the selected run with the largest weights (features of
+    the group in the menu's order without a run)."""
+    s = selection
+    names = [f for group in features(s.dataset).values() for f in group]
+    if s.run:
+        est = s.store.model(s.run).estimator
+        meta = np.asarray(s.store.model(s.run).meta["feature_names"])
+        order = [str(meta[j]) for j in np.argsort(-est.feature_weights_)
+                 if est.weighted_features_[j] and meta[j] in names]
+        names = order + [f for f in names if f not in order]
+    return names[:n]
+
+
+def cell_table(selection, x: str, y: str, colour: str) -> tuple[pd.DataFrame, dict]:
+    """Every cell of the group in the selected year: its values of ``x`` and ``y`` and
+    its category (RTS label name, or "box k"), with a colour per category."""
+    s = selection
+    ds = s.dataset
+    xv, yv = s.values(x), s.values(y)
+    if colour == "box" and s.run:
+        boxes = s.cell_boxes()
+        cats = [f"box {k}" for k in range(s.n_boxes)]
+        category = np.asarray(cats)[boxes]
+        colours = {c: BOX_COLOURS[k % len(BOX_COLOURS)] for k, c in enumerate(cats)}
+    else:
+        names = class_names(ds.rts_class) if "rts_class" in ds else {}
+        cls = s.values("rts_class") if "rts_class" in ds else np.full(len(xv), np.nan)
+        order = [names[k] for k in sorted(names)]
+        lookup = np.asarray(order + [UNMAPPED])
+        code = np.where(np.isnan(cls), len(order), np.nan_to_num(cls).astype(int))
+        category = lookup[np.clip(code, 0, len(order))]
+        colours = dict(zip(order, class_colours(len(order))), **{UNMAPPED: UNMAPPED_COLOUR})
+    ok = np.isfinite(xv) & np.isfinite(yv)
+    df = pd.DataFrame({x: xv[ok], y: yv[ok], "category": pd.Categorical(
+        category[ok], categories=list(colours))})
+    return df, colours
+
+
+def legend(colours: dict, counts: pd.Series) -> str:
+    """The categories as coloured squares with their number of cells (HTML)."""
+    return " ".join(
+        f'<span style="white-space:nowrap"><span style="display:inline-block;width:0.8em;'
+        f'height:0.8em;background:{c}"></span> {name} ({int(counts.get(name, 0)):,})</span>'
+        for name, c in colours.items() if counts.get(name, 0))
+
+
+class SpaceView(View):
+    """Cells in the plane of two features (default: the run's two most relevant),
+    shaded by datashader, coloured by RTS label or box; a brushed rectangle is the
+    selection's ``brush`` and lights up its cells on the map."""
+
+    x = param.Selector(objects=[], doc="Feature across")
+    y = param.Selector(objects=[], doc="Feature up")
+    colour = param.Selector(default="RTS label", objects=["RTS label", "box"],
+                            doc="Colour by")
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self._features()
+
+    @param.depends("selection.grid", "selection.level", "selection.run", watch=True)
+    def _features(self):
+        names = [f for group in features(self.selection.dataset).values() for f in group]
+        self.param.x.objects = self.param.y.objects = names
+        top = top_features(self.selection)
+        with param.parameterized.batch_call_watchers(self):
+            if self.x not in names and top:
+                self.x = top[0]
+            if self.y not in names and len(top) > 1:
+                self.y = top[1]
+
+    def _brushed(self, bounds=None):
+        if bounds is None:
+            self.selection.brush = None
+            return
+        x0, y0, x1, y1 = map(float, bounds)
+        self.selection.brush = (self.x, self.y, x0, x1, y0, y1)
+
+    @param.depends("x", "y", "colour", "selection.year", "selection.level",
+                   "selection.grid", "selection.run")
+    def plot(self):
+        import datashader as ds
+        from holoviews.operation.datashader import datashade, dynspread
+
+        s = self.selection
+        if not (self.x and self.y):
+            return pn.pane.Alert("This group has no features.", alert_type="warning")
+        df, colours = cell_table(s, self.x, self.y, self.colour)
+        points = hv.Points(df, kdims=[self.x, self.y], vdims=["category"])
+        shaded = dynspread(datashade(points, aggregator=ds.count_cat("category"),
+                                     color_key=colours, min_alpha=60), threshold=0.6)
+        shaded = shaded.opts(responsive=True, min_height=520, max_width=1000,
+                             tools=["box_select"], active_tools=["box_select"],
+                             xlabel=self._label(self.x), ylabel=self._label(self.y),
+                             title=f"{len(df):,} cells, {s.year}: drag a rectangle to "
+                                   "light them up on the map")
+        brush = hv.streams.BoundsXY(source=shaded, bounds=None)
+        brush.add_subscriber(self._brushed)
+        counts = df["category"].value_counts()
+        return pn.Column(pn.pane.HTML(legend(colours, counts), css_classes=["space-legend"]),
+                         pn.pane.HoloViews(shaded, sizing_mode="stretch_width",
+                                           css_classes=["space-plot"]),
+                         sizing_mode="stretch_width")
+
+    def _label(self, name):
+        long, units = self.selection.describe(name)
+        return f"{long} [{units}]" if units else long
+
+    @param.depends("selection.brush")
+    def status(self):
+        b = self.selection.brush
+        if not b:
+            return pn.pane.Markdown("*No cells brushed.*", css_classes=["space-status"])
+        n = int(self.selection.brushed().sum())
+        return pn.pane.Markdown(
+            f"**{n:,} cells brushed**: {b[0]} {b[2]:.4g} to {b[3]:.4g}, {b[1]} {b[4]:.4g} "
+            f"to {b[5]:.4g}; they are lit on the map.", css_classes=["space-status"])
+
+    def __panel__(self):
+        clear = pn.widgets.Button(label="Clear the brush", width=140)
+        clear.on_click(lambda _: setattr(self.selection, "brush", None))
+        widgets = pn.Row(pn.widgets.Select.from_param(self.param.x, width=260),
+                         pn.widgets.Select.from_param(self.param.y, width=260),
+                         pn.widgets.RadioButtonGroup.from_param(self.param.colour, width=200),
+                         clear)
+        return pn.Column(widgets, self.status, self.plot, sizing_mode="stretch_width")
