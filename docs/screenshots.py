@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests" / "ui"), str(ROOT / "tests")]
 from conftest import _free_port, chromium  # noqa: E402  (the browser tests' helpers)
 
-TABS = {"Map": "dashboard.png", "Boxes": "dashboard-boxes.png",
+TABS = {"Map": "dashboard.png", "Compare": "dashboard-compare.png",
+        "Boxes": "dashboard-boxes.png",
         "Feature space": "dashboard-space.png",
         "Feature relevance": "dashboard-relevance.png",
         "Evaluation": "dashboard-evaluation.png", "Data": "dashboard-data.png"}

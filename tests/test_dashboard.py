@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from entropice.dashboard import build
 from entropice.dashboard.boxes_view import BoxesView, box_rule, box_table
+from entropice.dashboard.compare_view import CompareView
 from entropice.dashboard.data_view import DataView, by_class
 from entropice.dashboard.downloads import layer_csv, layer_geoparquet
 from entropice.dashboard.evaluation_view import EvaluationView, metrics_table
@@ -112,7 +113,7 @@ def test_a_missing_cube_says_to_run_the_demo(tmp_path):
 def test_the_page_composes_the_views_and_the_sidebar_follows(sel, cube):
     app = App(selection=sel)
     page = app.page()
-    assert len(page.main[0]) == 6  # map, boxes, feature space, relevance, evaluation, data
+    assert len(page.main[0]) == 7  # map, compare, boxes, space, relevance, evaluation, data
     assert f"Cube: `{cube[0]}`" in page.sidebar[-1].object
     note = next(w for w in page.sidebar if isinstance(w, pn.pane.Alert))
     csv = pn.Column(*page.sidebar).select(pn.widgets.FileDownload)[0]
@@ -403,6 +404,19 @@ def test_feature_space_brushes_cells_onto_the_map(sel):
     assert sel.brush is None
 
 
+def test_compare_puts_another_grid_beside_and_follows_the_extent(sel):
+    sel.level = 3
+    view = CompareView(selection=sel)
+    assert (view.other.grid, view.other.year) == ("healpix", sel.year)
+    pn.panel(view).get_root()
+    view.left.range.event(x_range=(-2e6, 0.0), y_range=(-2e6, 0.0))
+    assert (view.other.x0, view.other.x1, view.other.y0, view.other.y1) == (-2e6, 0, -2e6, 0)
+    view.right.range.event(x_range=(-1e6, 0.0), y_range=(-1e6, 0.0))
+    assert (sel.x0, sel.x1) == (-1e6, 0.0)
+    assert "healpix level" in view.right.status.object and "in view" in view.right.status.object
+    sel.param.update(x0=None, x1=None, y0=None, y1=None)
+
+
 def test_relevance_view(sel):
     sel.level = 3
     rel = sel.store.relevance(sel.run)
@@ -418,6 +432,13 @@ def test_relevance_view(sel):
     pn.panel(RelevanceView(selection=sel)).get_root()
     shown = RelevanceView(selection=sel).current().objects
     assert any(isinstance(o, pn.pane.Alert) and "flat" in o.object for o in shown)
+    # the weights and the importance share one feature axis, largest weight on top
+    from bokeh.models import FactorRange
+
+    row = RelevanceView(selection=sel).current().objects[-1]
+    axes = list(row.get_root().select({"type": FactorRange}))
+    top = list(df.feature.head(len(axes[0].factors)))
+    assert all(list(a.factors) == top[::-1] for a in axes)
     # a click on a feature's bar shows it on the map; on the heat map, in its group
     view = RelevanceView(selection=sel)
     view.show("dem_slope_mean")

@@ -14,6 +14,7 @@ import json
 import holoviews as hv
 import numpy as np
 import panel as pn
+import param
 
 from .boxes_view import box_rule
 from .layers import (
@@ -201,6 +202,9 @@ def _style_hover(plot, element, names):
 class MapView(View):
     """The map of the current layer, with the highlighted box and a cell's details."""
 
+    size = param.Integer(default=None, allow_None=True,
+                         doc="The map's side in pixels (default: as the window allows).")
+
     def __init__(self, **params):
         super().__init__(**params)
         s = self.selection
@@ -215,14 +219,35 @@ class MapView(View):
         self.coast = hv.DynamicMap(self._coast, streams=[self.range])
         self.dmap = hv.DynamicMap(self._render, streams=[self.shown, self.range])
         # square, as wide as the window leaves beside the details, at most MAX_SIZE
+        size = (dict(frame_width=self.size, frame_height=self.size) if self.size else
+                dict(responsive=True, aspect=1.15, min_width=MIN_SIZE, max_width=MAX_SIZE))
         self.plot = (self.land * self.dmap * self.coast * graticule_labels()).opts(
-            responsive=True, aspect=1.15, min_width=MIN_SIZE, max_width=MAX_SIZE, xaxis=None,
-            yaxis=None, framewise=True, active_tools=["wheel_zoom"], hooks=[_true_aspect])
+            xaxis=None, yaxis=None, framewise=True, active_tools=["wheel_zoom"],
+            hooks=[_true_aspect, self._keep_figure], **size)
+        self.figure = None  # the Bokeh figure, once drawn
+        self.link_to = None  # a map whose extent this one shares in the browser
         self.range.add_subscriber(self._remember_extent)
         self.details = pn.pane.Markdown("*Click a cell for its details.*",
                                         css_classes=["cell-details"], width=300)
         self.tap = hv.streams.Tap(source=self.dmap, x=None, y=None)
         self.tap.add_subscriber(self._show_cell)
+
+    def _keep_figure(self, plot, element):
+        self.figure = plot.state
+        other = self.link_to.figure if self.link_to is not None else None
+        if other is not None and not getattr(self, "_linked", False):
+            # the browser keeps the two maps' extents equal; each one's image follows
+            # its selection's extent on the server (see CompareView)
+            for a, b in ((self.figure, other), (other, self.figure)):
+                for rng in ("x_range", "y_range"):
+                    for attr in ("start", "end"):
+                        getattr(a, rng).js_link(attr, getattr(b, rng), attr)
+            self._linked = True
+
+    def show_extent(self, x_range, y_range):
+        """Draw the map's image for an extent (the browser moves a linked map's ranges
+        itself)."""
+        self.range.event(x_range=tuple(x_range), y_range=tuple(y_range))
 
     def _extent(self, x_range, y_range):
         s = self.selection
@@ -403,6 +428,13 @@ class MapView(View):
         return hv.Polygons([{"x": x, "y": y} for x, y in rings], kdims=["x", "y"]).opts(
             fill_alpha=0.0, line_color="white", line_width=0.8, tools=[])
 
+    def plot_pane(self) -> pn.pane.HoloViews:
+        """The map alone."""
+        if self.size:
+            return pn.pane.HoloViews(self.plot, linked_axes=False, css_classes=["entropice-map"])
+        return pn.pane.HoloViews(self.plot, linked_axes=False, css_classes=["entropice-map"],
+                                 sizing_mode="stretch_width", max_width=MAX_SIZE)
+
     def rule(self, box, run, year, level):
         """The highlighted box in words, beside the map."""
         s = self.selection
@@ -413,10 +445,7 @@ class MapView(View):
         rule = pn.pane.Markdown(pn.bind(self.rule, s.param.box, s.param.run, s.param.year,
                                         s.param.level), css_classes=["map-box-rule"],
                                 width=300)
-        return pn.Row(pn.Column(pn.pane.HoloViews(self.plot, linked_axes=False,
-                                                  css_classes=["entropice-map"],
-                                                  sizing_mode="stretch_width",
-                                                  max_width=MAX_SIZE),
-                                self.status, sizing_mode="stretch_width", max_width=MAX_SIZE),
+        return pn.Row(pn.Column(self.plot_pane(), self.status, sizing_mode="stretch_width",
+                                max_width=MAX_SIZE),
                       pn.Column(self.details, rule, width=310), sizing_mode="stretch_width")
 

@@ -14,6 +14,7 @@ import panel as pn
 import param
 
 from .boxes_view import BoxesView
+from .compare_view import CompareView
 from .data_view import DataView
 from .downloads import Downloads
 from .evaluation_view import EvaluationView
@@ -114,7 +115,8 @@ class App(pn.viewable.Viewer):
         super().__init__(**params)
         s = self.selection
         self.boxes = BoxesView(selection=s)
-        views = [MapView(selection=s), self.boxes.plots, SpaceView(selection=s),
+        views = [MapView(selection=s), CompareView(selection=s), self.boxes.plots,
+                 SpaceView(selection=s),
                  RelevanceView(selection=s), EvaluationView(selection=s),
                  DataView(selection=s)]
         self.tabs = pn.Tabs(*zip(TABS, views), dynamic=True, active=TABS.index(s.tab))

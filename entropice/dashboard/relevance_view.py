@@ -98,9 +98,12 @@ class RelevanceView(View):
             if len(imp):
                 order = {f: i for i, f in enumerate(df.feature)}
                 imp = imp.assign(rank=imp.feature.map(order)).sort_values("rank")
+                # the weights' order: both plots share the feature axis, and an axis
+                # shared by plots of different orders is ordered by neither
                 plots.append(hv.Overlay([
                     hv.Scatter(g, kdims=["feature"], vdims=["relative", "drop", "spread"],
-                               label=m).opts(size=7, tools=["hover"])
+                               label=m).redim.values(feature=list(df.feature)).opts(
+                        size=7, tools=["hover"])
                     for m, g in imp.groupby("model")])
                     .opts(invert_axes=True, responsive=True, min_height=560,
                           title="Permutation importance (held-out folds)",

@@ -12,7 +12,8 @@ from .lookup import PixelLookup
 from .store import CubeStore
 
 CMAPS = ["viridis", "magma", "cividis", "plasma", "fire", "coolwarm", "RdBu_r", "gray"]
-TABS = ["Map", "Boxes", "Feature space", "Feature relevance", "Evaluation", "Data"]
+TABS = ["Map", "Compare", "Boxes", "Feature space", "Feature relevance", "Evaluation",
+        "Data"]
 """The page's tabs, in order."""
 
 

@@ -46,8 +46,8 @@ def test_page_loads_cleanly_and_every_view_renders(page, app_url, errors, artifa
     expect(status(page)).to_contain_text("h3 level", timeout=60_000)
     page.wait_for_timeout(1000)
     page.screenshot(path=artifacts / "map.png")
-    for tab, text in [("Boxes", "Highlight box"), ("Feature space", "No cells brushed"),
-                      ("Feature relevance", None),
+    for tab, text in [("Compare", "Zooming or panning"), ("Boxes", "Highlight box"),
+                      ("Feature space", "No cells brushed"), ("Feature relevance", None),
                       ("Evaluation", "balanced_accuracy"), ("Data", "Feature")]:
         page.locator(".bk-tab", has_text=tab).first.click()
         if text:
@@ -282,4 +282,41 @@ def test_brushing_the_feature_space_lights_the_cells_on_the_map(page, app_url, e
     page.wait_for_timeout(1500)
     pink = (np.abs(map_png(page) - np.array(HIGHLIGHT)) < 60).all(axis=-1)
     assert pink.sum() > 20
+    assert errors == []
+
+
+def test_compare_zooms_both_maps_together(page, app_url, errors, artifacts):
+    page.goto(app_url + "?grid=h3&level=3&tab=Compare")
+    left, right = page.locator(".left-map .map-status p"), page.locator(".right-map .map-status p")
+    expect(right).to_contain_text("healpix level", timeout=60_000)
+    expect(left).to_contain_text("h3 level 3")
+    page.wait_for_timeout(1000)
+
+    def shown(status):
+        return int(re.search(r"([\d,]+) in view", status.inner_text())[1].replace(",", ""))
+
+    before = shown(right)
+    box = page.locator(".left-map .bk-events").first.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.6)
+    for _ in range(4):
+        page.mouse.wheel(0, -300)
+        page.wait_for_timeout(700)
+    expect(right).not_to_contain_text(f" {before:,} in view", timeout=30_000)
+    page.wait_for_timeout(2500)
+    assert shown(right) < before
+    page.screenshot(path=artifacts / "compare.png")
+    # the right map shows the same extent: its coastline lies where the left one's does
+    page.mouse.move(5, 5)
+    page.wait_for_timeout(500)
+
+    def coast(side):
+        shot = page.locator(f".{side}-map .entropice-map").first.screenshot()
+        img = np.asarray(Image.open(io.BytesIO(shot)).convert("RGB")).astype(int)
+        dark = (img[5:420, 5:420] < 90).all(axis=-1)
+        g = np.pad(dark, 2)
+        return dark | g[:-4, 2:-2] | g[4:, 2:-2] | g[2:-2, :-4] | g[2:-2, 4:]
+
+    left_coast, right_coast = coast("left"), coast("right")
+    assert left_coast.sum() > 100
+    assert (left_coast & right_coast).sum() / (left_coast | right_coast).sum() > 0.3
     assert errors == []
