@@ -407,8 +407,10 @@ def test_feature_space_brushes_cells_onto_the_map(sel):
 def test_compare_puts_another_grid_beside_and_follows_the_extent(sel):
     sel.level = 3
     view = CompareView(selection=sel)
-    assert (view.other.grid, view.other.year) == ("healpix", sel.year)
+    pn.panel(view)
+    assert view.other is None  # nothing loaded until the tab is shown
     pn.panel(view).get_root()
+    assert (view.other.grid, view.other.year) == ("healpix", sel.year)
     view.left.range.event(x_range=(-2e6, 0.0), y_range=(-2e6, 0.0))
     assert (view.other.x0, view.other.x1, view.other.y0, view.other.y1) == (-2e6, 0, -2e6, 0)
     view.right.range.event(x_range=(-1e6, 0.0), y_range=(-1e6, 0.0))

@@ -22,6 +22,11 @@ class CompareView(View):
 
     def __init__(self, **params):
         super().__init__(**params)
+        self.left = self.right = None
+
+    def _build(self):
+        """The second selection and both maps, made when the tab is first shown (the
+        second grid's group is loaded then, not with every page)."""
         s = self.selection
         if self.other is None:
             self.other = Selection(store=s.store)
@@ -32,8 +37,8 @@ class CompareView(View):
             else:
                 levels = self.other.param.level.objects
                 self.other.level = levels[min(levels.index(s.level) + 1, len(levels) - 1)]
-        self.other.param.update(year=s.year if s.year in self.other.param.year.objects
-                                else self.other.year)
+        if s.year in self.other.param.year.objects:
+            self.other.year = s.year
         self.left = MapView(selection=s, size=SIZE)
         self.right = MapView(selection=self.other, size=SIZE)
         self.right.link_to = self.left
@@ -48,17 +53,23 @@ class CompareView(View):
             return
         target.show_extent(extent[:2], extent[2:])
 
-    def __panel__(self):
+    def maps(self):
+        """The second selection's widgets and both maps."""
+        if self.left is None:
+            self._build()
         o = self.other
         widgets = pn.Row(
             pn.widgets.RadioButtonGroup.from_param(o.param.grid, width=150),
             pn.widgets.Select.from_param(o.param.level, label="Level", width=90),
             pn.widgets.Select.from_param(o.param.year, label="Year", width=90),
             pn.widgets.Select.from_param(o.param.layer, label="Layer", width=220))
+        return pn.Column(widgets, pn.Row(
+            pn.Column(self.left.plot_pane(), self.left.status, css_classes=["left-map"]),
+            pn.Column(self.right.plot_pane(), self.right.status, css_classes=["right-map"])))
+
+    def __panel__(self):
+        # lazy: the tabs ask every view for its panel when the page is made
         return pn.Column(
             pn.pane.Markdown("Left: the sidebar's choice. Right: choose below. Zooming or "
                              "panning one map moves the other."),
-            widgets,
-            pn.Row(pn.Column(self.left.plot_pane(), self.left.status, css_classes=["left-map"]),
-                   pn.Column(self.right.plot_pane(), self.right.status,
-                             css_classes=["right-map"])))
+            pn.param.ParamFunction(pn.bind(self.maps), lazy=True))
