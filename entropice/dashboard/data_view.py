@@ -9,7 +9,7 @@ import pandas as pd
 import panel as pn
 import param
 
-from .layers import class_colours, class_names, features
+from .layers import class_colours, class_labels, class_names, features
 from .view import View
 
 
@@ -22,7 +22,7 @@ def by_class(ds, feature, year) -> pd.DataFrame:
     ok = np.isfinite(cls) & np.isfinite(v)
     names = class_names(ds.rts_class)
     order = [names[k] for k in sorted(names)]
-    labels = [names.get(int(c), str(int(c))) for c in cls[ok]]
+    labels = class_labels(ds.rts_class, cls[ok])
     return pd.DataFrame({"class": pd.Categorical(labels, categories=order, ordered=True),
                          feature: v[ok]}).sort_values("class", kind="stable")
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import panel as pn
 
-from .layers import PROBA, class_names, column_name, is_prediction, layer_menu, split_layer
+from .layers import PROBA, class_labels, column_name, is_prediction, layer_menu, split_layer
 from .lookup import to_polar
 from .selection import Selection
 from .view import View
@@ -55,8 +55,7 @@ def layer_frame(selection: Selection) -> pd.DataFrame:
         "area_km2": ds.area_km2.values[pos], "year": s.year, value_column(s): values})
     name, cls = split_layer(s.layer)
     if cls is None and name in ds and "flag_meanings" in ds[name].attrs:
-        names = class_names(ds[name])
-        df["class_name"] = [names.get(int(v), str(int(v))) for v in values]
+        df["class_name"] = class_labels(ds[name], values)
     if is_prediction(s.layer) and PROBA in ds:
         df["run_id"] = ds[PROBA].attrs.get("run_id", "")
     return df

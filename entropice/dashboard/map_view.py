@@ -299,10 +299,11 @@ class MapView(View):
             clim = (classes[0] - 0.5, classes[-1] + 0.5)
         else:
             value = hv.Dimension("value", label=long, unit=units or None)
-            lo, hi = robust_range(img if fit else s.values(layer))
+            values = s.values(layer)
+            lo, hi = robust_range(img if fit else values)
             clim = (lo if vmin is None else vmin, hi if vmax is None else vmax)
             if log and np.nanmax(img, initial=0) > 0:
-                img, clim = log_scale(img, clim, s.values(layer))
+                img, clim = log_scale(img, clim, values)
                 value = hv.Dimension(LOG, label=f"{long} (log scale)", unit=units or None)
         kdims = ["x", "y"]
         extra, planes = self.hover_values(idx, layer)
@@ -344,10 +345,8 @@ class MapView(View):
             if name == layer or name not in s.param.layer.objects:
                 continue
             if name == "rts_class":
-                classes = class_legend(ds, name)[0]
                 names = {UNMAPPED: "not mapped", **class_names(ds[name])}
-                dims.append(hv.Dimension("rts_label", label="RTS label",
-                                         values=[UNMAPPED, *[v for v, _ in classes]],
+                dims.append(hv.Dimension("rts_label", label="RTS label", values=list(names),
                                          value_format=names.get))
             else:
                 dims.append(hv.Dimension("p_any", label="P(any RTS)"))
