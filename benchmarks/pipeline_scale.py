@@ -12,7 +12,7 @@ on the grid's coarsest demo level, so that it measures prediction, not training.
         [--stages grids labels era5 arcticdem alphaearth predict] [--max-gb 10]
 
 Target (issue 14): peak memory of every stage at most 3 GB, and the same at 5 and 20
-years.
+years; time at most in proportion to the years.
 """
 
 import argparse
@@ -163,12 +163,14 @@ def main():
     print(f"\nlargest peak of a finished stage: {worst / 1e9:.2f} GB (target <= 3 GB)")
     for stage in args.stages:
         for group in args.groups:
-            by_years = {r[2]: r[5] for r in rows if r[0] == stage and r[1] == group
+            by_years = {r[2]: r for r in rows if r[0] == stage and r[1] == group
                         and r[6] == "ok"}
             if len(by_years) > 1:
                 lo, hi = min(by_years), max(by_years)
-                print(f"{stage:<11} {group:<11} peak at {hi} years / at {lo} years: "
-                      f"{by_years[hi] / by_years[lo]:.2f}")
+                print(f"{stage:<11} {group:<11} at {hi} years / at {lo} years: peak "
+                      f"{by_years[hi][5] / by_years[lo][5]:.2f}, CPU time "
+                      f"{by_years[hi][4] / by_years[lo][4]:.2f} (years "
+                      f"{hi / lo:.2f})")
 
 
 if __name__ == "__main__":

@@ -365,7 +365,7 @@ def stage_labels(cfg, *, force=False, quiet=False):
         land = cube.read(name, level).land_fraction.values
         ds = darts.to_cells(gdf, get_grid(name, level), land_fraction=land, coverage=coverage,
                             bin_edges=section.get("bin_edges", darts.DEFAULT_BIN_EDGES),
-                            min_lat=cfg["domain"]["min_lat"], prepared=True)
+                            min_lat=cfg["domain"]["min_lat"], prepared=True, store=scratch)
         return _years(cfg, ds)
 
     return _each_group(cfg, "labels", inputs, compute, force=force, quiet=quiet)

@@ -31,6 +31,7 @@ from entropice.dashboard.lookup import (
     PixelLookup,
     graticule_image,
     land_image,
+    pixel_centres,
     pixel_lonlat,
     to_polar,
 )
@@ -90,6 +91,7 @@ def test_layers_decode_names_classes_and_sources(store):
     menu = layer_menu(ds)
     assert menu["Predictions"] == {"P(any RTS)": "pred_any", "predicted class": "pred_class",
                                    "prediction entropy": "pred_entropy",
+                                   "novelty (outside the training data)": "pred_novelty",
                                    "P(none)": "pred_proba:0", "P(low)": "pred_proba:1",
                                    "P(medium)": "pred_proba:2", "P(high)": "pred_proba:3"}
     assert menu["ERA5 climate"] == {"era5_tdd_sum": "era5_tdd_sum"}
@@ -196,6 +198,24 @@ def test_pixel_lookup_finds_each_pixels_cell():
     # across the antimeridian (x = 0, y > 0 in EPSG:3413 is 180 E) nothing is lost
     seam = lookup((-2e5, 2e5), (2.0e6, 2.4e6), 40, 40)
     assert (seam >= 0).all()
+
+
+@given(st.floats(-1.5e7, 1.5e7), st.floats(-1.5e7, 1.5e7), st.floats(1.0, 1e7))
+@settings(max_examples=60, deadline=None)
+def test_the_maps_inverse_projection_is_pyprojs(cx, cy, half):
+    """The map's fast EPSG:3413 -> lon/lat (angle about the pole, latitude from a table)
+    agrees with pyproj within 1e-6 degrees over any view."""
+    import pyproj
+
+    lon, lat = pixel_lonlat((cx - half, cx + half), (cy - half, cy + half), 64, 48)
+    x, y = np.meshgrid(*pixel_centres((cx - half, cx + half), (cy - half, cy + half), 64, 48))
+    plon, plat = pyproj.Transformer.from_crs("EPSG:3413", "EPSG:4326", always_xy=True) \
+        .transform(x, y)
+    assert lon.shape == lat.shape == (48, 64)
+    np.testing.assert_allclose(lat, plat, atol=1e-6)
+    far = np.abs(plat) < 89.999  # the longitude at the pole itself is arbitrary
+    dlon = (lon - plon + 180.0) % 360.0 - 180.0
+    np.testing.assert_allclose(dlon[far], 0.0, atol=1e-6)
 
 
 def test_land_and_coastline_ship_offline():
@@ -344,6 +364,37 @@ def test_a_clicked_cell_shows_its_details(sel):
     assert f"box {int(sel.cell_boxes()[k])}" in text
     view.tap.event(x=9e6, y=9e6)
     assert "No cell" in view.details.object
+
+
+def test_predictions_outside_the_training_data_are_hatched(sel, monkeypatch):
+    """Cells whose novelty passes the threshold are hatched over prediction layers (and
+    named so in a click's details); other layers, and the novelty layer itself, are not."""
+    from entropice.dashboard import layers, map_view
+
+    sel.level = 3
+    ds = sel.dataset
+    assert "pred_novelty" in sel.param.layer.objects
+    for module in (layers, map_view):  # about half the cells, to see both kinds
+        monkeypatch.setattr(module, "NOVEL", 0.5)
+    far = layers.novel(ds, sel.year)
+    assert 0 < far.sum() < len(far)
+    view = MapView(selection=sel)
+    (x0, x1), (y0, y1) = home_extent(sel)
+    _, idx = view.image((x0, x1), (y0, y1), "pred_any")
+    hatch, n = view.extrapolated(idx, "pred_any", sel.year)
+    assert n == int(far.sum())
+    drawn = np.isfinite(hatch)
+    assert drawn.any() and far[idx[drawn]].all()  # only over novel cells ...
+    inside = (idx >= 0) & far[np.maximum(idx, 0)]
+    assert 0.1 < drawn.sum() / inside.sum() < 0.25  # ... in lines, one pixel in six
+    for layer in ("pred_novelty", "era5_tdd_sum"):
+        assert view.extrapolated(idx, layer, sel.year) == (None, 0)
+    sel.layer = "pred_any"
+    frame = view.dmap[()]
+    assert np.isfinite(frame.Image.III.data).any() and "hatched:" in view.status.object
+    k = int(np.flatnonzero(far)[0])
+    view.details.object = view.cell_details(k)
+    assert "outside the training data" in view.details.object
 
 
 def test_boxes_view(sel):

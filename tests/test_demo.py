@@ -55,6 +55,19 @@ def test_demo_builds_a_cube_and_reruns_cheaply(demo_cube):
     assert pred.pred_proba.dims == ("year", "cells", "class")
     assert np.isfinite(pred.pred_class.values).all()
     assert (pred.pred_proba.values > 0).all()  # smoothed: no class is impossible
+    # predictions are marked where they extrapolate: the mapped cells (inside the
+    # coverage footprints) are typical of the training samples, cells beyond the mapped
+    # cells' range of summer warmth lie outside the training data
+    for grid, level in cube.groups():
+        ds = cube.read(grid, level).sel(year=2022).load()
+        nv = ds.pred_novelty.values
+        mapped, land = np.isfinite(ds.rts_class.values), ds.land_fraction.values > 0
+        tdd = ds.era5_tdd_sum.values
+        lo, hi = np.nanpercentile(tdd[mapped], [1, 99])
+        beyond = land & ~mapped & ((tdd < lo) | (tdd > hi))
+        assert 0.4 < nv[mapped].mean() < 0.65 and (nv[mapped] > 0.99).mean() < 0.05
+        assert beyond.sum() > 100 and nv[beyond].mean() > 0.95
+        assert (nv[beyond] > 0.99).mean() > 0.8, (grid, level)
     # the weights point at the demo's generating rule (summer warmth, annual temperature,
     # low ground: elevation, or terrain relief at the coarsest levels) in every group,
     # never at a missing-value flag

@@ -234,8 +234,8 @@ def test_saved_model_predicts_exactly_the_same(tmp_path, params):
 
 
 def test_predictions_by_chunks_of_cells_equal_one_pass(tmp_path, monkeypatch):
-    """predict_group streams chunks of cells (as many as keep the rows of all years under
-    PREDICT_ROWS); the result does not depend on the chunk."""
+    """predict_group streams a year and a chunk of cells (PREDICT_ROWS) at a time, each
+    year written as it is made; the result does not depend on the chunk."""
     from entropice.runs import cv
 
     ds = group()
@@ -247,11 +247,38 @@ def test_predictions_by_chunks_of_cells_equal_one_pass(tmp_path, monkeypatch):
                      "classes": ["none", "low", "medium", "high"]})
     loaded = runs.load_model(tmp_path / "run")
     whole = runs.predict_group(ds, loaded).load()
-    monkeypatch.setattr(cv, "PREDICT_ROWS", 7 * ds.sizes["year"])  # 7 cells a chunk
+    monkeypatch.setattr(cv, "PREDICT_ROWS", 7)  # 7 cells a chunk
     parts = runs.predict_group(ds, loaded, store=tmp_path / "scratch")
-    assert len(parts.pred_proba.chunks[1]) == -(-ds.sizes["cells"] // 7)
+    assert parts.pred_proba.chunks[0] == (1,) * ds.sizes["year"]
+    assert ds.sizes["cells"] > 7
     xr.testing.assert_equal(whole, parts.load())
     np.testing.assert_allclose(whole.pred_proba.sum("class"), 1.0, rtol=1e-6)
+
+
+def test_novelty_is_spread_on_the_training_data_and_one_far_outside_it(tmp_path):
+    """A cell's novelty reads its distance to the nearest box against the training
+    samples': uniform on those samples, 1 far beyond them; predictions carry it."""
+    ds = group()
+    dm = design.design_matrix(ds)
+    X = dm.X.to_numpy()
+    model = runs.make_model(ESPAClassifier(6, random_state=0, eps_W=0.3)).fit(X, dm.y)
+    meta = {"grid": "h3", "level": 5, "run_id": "r1", "labels": [0, 1, 2, 3],
+            "classes": ["none", "low", "medium", "high"]}
+    runs.save_model(tmp_path / "plain", model, list(dm.X.columns), meta)
+    assert runs.load_model(tmp_path / "plain").novelty(X) is None  # not kept: none
+    assert "pred_novelty" not in runs.predict_group(ds, runs.load_model(tmp_path / "plain"))
+    runs.save_model(tmp_path / "run", model, list(dm.X.columns),
+                    {**meta, "novelty_reference": runs.novelty_reference(model, X)})
+    loaded = runs.load_model(tmp_path / "run")
+    nov = loaded.novelty(X)
+    assert nov.min() >= 0 and nov.max() <= 1
+    assert abs(nov.mean() - 0.5) < 0.05 and np.mean(nov > 0.99) < 0.03
+    far = X.copy()
+    far[:, :3] = far[:, :3] * 50 + 1e3  # features far beyond the training range
+    assert np.all(loaded.novelty(far) == 1.0)
+    pred = runs.predict_group(ds, loaded).load()
+    assert pred.pred_novelty.dims == ("year", "cells")
+    assert float(pred.pred_novelty.min()) >= 0 and float(pred.pred_novelty.max()) <= 1
 
 
 def test_ranking_auc_scores_the_order_of_classes():

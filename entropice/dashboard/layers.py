@@ -16,7 +16,14 @@ SOURCES = {"era5": "ERA5 climate", "arcticdem": "ArcticDEM terrain",
 """The features' sources, by their ``source`` attribute, with their heading in the menu."""
 LABEL_LAYERS = ["rts_density", "rts_count", "rts_class", "rts_area_km2"]
 CELL_LAYERS = ["land_fraction", "area_km2"]
-PREDICTIONS = {"predicted class": "pred_class", "prediction entropy": "pred_entropy"}
+PREDICTIONS = {"predicted class": "pred_class", "prediction entropy": "pred_entropy",
+               "novelty (outside the training data)": "pred_novelty"}
+NOVELTY = "pred_novelty"
+"""How far a cell's features lie outside the training data: the share of the training
+samples nearer to their box (see ``StoredModel.novelty``)."""
+NOVEL = 0.99
+"""Novelty above which a prediction is an extrapolation: the cell lies farther from
+every box than 99 % of the training samples."""
 PROBA = "pred_proba"
 """The predicted probabilities (year, cells, class): one layer per class."""
 ANY = "pred_any"
@@ -130,7 +137,8 @@ def layer_menu(ds) -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
     if has_predictions(ds):
         classes = ds[PROBA]["class"].values
-        out["Predictions"] = {"P(any RTS)": ANY, **PREDICTIONS, **{
+        out["Predictions"] = {"P(any RTS)": ANY, **{
+            label: name for label, name in PREDICTIONS.items() if name in ds}, **{
             f"P({name})": proba_layer(c)
             for name, c in zip(class_labels(ds.pred_class, classes), classes)}}
     labels = {v: v for v in LABEL_LAYERS if v in ds}
@@ -154,6 +162,14 @@ def default_layer(layers: list[str]) -> str:
         if name in layers:
             return name
     return layers[0]
+
+
+def novel(ds, year) -> np.ndarray | None:
+    """Which cells' predictions in a year are extrapolations (novelty above ``NOVEL``);
+    None where the predictions carry no novelty (a run trained before it was kept)."""
+    if NOVELTY not in ds:
+        return None
+    return values(ds, NOVELTY, year) > NOVEL
 
 
 def values(ds, layer: str, year) -> np.ndarray:

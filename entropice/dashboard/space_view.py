@@ -146,4 +146,7 @@ class SpaceView(View):
                          pn.widgets.Select.from_param(self.param.y, width=260),
                          pn.widgets.RadioButtonGroup.from_param(self.param.colour, width=200),
                          clear)
-        return pn.Column(widgets, self.status, self.plot, sizing_mode="stretch_width")
+        # lazy: the tabs ask every view for its panel when the page is made, and the
+        # scatter of every cell takes seconds at the finest levels
+        return pn.Column(widgets, self.status, pn.param.ParamMethod(self.plot, lazy=True),
+                         sizing_mode="stretch_width")

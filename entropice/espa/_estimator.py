@@ -24,7 +24,7 @@ from sklearn.utils.validation import (
 from threadpoolctl import threadpool_limits
 
 from . import _kernels
-from ._core import Threads, WeightRule, assign_all, centre, fit_one, n_threads
+from ._core import Threads, WeightRule, assign_all, centre, distance_terms, fit_one, n_threads
 from ._features import resolve_indicators, weight_prior
 from ._readout import Readout, fit_temperature, log_loss, smoothed
 
@@ -514,6 +514,32 @@ class ESPAClassifier(ClassifierMixin, BaseEstimator):
         limits, threads = self._threads()
         with limits, threads:
             return assign_all(X, self.boxes_, self.feature_weights_, self._centre(), threads)
+
+    def box_distance(self, X):
+        """W-weighted squared distance of each sample to its nearest box (of the shown
+        member): how far a sample lies from every region of feature space the boxes
+        describe. Far beyond the training samples' distances, a prediction is an
+        extrapolation.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        distance : ndarray of shape (n_samples,)
+        """
+        check_is_fitted(self)
+        X = self._check_X(X)
+        mu, W = self._centre(), self.feature_weights_
+        A_t, cost0 = distance_terms(self.boxes_, W, mu, np.float64)
+        out = np.empty(X.shape[0])
+        for a in range(0, X.shape[0], 2**16):  # a chunk's (samples x boxes) at a time
+            x = X[a:a + 2**16].astype(np.float64)
+            # |x - S_k|_W^2 = |x - mu|_W^2 + cost0_k - 2 x . A_k (see distance_terms)
+            out[a:a + len(x)] = ((x - mu) ** 2 @ W
+                                 + np.min(cost0[None, :] - 2.0 * (x @ A_t), axis=1))
+        return np.maximum(out, 0.0)
 
     def _centre(self):
         return centre(self.boxes_, self.box_counts_)

@@ -26,7 +26,7 @@ from .backports import fast_weighted_binning
 from .folds import spatial_folds, stratified_samples
 from .impute import MedianImputer
 from .metrics import evaluate, macro_roc_auc, ranking_auc, reliability_curve, triage_curve
-from .model import StoredModel, predict_frame
+from .model import StoredModel, novelty_reference, predict_frame
 from .store import RunStore
 
 log = logging.getLogger("entropice")
@@ -530,7 +530,10 @@ def train_group(ds, section=None, *, store: RunStore, quiet=True) -> dict:
     # eSPA+'s searches first (the final one, then each fold's), their worker processes
     # then stopped, so that they are gone before the baselines' models pile up
     t0 = time.perf_counter()
-    final, search = _fit(makers["eSPA+"], sample.pop("final"), s)
+    final_sample = sample.pop("final")
+    final, search = _fit(makers["eSPA+"], final_sample, s)
+    reference = novelty_reference(final, final_sample[0], final_sample[3])
+    del final_sample
     log.info("%s: the final eSPA+ in %.0f s", where, time.perf_counter() - t0)
     fitted = _fit_folds({"eSPA+": makers["eSPA+"]}, sample, folds, s, quiet, where)
     _release_workers()
@@ -568,7 +571,7 @@ def train_group(ds, section=None, *, store: RunStore, quiet=True) -> dict:
             "outer_fold_params": chosen["eSPA+"],
             "indicators": [names[i] for i in indicators],
             "n_samples": int(len(y)), "scored_samples": int(len(scored)),
-            "ancestor_level": anc}
+            "ancestor_level": anc, "novelty_reference": reference}
     relevance.extend({"model": "eSPA+", **r}
                      for r in _weights(final, -1, names))
     store.save(run_id, final, names, meta,
@@ -581,18 +584,21 @@ def train_group(ds, section=None, *, store: RunStore, quiet=True) -> dict:
 
 
 PREDICT_ROWS = 2**19
-"""(cell, year) rows predicted at a time: a chunk of cells with every year of them, as
-many cells as keep the rows under this, so that memory holds a chunk, not a group, for
-any number of years."""
+"""Cells predicted at a time, a year at a time: memory holds a chunk of one year, and
+the cube's chunks (a year of every cell) are each read a few times, not once per chunk
+of cells of every year (which grew with the square of the years)."""
 
 
 def predict_group(ds, model: StoredModel, store=None) -> xr.Dataset:
     """Predictions of a stored run's model for every cell and year of a group (labelled
-    or not): ``pred_proba`` (year, cells, class), ``pred_class`` and ``pred_entropy``.
-    (The class dimension is not named ``rts_class``: that is the labels' variable.)
+    or not): ``pred_proba`` (year, cells, class), ``pred_class``, ``pred_entropy`` and
+    ``pred_novelty`` (how far the cell's features lie outside the training data, see
+    :meth:`StoredModel.novelty`). (The class dimension is not named ``rts_class``: that
+    is the labels' variable.)
 
-    The cells are predicted a chunk at a time, each chunk written to ``store`` (a
-    scratch directory, by default in memory) as soon as it is made; the result is lazy.
+    The cells are predicted a year and a chunk of cells at a time, each year written to
+    ``store`` (a scratch directory, by default in memory) as soon as it is made; the
+    result is lazy.
     """
     names = model.meta["feature_names"]
     base = [n for n in names if not n.endswith("_missing")]
@@ -605,26 +611,35 @@ def predict_group(ds, model: StoredModel, store=None) -> xr.Dataset:
     years = ds.year.values if yearly else np.array([0])
     labels = np.asarray(model.meta["labels"])
     attrs = {"run_id": model.meta["run_id"], "source": "espa"}
+    n = ds.sizes["cells"]
 
-    step = max(1, PREDICT_ROWS // len(years))
+    novel = bool(model.meta.get("novelty_reference"))
 
-    def chunk(start):
-        part = ds.isel(cells=slice(start, start + step)).load()
-        frame = pd.concat([cell_features(part, names, y if yearly else None) for y in years],
-                          ignore_index=True)
-        proba = predict_frame(model, frame).reshape(len(years), part.sizes["cells"], -1)
+    def year_part(k):
+        one = ds.isel(year=k) if yearly else ds
+        proba = np.empty((n, len(labels)), np.float32)
+        novelty = np.empty(n, np.float32)
+        for a in range(0, n, PREDICT_ROWS):
+            part = one.isel(cells=slice(a, a + PREDICT_ROWS)).load()
+            frame = cell_features(part, names)
+            proba[a:a + len(frame)] = predict_frame(model, frame)
+            if novel:
+                novelty[a:a + len(frame)] = model.novelty(frame[names].to_numpy())
+        extra = {"pred_novelty": (("year", "cells"), novelty[None], {
+            **attrs, "units": "1", "long_name": "novelty of the cell's features (share of "
+            "the training samples nearer to their box; near 1: outside the training "
+            "data)"})} if novel else {}
         with np.errstate(divide="ignore", invalid="ignore"):
             entropy = -np.nansum(np.where(proba > 0, proba * np.log(proba), 0.0), axis=-1)
         return xr.Dataset(
-            {"pred_proba": (("year", "cells", "class"), proba, {
+            {"pred_proba": (("year", "cells", "class"), proba[None], {
                 **attrs, "units": "1", "long_name": "predicted probability of each RTS class"}),
-             "pred_class": (("year", "cells"), labels[np.argmax(proba, axis=-1)].astype(float), {
-                 **attrs, "units": "1", "long_name": "predicted RTS class",
-                 "flag_meanings": " ".join(model.meta["classes"])}),
-             "pred_entropy": (("year", "cells"), entropy, {
+             "pred_class": (("year", "cells"), labels[np.argmax(proba, axis=-1)][None].astype(
+                 np.float32), {**attrs, "units": "1", "long_name": "predicted RTS class",
+                               "flag_meanings": " ".join(model.meta["classes"])}),
+             "pred_entropy": (("year", "cells"), entropy[None].astype(np.float32), {
                  **attrs, "units": "nat", "long_name": "entropy of the predicted class "
-                                                       "probabilities"})},
-            coords={"cell_ids": part.cell_ids, "year": years, "class": labels})
+                                                       "probabilities"}), **extra},
+            coords={"cell_ids": ds.cell_ids, "year": [years[k]], "class": labels})
 
-    return concat_parts((chunk(a) for a in range(0, ds.sizes["cells"], step)),
-                        "cells", store)
+    return concat_parts((year_part(k) for k in range(len(years))), "year", store)

@@ -68,6 +68,34 @@ class StoredModel:
     def apply(self, X):
         return self.estimator.apply(self.transform(X))
 
+    def novelty(self, X):
+        """How far each sample lies outside the training data, in [0, 1]: the share of
+        the final model's training samples nearer to their box than it is (1: farther
+        than all of them); None for a model trained before this was stored."""
+        ref = self.meta.get("novelty_reference")
+        if not ref:
+            return None
+        d = self.estimator.box_distance(self.transform(X))
+        return np.interp(d, np.asarray(ref, dtype=np.float64), np.linspace(0.0, 1.0, len(ref)))
+
+
+NOVELTY_QUANTILES = 201
+"""Quantiles of the training samples' box distances kept with a model (every half
+percent), against which a cell's novelty is read."""
+
+
+def novelty_reference(model: Pipeline, X, rows=None) -> list[float]:
+    """Quantiles of the W-weighted distance of the training samples (``X``, or its
+    ``rows``) of a fitted imputer + scaler + ESPAClassifier pipeline to their nearest
+    boxes: what :meth:`StoredModel.novelty` reads a cell's distance against. Read
+    2^16 rows at a time."""
+    rows = np.arange(len(X)) if rows is None else np.asarray(rows)
+    est, prep = model.named_steps["model"], model[:-1]
+    d = np.concatenate([est.box_distance(prep.transform(
+        np.asarray(X[rows[a:a + 2**16]], dtype=np.float64)))
+        for a in range(0, len(rows), 2**16)] or [np.zeros(0)])
+    return np.quantile(d, np.linspace(0.0, 1.0, NOVELTY_QUANTILES)).tolist()
+
 
 def load_model(path) -> StoredModel:
     """Rebuild a model saved by :func:`save_model`; it predicts exactly as before."""

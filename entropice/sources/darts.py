@@ -18,6 +18,7 @@ import shapely
 import xarray as xr
 
 from ..grids import DEFAULT_MIN_LAT, Grid
+from ..parts import concat_parts
 
 log = logging.getLogger("entropice")
 
@@ -300,7 +301,7 @@ def density_classes(density, bin_edges=DEFAULT_BIN_EDGES):
 
 def to_cells(gdf, grid: Grid, *, land_fraction=None, coverage=None,
              bin_edges=DEFAULT_BIN_EDGES, min_lat: float = DEFAULT_MIN_LAT,
-             prepared=False) -> xr.Dataset:
+             prepared=False, store=None) -> xr.Dataset:
     """RTS labels per cell and year on the whole domain.
 
     Parameters
@@ -324,12 +325,16 @@ def to_cells(gdf, grid: Grid, *, land_fraction=None, coverage=None,
     prepared : bool
         ``gdf`` and ``coverage`` come from :func:`prepare` (the pipeline prepares them
         once for all grids).
+    store : path, optional
+        Where each year is written as soon as it is made (a scratch directory, see
+        :meth:`Cube.scratch`), so that memory holds a year, not every year; by default
+        in memory.
 
     Returns
     -------
     xarray.Dataset
-        Dimensions (year, cells): ``rts_count``, ``rts_area_km2``, ``rts_density``,
-        ``rts_class``.
+        Dimensions (year, cells), float32, dask-backed a year per chunk:
+        ``rts_count``, ``rts_area_km2``, ``rts_density``, ``rts_class``.
     """
     from ..aggregate import polygons_to_cells
 
@@ -346,12 +351,24 @@ def to_cells(gdf, grid: Grid, *, land_fraction=None, coverage=None,
     land_km2 = land * cells.area_km2.values
     edges = [float(e) for e in bin_edges]
     density_classes(np.zeros(1), edges)  # bad edges fail before any work
-    # float32, a year at a time (as the cube stores them): memory grows by 16 bytes per
-    # cell and year, not by the float64 temporaries of every year at once
-    shape = (len(years), n)
-    count, area, density, classes = (np.full(shape, np.nan, np.float32) for _ in range(4))
     over = 0
-    for k, year in enumerate(years):
+    attrs = {
+        "rts_count": {"units": "1", "long_name": "distinct RTS (overlapping footprints of a "
+                      "year merged) with their centroid in the cell",
+                      "source": "darts", "cell_methods": "area: sum"},
+        "rts_area_km2": {"units": "km2", "long_name": "area of RTS in the cell (union of "
+                         "footprints)", "source": "darts", "cell_methods": "area: sum"},
+        "rts_density": {"units": "1", "long_name": "RTS area over land area",
+                        "source": "darts"},
+        "rts_class": {"units": "1", "long_name": "RTS density class", "source": "darts",
+                      "flag_values": list(range(len(edges) + 2)),
+                      "flag_meanings": " ".join(_class_names(len(edges))),
+                      "bin_edges": edges},
+    }
+
+    def year_part(year):
+        """One year's labels, float32 (as the cube stores them)."""
+        nonlocal over
         part = grid.on_domain(polygons_to_cells(gdf[gdf["year"] == year], grid, min_lat),
                               ids, fill=0.0)
         c, a = part["count"].values.astype(np.float64), part.overlap_area_km2.values
@@ -372,33 +389,19 @@ def to_cells(gdf, grid: Grid, *, land_fraction=None, coverage=None,
             d = np.where(land_km2 > 0, a / land_km2, np.where(a > 0, np.inf, 0.0))
         over += int(np.sum(covered & (d > 1.0)))
         d = np.where(covered, np.minimum(d, 1.0), np.nan)
-        count[k, covered], area[k, covered] = c[covered], a[covered]
-        density[k] = d
-        classes[k] = density_classes(d, edges)
+        values = {"rts_count": np.where(covered, c, np.nan),
+                  "rts_area_km2": np.where(covered, a, np.nan),
+                  "rts_density": d, "rts_class": density_classes(d, edges)}
+        return xr.Dataset(
+            {k: (("year", "cells"), v[None].astype(np.float32), attrs[k])
+             for k, v in values.items()},
+            coords={"cell_ids": cells.cell_ids, "year": ("year", [np.int64(year)])})
+
+    out = concat_parts((year_part(y) for y in years), "year", store)
     if over:  # more RTS than land: the land mask misses coastal land
         log.warning("RTS labels: %d cell-years hold more RTS area than land (the land mask "
                     "misses land there); their density is set to 1", over)
-    coords = {"cell_ids": cells.cell_ids, "year": ("year", years.astype(np.int64))}
-    dims = ("year", "cells")
-    return xr.Dataset(
-        {
-            "rts_count": (dims, count, {
-                "units": "1", "long_name": "distinct RTS (overlapping footprints of a year "
-                         "merged) with their centroid in the cell",
-                "source": "darts", "cell_methods": "area: sum"}),
-            "rts_area_km2": (dims, area, {
-                "units": "km2", "long_name": "area of RTS in the cell (union of footprints)",
-                "source": "darts", "cell_methods": "area: sum"}),
-            "rts_density": (dims, density, {
-                "units": "1", "long_name": "RTS area over land area", "source": "darts"}),
-            "rts_class": (dims, classes, {
-                "units": "1", "long_name": "RTS density class", "source": "darts",
-                "flag_values": list(range(len(edges) + 2)),
-                "flag_meanings": " ".join(_class_names(len(edges))),
-                "bin_edges": edges}),
-        },
-        coords=coords,
-    )
+    return out
 
 
 def _class_names(n_edges):
