@@ -255,6 +255,9 @@ def test_map_view_renders_values_and_highlights_a_box(sel):
     assert len(highlighted) == len(plain)
     assert plain.Image.II.data.size == 1  # a pixel off the view
     assert np.isfinite(highlighted.Image.II.data).any()
+    sel.layer = "era5_tdd_sum"  # no hatching over a feature, nor the highlight twice
+    feature = view.dmap[()]
+    assert np.isfinite(feature.Image.II.data).any() and feature.Image.III.data.size == 1
     assert "cells" in view.status.object
     pn.panel(view).get_root()
 

@@ -97,6 +97,12 @@ def _latlon(points):
 NITZE = Path(__file__).parent / "data" / "Nitze2021" / "GT_Set_Nitze_etal_2021_TrainingSet_RTS.shp"
 
 
+def test_an_inventory_without_a_mapped_year_is_refused():
+    gdf = darts.open(NITZE)
+    with pytest.raises(ValueError, match="no mapped year"):
+        darts.to_cells(gdf.iloc[:0], GRID)
+
+
 def test_per_image_footprints_are_one_slump(caplog):
     """Nitze et al. 2021 map a slump once per image (Banks Island three times in 2019):
     overlapping footprints of a year are one slump, their area the union's."""

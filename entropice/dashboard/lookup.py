@@ -71,7 +71,8 @@ def to_lonlat(x, y):
     """EPSG:3413 metres to lon/lat (degrees), four times faster than pyproj on a view's
     pixels: the longitude exactly (the angle about the pole), the latitude, which
     depends on the distance from the pole alone, interpolated in a table pyproj makes
-    for the distances at hand (within 1e-6 degrees, a few millimetres)."""
+    for the distances at hand (within 1e-6 degrees, a few millimetres, over views up to
+    the size of the Earth; far coarser views lose less than a pixel)."""
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     rho = np.hypot(x, y)
     if not rho.size:

@@ -300,7 +300,7 @@ class MapView(View):
         # HoloViews draws a new plot twice (its range stream fires once the plot has
         # set its ranges): the second time, and whenever nothing changed, reuse the frame
         key = (grid, level, year, layer, run, cmap, vmin, vmax, box, fit, log, s.brush,
-               xr_, yr_, id(s.dataset))
+               xr_, yr_, s.store.group_stamp(grid, level))
         if self._frame is not None and self._frame[0] == key:
             return self._frame[1]
         bounds = (xr_[0], yr_[0], xr_[1], yr_[1])
@@ -320,7 +320,7 @@ class MapView(View):
             value = hv.Dimension("value", label=long, unit=units or None)
             values = s.values(layer)
             lo, hi = robust_range(img) if fit else self._group_range(
-                (grid, level, year, layer, id(s.dataset)), values)
+                (grid, level, year, layer, s.store.group_stamp(grid, level)), values)
             clim = (lo if vmin is None else vmin, hi if vmax is None else vmax)
             if log and np.nanmax(img, initial=0) > 0:
                 img, clim = log_scale(img, clim, values)
@@ -335,7 +335,8 @@ class MapView(View):
         # the highlight is always a layer (a pixel off the view when no box is chosen): an
         # overlay that changes its layers from one frame to the next is not redrawn right
         x0, y0 = bounds[:2]  # a 1 m pixel just outside the view
-        mask, mbounds = np.ones((1, 1), dtype=np.float32), (x0 - 2, y0 - 2, x0 - 1, y0 - 1)
+        off, off_bounds = np.ones((1, 1), dtype=np.float32), (x0 - 2, y0 - 2, x0 - 1, y0 - 1)
+        mask, mbounds = off, off_bounds
         lit = s.brushed(year) if s.brush else None
         if box >= 0 and run:
             in_box = s.cell_boxes(year) == box
@@ -347,8 +348,8 @@ class MapView(View):
         layers.append(hv.Image(mask, bounds=mbounds, kdims=kdims, vdims=["in box"]).opts(
             cmap=["#ff2d95"], alpha=0.75, tools=[]))
         hatch, n_novel = self.extrapolated(idx, layer, year)
-        layers.append(hv.Image(mask if hatch is None else hatch,
-                               bounds=mbounds if hatch is None else bounds, kdims=kdims,
+        layers.append(hv.Image(off if hatch is None else hatch,
+                               bounds=off_bounds if hatch is None else bounds, kdims=kdims,
                                vdims=["extrapolated"]).opts(
             cmap=["#3a3a3a"], alpha=0.8, tools=[]))
         shown = in_view(idx, len(s.dataset.cell_ids))

@@ -92,18 +92,19 @@ class CubeStore:
         """The levels of a grid in the cube."""
         return sorted(lvl for g, lvl in self.groups if g == grid)
 
-    def _group_stamp(self, grid, level) -> float:
+    def group_stamp(self, grid, level) -> float:
+        """Changes when the group is rewritten: what caches of its values are keyed on."""
         if (grid, level) not in self.groups:  # never a name from a request unchecked
             raise KeyError(f"no group {grid!r} level {level!r} in the cube.")
         return _stamp(self.path / group_name(grid, level))
 
     def dataset(self, grid: str, level: int):
         """A group, loaded in memory."""
-        return _load_group(str(self.path), grid, level, self._group_stamp(grid, level))
+        return _load_group(str(self.path), grid, level, self.group_stamp(grid, level))
 
     def lookup(self, grid: str, level: int) -> PixelLookup:
         """The map pixels' cells of a group."""
-        return _lookup(str(self.path), grid, level, self._group_stamp(grid, level))
+        return _lookup(str(self.path), grid, level, self.group_stamp(grid, level))
 
     # -- model runs -------------------------------------------------------------------------
 
@@ -155,4 +156,4 @@ class CubeStore:
     def cell_boxes(self, run: str, grid: str, level: int, year: int):
         """The box of every cell of a group in a year, under a run's model."""
         return _cell_boxes(str(self.run_store.root), self._checked(run), str(self.path), grid,
-                           level, year, self._group_stamp(grid, level))
+                           level, year, self.group_stamp(grid, level))

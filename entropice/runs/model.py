@@ -76,7 +76,15 @@ class StoredModel:
         if not ref:
             return None
         d = self.estimator.box_distance(self.transform(X))
-        return np.interp(d, np.asarray(ref, dtype=np.float64), np.linspace(0.0, 1.0, len(ref)))
+        # a distance that many samples share (tied quantiles) reads the middle of their
+        # share, not its top; beyond the farthest sample, 1
+        ref = np.asarray(ref, dtype=np.float64)
+        values, first, n = np.unique(ref, return_index=True, return_counts=True)
+        share = (first + (n - 1) / 2) / max(len(ref) - 1, 1)
+        out = np.interp(d, values, share)
+        out[d > values[-1]] = 1.0
+        out[d < values[0]] = 0.0
+        return out
 
 
 NOVELTY_QUANTILES = 201

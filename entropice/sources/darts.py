@@ -342,6 +342,8 @@ def to_cells(gdf, grid: Grid, *, land_fraction=None, coverage=None,
     years = np.unique(np.concatenate([gdf["year"].values] + (
         [coverage["year"].values] if coverage is not None and "year" in coverage.columns
         else [])).astype(np.int64))
+    if not len(years):
+        raise ValueError("RTS labels: the inventory and its coverage hold no mapped year.")
     if not prepared:
         gdf, coverage = prepare(gdf, coverage)
     cells = grid.cells(min_lat)
