@@ -593,8 +593,8 @@ def predict_group(ds, model: StoredModel, store=None) -> xr.Dataset:
     """Predictions of a stored run's model for every cell and year of a group (labelled
     or not): ``pred_proba`` (year, cells, class), ``pred_class``, ``pred_entropy`` and,
     for a run that kept its training samples' box distances, ``pred_novelty`` (how far
-    the cell's features lie outside the training data, see :meth:`StoredModel.novelty`). (The class dimension is not named ``rts_class``: that
-    is the labels' variable.)
+    the cell's features lie outside the training data, see :meth:`StoredModel.novelty`).
+    (The class dimension is not named ``rts_class``: that is the labels' variable.)
 
     The cells are predicted a year and a chunk of cells at a time, each year written to
     ``store`` (a scratch directory, by default in memory) as soon as it is made; the
