@@ -9,6 +9,7 @@ label and its P(any RTS); a click gives everything about the cell, its box inclu
 
 from __future__ import annotations
 
+import functools
 import json
 
 import holoviews as hv
@@ -58,6 +59,15 @@ def graticule_labels() -> hv.Labels:
                       "text": [f"{v}°N" for v in GRATICULE_LATS] + names},
                      kdims=["x", "y"], vdims=["text"]).opts(
         text_font_size="8pt", text_color="#555555", text_alpha=0.9)
+
+
+@functools.cache
+def _hatch_lines(shape) -> np.ndarray:
+    """Diagonal lines every ``HATCH`` pixels over an image of ``shape``, made once."""
+    rows, cols = np.indices(shape)
+    lines = (rows + cols) % HATCH == 0
+    lines.flags.writeable = False
+    return lines
 
 
 def home_extent(selection: Selection) -> tuple[tuple, tuple]:
@@ -239,6 +249,7 @@ class MapView(View):
         self._frame = None  # (what it shows, the frame) last drawn
         self._land_frames = None  # (extent, land, coast) last drawn
         self.link_to = None  # a map whose extent this one shares in the browser
+        self._linked = False  # the two figures' ranges are linked in the browser
         self.range.add_subscriber(self._remember_extent)
         self.details = pn.pane.Markdown("*Click a cell for its details.*",
                                         css_classes=["cell-details"], width=300)
@@ -248,7 +259,7 @@ class MapView(View):
     def _keep_figure(self, plot, element):
         self.figure = plot.state
         other = self.link_to.figure if self.link_to is not None else None
-        if other is not None and not getattr(self, "_linked", False):
+        if other is not None and not self._linked:
             # the browser keeps the two maps' extents equal; each one's image follows
             # its selection's extent on the server (see CompareView)
             for a, b in ((self.figure, other), (other, self.figure)):
@@ -376,10 +387,8 @@ class MapView(View):
         if far is None:
             return None, 0
         far = far & (s.dataset.land_fraction.values > 0)
-        rows, cols = np.indices(idx.shape)
-        lines = (rows + cols) % HATCH == 0
-        return (np.where(lines & (idx >= 0) & far[np.maximum(idx, 0)], 1.0, np.nan)
-                .astype(np.float32), int(far.sum()))
+        drawn = _hatch_lines(idx.shape) & (idx >= 0) & far[np.maximum(idx, 0)]
+        return np.where(drawn, 1.0, np.nan).astype(np.float32), int(far.sum())
 
     def _group_range(self, key, values):
         """The colour range of a layer over the whole group, computed once (a zoom
@@ -462,12 +471,13 @@ class MapView(View):
             names = class_labels(ds.pred_class, ds.pred_proba["class"].values)
             lines.append("predicted: " + ", ".join(
                 f"{name} {v:.2f}" for name, v in zip(names, p)))
-            if NOVELTY in ds:
+            far = novel(ds, s.year)
+            if far is not None:
                 nv = float(ds[NOVELTY].sel(year=s.year).values[pos])
                 lines.append(f"novelty {nv:.3f}: " + (
                     "**outside the training data** (farther from every box than "
                     f"{100 * NOVEL:g} % of the training samples): an extrapolation"
-                    if nv > NOVEL else "within the training data"))
+                    if far[pos] else "within the training data"))
         if s.run:
             box = int(s.cell_boxes()[pos])
             lines.append(f"in **box {box}** of run `{s.run}` (choose it under *Highlight box* "

@@ -26,7 +26,7 @@ from .backports import fast_weighted_binning
 from .folds import spatial_folds, stratified_samples
 from .impute import MedianImputer
 from .metrics import evaluate, macro_roc_auc, ranking_auc, reliability_curve, triage_curve
-from .model import StoredModel, novelty_reference, predict_frame
+from .model import StoredModel, novelty_reference
 from .store import RunStore
 
 log = logging.getLogger("entropice")
@@ -621,10 +621,11 @@ def predict_group(ds, model: StoredModel, store=None) -> xr.Dataset:
         novelty = np.empty(n, np.float32)
         for a in range(0, n, PREDICT_ROWS):
             part = one.isel(cells=slice(a, a + PREDICT_ROWS)).load()
-            frame = cell_features(part, names)
-            proba[a:a + len(frame)] = predict_frame(model, frame)
+            # the model's columns, in its order
+            p, nv = model.proba_and_novelty(cell_features(part, names).to_numpy(np.float64))
+            proba[a:a + len(p)] = p
             if novel:
-                novelty[a:a + len(frame)] = model.novelty(frame[names].to_numpy())
+                novelty[a:a + len(p)] = nv
         extra = {"pred_novelty": (("year", "cells"), novelty[None], {
             **attrs, "units": "1", "long_name": "novelty of the cell's features (share of "
             "the training samples nearer to their box; near 1: outside the training "

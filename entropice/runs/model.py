@@ -72,10 +72,19 @@ class StoredModel:
         """How far each sample lies outside the training data, in [0, 1]: the share of
         the final model's training samples nearer to their box than it is (1: farther
         than all of them); None for a model trained before this was stored."""
+        return self._novelty(self.transform(X))
+
+    def proba_and_novelty(self, X):
+        """Class probabilities and :meth:`novelty` of the same samples, from one
+        imputation and standardisation of ``X``."""
+        Xt = self.transform(X)
+        return self.estimator.predict_proba(Xt), self._novelty(Xt)
+
+    def _novelty(self, Xt):
         ref = self.meta.get("novelty_reference")
         if not ref:
             return None
-        d = self.estimator.box_distance(self.transform(X))
+        d = self.estimator.box_distance(Xt)
         # a distance that many samples share (tied quantiles) reads the middle of their
         # share, not its top; beyond the farthest sample, 1
         ref = np.asarray(ref, dtype=np.float64)
