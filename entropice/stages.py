@@ -57,9 +57,9 @@ STAGES = {s.name: s for s in (
     Stage("train", "eSPA+ and baselines on every group with spatial cross-validation; runs "
                    "go to models/<run_id>/ and a summary table to models/summary.md.",
           "[train] (and labels)", "a run per group in the run store"),
-    Stage("predict", "Predicted class probabilities, class, entropy and novelty for every "
-                     "cell and year.", "the current runs",
-          "pred_proba, pred_class, pred_entropy, pred_novelty"),
+    Stage("predict", "Predicted class probabilities, class, entropy, uncertainty and novelty "
+                     "for every cell and year.", "the current runs",
+          "pred_proba, pred_class, pred_entropy, pred_spread, pred_novelty"),
 )}
 """Every stage, in the order ``run`` runs them."""
 

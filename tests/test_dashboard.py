@@ -91,6 +91,8 @@ def test_layers_decode_names_classes_and_sources(store):
     menu = layer_menu(ds)
     assert menu["Predictions"] == {"P(any RTS)": "pred_any", "predicted class": "pred_class",
                                    "prediction entropy": "pred_entropy",
+                                   "uncertainty (members' spread of P(any RTS))":
+                                       "pred_spread",
                                    "novelty (outside the training data)": "pred_novelty",
                                    "P(none)": "pred_proba:0", "P(low)": "pred_proba:1",
                                    "P(medium)": "pred_proba:2", "P(high)": "pred_proba:3"}
@@ -398,6 +400,7 @@ def test_predictions_outside_the_training_data_are_hatched(sel, monkeypatch):
     k = int(np.flatnonzero(far)[0])
     view.details.object = view.cell_details(k)
     assert "outside the training data" in view.details.object
+    assert "± " in view.details.object and "ensemble members" in view.details.object
 
 
 def test_boxes_view(sel):

@@ -345,6 +345,15 @@ def test_soft_smoothed_ensemble_readout():
     assert log_loss(y[1200:], p) < 0.6 * log_loss(y[1200:], np.clip(p_hard, 1e-15, 1))
     # the shown member is the one with the best held-out score
     assert soft.validation_score_ == min(m.validation_score_ for m in soft.estimators_)
+    # the members' disagreement on the probability of some classes, from the same pass
+    p2, spread = soft.predict_proba_spread(X[1200:], [7, 8, 9])
+    assert np.array_equal(p2, p)
+    each = np.stack([m.predict_proba(X[1200:])[:, 7:].sum(axis=1) for m in soft.estimators_])
+    np.testing.assert_allclose(spread, each.std(axis=0), atol=1e-7)
+    assert spread.max() > 0.05
+    assert not hard.predict_proba_spread(X[1200:], [1])[1].any()  # one member: none
+    with pytest.raises(ValueError, match="none of classes"):
+        soft.predict_proba_spread(X[1200:], [42])
 
 
 def test_soft_readout_far_from_every_box_in_float32():

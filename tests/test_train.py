@@ -281,6 +281,30 @@ def test_novelty_is_spread_on_the_training_data_and_one_far_outside_it(tmp_path)
     assert float(pred.pred_novelty.min()) >= 0 and float(pred.pred_novelty.max()) <= 1
 
 
+def test_predictions_carry_the_members_spread_of_any_rts(tmp_path):
+    """pred_spread is the standard deviation over the ensemble's members of P(any RTS),
+    the members' probabilities computed one by one; the probabilities are unchanged."""
+    ds = group()
+    dm = design.design_matrix(ds)
+    X = dm.X.to_numpy()
+    model = runs.make_model(ESPAClassifier(6, n_estimators=3, random_state=0,
+                                           eps_W=0.3)).fit(X, dm.y)
+    runs.save_model(tmp_path / "run", model, list(dm.X.columns),
+                    {"grid": "h3", "level": 5, "run_id": "r1", "labels": [0, 1, 2, 3],
+                     "classes": ["none", "low", "medium", "high"]})
+    pred = runs.predict_group(ds, runs.load_model(tmp_path / "run")).load()
+    est, prep = model.named_steps["model"], model[:-1]
+    cells = design.cell_features(ds.isel(year=0), list(dm.X.columns)).to_numpy(np.float64)
+    Xt = prep.transform(cells)
+    members = np.stack([1 - m.predict_proba(Xt)[:, 0] for m in est.estimators_])
+    spread = pred.pred_spread.isel(year=0).values
+    np.testing.assert_allclose(spread, members.std(axis=0), atol=1e-6)
+    assert spread.max() > 0.01  # the members differ somewhere
+    np.testing.assert_allclose(pred.pred_proba.isel(year=0).values,
+                               est.predict_proba(Xt), atol=1e-6)
+    assert pred.pred_spread.attrs["units"] == "1"
+
+
 def test_ranking_auc_scores_the_order_of_classes():
     """The inner search's scorer: 1 when the expected class orders the samples as their
     classes, 0 reversed, and it holds when a fold lacks a class."""

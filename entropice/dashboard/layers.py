@@ -17,6 +17,7 @@ SOURCES = {"era5": "ERA5 climate", "arcticdem": "ArcticDEM terrain",
 LABEL_LAYERS = ["rts_density", "rts_count", "rts_class", "rts_area_km2"]
 CELL_LAYERS = ["land_fraction", "area_km2"]
 PREDICTIONS = {"predicted class": "pred_class", "prediction entropy": "pred_entropy",
+               "uncertainty (members' spread of P(any RTS))": "pred_spread",
                "novelty (outside the training data)": "pred_novelty"}
 NOVELTY = "pred_novelty"
 """How far a cell's features lie outside the training data: the share of the training

@@ -471,6 +471,10 @@ class MapView(View):
             names = class_labels(ds.pred_class, ds.pred_proba["class"].values)
             lines.append("predicted: " + ", ".join(
                 f"{name} {v:.2f}" for name, v in zip(names, p)))
+            if "pred_spread" in ds:
+                sp = float(ds.pred_spread.sel(year=s.year).values[pos])
+                lines.append(f"P(any RTS) {1 - p[0]:.2f} ± {sp:.2f} (standard deviation "
+                             "across the model's ensemble members)")
             far = novel(ds, s.year)
             if far is not None:
                 nv = float(ds[NOVELTY].sel(year=s.year).values[pos])

@@ -574,6 +574,42 @@ class ESPAClassifier(ClassifierMixin, BaseEstimator):
         with limits, threads:
             return Readout(members, X.dtype).proba(X, threads)
 
+    def predict_proba_spread(self, X, classes):
+        """Class probabilities and how much the members disagree on them.
+
+        The members are fitted on different hold-outs of the samples, so their spread
+        is the model's uncertainty where the data leave it free: small where every
+        member reads the same boxes, large between and beyond them.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        classes : array-like
+            The classes (of ``classes_``) whose summed probability is compared, for
+            example every class but "none" for the probability of any RTS.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Exactly :meth:`predict_proba`.
+        spread : ndarray of shape (n_samples,)
+            The standard deviation over the members of each sample's probability of
+            ``classes`` (0 for a single member).
+        """
+        check_is_fitted(self)
+        score = np.isin(self.classes_, np.asarray(classes)).astype(np.float64)
+        if not score.any():
+            raise ValueError(f"none of classes={list(classes)!r} is one of the model's "
+                             f"classes {self.classes_.tolist()}.")
+        members = self._readout_members()
+        if len(members) == 1 and members[0][4] == 0:  # the reference read-out
+            proba = self.predict_proba(X)
+            return proba, np.zeros(len(proba))
+        X = self._check_X(X)
+        limits, threads = self._threads()
+        with limits, threads:
+            return Readout(members, X.dtype).proba(X, threads, score=score)
+
     def predict(self, X):
         """The most probable class of each sample.
 

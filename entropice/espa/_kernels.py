@@ -107,7 +107,8 @@ def first_nonfinite_column(X):
 
 
 @nb.njit(nogil=True, cache=True)
-def proba_rows(X, rows, A_t, cost0, starts, inv_tau, lam, out, tid, n_threads, chunk):
+def proba_rows(X, rows, A_t, cost0, starts, inv_tau, lam, out, score, spread, tid,
+               n_threads, chunk):
     """Class probabilities of this thread's samples, averaged over ensemble members.
 
     Member m owns the box columns ``starts[m]:starts[m + 1]`` of ``A_t``/``cost0`` and
@@ -115,9 +116,12 @@ def proba_rows(X, rows, A_t, cost0, starts, inv_tau, lam, out, tid, n_threads, c
     W-weighted squared distance up to a per-sample constant, so softmax(-cost * inv_tau)
     is the soft assignment; ``inv_tau[m] = inf`` takes the nearest box alone (the hard
     read-out). ``rows`` picks samples of ``X`` (``out`` has one row per entry); an empty
-    ``rows`` means every sample, in order.
+    ``rows`` means every sample, in order. A non-empty ``spread`` (one per entry of
+    ``out``) receives the standard deviation over members of ``p @ score``, a member's
+    probability of the classes ``score`` weighs.
     """
     gather = rows.shape[0] > 0
+    spreads = spread.shape[0] > 0
     n = rows.shape[0] if gather else X.shape[0]
     n_members = inv_tau.shape[0]
     n_classes = lam.shape[1]
@@ -137,6 +141,8 @@ def proba_rows(X, rows, A_t, cost0, starts, inv_tau, lam, out, tid, n_threads, c
             t = start + i
             for c in range(n_classes):
                 out[t, c] = 0.0
+            s1 = 0.0
+            s2 = 0.0
             for m in range(n_members):
                 a, b = starts[m], starts[m + 1]
                 best = np.inf
@@ -157,12 +163,20 @@ def proba_rows(X, rows, A_t, cost0, starts, inv_tau, lam, out, tid, n_threads, c
                             z += p
                             for c in range(n_classes):
                                 acc[c] += p * lam[k, c]
+                v = 0.0
                 if z > 0.0:
                     for c in range(n_classes):
                         out[t, c] += acc[c] / z
+                        v += acc[c] / z * score[c]
                 else:  # the hard read-out: the nearest box alone
                     for c in range(n_classes):
                         out[t, c] += lam[best_k, c]
+                        v += lam[best_k, c] * score[c]
+                s1 += v
+                s2 += v * v
+            if spreads:
+                mean = s1 / n_members
+                spread[t] = np.sqrt(max(s2 / n_members - mean * mean, 0.0))
             if n_members > 1:
                 for c in range(n_classes):
                     out[t, c] /= n_members

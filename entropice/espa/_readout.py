@@ -53,15 +53,20 @@ class Readout:
         self.starts = np.asarray(starts, dtype=np.int64)
         self.inv_tau = np.asarray(inv_tau)
 
-    def proba(self, X, threads, rows=None):
-        """Probabilities of every sample (or of the samples ``rows``), classes in order."""
+    def proba(self, X, threads, rows=None, score=None):
+        """Probabilities of every sample (or of the samples ``rows``), classes in order;
+        with ``score`` (a weight per class) also the standard deviation over the members
+        of each sample's ``proba @ score``."""
         rows = np.empty(0, dtype=np.int64) if rows is None else np.asarray(rows, np.int64)
         n = rows.shape[0] if rows.shape[0] else X.shape[0]
         out = np.empty((n, self.lam.shape[1]))
+        want = score is not None
+        spread = np.empty(n if want else 0)
+        score = np.asarray(score, float) if want else np.zeros(self.lam.shape[1])
         threads.run(lambda tid: _kernels.proba_rows(
-            X, rows, self.A_t, self.cost0, self.starts, self.inv_tau, self.lam, out, tid,
-            threads.n, CHUNK_ROWS))
-        return out
+            X, rows, self.A_t, self.cost0, self.starts, self.inv_tau, self.lam, out, score,
+            spread, tid, threads.n, CHUNK_ROWS))
+        return (out, spread) if want else out
 
 
 def log_loss(proba, y, w):

@@ -591,8 +591,9 @@ of cells of every year (which grew with the square of the years)."""
 
 def predict_group(ds, model: StoredModel, store=None) -> xr.Dataset:
     """Predictions of a stored run's model for every cell and year of a group (labelled
-    or not): ``pred_proba`` (year, cells, class), ``pred_class``, ``pred_entropy`` and,
-    for a run that kept its training samples' box distances, ``pred_novelty`` (how far
+    or not): ``pred_proba`` (year, cells, class), ``pred_class``, ``pred_entropy``,
+    ``pred_spread`` (how much the ensemble's members disagree on P(any RTS): the
+    model's uncertainty) and, for a run that kept its training samples' box distances, ``pred_novelty`` (how far
     the cell's features lie outside the training data, see :meth:`StoredModel.novelty`).
     (The class dimension is not named ``rts_class``: that is the labels' variable.)
 
@@ -619,14 +620,19 @@ def predict_group(ds, model: StoredModel, store=None) -> xr.Dataset:
         one = ds.isel(year=k) if yearly else ds
         proba = np.empty((n, len(labels)), np.float32)
         novelty = np.empty(n, np.float32)
+        spread = np.empty(n, np.float32)
         for a in range(0, n, PREDICT_ROWS):
             part = one.isel(cells=slice(a, a + PREDICT_ROWS)).load()
             # the model's columns, in its order
-            p, nv = model.proba_and_novelty(cell_features(part, names).to_numpy(np.float64))
+            p, sp, nv = model.predictions(cell_features(part, names).to_numpy(np.float64))
             proba[a:a + len(p)] = p
+            spread[a:a + len(p)] = sp
             if novel:
                 novelty[a:a + len(p)] = nv
-        extra = {"pred_novelty": (("year", "cells"), novelty[None], {
+        extra = {"pred_spread": (("year", "cells"), spread[None], {
+            **attrs, "units": "1", "long_name": "spread of P(any RTS) across the model's "
+            f"{model.meta.get('n_members', 1)} ensemble members (standard deviation)"})}
+        extra |= {"pred_novelty": (("year", "cells"), novelty[None], {
             **attrs, "units": "1", "long_name": "novelty of the cell's features (share of "
             "the training samples nearer to their box; near 1: outside the training "
             "data)"})} if novel else {}

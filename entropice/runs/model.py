@@ -74,11 +74,17 @@ class StoredModel:
         than all of them); None for a model trained before this was stored."""
         return self._novelty(self.transform(X))
 
-    def proba_and_novelty(self, X):
-        """Class probabilities and :meth:`novelty` of the same samples, from one
-        imputation and standardisation of ``X``."""
+    def any_rts(self) -> np.ndarray:
+        """The model's labels that are some RTS (every class but the first, "none")."""
+        return np.asarray(self.meta["labels"])[1:]
+
+    def predictions(self, X):
+        """Class probabilities, the members' spread of P(any RTS) (see
+        :meth:`ESPAClassifier.predict_proba_spread`) and :meth:`novelty` of the same
+        samples, from one imputation and standardisation of ``X``."""
         Xt = self.transform(X)
-        return self.estimator.predict_proba(Xt), self._novelty(Xt)
+        proba, spread = self.estimator.predict_proba_spread(Xt, self.any_rts())
+        return proba, spread, self._novelty(Xt)
 
     def _novelty(self, Xt):
         ref = self.meta.get("novelty_reference")
