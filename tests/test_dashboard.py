@@ -2,6 +2,7 @@
 tests/ui drives the served page)."""
 
 import io
+import json
 
 import geopandas as gpd
 import holoviews as hv
@@ -27,6 +28,7 @@ from entropice.dashboard.layers import (
     model_class_labels,
     split_layer,
 )
+from entropice.dashboard.link import URL_STATE, apply_query
 from entropice.dashboard.lookup import (
     PixelLookup,
     graticule_image,
@@ -36,9 +38,9 @@ from entropice.dashboard.lookup import (
     to_polar,
 )
 from entropice.dashboard.map_view import MapView, home_extent
-from entropice.dashboard.page import URL_STATE, App, apply_query, cube_path
+from entropice.dashboard.page import App, cube_path
 from entropice.dashboard.relevance_view import RelevanceView, importance, is_flat, weights
-from entropice.dashboard.selection import Selection
+from entropice.dashboard.selection import Brush, Selection
 from entropice.dashboard.space_view import SpaceView, cell_table
 from entropice.dashboard.store import CubeStore
 from entropice.grids import get_grid
@@ -169,6 +171,27 @@ def test_a_link_keeps_colours_tab_and_extent_and_drops_what_would_break_a_sessio
     assert (sel.vmin, sel.vmax) == (None, None)
     sel.param.update(box=-1, cmap="viridis", fit=False, scale="linear", tab="Map", x0=None,
                      x1=None, y0=None, y1=None)
+
+
+def test_a_link_keeps_the_brush_and_drops_a_broken_one(sel):
+    """The feature space's brush travels in the link as a JSON list, checked against
+    the group's layers and for finite, ordered bounds."""
+    sel.level = 3
+    brush = ["era5_tdd_sum", "dem_slope_mean", 100, 900.5, 0, 3]
+    kept = apply_query(sel, {"brush": json.dumps(brush)})
+    assert sel.brush == ("era5_tdd_sum", "dem_slope_mean", 100.0, 900.5, 0.0, 3.0)
+    assert json.loads(kept["brush"]) == brush
+    assert sel.brushed().any()
+    # what the URL's sync reads back (panel deserialises it) is the same brush
+    assert Brush.deserialize(kept["brush"]) == sel.brush
+    sel.brush = None
+    for bad in ("[", "5", '"era5_tdd_sum"', json.dumps(brush[:5]),
+                json.dumps(["../etc/passwd", *brush[1:]]),
+                json.dumps([*brush[:2], "NaN", 1, 0, 1]), json.dumps([*brush[:2], 2, 1, 0, 1]),
+                json.dumps([*brush[:2], True, 1, 0, 1]), "[" * 5000 + "]" * 5000,
+                '["era5_tdd_sum", "dem_slope_mean", 1e999, 1, 0, 1]'):
+        assert apply_query(sel, {"brush": bad}) == {}, bad
+        assert sel.brush is None
 
 
 @settings(max_examples=150, deadline=None,
@@ -474,6 +497,22 @@ def test_compare_puts_another_grid_beside_and_follows_the_extent(sel):
     assert (sel.x0, sel.x1) == (-1e6, 0.0)
     assert "healpix level" in view.right.status.object and "in view" in view.right.status.object
     sel.param.update(x0=None, x1=None, y0=None, y1=None)
+
+
+def test_a_link_sets_the_compare_tabs_right_map(sel):
+    """``right_grid``, ``right_level``, ``right_year`` and ``right_layer`` choose the
+    right map, checked like the left's; other entries are not the right map's."""
+    sel.level = 3
+    view = CompareView(selection=sel)
+    assert view.follow_link({"level": "2", "right_box": "1"}) == {} and view.other is None
+    kept = view.follow_link({"right_grid": "h3", "right_level": "2", "right_year": "2021",
+                             "right_layer": "rts_density", "right_tab": "Boxes"})
+    assert kept == {"right_grid": "h3", "right_level": "2", "right_year": "2021",
+                    "right_layer": "rts_density"}
+    assert (view.other.grid, view.other.level, view.other.year, view.other.layer) == (
+        "h3", 2, 2021, "rts_density")
+    assert view.follow_link({"right_level": "../9", "right_layer": "/etc/passwd"}) == {}
+    assert view.other.level == 2
 
 
 def test_relevance_view(sel):

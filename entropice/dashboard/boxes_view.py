@@ -9,7 +9,7 @@ import numpy as np
 import panel as pn
 import param
 
-from .layers import model_class_labels
+from .layers import LIT, model_class_labels
 from .view import View
 
 TOP_FEATURES = 15
@@ -118,7 +118,7 @@ class BoxesView(View):
         tap.add_subscriber(self._choose)
         if s.box in boxes:  # a factor's slot on a categorical axis is [i, i + 1]
             i = list(boxes).index(s.box)
-            heat = heat * hv.VSpan(i, i + 1).opts(color="#ff2d95", alpha=0.3)
+            heat = heat * hv.VSpan(i, i + 1).opts(color=LIT, alpha=0.3)
         classes = model_class_labels(model)
         bars = hv.Bars([(labels[i], classes[c], float(proba[i, c]))
                         for i in range(len(boxes)) for c in range(proba.shape[1])],

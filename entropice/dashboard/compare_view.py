@@ -7,6 +7,7 @@ from __future__ import annotations
 import panel as pn
 import param
 
+from .link import RIGHT, RIGHT_STATE, apply_query
 from .map_view import MapView
 from .selection import Selection
 from .view import View
@@ -20,25 +21,54 @@ class CompareView(View):
 
     other = param.ClassSelector(class_=Selection, doc="The right map's selection.")
 
+    in_url = param.Boolean(default=False, doc="Keep the right map's choice in the page's "
+                           "URL (as right_grid, right_level, right_year, right_layer): set "
+                           "once the page has written the link's checked entries.")
+
     def __init__(self, **params):
         super().__init__(**params)
         self.left = self.right = None
+        self._synced = False
 
-    def _build(self):
-        """The second selection and both maps, made when the tab is first shown (the
-        second grid's group is loaded then, not with every page)."""
+    def _other(self) -> Selection:
+        """The right map's selection, made on first need (its group is loaded then, not
+        with every page): H3 beside HEALPix when the cube has both, else the next level,
+        in the same year."""
         s = self.selection
         if self.other is None:
-            self.other = Selection(store=s.store)
+            other = Selection(store=s.store)
             grids = s.param.grid.objects
-            # H3 beside HEALPix when the cube has both, else the next level
             if len(grids) > 1:
-                self.other.grid = next(g for g in grids if g != s.grid)
+                other.grid = next(g for g in grids if g != s.grid)
             else:
-                levels = self.other.param.level.objects
-                self.other.level = levels[min(levels.index(s.level) + 1, len(levels) - 1)]
-        if s.year in self.other.param.year.objects:
-            self.other.year = s.year
+                levels = other.param.level.objects
+                other.level = levels[min(levels.index(s.level) + 1, len(levels) - 1)]
+            if s.year in other.param.year.objects:
+                other.year = s.year
+            self.other = other
+        return self.other
+
+    def follow_link(self, query: dict) -> dict:
+        """Set the right map from a link's ``right_*`` entries; return those kept."""
+        right = {k.removeprefix(RIGHT): v for k, v in query.items()
+                 if k.startswith(RIGHT) and k.removeprefix(RIGHT) in RIGHT_STATE}
+        if not right:
+            return {}
+        return {RIGHT + k: v for k, v in apply_query(self._other(), right).items()}
+
+    @param.depends("in_url", watch=True)
+    def _sync_url(self):
+        """Keep the right map's choice in the URL, once both exist."""
+        loc = pn.state.location
+        if self.in_url and self.other is not None and loc is not None and not self._synced:
+            loc.sync(self.other, {n: RIGHT + n for n in RIGHT_STATE})
+            self._synced = True
+
+    def _build(self):
+        """Both maps, made when the tab is first shown."""
+        s = self.selection
+        self._other()
+        self._sync_url()
         self.left = MapView(selection=s, size=SIZE)
         self.right = MapView(selection=self.other, size=SIZE)
         self.right.link_to = self.left

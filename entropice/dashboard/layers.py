@@ -73,6 +73,8 @@ def class_names(da) -> dict[int, str]:
                                       meanings)}
 
 
+LIT = "#ff2d95"
+"""The colour of cells lit by a box or a brush, wherever they are drawn."""
 CLASS_COLOURS = ["#d9d9d9", "#fdcc8a", "#fc8d59", "#b30000"]
 """Colours of the RTS classes, none to high (grey, then light to dark red); more classes
 take a sequential colour map."""

@@ -20,6 +20,7 @@ import param
 from .boxes_view import box_rule
 from .layers import (
     ANY,
+    LIT,
     NOVEL,
     NOVELTY,
     class_colours,
@@ -357,7 +358,7 @@ class MapView(View):
                             np.nan).astype(np.float32)
             mbounds = bounds
         layers.append(hv.Image(mask, bounds=mbounds, kdims=kdims, vdims=["in box"]).opts(
-            cmap=["#ff2d95"], alpha=0.75, tools=[]))
+            cmap=[LIT], alpha=0.75, tools=[]))
         hatch, n_novel = self.extrapolated(idx, layer, year)
         layers.append(hv.Image(off if hatch is None else hatch,
                                bounds=off_bounds if hatch is None else bounds, kdims=kdims,

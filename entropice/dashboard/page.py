@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from .data_view import DataView
 from .downloads import Downloads
 from .evaluation_view import EvaluationView
 from .layers import layer_menu
+from .link import URL_STATE, apply_query
 from .map_view import MapView
 from .relevance_view import RelevanceView
 from .selection import TABS, Selection
@@ -27,15 +27,6 @@ from .store import CubeStore
 
 TITLE = "Entropice: where are Retrogressive Thaw Slumps dense?"
 DEFAULT_CUBE = "data/cube.zarr"
-URL_STATE = ["grid", "level", "year", "layer", "run", "box", "x0", "x1", "y0", "y1", "cmap",
-             "vmin", "vmax", "fit", "scale", "tab"]
-"""The selection a link holds, in the order it is applied: the grid decides the levels,
-the level the years, layers and runs."""
-EXTENT = ("x0", "x1", "y0", "y1")
-MAX_EXTENT = 2.0e7
-"""Largest map coordinate a link may ask for, in metres (the Earth fits in 1.3e7)."""
-
-
 def cube_path(argv=None) -> Path:
     """The cube to show: ``--cube PATH`` in the server's ``--args``, else the
     ``ENTROPICE_CUBE`` environment variable, else ``data/cube.zarr``."""
@@ -48,63 +39,6 @@ def cube_path(argv=None) -> Path:
     return Path(os.environ.get("ENTROPICE_CUBE", DEFAULT_CUBE))
 
 
-def _parse(p: param.Parameter, raw):
-    """A link's value for the parameter ``p``; ValueError unless it is one ``p`` takes:
-    one of a selector's choices, true or false, a finite number (whole for integers)."""
-    if isinstance(p, param.Selector):
-        for o in p.objects:
-            if str(o) == str(raw):
-                return o
-        raise ValueError(f"not one of {p.name}'s choices")
-    if isinstance(p, param.Boolean):
-        text = str(raw).lower()
-        if text not in ("true", "false"):
-            raise ValueError(f"{p.name} is true or false")
-        return text == "true"
-    number = float(raw)
-    if not math.isfinite(number):
-        raise ValueError(f"{p.name} must be finite")
-    if isinstance(p, param.Integer):
-        if number != int(number):
-            raise ValueError(f"{p.name} must be whole")
-        return int(number)
-    return number
-
-
-def apply_query(selection: Selection, query: dict) -> dict:
-    """Set the selection from a link's query; return the entries kept. Each value is
-    checked against what the parameter takes (the cube's and the run store's lists for
-    names, finite numbers, a box of the run, an extent of positive size): a value not
-    taken is dropped, never used to open a file."""
-    kept = {}
-    extent = {}
-    for name in URL_STATE:
-        if name not in query:
-            continue
-        try:
-            value = _parse(selection.param[name], query[name])
-            if name in EXTENT:
-                if abs(value) > MAX_EXTENT:
-                    raise ValueError("outside the Earth")
-                extent[name] = value
-                continue
-            if name == "box" and value >= selection.n_boxes:
-                raise ValueError("no such box")
-            setattr(selection, name, value)
-            kept[name] = str(value).lower() if isinstance(value, bool) else query[name]
-        except (ValueError, TypeError, OverflowError):
-            continue
-    if selection.vmin is not None and selection.vmax is not None and \
-            selection.vmin >= selection.vmax:
-        selection.param.update(vmin=None, vmax=None)
-        kept.pop("vmin", None), kept.pop("vmax", None)
-    if len(extent) == 4 and extent["x1"] - extent["x0"] >= 1.0 and \
-            extent["y1"] - extent["y0"] >= 1.0:
-        selection.param.update(**extent)
-        kept.update({k: query[k] for k in EXTENT})
-    return kept
-
-
 class App(pn.viewable.Viewer):
     """One session's dashboard: the views of its selection in tabs, the selection's
     widgets in the sidebar."""
@@ -115,7 +49,8 @@ class App(pn.viewable.Viewer):
         super().__init__(**params)
         s = self.selection
         self.boxes = BoxesView(selection=s)
-        views = [MapView(selection=s), CompareView(selection=s), self.boxes.plots,
+        self.compare = CompareView(selection=s)
+        views = [MapView(selection=s), self.compare, self.boxes.plots,
                  SpaceView(selection=s),
                  RelevanceView(selection=s), EvaluationView(selection=s),
                  DataView(selection=s)]
@@ -173,13 +108,20 @@ class App(pn.viewable.Viewer):
         loc = pn.state.location
         if loc is None:
             return
-        kept = apply_query(self.selection, dict(loc.query_params))
+        query = dict(loc.query_params)
+        kept = apply_query(self.selection, query)
+        kept |= self.compare.follow_link(query)
         search = "?" + urlencode(kept) if kept else ""
         loc.search = search
         loc.sync(self.selection, {n: n for n in URL_STATE})
+
         # the browser sends its own URL when it connects: write the checked one once the
         # page is up, so that a value refused never comes back with the next change
-        pn.state.onload(lambda: setattr(loc, "search", search))
+        def loaded():
+            loc.search = search
+            self.compare.in_url = True
+
+        pn.state.onload(loaded)
 
     def page(self) -> pn.template.BootstrapTemplate:
         """The servable page."""

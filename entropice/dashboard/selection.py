@@ -3,6 +3,8 @@ extent, as parameters the views follow. Their choices come from the data store."
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import param
 
@@ -15,6 +17,17 @@ CMAPS = ["viridis", "magma", "cividis", "plasma", "fire", "coolwarm", "RdBu_r", 
 TABS = ["Map", "Compare", "Boxes", "Feature space", "Feature relevance", "Evaluation",
         "Data"]
 """The page's tabs, in order."""
+
+
+class Brush(param.Tuple):
+    """(feature across, feature up, x0, x1, y0, y1) of a rectangle brushed in the feature
+    space, read back from a link's JSON list."""
+
+    @classmethod
+    def deserialize(cls, value):
+        if isinstance(value, str):
+            value = json.loads(value)
+        return None if value is None else tuple(value)
 
 
 class Selection(param.Parameterized):
@@ -35,7 +48,7 @@ class Selection(param.Parameterized):
     run = param.Selector(objects=[], check_on_set=True, allow_None=True,
                          doc="The model run whose boxes and metrics are shown.")
     box = param.Integer(default=-1, bounds=(-1, None), doc="Highlighted box (-1: none).")
-    brush = param.Tuple(default=None, allow_None=True, length=6,
+    brush = Brush(default=None, allow_None=True, length=6,
                         doc="Cells brushed in the feature space, highlighted on the map: "
                             "(feature across, feature up, x0, x1, y0, y1).")
     cmap = param.Selector(default="viridis", objects=CMAPS, doc="Colour map.")

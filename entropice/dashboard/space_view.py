@@ -10,7 +10,7 @@ import pandas as pd
 import panel as pn
 import param
 
-from .layers import class_colours, class_names, features
+from .layers import LIT, class_colours, class_names, features
 from .view import View
 
 UNMAPPED = "not mapped"
@@ -120,10 +120,19 @@ class SpaceView(View):
         brush = hv.streams.BoundsXY(source=shaded, bounds=None)
         brush.add_subscriber(self._brushed)
         counts = df["category"].value_counts()
+        # the brush as a rectangle, drawn also when it came with a link
+        drawn = hv.DynamicMap(pn.bind(self._rectangle, self.selection.param.brush))
         return pn.Column(pn.pane.HTML(legend(colours, counts), css_classes=["space-legend"]),
-                         pn.pane.HoloViews(shaded, sizing_mode="stretch_width",
+                         pn.pane.HoloViews(shaded * drawn, sizing_mode="stretch_width",
                                            css_classes=["space-plot"]),
                          sizing_mode="stretch_width")
+
+    def _rectangle(self, brush):
+        """The brushed rectangle, if it lies in the plane shown."""
+        b = brush
+        rect = [(b[2], b[4], b[3], b[5])] if b and (b[0], b[1]) == (self.x, self.y) else []
+        return hv.Rectangles(rect).opts(fill_alpha=0.05, fill_color=LIT,
+                                        line_color=LIT, line_width=2)
 
     def _label(self, name):
         long, units = self.selection.describe(name)

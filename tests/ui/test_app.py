@@ -273,6 +273,9 @@ def test_brushing_the_feature_space_lights_the_cells_on_the_map(page, app_url, e
     page.mouse.up()
     brushed = page.locator(".space-status")
     expect(brushed).to_contain_text(re.compile(r"\d[\d,]* cells brushed"), timeout=30_000)
+    # (the Markdown's text is in its shadow root: read the bold words)
+    lit = page.locator(".space-status strong", has_text="cells brushed").first.inner_text()
+    count = re.search(r"(\d[\d,]*) cells brushed", lit)[1]
     page.screenshot(path=artifacts / "feature_space.png")
     page.locator(".bk-tab", has_text="Map").first.click()
     # the status line read in one go in the page (it is redrawn as the map settles)
@@ -291,6 +294,13 @@ def test_brushing_the_feature_space_lights_the_cells_on_the_map(page, app_url, e
         if pink > 20:
             break
     assert pink > 20
+    # the brush is in the link: a new page from it lights the same cells
+    expect(page).to_have_url(re.compile(r"brush="), timeout=30_000)
+    again = page.context.new_page()
+    again.goto(page.url.replace("tab=Map", "tab=Feature+space"))
+    expect(again.locator(".space-status").first).to_contain_text(
+        f"{count} cells brushed", timeout=60_000)
+    again.close()
     assert errors == []
 
 
@@ -328,4 +338,15 @@ def test_compare_zooms_both_maps_together(page, app_url, errors, artifacts):
     left_coast, right_coast = coast("left"), coast("right")
     assert left_coast.sum() > 100
     assert (left_coast & right_coast).sum() / (left_coast | right_coast).sum() > 0.3
+    # the right map's choice is in the link: a new page from it shows the same maps
+    expect(page).to_have_url(re.compile(r"right_grid=healpix"), timeout=30_000)
+    assert "right_level=" in page.url
+    again = page.context.new_page()
+    url = re.sub(r"right_level=\w+", "right_level=2",
+                 re.sub(r"right_grid=\w+", "right_grid=h3", page.url))
+    again.goto(url)
+    expect(again.locator(".right-map .map-status p")).to_contain_text(
+        "h3 level 2", timeout=60_000)
+    expect(again.locator(".left-map .map-status p")).to_contain_text("h3 level 3")
+    again.close()
     assert errors == []
