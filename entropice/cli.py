@@ -76,19 +76,15 @@ def _setup_logging(level: str):
 def _run(stages, config, force, quiet, scheduler, log_level, only=None):
     from .cube import CubeError
     from .grids import GRIDS
-    from .pipeline import load_config, run_stage, run_store
+    from .pipeline import load_config, parse_group, run_stage, run_store
 
     _setup_logging(log_level)
     try:
         cfg = load_config(config)
         if only:  # "h3/5" ...: restrict the groups
             picked = {}
-            for g in only:
-                name, _, level = g.partition("/")
-                if name not in GRIDS or not level.isdigit():
-                    raise ValueError(f"--group takes GRID/LEVEL such as h3/5 (grids: "
-                                     f"{', '.join(GRIDS)}); got {g!r}.")
-                picked.setdefault(name, []).append(int(level))
+            for name, level in (parse_group(g) for g in only):
+                picked.setdefault(name, []).append(level)
             cfg["grids"] = {**cfg.get("grids", {}),
                             **{name: picked.get(name, []) for name in GRIDS}}
         for stage in stages:
@@ -128,6 +124,61 @@ def train_command(config: Path = CONFIG, force: bool = FORCE, quiet: bool = QUIE
     if all_groups and group:
         _fail(ValueError("--all and --group exclude each other."))
     _run(["train"], config, force, quiet, scheduler, log_level, only=group)
+
+
+@app.command("evaluate")
+def evaluate_command(config: Path = CONFIG, force: bool = FORCE, quiet: bool = QUIET,
+                     log_level: str = LOG_LEVEL,
+                     repeats: int = typer.Option(None, "--repeats", min=1,
+                                                 help="Draws of held-out regions for the "
+                                                      "learning curves (default: [evaluate] "
+                                                      "repeats, else 3)."),
+                     group: list[str] = typer.Option(None, "--group",
+                                                     help="Only this group, as GRID/LEVEL "
+                                                          "(h3/5); repeatable.")) -> None:
+    """Each group's current run beyond its folds: leave-one-region-out transfer, learning
+    curves by labelled area and temporal validation, written into the run."""
+    from .cube import CubeError
+    from .pipeline import evaluate_runs, load_config, parse_group
+
+    _setup_logging(log_level)
+    try:
+        cfg = load_config(config)
+        groups = [parse_group(g) for g in group] if group else None
+        done = evaluate_runs(cfg, force=force, quiet=quiet, repeats=repeats, groups=groups)
+    except (ValueError, CubeError) as err:
+        _fail(err)
+    for (name, level), (run_id, tables, info) in done.items():
+        typer.echo(f"\n{name}/{level}, run {run_id}: {len(info['regions'])} labelled regions "
+                   f"({info['regions_from']}); written to its run directory")
+        typer.echo(evaluation_summary(tables, info))
+
+
+def evaluation_summary(tables, info) -> str:
+    """The evaluation's headline figures as text: ROC AUC of P(any RTS) per model, on
+    held-out regions, along the learning curve and on the next year."""
+    from .runs import markdown_table
+
+    out = []
+    t = tables["transfer"]
+    out.append("leave-one-region-out ROC AUC (mean over regions, worst region):")
+    out.append(markdown_table(t.groupby("model", sort=False).roc_auc.agg(
+        ["mean", "min"]).round(3).reset_index()))
+    lc = tables["learning_curve"]
+    curve = lc.groupby(["train_regions", "model"], sort=False).agg(
+        land_km2=("train_land_km2", "mean"), roc_auc=("roc_auc", "mean"),
+        land_for_90pct_rts=("land_for_90pct_rts", "mean")).round(3).reset_index()
+    out.append("learning curve (held-out regions; mean over draws):")
+    out.append(markdown_table(curve))
+    tv = tables["temporal"]
+    out.append("next year (trained on the years before):")
+    out.append(markdown_table(tv.groupby("model", sort=False)[
+        ["roc_auc", "balanced_accuracy"]].mean().round(3).reset_index()))
+    changed = info.get("labels_changed_share")
+    if changed is not None and not changed > 0:
+        out.append("the labels do not change from year to year: the temporal validation "
+                   "measures nothing about time here.")
+    return "\n".join(out)
 
 
 @app.command("run")

@@ -303,6 +303,10 @@ n_estimators = 2
 search_estimators = 2       # two candidates: the search can afford every member
 n_restarts = 1
 permutation_repeats = 1
+
+[evaluate]                  # `entropice evaluate`: regions held out, learning curves
+groups = ["h3/4"]           # one group, so the demo stays minutes (every group: leave out)
+repeats = 2
 """
     path.write_text(text)
     return path
@@ -330,7 +334,7 @@ def make_raw(raw: Path, cube_path, force=False):
 
 def build(cube_path, *, force=False, quiet=False):
     """Make the raw files and run every stage into the cube at ``cube_path``."""
-    from .pipeline import load_config, run_all
+    from .pipeline import evaluate_runs, load_config, run_all
 
     cube_path = Path(cube_path)
     raw = cube_path.parent / "demo-raw"
@@ -338,4 +342,7 @@ def build(cube_path, *, force=False, quiet=False):
     cfg = load_config(config)
     cube = Cube.create(cube_path)
     cube.set_attrs(synthetic=SYNTHETIC, licences=LICENCES, demo=True)
-    return run_all(cfg, force=force, quiet=quiet)
+    done = run_all(cfg, force=force, quiet=quiet)
+    # each run measured on regions and years it never saw (learning curves, transfer)
+    evaluate_runs(cfg, force=force, quiet=quiet)
+    return done

@@ -117,12 +117,12 @@ def _fingerprints(cfg, paths):
     return out
 
 
-def _progress(items, quiet, desc):
+def _progress(items, quiet, desc, unit="group"):
     if quiet:
         return items
     from tqdm.auto import tqdm
 
-    return tqdm(items, desc=desc, unit="group")
+    return tqdm(items, desc=desc, unit=unit)
 
 
 @contextlib.contextmanager
@@ -550,6 +550,95 @@ def stage_predict(cfg, *, force=False, quiet=False):
 
     inputs = {k: v["run_id"] for k, v in store.registry().items()}
     return _each_group(cfg, "predict", inputs, compute, force=force, quiet=quiet)
+
+
+def parse_group(text, where="--group") -> tuple[str, int]:
+    """``"h3/5"`` as ``("h3", 5)``; a clear error naming ``where`` otherwise."""
+    name, _, level = str(text).partition("/")
+    if name not in GRIDS or not level.isdigit():
+        raise ConfigError(f"{where} takes GRID/LEVEL such as h3/5 (grids: "
+                          f"{', '.join(GRIDS)}); got {text!r}.")
+    get_grid(name, int(level))  # a level out of range
+    return name, int(level)
+
+
+def coverage_regions(cfg):
+    """The inventories' coverage footprints with their ``region`` (a footprint's own
+    ``region`` column, else its file's name and row), or None without coverage."""
+    import geopandas as gpd
+
+    parts = []
+    for e in _inventories(cfg):
+        for f in e["coverage"] or []:
+            try:
+                cov = gpd.read_file(f)
+            except Exception as err:  # noqa: BLE001 - the readers raise many types
+                raise ConfigError(f"{e['where']} coverage: cannot read {f}: {err}") from None
+            if cov.crs is None:
+                raise ConfigError(f"{e['where']} coverage: {f} has no CRS.")
+            names = (cov["region"].astype(str) if "region" in cov.columns else
+                     pd.Series([f"{Path(f).stem} {i + 1}" for i in range(len(cov))]))
+            parts.append(gpd.GeoDataFrame({"region": names.values},
+                                          geometry=cov.geometry.values, crs=cov.crs).to_crs(4326))
+    if not parts:
+        return None
+    return gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), geometry="geometry",
+                            crs=4326).dissolve("region").reset_index()
+
+
+def evaluate_runs(cfg, *, force=False, quiet=False, repeats=None, groups=None):
+    """Each group's current run measured beyond its folds (:mod:`entropice.runs.transfer`):
+    leave-one-region-out transfer, learning curves by labelled area and temporal
+    validation, written into the run (a run evaluated with as many draws is left as it
+    is, unless ``force``). The groups and the learning curves' draws are ``groups`` and
+    ``repeats``, else [evaluate] ``groups`` (``["h3/4"]``; default every group) and
+    ``repeats`` (default 3). Returns {(grid, level): (run_id, tables, info)}."""
+    from .runs import transfer
+
+    section = cfg.get("evaluate", {})
+    repeats = int(repeats or section.get("repeats", 3))
+    if groups is None and section.get("groups"):
+        groups = [parse_group(g, "[evaluate] groups") for g in section["groups"]]
+    store = run_store(cfg)
+    cube = Cube(_path(cfg, cfg["cube"]))
+    coverage = coverage_regions(cfg) if STAGES["labels"].configured(cfg) else None
+    out = {}
+    for name, level in groups or _groups(cfg):
+        run_id = store.current(get_grid(name, level))
+        if run_id is None:
+            raise ConfigError(f"no trained run for {name}/{level}: run the train stage first "
+                              "(`entropice train`).")
+        tables, info = store.evaluation(run_id)
+        if not force and info.get("run_id") == run_id and info.get("repeats") == repeats:
+            out[name, level] = (run_id, tables, info)
+            continue
+        meta = store.meta(run_id)
+        params = meta.get("best_params") or None
+        # the run's own features and target: the same models as its folds measured
+        section = {**cfg.get("train", {}), "target": meta.get("target", "rts_class"),
+                   "features": [f for f in meta["feature_names"]
+                                if not f.endswith("_missing")]}
+        ds = cube.read(name, level)
+        regions = transfer.cell_regions(ds, coverage)
+        steps = [("transfer", functools.partial(transfer.leave_one_region_out, ds, regions,
+                                                section, params)),
+                 ("learning_curve", functools.partial(transfer.learning_curve, ds, regions,
+                                                      section, params, repeats=repeats)),
+                 ("temporal", functools.partial(transfer.temporal_validation, ds, section,
+                                                params))]
+        tables, changed = {}, None
+        for what, step in _progress(steps, quiet, f"evaluate {name}/{level}", "measure"):
+            result = step()
+            if what == "temporal":
+                result, changed = result
+            tables[what] = result
+        counts = pd.Series(regions[regions != transfer.UNLABELLED]).value_counts()
+        info = {"run_id": run_id, "repeats": repeats, "regions": counts.to_dict(),
+                "regions_from": "coverage" if coverage is not None else "k-means",
+                "labels_changed_share": changed}
+        store.write_evaluation(run_id, tables, info)
+        out[name, level] = (run_id, tables, info)
+    return out
 
 
 def run_all(cfg, *, force=False, quiet=False, scheduler=None, stages=None):

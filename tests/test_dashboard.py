@@ -19,7 +19,13 @@ from entropice.dashboard.boxes_view import BoxesView, box_rule, box_table
 from entropice.dashboard.compare_view import CompareView
 from entropice.dashboard.data_view import DataView, by_class
 from entropice.dashboard.downloads import layer_csv, layer_geoparquet
-from entropice.dashboard.evaluation_view import EvaluationView, metrics_table
+from entropice.dashboard.evaluation_view import (
+    EvaluationView,
+    learning_curve_plot,
+    metrics_table,
+    temporal_table,
+    transfer_heatmap,
+)
 from entropice.dashboard.layers import (
     class_labels,
     describe,
@@ -553,7 +559,37 @@ def test_evaluation_view(sel):
     table = metrics_table(sel.store.metrics(sel.run))
     assert list(table.model) == ["eSPA+", "LogisticRegression", "Majority"]
     assert "land for 90% RTS" in table
-    pn.panel(EvaluationView(selection=sel)).get_root()
+    view = EvaluationView(selection=sel)
+    pn.panel(view).get_root()
+    assert "entropice evaluate" in str(view.plots().objects[-1].object)  # not yet
+    # once evaluated: learning curves, each region held out, the next year
+    from entropice.runs import transfer
+
+    ds = sel.dataset
+    regions = transfer.cell_regions(ds, None, n_regions=4)
+    fast = {"features": ["era5_*", "dem_*"], "baselines": ["LogisticRegression"],
+            "n_estimators": 1, "n_restarts": 1}
+    params = {"n_boxes": 4, "eps_C": 1.0, "eps_W": 1.0, "class_weight": "balanced"}
+    temporal, changed = transfer.temporal_validation(ds, fast, params)
+    tables = {"transfer": transfer.leave_one_region_out(ds, regions, fast, params),
+              "learning_curve": transfer.learning_curve(ds, regions, fast, params, repeats=1),
+              "temporal": temporal}
+    sel.store.run_store.write_evaluation(sel.run, tables, {
+        "run_id": sel.run, "regions": {"region 1": 1}, "regions_from": "k-means",
+        "labels_changed_share": changed})
+    beyond = view.plots().objects[-1]
+    pn.panel(beyond).get_root()
+    text = " ".join(str(getattr(o, "object", "")) for o in beyond.objects)
+    assert "Beyond the folds" in text and "measures nothing about time" in text
+    heat = transfer_heatmap(tables["transfer"])
+    assert set(heat.HeatMap.I.dimension_values("region")) == set(regions) - {""}
+    curve = learning_curve_plot(tables["learning_curve"])
+    assert {el.label for el in curve if el.label} == {"eSPA+", "LogisticRegression"}
+    assert list(temporal_table(temporal).columns) == ["eSPA+", "LogisticRegression",
+                                                      "persistence", "climatology"]
+    for name in ("transfer", "learning_curve", "temporal"):  # the run as it was
+        (sel.store.run_store.path(sel.run) / f"{name}.csv").unlink()
+    (sel.store.run_store.path(sel.run) / "evaluation.json").unlink()
 
 
 def test_data_view(sel):

@@ -80,6 +80,18 @@ def test_demo_builds_a_cube_and_reruns_cheaply(demo_cube):
         assert all(proxies.match(f) for f in w.feature.head(3)), (key, list(w.feature[:3]))
         rel = store.relevance(entry["run_id"])
         assert {"weight", "permutation"} == set(rel.measure), key
+    # h3/4's run measured beyond its folds (the demo's [evaluate] groups): the eight
+    # mapped regions each held out, learning curves that rise with the labelled land,
+    # and labels that change from year to year
+    tables, info = store.evaluation(registry["h3/4"]["run_id"])
+    assert info["regions_from"] == "coverage" and len(info["regions"]) == 8
+    assert "Banks Island" in info["regions"] and info["labels_changed_share"] > 0.1
+    assert len(tables["transfer"]) == 8 * 5  # regions x (eSPA+ and four baselines)
+    lc = tables["learning_curve"]
+    curve = lc[lc.model == "eSPA+"].groupby("train_regions").roc_auc.mean()
+    assert curve.iloc[-1] > curve.iloc[0] + 0.05, curve
+    assert set(tables["temporal"].year) == {2020, 2021, 2022, 2023}
+    assert not store.evaluation(registry["h3/5"]["run_id"])[0]  # only h3/4's
     # a second run finds everything up to date
     again = subprocess.run([sys.executable, "-m", "entropice", "demo", "--cube",
                             str(cube_path), "--quiet"], capture_output=True, text=True,

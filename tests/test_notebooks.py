@@ -1,4 +1,4 @@
-"""The four notebooks run top to bottom on the demo cube; any cell that raises fails."""
+"""The five notebooks run top to bottom on the demo cube; any cell that raises fails."""
 
 import os
 from pathlib import Path
@@ -10,8 +10,8 @@ from nbclient import NotebookClient
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
 
 
-def test_there_are_four_notebooks_stored_without_outputs():
-    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04"]
+def test_there_are_five_notebooks_stored_without_outputs():
+    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05"]
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
         assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), path.name

@@ -98,6 +98,8 @@ class BoxesView(View):
                 opts[f"box {k}: P(any RTS) {1 - p[0]:.2f}, {int(n)} samples"] = int(k)
         self.box_select.options = opts
         self.box_select.value = s.box if s.box in opts.values() else -1
+        if s.run and s.box < 0:  # a box will likely be chosen: its cells ready by then
+            self.store.prefetch_boxes(s.run, s.grid, s.level, s.year)
 
     @param.depends("selection.run", "selection.box")
     def plots(self):

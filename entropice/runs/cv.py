@@ -593,8 +593,9 @@ def predict_group(ds, model: StoredModel, store=None) -> xr.Dataset:
     """Predictions of a stored run's model for every cell and year of a group (labelled
     or not): ``pred_proba`` (year, cells, class), ``pred_class``, ``pred_entropy``,
     ``pred_spread`` (how much the ensemble's members disagree on P(any RTS): the
-    model's uncertainty) and, for a run that kept its training samples' box distances, ``pred_novelty`` (how far
-    the cell's features lie outside the training data, see :meth:`StoredModel.novelty`).
+    model's uncertainty) and, for a run that kept its training samples' box distances,
+    ``pred_novelty`` (how far the cell's features lie outside the training data, see
+    :meth:`StoredModel.novelty`).
     (The class dimension is not named ``rts_class``: that is the labels' variable.)
 
     The cells are predicted a year and a chunk of cells at a time, each year written to

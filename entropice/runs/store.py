@@ -4,7 +4,8 @@ is current, the summary tables, and a run's files.
 A project's runs share one directory (by default ``models/`` beside the cube):
 
 - ``<run_id>/``: ``arrays.npz`` and ``model.json`` (the model, never pickled),
-  ``folds.csv``, ``metrics.json``, ``relevance.csv``;
+  ``folds.csv``, ``metrics.json``, ``relevance.csv``; after ``entropice evaluate`` also
+  ``transfer.csv``, ``learning_curve.csv``, ``temporal.csv`` and ``evaluation.json``;
 - ``latest.json``: for each group (``h3/5``), its current run and what it was trained
   on (the config hash and the cube data's provenance), with its summary rows;
 - ``summary.csv`` and ``summary.md``: the current runs' metrics, one row per model.
@@ -147,6 +148,29 @@ class RunStore:
         df = df[df.fold >= 0]
         return (df.groupby(["model", "measure", "feature"]).value.agg(["mean", "std", "count"])
                 .reset_index())
+
+    EVALUATIONS = ("transfer", "learning_curve", "temporal")
+    """The tables ``entropice evaluate`` adds to a run (see :mod:`entropice.runs.transfer`)."""
+
+    def write_evaluation(self, run_id: str, tables: dict, info: dict):
+        """Add a run's evaluation beyond its folds: ``<name>.csv`` for each table (one of
+        :attr:`EVALUATIONS`) and ``evaluation.json`` (``info``: regions, label change)."""
+        path = self.path(run_id)
+        for name, frame in tables.items():
+            if name not in self.EVALUATIONS:
+                raise ValueError(f"unknown evaluation {name!r}; one of {self.EVALUATIONS}.")
+            frame.to_csv(path / f".{name}.csv.tmp", index=False)
+            os.replace(path / f".{name}.csv.tmp", path / f"{name}.csv")
+        _write_atomically(path / "evaluation.json", json.dumps(info, indent=2, default=str))
+
+    def evaluation(self, run_id: str) -> tuple[dict, dict]:
+        """A run's evaluation tables (by name, those written) and its info (both empty
+        for a run never evaluated)."""
+        path = self.path(run_id)
+        tables = {n: pd.read_csv(path / f"{n}.csv") for n in self.EVALUATIONS
+                  if (path / f"{n}.csv").exists()}
+        info = path / "evaluation.json"
+        return tables, (json.loads(info.read_text()) if info.exists() else {})
 
     def folds(self, run_id: str) -> pd.DataFrame:
         """A run's samples (``cell_ids``, ``year``) and their outer fold."""
