@@ -159,21 +159,22 @@ def evaluation_summary(tables, info) -> str:
     held-out regions, along the learning curve and on the next year."""
     from .runs import markdown_table
 
-    out = []
-    t = tables["transfer"]
-    out.append("leave-one-region-out ROC AUC (mean over regions, worst region):")
-    out.append(markdown_table(t.groupby("model", sort=False).roc_auc.agg(
-        ["mean", "min"]).round(3).reset_index()))
-    lc = tables["learning_curve"]
-    curve = lc.groupby(["train_regions", "model"], sort=False).agg(
-        land_km2=("train_land_km2", "mean"), roc_auc=("roc_auc", "mean"),
-        land_for_90pct_rts=("land_for_90pct_rts", "mean")).round(3).reset_index()
-    out.append("learning curve (held-out regions; mean over draws):")
-    out.append(markdown_table(curve))
-    tv = tables["temporal"]
-    out.append("next year (trained on the years before):")
-    out.append(markdown_table(tv.groupby("model", sort=False)[
-        ["roc_auc", "balanced_accuracy"]].mean().round(3).reset_index()))
+    out = [f"no {what}: {why}" for what, why in info.get("skipped", {}).items()]
+    if "transfer" in tables:
+        out.append("leave-one-region-out ROC AUC (mean over regions, worst region):")
+        out.append(markdown_table(tables["transfer"].groupby("model", sort=False).roc_auc
+                                  .agg(["mean", "min"]).round(3).reset_index()))
+    if "learning_curve" in tables:
+        curve = tables["learning_curve"].groupby(["train_regions", "model"], sort=False).agg(
+            land_km2=("train_land_km2", "mean"), roc_auc=("roc_auc", "mean"),
+            land_for_90pct_rts=("land_for_90pct_rts", "mean")).round(3).reset_index()
+        out.append("learning curve (held-out regions; mean over draws; nan: the held-out "
+                   "cells all hold RTS, or none):")
+        out.append(markdown_table(curve))
+    if "temporal" in tables:
+        out.append("next year (trained on the years before):")
+        out.append(markdown_table(tables["temporal"].groupby("model", sort=False)[
+            ["roc_auc", "balanced_accuracy"]].mean().round(3).reset_index()))
     changed = info.get("labels_changed_share")
     if changed is not None and not changed > 0:
         out.append("the labels do not change from year to year: the temporal validation "

@@ -626,16 +626,29 @@ def evaluate_runs(cfg, *, force=False, quiet=False, repeats=None, groups=None):
                                                       section, params, repeats=repeats)),
                  ("temporal", functools.partial(transfer.temporal_validation, ds, section,
                                                 params))]
+        counts = pd.Series(regions[regions != transfer.UNLABELLED]).value_counts()
+        # what the labels allow: two regions to hold one out, three for a learning
+        # curve (two held out), two years for the next one
+        possible = {"transfer": len(counts) >= 2, "learning_curve": len(counts) >= 3,
+                    "temporal": ds.sizes.get("year", 1) >= 2}
+        skipped = {k: v for k, v in {
+            "transfer": f"{len(counts)} labelled region(s): none to hold out",
+            "learning_curve": f"{len(counts)} labelled region(s): a learning curve needs "
+                              "three (two held out)",
+            "temporal": "one year of labels: no next year to predict"}.items()
+            if not possible[k]}
+        for what, why in skipped.items():
+            log.warning("evaluate %s/%s: no %s (%s)", name, level, what, why)
         tables, changed = {}, None
-        for what, step in _progress(steps, quiet, f"evaluate {name}/{level}", "measure"):
+        todo = [(what, step) for what, step in steps if possible[what]]
+        for what, step in _progress(todo, quiet, f"evaluate {name}/{level}", "measure"):
             result = step()
             if what == "temporal":
                 result, changed = result
             tables[what] = result
-        counts = pd.Series(regions[regions != transfer.UNLABELLED]).value_counts()
         info = {"run_id": run_id, "repeats": repeats, "regions": counts.to_dict(),
                 "regions_from": "coverage" if coverage is not None else "k-means",
-                "labels_changed_share": changed}
+                "labels_changed_share": changed, "skipped": skipped}
         store.write_evaluation(run_id, tables, info)
         out[name, level] = (run_id, tables, info)
     return out

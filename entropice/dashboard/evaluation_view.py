@@ -75,6 +75,8 @@ def beyond_the_folds(tables: dict, info: dict) -> pn.Column:
         f"### Beyond the folds\n{len(info.get('regions', {}))} labelled regions (from "
         f"{source}): each held out in turn, and learning curves trained on 1, 2, 4, ... of "
         "the others and tested on two held out.")]
+    parts += [pn.pane.Markdown(f"*No {what.replace('_', ' ')}: {why}.*")
+              for what, why in info.get("skipped", {}).items()]
     if "learning_curve" in tables:
         parts.append(pn.Row(learning_curve_plot(tables["learning_curve"]),
                             learning_curve_plot(tables["learning_curve"],
