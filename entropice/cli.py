@@ -76,7 +76,7 @@ def _setup_logging(level: str):
 def _run(stages, config, force, quiet, scheduler, log_level, only=None):
     from .cube import CubeError
     from .grids import GRIDS
-    from .pipeline import load_config, parse_group, run_stage, run_store
+    from .pipeline import check_inputs, load_config, parse_group, run_stage, run_store
 
     _setup_logging(log_level)
     try:
@@ -87,6 +87,7 @@ def _run(stages, config, force, quiet, scheduler, log_level, only=None):
                 picked.setdefault(name, []).append(level)
             cfg["grids"] = {**cfg.get("grids", {}),
                             **{name: picked.get(name, []) for name in GRIDS}}
+        check_inputs(cfg, stages)  # every stage's inputs, before the first one writes
         for stage in stages:
             done = run_stage(stage, cfg, force=force, quiet=quiet, scheduler=scheduler)
             written = sum(1 for *_, status in done if status == "written")

@@ -135,10 +135,45 @@ def _steps(items, quiet, desc, unit):
         yield bar
 
 
+DATA_HINT = ("Which real data sets to download, and from where: the README's table under "
+             "'The pipeline' and docs/real-data.md. To try Entropice without them, the "
+             "offline demo has its own configuration and cube: `entropice demo`.")
+
+
+def check_inputs(cfg, stages):
+    """Every input file the ``stages`` will read exists (URLs are left to the stage);
+    a ConfigError naming the first missing one otherwise, before anything is written."""
+    checks = {
+        "grids": lambda: _land_path(cfg),
+        "labels": lambda: _inventories(cfg),
+        **{src: (lambda src=src: _paths(cfg, src))
+           for src in ("era5", "arcticdem", "alphaearth")},
+    }
+    for stage in stages:
+        if stage in checks and STAGES[stage].configured(cfg):
+            try:
+                checks[stage]()
+            except ConfigError as err:
+                raise ConfigError(f"{stage}: {err} Nothing was written. {DATA_HINT}") from None
+
+
+def _land_path(cfg) -> Path | None:
+    """The file of [grids] land (None: all land); an error if it is missing."""
+    value = cfg.get("grids", {}).get("land")
+    if not value:
+        return None
+    path = _path(cfg, value)
+    if not path.exists():
+        raise ConfigError(f"[grids] land: no file at {path}.")
+    return path
+
+
 def run_stage(stage: str, cfg: dict, *, force=False, quiet=False, scheduler=None):
-    """Run one stage on every group; returns ``[(grid, level, "written" | "up to date")]``."""
+    """Run one stage on every group; returns ``[(grid, level, "written" | "up to date")]``.
+    Its input files are checked first: a missing one writes nothing."""
     if stage not in STAGES:
         raise ConfigError(f"unknown stage {stage!r}; the stages are {', '.join(STAGES)}.")
+    check_inputs(cfg, [stage])
     client = backend = nullcontext()
     if scheduler:
         import joblib
@@ -223,12 +258,9 @@ def _each_group(cfg, stage, inputs, compute, *, force, quiet, new_group=False, p
 
 def _land(cfg):
     """The land mask or polygons of [grids] land (None: all land)."""
-    value = cfg.get("grids", {}).get("land")
-    if not value:
+    path = _land_path(cfg)
+    if path is None:
         return None, {}
-    path = _path(cfg, value)
-    if not path.exists():
-        raise ConfigError(f"[grids] land: no file at {path}.")
     if path.suffix.lower() in (".tif", ".tiff", ".nc", ".zarr"):
         import rioxarray
 
@@ -655,8 +687,10 @@ def evaluate_runs(cfg, *, force=False, quiet=False, repeats=None, groups=None):
 
 
 def run_all(cfg, *, force=False, quiet=False, scheduler=None, stages=None):
-    """Run the stages in order (by default those the configuration names inputs for)."""
+    """Run the stages in order (by default those the configuration names inputs for),
+    once every input file of every one of them is found: a missing file writes nothing."""
     stages = stages_of(cfg) if stages is None else stages
+    check_inputs(cfg, stages)
     return {s: run_stage(s, cfg, force=force, quiet=quiet, scheduler=scheduler) for s in stages}
 
 

@@ -1,9 +1,9 @@
 """The pipeline stages through the `entropice` command, on small raw files written here."""
 
 import os
+import shutil
 import subprocess
 import sys
-import textwrap
 
 import geopandas as gpd
 import numpy as np
@@ -174,7 +174,28 @@ def test_the_shipped_config_parses():
 
     cfg = load_config(os.path.join(os.path.dirname(__file__), "..", "pipeline", "config.toml"))
     assert cfg["grids"]["h3"] == [3, 4, 5, 6]
-    assert textwrap.dedent(cfg["cube"]).endswith("cube.zarr")
+    assert cfg["cube"].endswith("arctic.zarr")  # not the demo's cube
+
+
+def test_the_real_config_without_its_data_writes_nothing(tmp_path):
+    """`entropice run` with the shipped config and no real data stops before the first
+    stage writes: it names the missing file, where the data come from, and the demo;
+    the demo's cube beside it is untouched."""
+    shutil.copytree(os.path.join(os.path.dirname(__file__), "..", "pipeline"),
+                    tmp_path / "pipeline")
+    demo = Cube.create(tmp_path / "data" / "cube.zarr")
+    before = sorted(p.name for p in (tmp_path / "data" / "cube.zarr").iterdir())
+    out = entropice("run", "--config", str(tmp_path / "pipeline" / "config.toml"), "--quiet")
+    assert out.returncode == 1
+    assert "labels: [labels] darts paths: no file matches" in out.stderr
+    assert "DARTS_level2.gpkg" in out.stderr and "Nothing was written" in out.stderr
+    assert "entropice demo" in out.stderr and "docs/real-data.md" in out.stderr
+    assert not (tmp_path / "data" / "arctic.zarr").exists()
+    assert sorted(p.name for p in (tmp_path / "data" / "cube.zarr").iterdir()) == before
+    assert demo.groups() == []
+    # one stage alone checks its own inputs the same way
+    out = entropice("labels", "--config", str(tmp_path / "pipeline" / "config.toml"), "-q")
+    assert out.returncode == 1 and "Nothing was written" in out.stderr
 
 
 def test_stage_on_a_dask_cluster(project):
