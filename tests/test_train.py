@@ -513,3 +513,26 @@ def test_search_ranks_candidates_with_fewer_members(tmp_path, monkeypatch):
     # each of 3 outer folds and the final model: 2 candidates x 2 inner folds, then one
     assert members.count(1) == 4 * 2 * 2 and members.count(3) == 4 and len(members) == 20
     assert len(store.load(run).estimator.estimators_) == 3
+
+
+def test_a_run_repeats_exactly_whatever_the_thread_count(tmp_path):
+    """Every model of a run is seeded: trained again, on one thread or on all, the
+    out-of-fold metrics of eSPA+ and of every baseline are the same numbers."""
+    import small_cube
+    from threadpoolctl import threadpool_limits
+
+    ds = small_cube.group("h3", 3)
+    section = {"n_folds": 3, "inner_folds": 2, "n_estimators": 2, "n_restarts": 1,
+               "permutation_repeats": 1,
+               "baselines": ["RandomForest", "HistGradientBoosting", "LogisticRegression",
+                             "Majority"],
+               "grid": {"n_boxes": [6], "eps_C": [1.0], "eps_W": [0.1, 1.0],
+                        "class_weight": ["balanced"]}}
+    first = runs.train_group(ds, section, store=runs.RunStore(tmp_path / "a"))
+    with threadpool_limits(1):
+        again = runs.train_group(ds, {**section, "n_jobs": 1},
+                                 store=runs.RunStore(tmp_path / "b"))
+    for model, metrics in first["metrics"].items():
+        for name, value in metrics.items():
+            assert again["metrics"][model][name] == value, (model, name)
+    assert first["triage"] == again["triage"]

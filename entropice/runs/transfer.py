@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..design import design_matrix
-from .cv import _baseline, _settings, make_model
+from .cv import _ask, _baseline, _settings, make_model
 from .folds import stratified_sample
 from .metrics import triage_curve
 
@@ -175,8 +175,7 @@ class _Samples:
                 continue
             model = make().fit(self.X[train], self.y[train])
             p = np.zeros((len(test), len(self.labels)))
-            p[:, np.searchsorted(self.labels, model.classes_)] = model.predict_proba(
-                self.X[test])
+            p[:, np.searchsorted(self.labels, model.classes_)] = _ask(model, self.X[test])
             area = self.area[test] if self.area is not None else np.zeros(len(test))
             out[name] = _scores(self.y[test], p, self.labels, area, self.land[test])
         return out
