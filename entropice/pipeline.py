@@ -340,6 +340,19 @@ def _inventories(cfg) -> list[dict]:
     return entries
 
 
+def _read_coverage(entry, path):
+    """One coverage file of an inventory entry, with its CRS; errors name the file."""
+    import geopandas as gpd
+
+    try:
+        cov = gpd.read_file(path)
+    except Exception as err:  # noqa: BLE001 - the readers raise many types
+        raise ConfigError(f"{entry['where']} coverage: cannot read {path}: {err}") from None
+    if cov.crs is None:
+        raise ConfigError(f"{entry['where']} coverage: {path} has no CRS.")
+    return cov
+
+
 def _read_inventories(entries):
     """Every inventory's distinct RTS footprints, and the mapped land (None: all land),
     prepared once for every group (:func:`darts.prepare`)."""
@@ -358,12 +371,7 @@ def _read_inventories(entries):
         years = sorted(set().union(*(set(g.year) for g in parts)))
         if e["coverage"]:
             for f in e["coverage"]:
-                try:
-                    cov = gpd.read_file(f)
-                except Exception as err:  # noqa: BLE001 - the readers raise many types
-                    raise ConfigError(f"{e['where']} coverage: cannot read {f}: {err}") from None
-                if cov.crs is None:
-                    raise ConfigError(f"{e['where']} coverage: {f} has no CRS.")
+                cov = _read_coverage(e, f)
                 if "year" not in cov.columns:  # one footprint for the inventory's years
                     cov = pd.concat([cov[["geometry"]].assign(year=y) for y in years])
                 coverage.append(cov[["year", "geometry"]])
@@ -602,12 +610,7 @@ def coverage_regions(cfg):
     parts = []
     for e in _inventories(cfg):
         for f in e["coverage"] or []:
-            try:
-                cov = gpd.read_file(f)
-            except Exception as err:  # noqa: BLE001 - the readers raise many types
-                raise ConfigError(f"{e['where']} coverage: cannot read {f}: {err}") from None
-            if cov.crs is None:
-                raise ConfigError(f"{e['where']} coverage: {f} has no CRS.")
+            cov = _read_coverage(e, f)
             names = (cov["region"].astype(str) if "region" in cov.columns else
                      pd.Series([f"{Path(f).stem} {i + 1}" for i in range(len(cov))]))
             parts.append(gpd.GeoDataFrame({"region": names.values},
