@@ -2,6 +2,7 @@
 (default: the demo's, ``data/cube.zarr``) and photographs each tab in headless Chromium.
 
     python docs/screenshots.py [--cube data/cube.zarr] [--query "grid=h3&level=5"]
+                               [--tabs Map,Evaluation]
 
 Needs the test extras (playwright) and chromium, as the browser tests do.
 """
@@ -31,6 +32,8 @@ def main():
     ap.add_argument("--cube", default="data/cube.zarr")
     ap.add_argument("--query", default="grid=h3&level=5")
     ap.add_argument("--box", type=int, default=None, help="a box to highlight")
+    ap.add_argument("--tabs", default=",".join(TABS),
+                    help="the tabs to photograph, comma-separated (default: all)")
     args = ap.parse_args()
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "panel", "serve", str(ROOT / "app"),
@@ -52,8 +55,14 @@ def main():
             box = f"&box={args.box}" if args.box is not None else ""
             page.goto(url + box)
             expect(page.locator(".map-status p")).to_contain_text("level", timeout=120_000)
-            for tab, name in TABS.items():
+            for tab in args.tabs.split(","):
+                name = TABS[tab]
+                # the evaluation runs long (the page scrolls inside): a taller window
+                page.set_viewport_size({"width": 1440,
+                                        "height": 2400 if tab == "Evaluation" else 900})
                 page.locator(".bk-tab", has_text=tab).first.click()
+                if tab == "Evaluation":
+                    page.locator(".metrics-table").first.wait_for(timeout=120_000)
                 page.wait_for_timeout(4000)
                 page.screenshot(path=ROOT / "docs" / name)
                 print("docs/" + name)

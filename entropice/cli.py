@@ -169,6 +169,7 @@ def evaluation_summary(tables, info) -> str:
         curve = tables["learning_curve"].groupby(["train_regions", "model"], sort=False).agg(
             land_km2=("train_land_km2", "mean"), roc_auc=("roc_auc", "mean"),
             land_for_90pct_rts=("land_for_90pct_rts", "mean")).round(3).reset_index()
+        curve["land_km2"] = curve["land_km2"].round().astype(int)
         out.append("learning curve (held-out regions; mean over draws; nan: the held-out "
                    "cells all hold RTS, or none):")
         out.append(markdown_table(curve))
@@ -224,10 +225,17 @@ def demo(
     from .cube import Cube
     from .runs import RunStore
 
-    summary = RunStore.of_cube(cube, Cube(cube).attrs).summary_markdown()
+    store = RunStore.of_cube(cube, Cube(cube).attrs)
+    summary = store.summary_markdown()
     if summary:
         typer.echo("\neSPA+ beside the baselines, out-of-fold on spatial folds:\n\n"
                    + summary)
+    for key, entry in store.registry().items():
+        tables, info = store.evaluation(entry["run_id"])
+        if tables:
+            typer.echo(f"\n{key} on regions and years it never trained on "
+                       f"(`entropice evaluate`; notebook 05):\n")
+            typer.echo(evaluation_summary(tables, info))
     typer.echo(f"\nThe demo cube is at {cube}. Explore it on a map with\n\n"
                f"    entropice app --cube {cube}\n\n"
                f"(or `panel serve app/ --args --cube {cube}`), or read it with\n\n"
