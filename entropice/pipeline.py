@@ -655,22 +655,26 @@ def evaluate_runs(cfg, *, force=False, quiet=False, repeats=None, groups=None):
                                 if not f.endswith("_missing")]}
         ds = cube.read(name, level)
         regions = transfer.cell_regions(ds, coverage)
+        samples = transfer.Samples(ds, section, regions)  # read once for every measure
         steps = [("transfer", functools.partial(transfer.leave_one_region_out, ds, regions,
-                                                section, params)),
+                                                section, params, samples=samples)),
                  ("learning_curve", functools.partial(transfer.learning_curve, ds, regions,
-                                                      section, params, repeats=repeats)),
+                                                      section, params, repeats=repeats,
+                                                      samples=samples)),
                  ("temporal", functools.partial(transfer.temporal_validation, ds, section,
-                                                params))]
+                                                params, samples=samples))]
         counts = pd.Series(regions[regions != transfer.UNLABELLED]).value_counts()
-        # what the labels allow: two regions to hold one out, three for a learning
-        # curve (two held out), two years for the next one
-        possible = {"transfer": len(counts) >= 2, "learning_curve": len(counts) >= 3,
-                    "temporal": ds.sizes.get("year", 1) >= 2}
+        # what the samples allow: two regions to hold one out, three for a learning
+        # curve (two held out), two labelled years for the next one
+        n_regions = len(set(samples.regions) - {transfer.UNLABELLED})
+        n_years = len(np.unique(samples.years))
+        possible = {"transfer": n_regions >= 2, "learning_curve": n_regions >= 3,
+                    "temporal": n_years >= 2}
         skipped = {k: v for k, v in {
-            "transfer": f"{len(counts)} labelled region(s): none to hold out",
-            "learning_curve": f"{len(counts)} labelled region(s): a learning curve needs "
+            "transfer": f"{n_regions} labelled region(s): none to hold out",
+            "learning_curve": f"{n_regions} labelled region(s): a learning curve needs "
                               "three (two held out)",
-            "temporal": "one year of labels: no next year to predict"}.items()
+            "temporal": f"{n_years} labelled year(s): no next year to predict"}.items()
             if not possible[k]}
         for what, why in skipped.items():
             log.warning("evaluate %s/%s: no %s (%s)", name, level, what, why)
@@ -683,7 +687,10 @@ def evaluate_runs(cfg, *, force=False, quiet=False, repeats=None, groups=None):
             tables[what] = result
         info = {"run_id": run_id, "repeats": repeats, "regions": counts.to_dict(),
                 "regions_from": "coverage" if coverage is not None else "k-means",
-                "labels_changed_share": changed, "skipped": skipped}
+                "labels_changed_share": (None if changed is None or np.isnan(changed)
+                                         else changed), "skipped": skipped,
+                "parameters": "eSPA+ with the run's chosen parameters (searched on every "
+                              "labelled sample), the baselines untuned"}
         store.write_evaluation(run_id, tables, info)
         out[name, level] = (run_id, tables, info)
     return out

@@ -67,6 +67,17 @@ def test_temporal_validation_never_trains_on_the_year_it_predicts_or_later(years
         assert len(train) == (y < year).sum()
 
 
+def test_persistence_and_change_skip_the_years_a_cell_was_not_mapped():
+    nan = np.nan
+    labels = np.array([[0, 1, nan, nan],
+                       [nan, 1, 2, nan],
+                       [1, nan, nan, nan]])
+    np.testing.assert_array_equal(T.last_known(labels), [1, 1, 2, nan])
+    # cell 0: 0 -> 1 (changed), cell 1: 1 -> 1 (kept); cells 2, 3: one label or none
+    assert T.label_change(labels) == 0.5
+    assert np.isnan(T.label_change(np.array([[0, nan], [nan, 1]])))
+
+
 def learnable(seed=0, n_regions=8):
     """An H3 level-3 group whose eight longitude sectors each see a different window of
     the one feature that sets the label (RTS in a band of it), so a model learns the

@@ -27,6 +27,8 @@ from .store import CubeStore
 
 TITLE = "Entropice: where are Retrogressive Thaw Slumps dense?"
 DEFAULT_CUBE = "data/cube.zarr"
+
+
 def cube_path(argv=None) -> Path:
     """The cube to show: ``--cube PATH`` in the server's ``--args``, else the
     ``ENTROPICE_CUBE`` environment variable, else ``data/cube.zarr``."""

@@ -80,6 +80,7 @@ class SpaceView(View):
     def __init__(self, **params):
         super().__init__(**params)
         self._features()
+        self._plane()
 
     @param.depends("selection.grid", "selection.level", "selection.run", watch=True)
     def _features(self):
@@ -91,6 +92,15 @@ class SpaceView(View):
                 self.x = top[0]
             if self.y not in names and len(top) > 1:
                 self.y = top[1]
+
+    @param.depends("selection.brush", watch=True)
+    def _plane(self):
+        """The plane of a brush that came with a link (its two features), so that its
+        rectangle is drawn where it was made."""
+        b = self.selection.brush
+        if b and {b[0], b[1]} <= set(self.param.x.objects) and (b[0], b[1]) != (self.x,
+                                                                                self.y):
+            self.param.update(x=b[0], y=b[1])
 
     def _brushed(self, bounds=None):
         if bounds is None:

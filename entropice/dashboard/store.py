@@ -16,9 +16,9 @@ from ..runs import RunStore
 from .layers import PROBA
 from .lookup import PixelLookup
 
-_BOX_LOCKS: dict[tuple, threading.Lock] = {}
-"""One lock per (run, group, year, stamp) whose boxes are computed, so they are computed
-once however many sessions (and prefetches) ask at the same time."""
+_BOX_LOCK = threading.Lock()
+"""Cells' boxes are computed one group at a time, so that what one session (or a
+prefetch) is computing is computed once, and the cache is filled by one thread."""
 
 
 @pn.cache(max_items=12)
@@ -168,7 +168,7 @@ class CubeStore:
         a second caller waits for the first, a prefetch among them)."""
         args = (str(self.run_store.root), self._checked(run), str(self.path), grid, level,
                 year, self.group_stamp(grid, level))
-        with _BOX_LOCKS.setdefault(args, threading.Lock()):
+        with _BOX_LOCK:
             return _cell_boxes(*args)
 
     def prefetch_boxes(self, run: str, grid: str, level: int, year: int, delay=1.0):

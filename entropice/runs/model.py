@@ -75,8 +75,9 @@ class StoredModel:
         return self._novelty(self.transform(X))
 
     def any_rts(self) -> np.ndarray:
-        """The model's labels that are some RTS (every class but the first, "none")."""
-        return np.asarray(self.meta["labels"])[1:]
+        """The model's labels that are some RTS (every label but 0, "none")."""
+        labels = np.asarray(self.meta["labels"])
+        return labels[labels != 0]
 
     def predictions(self, X):
         """Class probabilities, the members' spread of P(any RTS) (see

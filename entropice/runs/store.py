@@ -156,9 +156,15 @@ class RunStore:
         """Add a run's evaluation beyond its folds: ``<name>.csv`` for each table (one of
         :attr:`EVALUATIONS`) and ``evaluation.json`` (``info``: regions, label change)."""
         path = self.path(run_id)
-        for name, frame in tables.items():
-            if name not in self.EVALUATIONS:
-                raise ValueError(f"unknown evaluation {name!r}; one of {self.EVALUATIONS}.")
+        unknown = set(tables) - set(self.EVALUATIONS)
+        if unknown:
+            raise ValueError(f"unknown evaluation {sorted(unknown)[0]!r}; one of "
+                             f"{self.EVALUATIONS}.")
+        for name in self.EVALUATIONS:  # a measure not made now leaves no older table
+            frame = tables.get(name)
+            if frame is None or not len(frame):
+                (path / f"{name}.csv").unlink(missing_ok=True)
+                continue
             frame.to_csv(path / f".{name}.csv.tmp", index=False)
             os.replace(path / f".{name}.csv.tmp", path / f"{name}.csv")
         _write_atomically(path / "evaluation.json", json.dumps(info, indent=2, default=str))

@@ -54,7 +54,7 @@ def cell_regions(ds, coverage=None, n_regions=8, random_state=0) -> np.ndarray:
                                crs=4326).to_crs(3413)
         near = gpd.sjoin_nearest(pts, foot, how="left")
         near = near[~near.index.duplicated()]  # a point equally near two footprints
-        out[np.flatnonzero(labelled)] = near["region"].values
+        out[np.flatnonzero(labelled)] = near["region"].reindex(pts.index).values
         return out
     from sklearn.cluster import KMeans
 
@@ -136,10 +136,12 @@ def _scores(y, proba, labels, area, land) -> dict:
     return out
 
 
-class _Samples:
-    """A group's labelled samples with their regions, years, areas and the settings."""
+class Samples:
+    """A group's labelled samples with their regions, years, areas and the settings:
+    read once, for every measure of a group (``regions``: each cell's, see
+    :func:`cell_regions`)."""
 
-    def __init__(self, ds, section, regions):
+    def __init__(self, ds, section=None, regions=None):
         self.s = _settings(section)
         dm = design_matrix(ds, self.s["features"], target=self.s["target"],
                            missing=self.s["missing"])
@@ -147,7 +149,8 @@ class _Samples:
         self.indicators = dm.indicators()
         self.labels = np.unique(self.y)
         self.pos = pos = pd.Index(ds.cell_ids.values).get_indexer(dm.cell_ids)
-        self.regions = np.asarray(regions, dtype=object)[pos]
+        self.regions = (np.asarray(regions, dtype=object)[pos] if regions is not None
+                        else np.full(len(pos), UNLABELLED, dtype=object))
         self.years = np.asarray(dm.years)
         yi = pd.Index(ds.year.values).get_indexer(self.years)
         self.area = ds.rts_area_km2.values[yi, pos] if "rts_area_km2" in ds else None
@@ -167,13 +170,18 @@ class _Samples:
         """Every model fitted on (at most ``fit_rows`` of) ``train``, scored on ``test``."""
         if self.s["fit_rows"] and len(train) > self.s["fit_rows"]:
             train = train[stratified_sample(self.y[train], self.s["fit_rows"], seed)]
+        if len(np.unique(self.y[train])) < 2:  # nothing to learn
+            return {name: {"roc_auc": np.nan, "balanced_accuracy": np.nan,
+                           "land_for_90pct_rts": np.nan} for name in models}
         out = {}
         for name, make in models.items():
-            if len(np.unique(self.y[train])) < 2:
-                out[name] = {"roc_auc": np.nan, "balanced_accuracy": np.nan,
-                             "land_for_90pct_rts": np.nan}
-                continue
-            model = make().fit(self.X[train], self.y[train])
+            model = make()
+            est = model.named_steps["model"]
+            # as in training: a random forest's trees draw at most tree_rows samples
+            if "max_samples" in est.get_params() and self.s["tree_rows"] and \
+                    len(train) > self.s["tree_rows"]:
+                model.set_params(model__max_samples=int(self.s["tree_rows"]))
+            model.fit(self.X[train], self.y[train])
             p = np.zeros((len(test), len(self.labels)))
             p[:, np.searchsorted(self.labels, model.classes_)] = _ask(model, self.X[test])
             area = self.area[test] if self.area is not None else np.zeros(len(test))
@@ -188,12 +196,14 @@ def _espa_params(section, espa_params):
     return {k: v[0] for k, v in s["grid"].items()}
 
 
-def leave_one_region_out(ds, regions, section=None, espa_params=None) -> pd.DataFrame:
+def leave_one_region_out(ds, regions, section=None, espa_params=None, *,
+                         samples=None) -> pd.DataFrame:
     """Each labelled region held out in turn, eSPA+ (``espa_params``, default the first
     of the search grid's values) and the baselines trained on all the others: a row per
     region and model with its ROC AUC of P(any RTS), balanced accuracy and land to scan
-    for 90 % of the region's RTS area, and the samples and area trained and tested on."""
-    d = _Samples(ds, section, regions)
+    for 90 % of the region's RTS area, and the samples and area trained and tested on.
+    ``samples`` (:class:`Samples` of ``ds``) saves reading the group again."""
+    d = samples or Samples(ds, section, regions)
     models = _models(d.s, _espa_params(section, espa_params), d.indicators)
     rows = []
     for name, train, test in region_splits(d.regions):
@@ -206,11 +216,11 @@ def leave_one_region_out(ds, regions, section=None, espa_params=None) -> pd.Data
 
 
 def learning_curve(ds, regions, section=None, espa_params=None, n_test=2,
-                   repeats=3) -> pd.DataFrame:
+                   repeats=3, *, samples=None) -> pd.DataFrame:
     """Scores on held-out regions against the labelled land trained on (km2 of its
     distinct cells), from :func:`learning_splits`: a row per draw, training
     size and model."""
-    d = _Samples(ds, section, regions)
+    d = samples or Samples(ds, section, regions)
     models = _models(d.s, _espa_params(section, espa_params), d.indicators)
     rows = []
     for split in learning_splits(d.regions, n_test, repeats, d.s["random_state"]):
@@ -226,33 +236,58 @@ def learning_curve(ds, regions, section=None, espa_params=None, n_test=2,
     return pd.DataFrame(rows)
 
 
-def temporal_validation(ds, section=None, espa_params=None) -> tuple[pd.DataFrame, float]:
+def last_known(labels) -> np.ndarray:
+    """Each cell's last finite label over the years (rows) of ``labels``, NaN if none:
+    persistence, whatever years the inventory skipped."""
+    k = np.where(np.isfinite(labels), np.arange(len(labels))[:, None], -1).max(axis=0,
+                                                                             initial=-1)
+    out = np.full(labels.shape[1], np.nan)
+    seen = k >= 0
+    out[seen] = labels[k[seen], np.flatnonzero(seen)]
+    return out
+
+
+def label_change(labels) -> float:
+    """The share of a cell's successive labelled years (rows of ``labels``; gaps
+    skipped) whose label changed; NaN when no cell is labelled twice."""
+    last = np.full(labels.shape[1], np.nan)
+    pairs = changes = 0
+    for row in labels:
+        both = np.isfinite(row) & np.isfinite(last)
+        pairs += int(both.sum())
+        changes += int((row[both] != last[both]).sum())
+        last = np.where(np.isfinite(row), row, last)
+    return changes / pairs if pairs else float("nan")
+
+
+def temporal_validation(ds, section=None, espa_params=None, *,
+                        samples=None) -> tuple[pd.DataFrame, float]:
     """Train on the years before each year, predict that year: eSPA+ and the baselines
-    beside persistence (the cell's class the year before, where it was labelled) and
-    climatology (each cell's class frequencies over the past years). Returns the table
-    and the share of cells labelled in two years whose class changed between them (0:
-    the labels do not vary by year, and this measures nothing about time)."""
-    d = _Samples(ds, section, np.full(ds.sizes["cells"], "all", dtype=object))
+    beside persistence (the cell's last label before that year) and climatology (its
+    class frequencies over the past years; cells never labelled before get the training
+    samples' frequencies). Returns the table and :func:`label_change` (0: the labels do
+    not vary by year, and this measures nothing about time; NaN: no cell is labelled
+    twice)."""
+    d = samples or Samples(ds, section)
     models = _models(d.s, _espa_params(section, espa_params), d.indicators)
-    cls = d.grid_labels
-    both = np.isfinite(cls[1:]) & np.isfinite(cls[:-1])
-    changed = float((cls[1:][both] != cls[:-1][both]).mean()) if both.any() else np.nan
+    changed = label_change(d.grid_labels)
     years = ds.year.values
     rows = []
     for year, train, test in temporal_splits(d.years):
         scores = d.fit_score(models, train, test)
-        past = cls[:int(np.searchsorted(years, year))][:, d.pos[test]]
+        past = d.grid_labels[:int(np.searchsorted(years, year))][:, d.pos[test]]
         # the training samples' class frequencies, for cells not labelled before
         freq = np.bincount(np.searchsorted(d.labels, d.y[train]),
                            minlength=len(d.labels)) / len(train)
         area = d.area[test] if d.area is not None else np.zeros(len(test))
-        for name, prior in (("persistence", past[-1:]), ("climatology", past)):
+        for name, prior in (("persistence", last_known(past)[None]), ("climatology", past)):
             known = np.isfinite(prior)
             n = known.sum(axis=0)
             p = np.stack([((prior == c) & known).sum(axis=0) for c in d.labels], axis=1)
             p = np.where(n[:, None] > 0, p / np.maximum(n, 1)[:, None], freq[None, :])
             scores[name] = _scores(d.y[test], p, d.labels, area, d.land[test])
         for model, sc in scores.items():
-            rows.append({"year": year, "model": model, "train_years": f"{years[0]}-{year - 1}",
+            rows.append({"year": year, "model": model,
+                         "train_years": f"{years[0]}-{years[years < year][-1]}",
                          "train_samples": len(train), "test_samples": len(test), **sc})
     return pd.DataFrame(rows), changed
