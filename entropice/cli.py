@@ -266,6 +266,25 @@ def app_command(
              print_url=False)
 
 
+config_app = typer.Typer(help="Check a pipeline configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("check")
+def config_check(
+    path: Path = typer.Argument(Path("pipeline/config.toml"),
+                                help="Pipeline configuration (TOML)."),
+) -> None:
+    """Check a configuration against the schema (unknown keys, types, ranges) and print
+    what it resolves to: every key with its default, paths resolved, files matched."""
+    from .config import ConfigError, check
+
+    try:
+        typer.echo(check(path))
+    except ConfigError as err:
+        _fail(err)
+
+
 cube_app = typer.Typer(help="Inspect the cube.", no_args_is_help=True)
 app.add_typer(cube_app, name="cube")
 
@@ -281,3 +300,24 @@ def cube_info(
         typer.echo(Cube(path).info())
     except CubeError as err:
         _fail(err)
+
+
+@cube_app.command("check")
+def cube_check(
+    path: str = typer.Argument("data/cube.zarr", help="Path of the cube (a zarr store)."),
+) -> None:
+    """Verify every chunk of every group against the checksums recorded when it was
+    written: one line per chunk missing, corrupt or not in the manifest, with the stage
+    to rerun; exit code 1 if there is any."""
+    from .cube import Cube, CubeError
+
+    try:
+        cube = Cube(path)
+        problems, unchecked, chunks = cube.check()
+    except CubeError as err:
+        _fail(err)
+    for line in unchecked + problems:
+        typer.echo(line)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo(f"cube ok: {len(cube.groups())} groups, {chunks} chunks checked")

@@ -5,7 +5,9 @@ Every group is an ``xarray.Dataset`` on dimension ``cells`` with the coordinate
 full to a staging directory inside the store and swapped into place with one
 rename, so a killed process leaves the previous group readable. Each write records
 its stage's provenance (config hash, input fingerprints, version, time) in the
-group's attributes, which is how stages know they are up to date.
+group's attributes, which is how stages know they are up to date, and its manifest:
+the key and checksum of every chunk it stored, against which every read is checked (a
+chunk gone or damaged since raises a ``CubeError`` naming it, never reads as fill values).
 """
 
 from __future__ import annotations
@@ -13,15 +15,20 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import datetime as dt
+import functools
 import hashlib
 import json
+import logging
 import os
 import shutil
 import uuid
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
+from zarr.storage import LocalStore, WrapperStore
 
 from . import __version__
 from .grids import get_grid
@@ -30,7 +37,9 @@ SCHEMA_VERSION = 1
 DEFAULT_PATH = Path("data/cube.zarr")
 STAGING = ".staging"
 PROVENANCE = "provenance"
+MANIFEST = "chunk_manifest"
 _CELL_VARS = ("lat", "lon", "area_km2", "land_fraction")
+log = logging.getLogger("entropice")
 
 
 class CubeError(ValueError):
@@ -96,6 +105,134 @@ def _stage_copy(src: Path, dst: Path, skip=()):
                     os.link(s, d)
                 except OSError:
                     shutil.copy2(s, d)
+
+
+# -- the chunk manifest ---------------------------------------------------------------------
+# A group's attribute MANIFEST is {"checksum": "crc32", "arrays": {array: {chunk key:
+# crc32 of the stored bytes, 8 hex digits}}}; written into the staged group's zarr.json, it
+# is swapped in with the group's chunks.
+
+
+def _checksum(data) -> str:
+    """CRC-32 of a chunk's stored bytes (several GB/s: cheap beside writing them)."""
+    return f"{zlib.crc32(data):08x}"
+
+
+def _group_attrs(group_dir: Path) -> dict:
+    """A group's attributes, read from its zarr.json (no array is opened)."""
+    return json.loads((group_dir / "zarr.json").read_text()).get("attributes", {})
+
+
+def _arrays(group_dir: Path) -> list[str]:
+    """Names of the arrays stored in a group's directory."""
+    return sorted(d.name for d in group_dir.iterdir() if (d / "zarr.json").exists())
+
+
+def _chunk_keys(array_dir: Path) -> set[str]:
+    """Keys (``c/0/1``) of the chunks stored in an array's directory: a listing."""
+    keys = set()
+    for root, _, files in os.walk(array_dir):
+        rel = Path(root).relative_to(array_dir)
+        keys.update((rel / f).as_posix() for f in files)
+    keys.discard("zarr.json")
+    return keys
+
+
+def _seal(group_dir: Path, keep: dict):
+    """Record a staged group's manifest: the chunks of every array with their checksums,
+    those of ``keep`` (arrays hard-linked unchanged: array -> chunks) as recorded before."""
+    arrays = {name: keep[name] if name in keep else {
+        key: _checksum((group_dir / name / key).read_bytes())
+        for key in _chunk_keys(group_dir / name)} for name in _arrays(group_dir)}
+    _set_group_attrs(group_dir, {**_group_attrs(group_dir),
+                                 MANIFEST: {"checksum": "crc32", "arrays": arrays}})
+
+
+@dataclass(frozen=True)
+class _Group:
+    """A group on disk as its checks need it: its manifest (None: written before
+    manifests) and the stage that last wrote each variable (its provenance)."""
+
+    cube: Path
+    name: str
+    manifest: dict | None
+    stages: dict
+
+    @classmethod
+    def at(cls, cube: Path, name: str) -> _Group:
+        attrs = _group_attrs(cube / name)
+        records = sorted(json.loads(attrs.get(PROVENANCE, "{}")).items(),
+                         key=lambda item: item[1].get("time", ""))
+        return cls(cube, name, attrs.get(MANIFEST, {}).get("arrays"),
+                   {v: stage for stage, rec in records for v in rec.get("variables", [])})
+
+    def remedy(self, var: str) -> str:
+        """What rewrites ``var``: its stage, or for a coordinate the whole group."""
+        if var in self.stages:
+            return f"rerun stage {self.stages[var]} with --force"
+        return (f"remove {self.cube / self.name} and rerun its stages "
+                f"({', '.join(sorted(set(self.stages.values())))}) with --force")
+
+    def line(self, var: str, key: str, problem: str) -> str:
+        """One line of `entropice cube check`."""
+        return f"{self.name} {var} {key}: {problem}; {self.remedy(var)}"
+
+    def error(self, var: str, key: str, problem: str, more: int = 0) -> CubeError:
+        """The error of a read that met a damaged chunk: where, and what repairs it."""
+        others = f" (and {more} more chunk(s))" if more else ""
+        return CubeError(
+            f"group {self.name}, variable {var!r}: chunk {key} is {problem}{others}. Run "
+            f"`entropice cube check {self.cube}` to list every damaged chunk, and "
+            f"{self.remedy(var)} to write it anew.")
+
+    def problems(self, checksums: bool = False) -> list[tuple[str, str, str]]:
+        """(variable, chunk key, problem) of each chunk that is not as the manifest says:
+        missing (a listing); with ``checksums`` also corrupt or not in the manifest."""
+        out = []
+        for var in sorted(set(self.manifest) | set(_arrays(self.cube / self.name))):
+            expected, stored = self.manifest.get(var, {}), _chunk_keys(self.cube / self.name / var)
+            if var in self.manifest and not (self.cube / self.name / var / "zarr.json").exists():
+                out.append((var, "zarr.json", "missing"))  # zarr would drop the variable
+            out += [(var, k, "missing") for k in sorted(set(expected) - stored)]
+            if checksums:
+                out += [(var, k, "corrupt") for k in sorted(set(expected) & stored)
+                        if _checksum((self.cube / self.name / var / k).read_bytes())
+                        != expected[k]]
+                out += [(var, k, "not in the manifest") for k in sorted(stored - set(expected))]
+        return out
+
+
+class _CheckedStore(WrapperStore):
+    """A group's store that checks every chunk it reads against the manifest, so that a
+    chunk gone or damaged since it was written raises a CubeError naming it instead of
+    reading as fill values or failing to decode with no name."""
+
+    def __init__(self, store, group: _Group):
+        super().__init__(store)
+        self.group = group
+
+    def _with_store(self, store):
+        return type(self)(store, self.group)
+
+    async def get(self, key, prototype, byte_range=None):
+        """The stored bytes of ``key``, a chunk's checked against its checksum."""
+        buf = await super().get(key, prototype, byte_range)
+        var, _, chunk = key.partition("/")
+        expected = (self.group.manifest or {}).get(var, {}).get(chunk)
+        if expected is None or byte_range is not None:
+            return buf
+        if buf is None:
+            raise self.group.error(var, chunk, "missing")
+        if _checksum(buf.as_numpy_array()) != expected:
+            raise self.group.error(var, chunk, "corrupt (its bytes are not those written)")
+        return buf
+
+
+@functools.cache
+def _warn_unchecked(group_dir: Path):
+    """Say once per process that a group's chunks cannot be checked."""
+    log.warning("%s has no chunk manifest (written by an older entropice): its chunks are "
+                "not checked; rerun its stages with --force to record one", group_dir)
 
 
 # -- fingerprints and provenance ----------------------------------------------------------
@@ -242,17 +379,41 @@ class Cube:
         return (self.path / group_name(grid, level) / "zarr.json").exists()
 
     def read(self, grid: str, level: int) -> xr.Dataset:
-        """The group as a lazy (dask-backed) dataset."""
+        """The group as a lazy (dask-backed) dataset, each chunk checked against the
+        group's manifest as it is read (a CubeError names one missing or corrupt).
+
+        Outside a batch of writes every chunk of the manifest is first checked to be
+        there (a listing), so that training or predicting fails at once; a stage that
+        rewrites groups (inside a batch) reads without that listing, so that rerunning
+        it repairs a group whose own variables lost a chunk.
+        """
+        return self._open(grid, level, listing=self._pending is None)
+
+    def _group(self, grid: str, level: int) -> _Group:
         if (grid, level) not in self:
             have = ", ".join(group_name(*g) for g in self.groups()) or "none"
             raise CubeError(f"the cube at {self.path} has no group {group_name(grid, level)} "
                             f"(groups: {have}).")
-        return xr.open_zarr(self.path, group=group_name(grid, level), consolidated=False,
-                            zarr_format=3)
+        return _Group.at(self.path, group_name(grid, level))
+
+    def _open(self, grid: str, level: int, listing: bool) -> xr.Dataset:
+        """The group, its chunks checked as read; with ``listing`` all first checked to
+        be there."""
+        group = self._group(grid, level)
+        if group.manifest is None:
+            _warn_unchecked(self.path / group.name)
+        missing = group.problems() if listing and group.manifest is not None else []
+        if missing:
+            raise group.error(*missing[0], more=len(missing) - 1)
+        store = _CheckedStore(LocalStore(self.path / group.name, read_only=True), group)
+        ds = xr.open_zarr(store, consolidated=False, zarr_format=3)
+        ds.attrs.pop(MANIFEST, None)
+        return ds
 
     def provenance(self, grid: str, level: int) -> dict:
         """Per stage: config hash, input fingerprints, version, time and variables."""
-        return json.loads(self.read(grid, level).attrs.get(PROVENANCE, "{}"))
+        group = self._group(grid, level)
+        return json.loads(_group_attrs(self.path / group.name).get(PROVENANCE, "{}"))
 
     def is_up_to_date(self, grid, level, stage, config_hash, inputs) -> bool:
         """Whether ``stage`` last wrote this group with the same config and inputs."""
@@ -292,6 +453,7 @@ class Cube:
         staged = self._staging()
         try:
             ds.to_zarr(staged, mode="w", consolidated=False, zarr_format=3)
+            _seal(staged, keep={})
         except BaseException:
             shutil.rmtree(staged, ignore_errors=True)
             raise
@@ -308,7 +470,7 @@ class Cube:
         dimension coordinate that differs from the group's makes the group be
         rewritten on the union of both.
         """
-        current = self.read(grid, level)
+        current = self._open(grid, level, listing=False)
         if not np.array_equal(ds.cell_ids.values, current.cell_ids.values):
             raise CubeError(f"group {group_name(grid, level)}: the new variables are not on the "
                             "group's cells (reindex them to its cell_ids first).")
@@ -324,6 +486,7 @@ class Cube:
                        & set(current.data_vars))
         attrs = self._record(dict(current.attrs), stage, config_hash, inputs, ds.data_vars)
         target = self.path / group_name(grid, level)
+        recorded = self._group(grid, level).manifest or {}
         staged = self._staging()
         try:
             if clash:  # rewrite the group on the union of the coordinates
@@ -334,6 +497,7 @@ class Cube:
                 merged = _clean_for_zarr(merged.chunk({d: 1 for d in clash}))
                 merged.attrs = attrs
                 merged.to_zarr(staged, mode="w", consolidated=False, zarr_format=3)
+                keep = {}
             else:
                 _stage_copy(target, staged, skip=set(ds.data_vars) | set(stale))
                 new = _clean_for_zarr(ds.drop_vars(
@@ -346,6 +510,8 @@ class Cube:
                 new.attrs = {}
                 new.to_zarr(staged, mode="a", consolidated=False, zarr_format=3)
                 _set_group_attrs(staged, attrs)
+                keep = {n: c for n, c in recorded.items() if n not in new.variables}
+            _seal(staged, keep)
         except BaseException:
             shutil.rmtree(staged, ignore_errors=True)
             raise
@@ -396,6 +562,21 @@ class Cube:
 
     # -- description -----------------------------------------------------------
 
+    def check(self) -> tuple[list[str], list[str], int]:
+        """Every group's chunks against its manifest's checksums: (a line per chunk
+        missing, corrupt or not in the manifest, naming the stage to rerun; a line per
+        group written before manifests; the number of chunks checked)."""
+        problems, unchecked, chunks = [], [], 0
+        for grid, level in self.groups():
+            group = self._group(grid, level)
+            if group.manifest is None:
+                unchecked.append(f"{group.name}: no manifest (written by an older entropice): "
+                                 "rerun its stages with --force to record one")
+                continue
+            problems += [group.line(*p) for p in group.problems(checksums=True)]
+            chunks += sum(len(c) for c in group.manifest.values())
+        return problems, unchecked, chunks
+
     def info(self) -> str:
         """A description: groups, cell counts, variables with units, provenance."""
         lines = [f"cube {self.path} (schema version {SCHEMA_VERSION}, written by entropice "
@@ -407,7 +588,7 @@ class Cube:
         if not groups:
             lines.append("  no groups yet")
         for grid, level in groups:
-            ds = self.read(grid, level)
+            ds = self._open(grid, level, listing=False)  # describes a damaged cube too
             dims = ", ".join(f"{d}={n}" for d, n in ds.sizes.items())
             lines.append(f"\n{group_name(grid, level)}  ({dims})")
             for name in sorted(ds.data_vars, key=lambda n: (n not in _CELL_VARS, n)):

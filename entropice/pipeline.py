@@ -14,38 +14,28 @@ import functools
 import glob
 import logging
 import os
-import tomllib
 from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .config import ConfigError, Inventory, read_toml, validate
 from .cube import Cube, config_hash, fingerprint
 from .grids import GRIDS, get_grid
 from .stages import STAGES, skipped_stages, stages_of
 
 log = logging.getLogger("entropice")
 
-class ConfigError(ValueError):
-    """A configuration that cannot be used."""
-
 
 def load_config(path) -> dict:
-    """Read a pipeline TOML file; relative paths in it are relative to the file."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"no pipeline configuration at {path}.")
-    try:
-        cfg = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path} is not valid TOML: {err}") from None
-    cfg["_dir"] = str(path.parent.resolve())
+    """Read a pipeline TOML file, checked against :mod:`entropice.config`'s schema;
+    relative paths in it are relative to the file."""
+    cfg = validate(read_toml(path), path)
+    cfg["_dir"] = str(Path(path).parent.resolve())
     cfg.setdefault("domain", {})
     cfg["domain"].setdefault("min_lat", 50.0)
     cfg["domain"].setdefault("year_start_month", 10)
-    if "cube" not in cfg:
-        raise ConfigError(f"{path} does not say where the cube is (cube = \"...\").")
     return cfg
 
 
@@ -262,17 +252,27 @@ def _land(cfg):
     if path is None:
         return None, {}
     if path.suffix.lower() in (".tif", ".tiff", ".nc", ".zarr"):
-        import rioxarray
+        from .sources import remote
 
-        try:
-            mask = rioxarray.open_rasterio(path, masked=True).squeeze("band", drop=True)
-        except Exception as err:  # noqa: BLE001
-            raise ConfigError(f"cannot read the land mask {path}: {err}") from None
+        # read whole now: a damaged file fails here, naming itself
+        mask = remote.open_raster(path, "[grids] land mask", chunks=None)
+        mask = mask.squeeze("band", drop=True)
         mask.name = "land"
         return mask, _fingerprints(cfg, [str(path)])
+    import warnings
+
     import geopandas as gpd
 
-    return gpd.read_file(path), _fingerprints(cfg, [str(path)])
+    from .aggregate.polygons import check_rows
+
+    try:  # shapely's warnings on NaN coordinates: check_rows names the row below
+        with warnings.catch_warnings(action="ignore", category=RuntimeWarning):
+            land = gpd.read_file(path)
+    except Exception as err:  # noqa: BLE001 - the readers raise many types
+        raise ConfigError(f"[grids] land: cannot read {path}: {err}; expected land "
+                          "polygons (GeoPackage, Shapefile ...).") from None
+    check_rows(land.geometry.values, f"[grids] land {path}")
+    return land, _fingerprints(cfg, [str(path)])
 
 
 def stage_grids(cfg, *, force=False, quiet=False):
@@ -306,18 +306,14 @@ def _years(cfg, ds):
     return ds.sel(year=keep)
 
 
-INVENTORY_KEYS = ("paths", "layer", "year_column", "date_column", "year", "crs", "coverage")
+INVENTORY_KEYS = tuple(Inventory.model_fields)
 
 
 def _inventories(cfg) -> list[dict]:
     """The RTS inventories of [labels]: ``darts`` (and ``coverage``), and every
     [[labels.inventories]] entry, each with its files and its rules."""
     section = cfg.get("labels", {})
-    raw = section.get("inventories", [])
-    if not isinstance(raw, list) or not all(isinstance(e, dict) for e in raw):
-        raise ConfigError("[labels] inventories must be a list of tables: write each entry "
-                          "as [[labels.inventories]] (double brackets).")
-    entries = [dict(e) for e in raw]
+    entries = [dict(e) for e in section.get("inventories", [])]
     if section.get("darts"):
         entries.insert(0, {"paths": section["darts"], **{
             k: section[k] for k in INVENTORY_KEYS[1:] if section.get(k) not in (None, "")}})
@@ -327,10 +323,6 @@ def _inventories(cfg) -> list[dict]:
     for i, e in enumerate(entries):
         where = "[labels] darts" if section.get("darts") and i == 0 else \
             f"[[labels.inventories]] entry {i + 1 - bool(section.get('darts'))}"
-        unknown = sorted(set(e) - set(INVENTORY_KEYS))
-        if unknown:
-            raise ConfigError(f"{where}: unknown key {unknown[0]!r}; the keys are "
-                              f"{', '.join(INVENTORY_KEYS)}.")
         if not e.get("paths"):
             raise ConfigError(f"{where}: paths is empty: say where the RTS inventory is.")
         e["files"] = _expand(cfg, e["paths"], f"{where} paths")
@@ -342,14 +334,20 @@ def _inventories(cfg) -> list[dict]:
 
 def _read_coverage(entry, path):
     """One coverage file of an inventory entry, with its CRS; errors name the file."""
+    import warnings
+
     import geopandas as gpd
 
-    try:
-        cov = gpd.read_file(path)
+    from .aggregate.polygons import check_rows
+
+    try:  # shapely's warnings on NaN coordinates: check_rows names the row below
+        with warnings.catch_warnings(action="ignore", category=RuntimeWarning):
+            cov = gpd.read_file(path)
     except Exception as err:  # noqa: BLE001 - the readers raise many types
         raise ConfigError(f"{entry['where']} coverage: cannot read {path}: {err}") from None
     if cov.crs is None:
         raise ConfigError(f"{entry['where']} coverage: {path} has no CRS.")
+    check_rows(cov.geometry.values, f"{entry['where']} coverage {path}")
     return cov
 
 
@@ -366,7 +364,7 @@ def _read_inventories(entries):
         parts = [darts.open(f, **rules) for f in e["files"]]
         for gdf, f in zip(parts, e["files"]):
             log.info("labels: %s: %d footprints (%d RTS), years %s", f, len(gdf),
-                     int(gdf.rts.sum()), sorted(set(gdf.year)))
+                     int(gdf.rts.sum()), sorted(set(gdf.year.tolist())))
         frames.extend(parts)
         years = sorted(set().union(*(set(g.year) for g in parts)))
         if e["coverage"]:

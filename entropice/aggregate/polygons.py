@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import shapely
 import xarray as xr
 
 from ..grids import DEFAULT_MIN_LAT, Grid, geometry
+
+log = logging.getLogger("entropice")
 
 MAX_PIECE_VERTICES = 256
 """Polygons with more vertices are cut into pieces before they meet the cells."""
@@ -14,6 +18,31 @@ MAX_PIECE_VERTICES = 256
 
 def _label(i, index):
     return f"row {index[i]!r}" if index is not None else f"row {i}"
+
+
+def nonfinite_rows(geoms) -> np.ndarray:
+    """Positions of the geometries with a NaN or infinite coordinate: bad input, on which
+    GEOS fails with messages that name no row ("Edge direction cannot be determined
+    because endpoints are equal")."""
+    coords, at = shapely.get_coordinates(np.asarray(geoms, dtype=object), return_index=True)
+    return np.unique(at[~np.isfinite(coords).all(axis=1)])
+
+
+def check_rows(geoms, where):
+    """Stop on a geometry with NaN or infinite coordinates (bad input: nothing to repair),
+    naming ``where`` (its file) and its row, counting from 1; say in the log which rows
+    are invalid and why (they are repaired: ``shapely.make_valid``)."""
+    geoms = np.asarray(geoms, dtype=object)
+    bad = nonfinite_rows(geoms)
+    if len(bad):
+        raise ValueError(f"{where}: row {bad[0] + 1} has NaN or infinite coordinates "
+                         f"({len(bad)} such rows); expected polygons with finite coordinates: "
+                         "fix or remove them.")
+    invalid = np.flatnonzero(~(shapely.is_valid(geoms) | shapely.is_missing(geoms)))
+    if len(invalid):
+        log.warning("%s: %d invalid polygons repaired with shapely.make_valid; first: row "
+                    "%d, %s", where, len(invalid), invalid[0] + 1,
+                    shapely.is_valid_reason(geoms[invalid[0]]))
 
 
 def _checked_geometries(gdf, repair):
@@ -26,6 +55,10 @@ def _checked_geometries(gdf, repair):
     if len(missing):
         raise ValueError(f"polygon {_label(missing[0], index)} has no geometry "
                          f"({len(missing)} such rows).")
+    nonfinite = nonfinite_rows(geoms)
+    if len(nonfinite):
+        raise ValueError(f"polygon {_label(nonfinite[0], index)} has NaN or infinite "
+                         f"coordinates ({len(nonfinite)} such rows).")
     kinds = shapely.get_type_id(geoms)
     bad = np.flatnonzero(~np.isin(kinds, [3, 6]))  # Polygon, MultiPolygon
     if len(bad):

@@ -599,8 +599,8 @@ class ESPAClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         score = np.isin(self.classes_, np.asarray(classes)).astype(np.float64)
         if not score.any():
-            raise ValueError(f"none of classes={list(classes)!r} is one of the model's "
-                             f"classes {self.classes_.tolist()}.")
+            raise ValueError(f"none of classes={np.asarray(classes).tolist()!r} is one of the "
+                             f"model's classes {self.classes_.tolist()}.")
         members = self._readout_members()
         if len(members) == 1 and members[0][4] == 0:  # the reference read-out
             proba = self.predict_proba(X)

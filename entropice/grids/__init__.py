@@ -58,7 +58,7 @@ def grid_of(obj) -> Grid:
     if attrs is None:
         raise ValueError("no cell_ids coordinate: not on a grid.")
     if "grid_name" not in attrs or "level" not in attrs:
-        raise ValueError(f"the cell_ids attributes {dict(attrs)} lack grid_name and level.")
+        raise ValueError(f"the cell_ids attributes {sorted(attrs)} lack grid_name and level.")
     grid = get_grid(attrs["grid_name"], int(attrs["level"]))
     problem = grid.check_attrs(attrs)
     if problem:

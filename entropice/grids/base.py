@@ -19,6 +19,12 @@ DEFAULT_MIN_LAT = 50.0
 """Southern boundary of the domain: cells whose centre lies at or north of it."""
 
 
+def _plain(value):
+    """A numpy scalar as the Python number it holds (messages print ``3``, not
+    ``np.int64(3)``)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 class Grid(abc.ABC):
     """One level of a discrete global grid system.
 
@@ -35,7 +41,7 @@ class Grid(abc.ABC):
 
     def __init__(self, level: int):
         if isinstance(level, bool) or not isinstance(level, (int, np.integer)):
-            raise TypeError(f"{self.name} level must be an integer; got {level!r}.")
+            raise TypeError(f"{self.name} level must be an integer; got {_plain(level)!r}.")
         if not 0 <= level <= self.max_level:
             raise ValueError(
                 f"{self.name} level must be between 0 and {self.max_level}; got {level}."
@@ -66,7 +72,7 @@ class Grid(abc.ABC):
         nothing): ``grid_name`` and ``level``, and what else the system needs."""
         if attrs.get("grid_name") != self.name or int(attrs.get("level", -1)) != self.level:
             return (f"cell_ids say grid {attrs.get('grid_name')!r} level "
-                    f"{attrs.get('level')!r}, not {self.name} level {self.level}")
+                    f"{_plain(attrs.get('level'))!r}, not {self.name} level {self.level}")
         return None
 
     def on_domain(self, part, cell_ids, fill=np.nan):

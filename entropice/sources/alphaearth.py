@@ -100,7 +100,7 @@ def open(paths, *, years=None, keep_years=None, chunks=2048,  # noqa: A001 - the
         da = da.assign_coords(band=_band_names(da, path))
         per_year.setdefault(year, []).append(da)
     if not per_year:
-        among = "" if keep_years is None else f" of the years {list(keep_years)}"
+        among = "" if keep_years is None else f" of the years {[int(y) for y in keep_years]}"
         raise ValueError(f"no AlphaEarth file{among} of {paths[0]} (+{len(paths) - 1}) "
                          f"touches the domain {bbox}.")
     out = {}
@@ -177,7 +177,7 @@ def to_levels(rasters, grids, *, n_components=None, min_lat: float = DEFAULT_MIN
     years = sorted(rasters)
     if not years:
         raise ValueError("no AlphaEarth years to put on cells.")
-    bands = list(rasters[years[0]].band.values)
+    bands = rasters[years[0]].band.values.tolist()  # str, not np.str_, in messages
     names = [f"emb_{b.lower()}_mean" for b in bands]
     cells = {(g.name, g.level): g.cells(min_lat) for g in grids}
     parts = {k: Parts("year", None if stores is None else stores[k]) for k in cells}
@@ -193,8 +193,8 @@ def to_levels(rasters, grids, *, n_components=None, min_lat: float = DEFAULT_MIN
 
     for y in years:
         da = rasters[y]
-        if list(da.band.values) != bands:
-            raise ValueError(f"AlphaEarth year {y} has bands {list(da.band.values)[:3]}...; "
+        if da.band.values.tolist() != bands:
+            raise ValueError(f"AlphaEarth year {y} has bands {da.band.values[:3].tolist()}...; "
                              f"year {years[0]} has {bands[:3]}...")
         for name, system in systems.items():
             base, step = passes[name]

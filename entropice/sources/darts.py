@@ -10,6 +10,7 @@ area) and density class.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -64,10 +65,11 @@ def open(path, *, layer=None, year_column=None, date_column=None, year=None,  # 
     ------
     ValueError
         Naming the file: missing or unreadable, empty, without a CRS, without a year,
-        or with geometries that are not polygons.
+        with geometries that are not polygons, or with NaN coordinates (naming the row).
     """
     import geopandas as gpd
 
+    from ..aggregate.polygons import check_rows
     from . import remote
 
     if remote.is_remote(path):  # fetched once into the local cache (a zip for shapefiles)
@@ -76,13 +78,16 @@ def open(path, *, layer=None, year_column=None, date_column=None, year=None,  # 
         name = path = Path(path)
         if not path.exists():
             raise ValueError(f"RTS inventory {path} does not exist.")
-    try:
-        if path.suffix.lower() in (".parquet", ".geoparquet"):
-            gdf = gpd.read_parquet(path)
-        else:
-            gdf = gpd.read_file(path, layer=layer)
+    try:  # shapely's warnings on NaN coordinates: check_rows names the row below
+        with warnings.catch_warnings(action="ignore", category=RuntimeWarning):
+            if path.suffix.lower() in (".parquet", ".geoparquet"):
+                gdf = gpd.read_parquet(path)
+            else:
+                gdf = gpd.read_file(path, layer=layer)
     except Exception as err:  # noqa: BLE001 - the readers raise many types
-        raise ValueError(f"cannot read RTS inventory {name}: {err}") from None
+        raise ValueError(f"cannot read RTS inventory {name}: {err}; expected a GeoPackage, "
+                         "GeoParquet or Shapefile (the file may be truncated: download it "
+                         "again).") from None
     if len(gdf) == 0:
         raise ValueError(f"RTS inventory {name} holds no polygons.")
     if gdf.crs is None:
@@ -96,6 +101,7 @@ def open(path, *, layer=None, year_column=None, date_column=None, year=None,  # 
                          f"configuration says {crs}: remove one.")
     if gdf.geometry.name != "geometry":
         gdf = gdf.rename_geometry("geometry")
+    check_rows(gdf.geometry.values, f"RTS inventory {name}")
     gdf = gdf[~(gdf.geometry.isna() | gdf.geometry.is_empty)].copy()
     if len(gdf) == 0:
         raise ValueError(f"RTS inventory {name} holds no polygons (every geometry is empty).")
@@ -191,7 +197,7 @@ def _years(gdf, path, year_column, date_column, year) -> list[np.ndarray]:
     bad = [i for i, y in enumerate(out) if y is None]
     if bad:
         raise ValueError(f"RTS inventory {path}: {len(bad)} footprints have no readable year "
-                         f"in column {col!r} (first: {gdf[col].iloc[bad[0]]!r}).")
+                         f"in column {col!r} (first: {gdf[col].tolist()[bad[0]]!r}).")
     return out
 
 

@@ -110,7 +110,9 @@ def open(paths, *, min_lat: float = DEFAULT_MIN_LAT, engine=None, units=None,  #
                                    compat="no_conflicts", coords="minimal",
                                    **({"engine": engine} if engine else {}))
     except Exception as err:  # noqa: BLE001 - the backends raise many types
-        raise ValueError(f"cannot read ERA5 data {label}: {err}") from None
+        raise ValueError(f"cannot read ERA5 data {label}: {err}. Expected readable NetCDF "
+                         "files or a Zarr store; a file may be truncated or damaged: download "
+                         "it again.") from None
     return _standardise(ds, label, min_lat, units or {}, daily_means)
 
 
@@ -457,7 +459,12 @@ def features(ds, *, years=None, year_start_month=10, trend_window=10) -> xr.Data
         nxt = np.flatnonzero(label == y + 1)
         end = ds.time.values[idx[-1]] + np.timedelta64(92, "D")
         nxt = nxt[ds.time.values[nxt] <= end]
-        ext = to_daily(ds.isel(time=np.concatenate([idx, nxt]))).load()
+        try:  # the pixels are read here (lazily opened): a damaged file fails here
+            ext = to_daily(ds.isel(time=np.concatenate([idx, nxt]))).load()
+        except (OSError, RuntimeError, ValueError) as err:  # h5py, netCDF4, zarr ...
+            raise ValueError(f"cannot read ERA5 data {ds.attrs.get('source_files', '')} of "
+                             f"the year {y}: {err}. Expected readable NetCDF (or GRIB) files; "
+                             "one may be truncated or damaged: download it again.") from None
         check_plausible(ext, ds.attrs.get("source_files", ""))
         in_year = arctic_year(ext.time.values, year_start_month) == y
         d = ext.isel(time=np.flatnonzero(in_year))

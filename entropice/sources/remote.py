@@ -179,27 +179,83 @@ class _Outside(Exception):
 
 def open_raster(href, what: str, *, bbox=None, chunks=2048):
     """A raster file or URL as a lazy (band, y, x) DataArray (dask chunks of ``chunks``
-    pixels, nodata as NaN) with its CRS; None when a URL's raster misses ``bbox`` (said
-    in the log). Errors name ``what`` (such as "ArcticDEM tile") and the file.
+    pixels; ``chunks=None`` reads it into memory now), nodata as NaN, with its CRS; None
+    when a URL's raster misses ``bbox`` (said in the log). Errors name ``what`` (such as
+    "ArcticDEM tile") and the file, also those of pixels read later (:class:`_Pixels`).
 
     A URL's part inside ``bbox`` is fetched once into the local cache by range requests
     (:func:`domain_copy`), then read from the disk; a local file is read in place.
     """
+    import dask.array as dsa
+    import numpy as np
     import rioxarray
+    import xarray as xr
+    from dask.base import tokenize
 
     if not is_remote(href) and not Path(href).exists():
         raise ValueError(f"{what} {href} does not exist.")
+    local = None
     try:
         local = domain_copy(href, bbox) if is_remote(href) else href
         if local is None:
             log.info("%s %s lies outside the domain: skipped", what, href)
             return None
-        da = rioxarray.open_rasterio(local, chunks={"x": chunks, "y": chunks}, masked=True)
+        da = rioxarray.open_rasterio(local, masked=True, cache=False)
     except Exception as err:  # noqa: BLE001 - rasterio raises many types
-        raise ValueError(f"cannot read {what} {href}: {err}") from None
+        raise ValueError(f"cannot read {what} {href}: {_reason(err)}. "
+                         f"{_expected(href, local)}.") from None
+    if not isinstance(da, xr.DataArray):
+        raise ValueError(f"{what} {href} holds several rasters; expected one.")
     if da.rio.crs is None:
         raise ValueError(f"{what} {href} has no CRS.")
-    return da
+    pixels = _Pixels(da, f"{what} {href}", _expected(href, local))
+    if chunks is None:
+        return da.copy(data=pixels[(slice(None),) * 3])
+    name = f"open_raster-{tokenize(str(local), os.path.getmtime(local), chunks)}"
+    return da.copy(data=dsa.from_array(pixels, chunks=(-1, chunks, chunks), name=name,
+                                       meta=np.empty((0, 0, 0), da.dtype)))
+
+
+def _expected(href, local) -> str:
+    """What a raster that cannot be read was expected to be, and what to do."""
+    kind = "GeoTIFF" if str(href).split("?")[0].lower().endswith((".tif", ".tiff")) \
+        else "raster"
+    if is_remote(href) and local is not None:
+        return f"Expected a readable {kind}; its cached copy {local} may be damaged: delete it"
+    return (f"Expected a readable {kind}; the file may be truncated or damaged: download it "
+            "again")
+
+
+def _reason(err) -> str:
+    """The first cause of an error (GDAL's own words, under rasterio's "Read failed. See
+    previous exception for details.")."""
+    while (err.__cause__ or err.__context__) is not None:
+        err = err.__cause__ or err.__context__
+    return str(err).strip() or type(err).__name__
+
+
+class _Pixels:
+    """The pixels of a lazily opened raster, read a window at a time (as dask asks for
+    them, inside whatever computation needs them): a read that fails stops with one
+    ValueError naming the file, the bands and window, and what was expected."""
+
+    def __init__(self, da, label, expected):
+        self.da, self.label, self.expected = da, label, expected
+        self.shape, self.dtype, self.ndim = da.shape, da.dtype, da.ndim
+
+    def __getitem__(self, key):
+        import numpy as np
+
+        try:
+            return self.da[key].values
+        except Exception as err:  # noqa: BLE001 - rasterio and GDAL raise many types
+            # dask may fuse later indexing (such as a squeeze) into the key
+            band, row, col = (np.atleast_1d(np.arange(n)[k]) for k, n in zip(key, self.shape))
+            bands = (f"band {band[0] + 1}" if len(band) == 1 else
+                     f"bands {band.min() + 1}-{band.max() + 1}")
+            raise ValueError(
+                f"cannot read {self.label} ({bands}, rows {row.min()}-{row.max()}, columns "
+                f"{col.min()}-{col.max()}): {_reason(err)}. {self.expected}.") from None
 
 
 def zarr_store(href):
