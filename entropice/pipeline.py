@@ -258,6 +258,11 @@ def _land(cfg):
         mask = remote.open_raster(path, "[grids] land mask", chunks=None)
         mask = mask.squeeze("band", drop=True)
         mask.name = "land"
+        values = mask.values[np.isfinite(mask.values) & (mask.values != mask.rio.nodata)]
+        if values.size and not (values.min() >= 0 and values.max() <= 1):
+            raise ConfigError(f"[grids] land mask {path}: values from {values.min():g} to "
+                              f"{values.max():g}; expected 1 for land, 0 for water (or a "
+                              "land share between them): a damaged or wrong file.")
         return mask, _fingerprints(cfg, [str(path)])
     import warnings
 

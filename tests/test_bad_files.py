@@ -3,6 +3,7 @@ was: real files written here, then truncated or corrupted, run through `entropic
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 
@@ -12,6 +13,8 @@ import pytest
 import rioxarray  # noqa: F401
 import shapely
 import xarray as xr
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 CONFIG = """
 cube = "cube.zarr"
@@ -140,3 +143,48 @@ def test_self_intersecting_polygon_is_repaired_and_logged(project):
     out = entropice("labels", "--config", str(project / "config.toml"), "--quiet")
     assert out.returncode == 0, out.stderr
     assert "repaired" in out.stderr and "row 3" in out.stderr and str(path) in out.stderr
+
+
+# --- random damage ---------------------------------------------------------------------
+
+STAGE_OF = {"dem_tile.tif": "arcticdem", "emb_2021.tif": "alphaearth", "land.tif": "grids",
+            "darts.gpkg": "labels"}
+"""Each raw file and the stage that reads it."""
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory):
+    """A project whose grids stage has run, copied for each damaged file."""
+    root = tmp_path_factory.mktemp("pristine")
+    write_raw(root / "raw")
+    (root / "config.toml").write_text(CONFIG)
+    assert entropice("grids", "--config", str(root / "config.toml"), "--quiet").returncode == 0
+    return root
+
+
+@settings(max_examples=8, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(sorted(STAGE_OF)), cut=st.floats(0.05, 0.9),
+       garbage=st.booleans())
+def test_random_damage_is_named_and_leaves_the_cube(pristine, tmp_path_factory, name, cut,
+                                                    garbage):
+    """A raw file cut short stops its stage with one line naming the file, and the cube
+    stays as it was; garbage written over its second half does too, unless it fell on
+    bytes the stage does not read (a GeoPackage's free pages) and the stage succeeds."""
+    project = tmp_path_factory.mktemp("damaged")
+    shutil.copytree(pristine, project, dirs_exist_ok=True)
+    path = project / "raw" / name
+    data = bytearray(path.read_bytes())
+    at = int(len(data) * cut)
+    if garbage:  # past the headers: the data themselves are damaged
+        at = max(at, len(data) // 2)
+        data[at:at + 2048] = bytes(range(256)) * 8
+        data = data[:len(path.read_bytes())]
+    else:
+        data = data[:at]
+    path.write_bytes(bytes(data))
+    if garbage and name == "darts.gpkg":
+        out = entropice("labels", "--config", str(project / "config.toml"), "--quiet")
+        if out.returncode == 0:
+            return
+    fails_naming(project, STAGE_OF[name], str(path))

@@ -19,7 +19,7 @@ from entropice import design, runs
 from entropice.cube import Cube
 from entropice.espa import ESPAClassifier
 from entropice.grids import get_grid
-from entropice.runs import model as model_files
+from entropice.runs import model_check
 
 
 def training_data(n=300, seed=0):
@@ -273,7 +273,7 @@ def test_a_forged_npy_header_allocates_nothing(run):
 def test_the_arrays_together_are_bounded(run, monkeypatch):
     """Arrays whose headers the archive backs but that are far larger than any model are
     refused before they are loaded."""
-    monkeypatch.setattr(model_files, "MAX_ELEMENTS", 50)
+    monkeypatch.setattr(model_check, "MAX_ELEMENTS", 50)
     refused(run, r"the arrays hold \d+ numbers; expected at most 50")
 
 
