@@ -159,6 +159,7 @@ def evaluation_summary(tables, info) -> str:
     """The evaluation's headline figures as text: ROC AUC of P(any RTS) per model, on
     held-out regions, along the learning curve and on the next year."""
     from .runs import markdown_table
+    from .runs.transfer import change_note
 
     out = [f"no {what}: {why}" for what, why in info.get("skipped", {}).items()]
     if "transfer" in tables:
@@ -177,10 +178,9 @@ def evaluation_summary(tables, info) -> str:
         out.append("next year (trained on the years before):")
         out.append(markdown_table(tables["temporal"].groupby("model", sort=False)[
             ["roc_auc", "balanced_accuracy"]].mean().round(3).reset_index()))
-    changed = info.get("labels_changed_share")
-    if changed is not None and not changed > 0:
-        out.append("the labels do not change from year to year: the temporal validation "
-                   "measures nothing about time here.")
+    note = change_note(info)
+    if "temporal" in tables and note:
+        out.append(note)
     return "\n".join(out)
 
 
@@ -248,18 +248,25 @@ def app_command(
     models: Path = typer.Option(None, "--models", help="Model runs (default: where the "
                                 "cube's last training put them, else beside the cube)."),
     address: str = typer.Option("127.0.0.1", "--address",
-                                help="Interface to listen on (0.0.0.0: every one)."),
+                                help="Interface to listen on (0.0.0.0: every one; a "
+                                "client on another machine is still refused)."),
     port: int = typer.Option(5006, "--port"),
     show: bool = typer.Option(False, "--show", help="Open a browser tab."),
 ) -> None:
-    """Serve the dashboard (the same page as `panel serve app/`), on localhost only
-    unless --address says otherwise."""
+    """Serve the dashboard (the same page as `panel serve app/`) to this machine: it
+    listens on 127.0.0.1 unless --address says otherwise, and refuses other machines'
+    sessions whatever the address (it has no login; `panel serve app/` has)."""
     import panel as pn
 
     from .dashboard import build
+    from .dashboard.page import ALLOW_REMOTE
 
     if not Path(cube).exists():
         _fail(ValueError(f"no cube at {cube}: build one with `entropice demo`."))
+    if os.environ.get(ALLOW_REMOTE) == "1":
+        _fail(ValueError(f"{ALLOW_REMOTE}=1: `entropice app` has no login, so it serves "
+                         "this machine only; serve other machines with `panel serve app/` "
+                         "and --basic-auth or --oauth-provider (see the README)."))
     typer.echo(f"Serving the dashboard of {cube} at http://{address}:{port}/app (Ctrl+C stops)")
     pn.serve({"app": lambda: build(cube, models)}, address=address, port=port, show=show,
              websocket_origin=[f"{address}:{port}", f"localhost:{port}"], title="Entropice",

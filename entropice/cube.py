@@ -3,8 +3,11 @@
 Every group is an ``xarray.Dataset`` on dimension ``cells`` with the coordinate
 ``cell_ids`` that ``xdggs.decode`` reads. Writes are atomic: a group is written in
 full to a staging directory inside the store and swapped into place with one
-rename, so a killed process leaves the previous group readable. Each write records
-its stage's provenance (config hash, input fingerprints, version, time) in the
+rename, so a killed process leaves the previous group readable; a write that fails
+(a full disk) removes its staging directory and raises a one-line ``CubeError``.
+Writers serialise: each holds its group's lock file (``.locks/h3_4.lock``) from reading
+the group to swapping the new one in, so that concurrent writers lose nothing. Each write
+records its stage's provenance (config hash, input fingerprints, version, time) in the
 group's attributes, which is how stages know they are up to date, and its manifest:
 the key and checksum of every chunk it stored, against which every read is checked (a
 chunk gone or damaged since raises a ``CubeError`` naming it, never reads as fill values).
@@ -15,35 +18,40 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import datetime as dt
-import functools
 import hashlib
 import json
 import logging
 import os
 import shutil
 import uuid
-import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
-from zarr.storage import LocalStore, WrapperStore
+from zarr.storage import LocalStore
 
 from . import __version__
+from .errors import CubeError, _write_error
+from .errors import CubeWriteError as CubeWriteError  # re-exported
 from .grids import get_grid
+from .locks import LOCKS as LOCKS  # re-exported
+from .locks import _acquire, _alive, _locked, _release
+from .manifest import (
+    MANIFEST,
+    PROVENANCE,
+    _CheckedStore,
+    _Group,
+    _group_attrs,
+    _provenance,
+    _seal,
+    _warn_unchecked,
+)
 
 SCHEMA_VERSION = 1
 DEFAULT_PATH = Path("data/cube.zarr")
 STAGING = ".staging"
-PROVENANCE = "provenance"
-MANIFEST = "chunk_manifest"
 _CELL_VARS = ("lat", "lon", "area_km2", "land_fraction")
 log = logging.getLogger("entropice")
-
-
-class CubeError(ValueError):
-    """A cube that cannot be opened or a group that breaks the cube's schema."""
 
 
 # -- atomic directory swaps ---------------------------------------------------------------
@@ -64,23 +72,28 @@ def _exchange(a: Path, b: Path) -> bool:
 
 
 def _swap_into_place(staged: Path, target: Path):
-    """Put ``staged`` at ``target``; the old ``target`` (if any) is removed after."""
+    """Put ``staged`` at ``target``, or raise with ``target`` as it was; after an
+    exchange the old ``target`` is at ``staged``, for the caller to remove."""
     target.parent.mkdir(parents=True, exist_ok=True)
     if not target.exists():
         os.rename(staged, target)
         return
     if _exchange(staged, target):
-        shutil.rmtree(staged)
         return
-    # elsewhere: two renames, with the old group kept until the new one is in place
+    # elsewhere: two renames, with the old group put back if the second fails
     old = staged.with_name(staged.name + ".old")
     os.rename(target, old)
-    os.rename(staged, target)
-    shutil.rmtree(old)
+    try:
+        os.rename(staged, target)
+    except BaseException:
+        os.rename(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _install(staged: Path, target: Path):
-    """Swap a staged group into place; the staging directory never outlives the call."""
+    """Swap a staged group into place; the staging directory never outlives the call,
+    and once the new group is in place, failing to remove the old one is no error."""
     try:
         _swap_into_place(staged, target)
     finally:
@@ -105,134 +118,6 @@ def _stage_copy(src: Path, dst: Path, skip=()):
                     os.link(s, d)
                 except OSError:
                     shutil.copy2(s, d)
-
-
-# -- the chunk manifest ---------------------------------------------------------------------
-# A group's attribute MANIFEST is {"checksum": "crc32", "arrays": {array: {chunk key:
-# crc32 of the stored bytes, 8 hex digits}}}; written into the staged group's zarr.json, it
-# is swapped in with the group's chunks.
-
-
-def _checksum(data) -> str:
-    """CRC-32 of a chunk's stored bytes (several GB/s: cheap beside writing them)."""
-    return f"{zlib.crc32(data):08x}"
-
-
-def _group_attrs(group_dir: Path) -> dict:
-    """A group's attributes, read from its zarr.json (no array is opened)."""
-    return json.loads((group_dir / "zarr.json").read_text()).get("attributes", {})
-
-
-def _arrays(group_dir: Path) -> list[str]:
-    """Names of the arrays stored in a group's directory."""
-    return sorted(d.name for d in group_dir.iterdir() if (d / "zarr.json").exists())
-
-
-def _chunk_keys(array_dir: Path) -> set[str]:
-    """Keys (``c/0/1``) of the chunks stored in an array's directory: a listing."""
-    keys = set()
-    for root, _, files in os.walk(array_dir):
-        rel = Path(root).relative_to(array_dir)
-        keys.update((rel / f).as_posix() for f in files)
-    keys.discard("zarr.json")
-    return keys
-
-
-def _seal(group_dir: Path, keep: dict):
-    """Record a staged group's manifest: the chunks of every array with their checksums,
-    those of ``keep`` (arrays hard-linked unchanged: array -> chunks) as recorded before."""
-    arrays = {name: keep[name] if name in keep else {
-        key: _checksum((group_dir / name / key).read_bytes())
-        for key in _chunk_keys(group_dir / name)} for name in _arrays(group_dir)}
-    _set_group_attrs(group_dir, {**_group_attrs(group_dir),
-                                 MANIFEST: {"checksum": "crc32", "arrays": arrays}})
-
-
-@dataclass(frozen=True)
-class _Group:
-    """A group on disk as its checks need it: its manifest (None: written before
-    manifests) and the stage that last wrote each variable (its provenance)."""
-
-    cube: Path
-    name: str
-    manifest: dict | None
-    stages: dict
-
-    @classmethod
-    def at(cls, cube: Path, name: str) -> _Group:
-        attrs = _group_attrs(cube / name)
-        records = sorted(json.loads(attrs.get(PROVENANCE, "{}")).items(),
-                         key=lambda item: item[1].get("time", ""))
-        return cls(cube, name, attrs.get(MANIFEST, {}).get("arrays"),
-                   {v: stage for stage, rec in records for v in rec.get("variables", [])})
-
-    def remedy(self, var: str) -> str:
-        """What rewrites ``var``: its stage, or for a coordinate the whole group."""
-        if var in self.stages:
-            return f"rerun stage {self.stages[var]} with --force"
-        return (f"remove {self.cube / self.name} and rerun its stages "
-                f"({', '.join(sorted(set(self.stages.values())))}) with --force")
-
-    def line(self, var: str, key: str, problem: str) -> str:
-        """One line of `entropice cube check`."""
-        return f"{self.name} {var} {key}: {problem}; {self.remedy(var)}"
-
-    def error(self, var: str, key: str, problem: str, more: int = 0) -> CubeError:
-        """The error of a read that met a damaged chunk: where, and what repairs it."""
-        others = f" (and {more} more chunk(s))" if more else ""
-        return CubeError(
-            f"group {self.name}, variable {var!r}: chunk {key} is {problem}{others}. Run "
-            f"`entropice cube check {self.cube}` to list every damaged chunk, and "
-            f"{self.remedy(var)} to write it anew.")
-
-    def problems(self, checksums: bool = False) -> list[tuple[str, str, str]]:
-        """(variable, chunk key, problem) of each chunk that is not as the manifest says:
-        missing (a listing); with ``checksums`` also corrupt or not in the manifest."""
-        out = []
-        for var in sorted(set(self.manifest) | set(_arrays(self.cube / self.name))):
-            expected, stored = self.manifest.get(var, {}), _chunk_keys(self.cube / self.name / var)
-            if var in self.manifest and not (self.cube / self.name / var / "zarr.json").exists():
-                out.append((var, "zarr.json", "missing"))  # zarr would drop the variable
-            out += [(var, k, "missing") for k in sorted(set(expected) - stored)]
-            if checksums:
-                out += [(var, k, "corrupt") for k in sorted(set(expected) & stored)
-                        if _checksum((self.cube / self.name / var / k).read_bytes())
-                        != expected[k]]
-                out += [(var, k, "not in the manifest") for k in sorted(stored - set(expected))]
-        return out
-
-
-class _CheckedStore(WrapperStore):
-    """A group's store that checks every chunk it reads against the manifest, so that a
-    chunk gone or damaged since it was written raises a CubeError naming it instead of
-    reading as fill values or failing to decode with no name."""
-
-    def __init__(self, store, group: _Group):
-        super().__init__(store)
-        self.group = group
-
-    def _with_store(self, store):
-        return type(self)(store, self.group)
-
-    async def get(self, key, prototype, byte_range=None):
-        """The stored bytes of ``key``, a chunk's checked against its checksum."""
-        buf = await super().get(key, prototype, byte_range)
-        var, _, chunk = key.partition("/")
-        expected = (self.group.manifest or {}).get(var, {}).get(chunk)
-        if expected is None or byte_range is not None:
-            return buf
-        if buf is None:
-            raise self.group.error(var, chunk, "missing")
-        if _checksum(buf.as_numpy_array()) != expected:
-            raise self.group.error(var, chunk, "corrupt (its bytes are not those written)")
-        return buf
-
-
-@functools.cache
-def _warn_unchecked(group_dir: Path):
-    """Say once per process that a group's chunks cannot be checked."""
-    log.warning("%s has no chunk manifest (written by an older entropice): its chunks are "
-                "not checked; rerun its stages with --force to record one", group_dir)
 
 
 # -- fingerprints and provenance ----------------------------------------------------------
@@ -337,29 +222,40 @@ class Cube:
                 "`entropice demo` or the pipeline."
             )
         self.attrs = attrs
-        self._pending = None  # (staged, target) of the writes of an open batch
+        self._pending = None  # (group name, staged) of the writes of an open batch
+        self._held = {}  # lock name -> the open lock file this cube holds it with
 
     @classmethod
     def create(cls, path=DEFAULT_PATH, attrs=None) -> Cube:
-        """Open the cube at ``path``, creating an empty one if there is none."""
-        import zarr
-
+        """Open the cube at ``path``, creating an empty one if there is none (under the
+        root lock, so that a second process creating it at the same time keeps the
+        first one's cube, groups and all)."""
         path = Path(path)
         if not (path / "zarr.json").exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            root = zarr.open_group(str(path), mode="w", zarr_format=3)
-            root.attrs.update({"schema_version": SCHEMA_VERSION, "entropice_version": __version__,
-                               "created": _now(), **(attrs or {})})
+            path.mkdir(parents=True, exist_ok=True)
+            with _locked(path, "root", "the root attributes", {}):
+                if not (path / "zarr.json").exists():
+                    _write_json(path / "zarr.json", {
+                        "attributes": {"schema_version": SCHEMA_VERSION,
+                                       "entropice_version": __version__, "created": _now(),
+                                       **(attrs or {})},
+                        "zarr_format": 3, "node_type": "group"})
         return cls(path)
 
     def __repr__(self):
         return f"Cube({str(self.path)!r}, groups={self.groups()})"
 
     def set_attrs(self, **attrs):
-        """Update the root attributes (the schema version cannot be changed)."""
+        """Update the root attributes (the schema version cannot be changed): under the
+        root lock, on those on disk, so that concurrent updates of other keys are kept."""
         attrs.pop("schema_version", None)
-        self.attrs.update(attrs)
-        _set_group_attrs(self.path, self.attrs)
+        with _locked(self.path, "root", "the root attributes", self._held):
+            merged = {**_group_attrs(self.path), **attrs}
+            try:
+                _set_group_attrs(self.path, merged)
+            except OSError as err:
+                raise _write_error(err, "the root attributes", self.path) from err
+        self.attrs = merged
 
     # -- reading -------------------------------------------------------------------
 
@@ -412,8 +308,7 @@ class Cube:
 
     def provenance(self, grid: str, level: int) -> dict:
         """Per stage: config hash, input fingerprints, version, time and variables."""
-        group = self._group(grid, level)
-        return json.loads(_group_attrs(self.path / group.name).get(PROVENANCE, "{}"))
+        return self._group(grid, level).provenance()
 
     def is_up_to_date(self, grid, level, stage, config_hash, inputs) -> bool:
         """Whether ``stage`` last wrote this group with the same config and inputs."""
@@ -425,13 +320,21 @@ class Cube:
 
     # -- writing -------------------------------------------------------------------
 
-    def _record(self, attrs, stage, config_hash, inputs, variables):
-        prov = json.loads(attrs.get(PROVENANCE, "{}"))
+    def _record(self, attrs, name, stage, config_hash, inputs, variables):
+        """(``attrs`` with ``stage``'s record in the provenance, the stage's record before).
+        A provenance that is garbage is replaced by this record alone, with a warning:
+        that is how rerunning a stage with --force repairs it."""
+        try:
+            prov = _provenance(attrs, name, self.path / name / "zarr.json")
+        except CubeError as err:
+            log.warning("%s. Stage %s replaces it with its own record: the group's other "
+                        "stages will rerun.", err, stage)
+            prov = {}
+        before = prov.get(stage, {})
         prov[stage] = {"config_hash": config_hash, "inputs": dict(inputs or {}),
                        "entropice_version": __version__, "time": _now(),
                        "variables": sorted(variables)}
-        attrs[PROVENANCE] = json.dumps(prov, sort_keys=True)
-        return attrs
+        return {**attrs, PROVENANCE: json.dumps(prov, sort_keys=True)}, before
 
     def _staging(self) -> Path:
         """A fresh staging directory; those of writers that died are removed."""
@@ -447,17 +350,15 @@ class Cube:
                     config_hash: str = "", inputs=None):
         """Write (or replace) a whole group atomically and record the stage."""
         validate_group(ds, grid, level)
+        name = group_name(grid, level)
         ds = _clean_for_zarr(ds)
-        ds.attrs = self._record(dict(ds.attrs), stage, config_hash, inputs, ds.data_vars)
+        ds.attrs, _ = self._record(dict(ds.attrs), name, stage, config_hash, inputs,
+                                   ds.data_vars)
         ds.attrs.update(grid_name=grid, level=int(level))
-        staged = self._staging()
-        try:
+        with self._writing(name), self._stage(name) as staged:
             ds.to_zarr(staged, mode="w", consolidated=False, zarr_format=3)
             _seal(staged, keep={})
-        except BaseException:
-            shutil.rmtree(staged, ignore_errors=True)
-            raise
-        self._commit(staged, self.path / group_name(grid, level))
+            self._commit(name, staged)
 
     def add_variables(self, ds: xr.Dataset, grid: str, level: int, *, stage: str,
                       config_hash: str = "", inputs=None):
@@ -470,9 +371,17 @@ class Cube:
         dimension coordinate that differs from the group's makes the group be
         rewritten on the union of both.
         """
+        name = group_name(grid, level)
+        with self._writing(name):  # from reading the group to swapping the new one in
+            self._add_variables(ds, grid, level, stage=stage, config_hash=config_hash,
+                                inputs=inputs)
+
+    def _add_variables(self, ds, grid, level, *, stage, config_hash, inputs):
+        """:meth:`add_variables`, its group's lock held."""
+        name = group_name(grid, level)
         current = self._open(grid, level, listing=False)
         if not np.array_equal(ds.cell_ids.values, current.cell_ids.values):
-            raise CubeError(f"group {group_name(grid, level)}: the new variables are not on the "
+            raise CubeError(f"group {name}: the new variables are not on the "
                             "group's cells (reindex them to its cell_ids first).")
         ds = ds.assign_coords(cell_ids=current.cell_ids)
         validate_group(ds, grid, level)
@@ -481,14 +390,13 @@ class Cube:
                          and d in current.dims and set(ds[d].values) < set(current[d].values)})
         clash = [d for d in ds.dims if d != "cells" and d in current.dims
                  and not np.array_equal(ds[d].values, current[d].values)]
-        before = json.loads(current.attrs.get(PROVENANCE, "{}")).get(stage, {})
+        attrs, before = self._record(dict(current.attrs), name, stage, config_hash, inputs,
+                                     ds.data_vars)
         stale = sorted((set(before.get("variables", [])) - set(ds.data_vars))
                        & set(current.data_vars))
-        attrs = self._record(dict(current.attrs), stage, config_hash, inputs, ds.data_vars)
-        target = self.path / group_name(grid, level)
+        target = self.path / name
         recorded = self._group(grid, level).manifest or {}
-        staged = self._staging()
-        try:
+        with self._stage(name) as staged:
             if clash:  # rewrite the group on the union of the coordinates
                 merged = xr.merge([current.drop_vars(list(ds.data_vars) + stale,
                                                      errors="ignore"), ds],
@@ -512,10 +420,7 @@ class Cube:
                 _set_group_attrs(staged, attrs)
                 keep = {n: c for n, c in recorded.items() if n not in new.variables}
             _seal(staged, keep)
-        except BaseException:
-            shutil.rmtree(staged, ignore_errors=True)
-            raise
-        self._commit(staged, target)
+            self._commit(name, staged)
 
     @contextlib.contextmanager
     def scratch(self):
@@ -529,12 +434,42 @@ class Cube:
         finally:
             shutil.rmtree(path, ignore_errors=True)
 
-    def _commit(self, staged: Path, target: Path):
+    @contextlib.contextmanager
+    def _writing(self, name: str):
+        """Hold the locks of a write of group ``name`` from reading the group to swapping
+        the new one in: the group's lock for the block; in a batch, which swaps its groups
+        in when it ends, the batch lock and then the group's, until then. Batches so take
+        their groups' locks one batch at a time, in whatever order their stages write
+        them, and a writer outside a batch waits for no other lock while it holds its
+        group's: no two writers can wait for each other."""
+        lock = name.replace("/", "_")
+        if self._pending is None:
+            with _locked(self.path, lock, name, self._held):
+                yield
+        else:
+            _acquire(self.path, "batch", "a batch of groups", self._held)
+            _acquire(self.path, lock, name, self._held)
+            yield
+
+    @contextlib.contextmanager
+    def _stage(self, name: str):
+        """A fresh staging directory for group ``name``, removed if the block fails; a
+        failure to write (an OSError: a full disk ...) raises a one-line CubeError."""
+        try:
+            with contextlib.ExitStack() as undo:
+                staged = self._staging()
+                undo.callback(shutil.rmtree, staged, ignore_errors=True)
+                yield staged
+                undo.pop_all()
+        except OSError as err:
+            raise _write_error(err, name, self.path) from err
+
+    def _commit(self, name: str, staged: Path):
         """Swap a staged group into place now, or at the end of the open batch."""
         if self._pending is not None:
-            self._pending.append((staged, target))
+            self._pending.append((name, staged))
         else:
-            _install(staged, target)
+            _install(staged, self.path / name)
 
     @contextlib.contextmanager
     def batch(self):
@@ -543,22 +478,27 @@ class Cube:
 
         A stage computes every group, then the groups are replaced one after the other
         (each swap is atomic and takes milliseconds: only a crash between two swaps
-        leaves some groups new and others old, each of them whole).
+        leaves some groups new and others old, each of them whole). The locks of the
+        groups written are held from their first write until they are swapped in (see
+        :meth:`_writing`): another writer waits.
         """
         if self._pending is not None:
             raise CubeError("a batch of writes is already open on this cube.")
         self._pending = []
         try:
             yield self
-        except BaseException:
-            for staged, _ in self._pending:
-                shutil.rmtree(staged, ignore_errors=True)
-            raise
-        else:
-            for staged, target in self._pending:
-                _install(staged, target)
+            for k, (name, staged) in enumerate(self._pending):
+                try:
+                    _install(staged, self.path / name)
+                except OSError as err:
+                    done = [n for n, _ in self._pending[:k]]
+                    raise _write_error(err, name, self.path, done) from err
         finally:
+            for _, staged in self._pending:  # those not swapped in (an error)
+                shutil.rmtree(staged, ignore_errors=True)
             self._pending = None
+            for lock in list(self._held):
+                _release(self._held, lock)
 
     # -- description -----------------------------------------------------------
 
@@ -569,6 +509,11 @@ class Cube:
         problems, unchecked, chunks = [], [], 0
         for grid, level in self.groups():
             group = self._group(grid, level)
+            try:
+                group.provenance()  # which names the stage that rewrites a chunk
+            except CubeError as err:
+                problems.append(str(err))
+                continue
             if group.manifest is None:
                 unchecked.append(f"{group.name}: no manifest (written by an older entropice): "
                                  "rerun its stages with --force to record one")
@@ -604,24 +549,36 @@ class Cube:
                              f"{rec.get('time')}")
         return "\n".join(lines)
 
+    def writers(self, grid: str, level: int, variables) -> dict:
+        """For each stage that last wrote one of ``variables`` of the group, a hash of its
+        provenance record (config, inputs, version, time). A stage that reads those
+        variables records this among its inputs, so that it is stale once any of them is
+        rewritten (and a reader killed before it wrote keeps its old record: stale too)."""
+        records = self.provenance(grid, level)
+        last = {v: stage for stage, rec in sorted(records.items(),
+                                                  key=lambda item: item[1].get("time", ""))
+                for v in rec.get("variables", [])}
+        return {stage: config_hash(records[stage])
+                for stage in sorted({last[v] for v in variables if v in last})}
+
 
 def _set_group_attrs(store_path: Path, attrs: dict):
     meta_path = store_path / "zarr.json"
     meta = json.loads(meta_path.read_text())
     meta["attributes"] = attrs
-    tmp = meta_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(meta, indent=2))
-    os.replace(tmp, meta_path)
+    _write_json(meta_path, meta)
 
 
-def _alive(pid: int) -> bool:
+def _write_json(path: Path, obj):
+    """Replace ``path`` with ``obj`` as JSON atomically, through a temporary file of this
+    writer's own (a shared name let two writers rename each other's), removed on failure."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex}.tmp")
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        tmp.write_text(json.dumps(obj, indent=2))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _now():

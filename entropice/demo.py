@@ -312,23 +312,35 @@ repeats = 2
     return path
 
 
-def make_raw(raw: Path, cube_path, force=False):
-    """Write the demo's raw files under ``raw`` (kept if already there)."""
+def make_raw(raw: Path, cube_path, force=False, quiet=True):
+    """Write the demo's raw files under ``raw`` (kept if already there), a step of the
+    progress bar per source (about half a minute in all)."""
+    from tqdm.auto import tqdm
+
     config = raw / "config.toml"
     if config.exists() and not force:
         return config
     rng = np.random.default_rng(SEED)
     for sub in ("era5", "arcticdem", "darts", "alphaearth"):
         (raw / sub).mkdir(parents=True, exist_ok=True)
-    log.info("demo: land mask, elevation and climatology from packages")
-    land = land_mask()
-    land.rio.to_raster(raw / "land_5min.tif", compress="deflate")
-    elev = elevation()
-    clim = climatology()
-    write_era5(clim, raw / "era5" / "era5_demo_monthly.nc", rng)
-    write_dem_tiles(elev, land, raw / "arcticdem")
-    write_darts(clim, elev, land, raw / "darts", rng)
-    write_alphaearth(clim, elev, land, raw / "alphaearth", rng)
+    made = {}
+    steps = {
+        "land mask": lambda: made.setdefault("land", land_mask()).rio.to_raster(
+            raw / "land_5min.tif", compress="deflate"),
+        "elevation": lambda: made.setdefault("elev", elevation()),
+        "climatology": lambda: made.setdefault("clim", climatology()),
+        "era5": lambda: write_era5(made["clim"], raw / "era5" / "era5_demo_monthly.nc", rng),
+        "arcticdem": lambda: write_dem_tiles(made["elev"], made["land"], raw / "arcticdem"),
+        "darts": lambda: write_darts(made["clim"], made["elev"], made["land"], raw / "darts",
+                                     rng),
+        "alphaearth": lambda: write_alphaearth(made["clim"], made["elev"], made["land"],
+                                               raw / "alphaearth", rng),
+    }
+    with tqdm(total=len(steps), desc="demo raw files", unit="step", disable=quiet) as bar:
+        for name, step in steps.items():
+            bar.set_postfix_str(name)
+            step()
+            bar.update()
     return write_config(config, cube_path)
 
 
@@ -338,7 +350,7 @@ def build(cube_path, *, force=False, quiet=False):
 
     cube_path = Path(cube_path)
     raw = cube_path.parent / "demo-raw"
-    config = make_raw(raw, cube_path, force=force)
+    config = make_raw(raw, cube_path, force=force, quiet=quiet)
     cfg = load_config(config)
     cube = Cube.create(cube_path)
     cube.set_attrs(synthetic=SYNTHETIC, licences=LICENCES, demo=True)

@@ -125,6 +125,12 @@ def _steps(items, quiet, desc, unit):
         yield bar
 
 
+def _advance(bar, done, total):
+    """A progress bar at ``done`` of ``total`` (a total first known as the work starts)."""
+    bar.total = total
+    bar.update(done - bar.n)
+
+
 DATA_HINT = ("Which real data sets to download, and from where: the README's table under "
              "'The pipeline' and docs/real-data.md. To try Entropice without them, the "
              "offline demo has its own configuration and cube: `entropice demo`.")
@@ -199,7 +205,7 @@ def _for_each_group(cfg, stage, cube, *, up_to_date, work, quiet, new_group=Fals
 
 
 def _each_group(cfg, stage, inputs, compute, *, force, quiet, new_group=False, prepare=None,
-                hashed=None):
+                hashed=None, why=None):
     """Call ``compute(grid, level, cube, scratch)`` for every group not up to date, then
     write the results: all groups are staged first and swapped in together
     (:meth:`Cube.batch`), so a stage that fails on any group leaves every group as it
@@ -207,10 +213,39 @@ def _each_group(cfg, stage, inputs, compute, *, force, quiet, new_group=False, p
     read them lazily), removed once the group is staged; ``prepare(todo, scratch)`` is
     called first with the groups to compute, and ``scratch(grid, level)``, which gives
     each group's directory (work shared between groups). ``hashed`` is more of what the
-    results depend on, hashed with the stage's configuration."""
+    results depend on, hashed with the stage's configuration.
+
+    ``inputs`` are the fingerprints of what the stage reads, recorded with each group: a
+    dict, or ``inputs(grid, level, cube)`` for inputs that differ by group (predict: the
+    group's run and the records of the stages that wrote its features), read once per
+    group, so that what is recorded is what was checked. A group redone because an input
+    changed says which at INFO: ``why(key)`` (default: "KEY changed")."""
     cube = Cube.create(_path(cfg, cfg["cube"]))
     chash = _hash(cfg, stage) if hashed is None else config_hash(
         {"domain": cfg["domain"], stage: cfg.get(stage, {}), **hashed})
+
+    @functools.cache
+    def inputs_of(name, level):
+        return dict(inputs(name, level, cube) if callable(inputs) else inputs)
+
+    def up_to_date(name, level):
+        """Whether the group's record of the stage is current; if not, what changed."""
+        if force:
+            return False
+        now = inputs_of(name, level)
+        if cube.is_up_to_date(name, level, stage, chash, now):
+            return True
+        record = (name, level) in cube and cube.provenance(name, level).get(stage)
+        if record:  # written before: say what changed since
+            before = record.get("inputs", {})
+            if record.get("config_hash") != chash:
+                log.info("%s: %s/%s: configuration changed", stage, name, level)
+            for key in sorted(before.keys() | now.keys()):
+                if before.get(key) != now.get(key):
+                    log.info("%s: %s/%s: %s", stage, name, level,
+                             f"{key} is no longer an input" if key not in now
+                             else why(key) if why else f"{key} changed")
+        return False
 
     scratches = {}  # a group's scratch directory, open from prepare until it is staged
 
@@ -223,10 +258,11 @@ def _each_group(cfg, stage, inputs, compute, *, force, quiet, new_group=False, p
     def write(name, level):
         try:
             ds = compute(name, level, cube, scratch(name, level))
+            _check_not_empty(stage, name, level, ds)
             whole = new_group and not ((name, level) in cube and np.array_equal(
                 cube.read(name, level).cell_ids.values, ds.cell_ids.values))
             (cube.write_group if whole else cube.add_variables)(
-                ds, name, level, stage=stage, config_hash=chash, inputs=inputs)
+                ds, name, level, stage=stage, config_hash=chash, inputs=inputs_of(name, level))
         finally:
             scratches.pop((name, level)).close()
         log.info("%s: staged %s/%s", stage, name, level)
@@ -235,15 +271,25 @@ def _each_group(cfg, stage, inputs, compute, *, force, quiet, new_group=False, p
         cleanup.callback(lambda: [s.close() for s in scratches.values()])
         done = _for_each_group(
             cfg, stage, cube, quiet=quiet, new_group=new_group, work=write,
-            prepare=prepare and (lambda todo: prepare(todo, scratch)),
-            up_to_date=lambda name, level: not force and cube.is_up_to_date(
-                name, level, stage, chash, inputs))
+            prepare=prepare and (lambda todo: prepare(todo, scratch)), up_to_date=up_to_date)
     if any(status == "written" for *_, status in done):
         log.info("%s: wrote %d group(s)", stage, sum(s == "written" for *_, s in done))
     return done
 
 
 # -- the stages ----------------------------------------------------------------------------
+
+
+def _check_not_empty(stage, name, level, ds):
+    """A source stage whose every value on a group is missing read nothing of its inputs
+    there (a wrong CRS or extent): an error, not a group of NaN."""
+    if not STAGES[stage].source or not ds.data_vars:
+        return
+    if all(not ds[v].notnull().any() for v in ds.data_vars):
+        raise ConfigError(f"{stage}: every value on {name}/{level} is missing: the inputs "
+                          f"({STAGES[stage].inputs}) do not cover any of its cells. Check "
+                          "their CRS and extent against [domain] min_lat; nothing was "
+                          "written.")
 
 
 def _land(cfg):
@@ -466,10 +512,12 @@ def stage_arcticdem(cfg, *, force=False, quiet=False):
     def prepare(todo, scratch):
         log.info("arcticdem: terrain onto %s in one pass",
                  ", ".join(f"{n}/{lv}" for n, lv in todo))
-        results.update(arcticdem.to_levels(
-            arcticdem.open(paths, bbox=_bbox(cfg)), [get_grid(*g) for g in todo],
-            stats=stats, min_lat=cfg["domain"]["min_lat"],
-            finest=[get_grid(n, lv) for n, lv in finest.items()]))
+        with _steps([], quiet, "arcticdem pixels", "block") as bar:
+            results.update(arcticdem.to_levels(
+                arcticdem.open(paths, bbox=_bbox(cfg)), [get_grid(*g) for g in todo],
+                stats=stats, min_lat=cfg["domain"]["min_lat"],
+                finest=[get_grid(n, lv) for n, lv in finest.items()],
+                progress=lambda done, total: _advance(bar, done, total)))
 
     def compute(name, level, cube, scratch):
         return results.pop((name, level))
@@ -579,20 +627,36 @@ def _present(cfg, section):
 
 
 def stage_predict(cfg, *, force=False, quiet=False):
-    """Predictions of each group's current run for every cell and year."""
+    """Predictions of each group's current run for every cell and year. A group's
+    predictions are up to date while its run and the provenance records of the stages
+    that wrote the run's features (:meth:`Cube.writers`) are those they were made from:
+    features rewritten without retraining (`entropice era5` rerun) are predicted anew."""
     from .runs import predict_group
 
     store = run_store(cfg)
 
+    @functools.cache
+    def run_of(name, level):  # read once: the run predicted with is the run recorded
+        return store.entry(get_grid(name, level)).get("run_id")
+
+    def inputs(name, level, cube):
+        run_id = run_of(name, level)
+        features = [] if run_id is None else [
+            f for f in store.meta(run_id)["feature_names"] if not f.endswith("_missing")]
+        return {"run": run_id, **cube.writers(name, level, features)}
+
     def compute(name, level, cube, scratch):
-        run_id = store.entry(get_grid(name, level)).get("run_id")
+        run_id = run_of(name, level)
         if run_id is None:
             raise ConfigError(f"no trained run for {name}/{level}: run the train stage first "
                               "(`entropice train`).")
         return predict_group(cube.read(name, level), store.load(run_id), store=scratch)
 
-    inputs = {k: v["run_id"] for k, v in store.registry().items()}
-    return _each_group(cfg, "predict", inputs, compute, force=force, quiet=quiet)
+    def why(key):
+        return ("a new run" if key == "run" else f"{key} rewritten") + \
+            " since the last prediction"
+
+    return _each_group(cfg, "predict", inputs, compute, force=force, quiet=quiet, why=why)
 
 
 def parse_group(text, where="--group") -> tuple[str, int]:
@@ -627,8 +691,11 @@ def coverage_regions(cfg):
 def evaluate_runs(cfg, *, force=False, quiet=False, repeats=None, groups=None):
     """Each group's current run measured beyond its folds (:mod:`entropice.runs.transfer`):
     leave-one-region-out transfer, learning curves by labelled area and temporal
-    validation, written into the run (a run evaluated with as many draws is left as it
-    is, unless ``force``). The groups and the learning curves' draws are ``groups`` and
+    validation, written into the run (a run evaluated with as many draws from the same
+    data is left as it is, unless ``force``; the data: the provenance records of the
+    stages that wrote what the measures read, the run's features, the labels and the
+    cells, and the coverage files' fingerprints, so that a rerun of `entropice labels`
+    redoes it). The groups and the learning curves' draws are ``groups`` and
     ``repeats``, else [evaluate] ``groups`` (``["h3/4"]``; default every group) and
     ``repeats`` (default 3). Returns {(grid, level): (run_id, tables, info)}."""
     from .runs import transfer
@@ -639,23 +706,36 @@ def evaluate_runs(cfg, *, force=False, quiet=False, repeats=None, groups=None):
         groups = [parse_group(g, "[evaluate] groups") for g in section["groups"]]
     store = run_store(cfg)
     cube = Cube(_path(cfg, cfg["cube"]))
-    coverage = coverage_regions(cfg) if STAGES["labels"].configured(cfg) else None
+    labelled = STAGES["labels"].configured(cfg)
+    coverage = coverage_regions(cfg) if labelled else None
+    files = _fingerprints(cfg, [f for e in _inventories(cfg) for f in e["coverage"] or []]
+                          ) if labelled else {}
     out = {}
     for name, level in groups or _groups(cfg):
         run_id = store.current(get_grid(name, level))
         if run_id is None:
             raise ConfigError(f"no trained run for {name}/{level}: run the train stage first "
                               "(`entropice train`).")
+        meta = store.meta(run_id)
+        features = [f for f in meta["feature_names"] if not f.endswith("_missing")]
+        data = {**files, **cube.writers(name, level, [
+            *features, "rts_class", "rts_count", "rts_area_km2", "lat", "lon", "area_km2",
+            "land_fraction"])}
         tables, info = store.evaluation(run_id)
         if not force and info.get("run_id") == run_id and info.get("repeats") == repeats:
-            out[name, level] = (run_id, tables, info)
-            continue
-        meta = store.meta(run_id)
+            before = info.get("data", {})
+            rewritten = sorted(k for k in before.keys() | data.keys()
+                               if before.get(k) != data.get(k))
+            for key in rewritten:
+                log.info("evaluate %s/%s: %s rewritten since the last evaluation", name,
+                         level, key)
+            if not rewritten:
+                out[name, level] = (run_id, tables, info)
+                continue
         params = meta.get("best_params") or None
         # the run's own features and target: the same models as its folds measured
         section = {**cfg.get("train", {}), "target": meta.get("target", "rts_class"),
-                   "features": [f for f in meta["feature_names"]
-                                if not f.endswith("_missing")]}
+                   "features": features}
         ds = cube.read(name, level)
         regions = transfer.cell_regions(ds, coverage)
         samples = transfer.Samples(ds, section, regions)  # read once for every measure
@@ -688,7 +768,8 @@ def evaluate_runs(cfg, *, force=False, quiet=False, repeats=None, groups=None):
             if what == "temporal":
                 result, changed = result
             tables[what] = result
-        info = {"run_id": run_id, "repeats": repeats, "regions": counts.to_dict(),
+        info = {"run_id": run_id, "repeats": repeats, "data": data,
+                "regions": counts.to_dict(),
                 "regions_from": "coverage" if coverage is not None else "k-means",
                 "labels_changed_share": (None if changed is None or np.isnan(changed)
                                          else changed), "skipped": skipped,

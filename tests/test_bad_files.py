@@ -3,6 +3,7 @@ was: real files written here, then truncated or corrupted, run through `entropic
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -188,3 +189,56 @@ def test_random_damage_is_named_and_leaves_the_cube(pristine, tmp_path_factory, 
         if out.returncode == 0:
             return
     fails_naming(project, STAGE_OF[name], str(path))
+
+
+# --- tiles that do not fit --------------------------------------------------------------
+
+
+def write_tile(path, x0, y0, crs="EPSG:3413", res=2000.0, n=50, value=120.0):
+    """A DEM tile of ``n`` x ``n`` pixels whose top-left corner is (x0, y0)."""
+    x = x0 + res * (np.arange(n) + 0.5)
+    y = y0 - res * (np.arange(n) + 0.5)
+    xr.DataArray(np.full((n, n), value, np.float32), dims=("y", "x"),
+                 coords={"y": y, "x": x}).rio.write_crs(crs).rio.write_nodata(
+        np.nan).rio.to_raster(path)
+
+
+def with_tiles(project, *names):
+    """The project's [arcticdem] paths set to these tiles."""
+    cfg = project / "config.toml"
+    cfg.write_text(re.sub(r"(\[arcticdem\]\npaths = )\[.*?\]",
+                          lambda m: m.group(1) + str([f"raw/{n}" for n in names]).replace(
+                              "'", '"'), cfg.read_text()))
+
+
+def test_a_tile_off_the_others_grid_is_refused(project):
+    # the fixture's tile starts at (-300 km, -1000 km) on a 2 km grid; this one half a
+    # pixel east of that grid
+    write_tile(project / "raw" / "shifted.tif", 100_000 + 1000.0, -1_000_000.0)
+    with_tiles(project, "dem_tile.tif", "shifted.tif")
+    fails_naming(project, "arcticdem", "shifted.tif", "off the pixel grid",
+                 "0.50 x 0.00 pixels")
+    write_tile(project / "raw" / "coarse.tif", 100_000.0, -1_000_000.0, res=4000.0)
+    with_tiles(project, "dem_tile.tif", "coarse.tif")
+    fails_naming(project, "arcticdem", "coarse.tif", "4000 x 4000 pixels")
+    write_tile(project / "raw" / "aligned.tif", 100_000.0, -1_000_000.0)  # one mosaic
+    with_tiles(project, "dem_tile.tif", "aligned.tif")
+    out = entropice("arcticdem", "--config", str(project / "config.toml"), "--quiet")
+    assert out.returncode == 0, out.stderr
+
+
+def test_a_tile_mislabelled_as_degrees_is_refused(project):
+    write_tile(project / "raw" / "degrees.tif", -300_000.0, -1_000_000.0, crs="EPSG:4326")
+    with_tiles(project, "degrees.tif")
+    fails_naming(project, "arcticdem", "degrees.tif", "(degrees)", "not degrees")
+
+
+def test_a_source_that_covers_no_cell_writes_nothing(project):
+    # a tile south of the domain (min_lat 60)
+    write_tile(project / "raw" / "south.tif", 0.0, -6_000_000.0)
+    with_tiles(project, "south.tif")
+    fails_naming(project, "arcticdem", "south.tif does not overlap the domain")
+    # a tile in the domain with no data at all: every cell's statistics missing
+    write_tile(project / "raw" / "empty.tif", -300_000.0, -1_000_000.0, value=np.nan)
+    with_tiles(project, "empty.tif")
+    fails_naming(project, "arcticdem", "every value on h3/2 is missing", "CRS and extent")

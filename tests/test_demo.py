@@ -97,3 +97,35 @@ def test_demo_builds_a_cube_and_reruns_cheaply(demo_cube):
                             str(cube_path), "--quiet"], capture_output=True, text=True,
                            timeout=900)
     assert again.returncode == 0, again.stderr
+
+
+def test_cube_check_finds_a_deleted_and_a_damaged_chunk_of_the_demo(demo_cube):
+    """`entropice cube check` on the demo's cube: ok as built; a chunk deleted and a byte
+    flipped in another are each named, with the stage that rewrites them (the chunks are
+    put back as they were)."""
+    cube_path, _ = demo_cube
+
+    def check():
+        return subprocess.run([sys.executable, "-m", "entropice", "cube", "check",
+                               str(cube_path)], capture_output=True, text=True, timeout=600)
+
+    ok = check()
+    assert ok.returncode == 0 and ok.stdout.startswith("cube ok: 6 groups"), ok.stdout
+    deleted = sorted((cube_path / "h3" / "4" / "era5_tdd_sum" / "c").rglob("*"))[-1]
+    flipped = sorted((cube_path / "healpix" / "7" / "dem_slope_p90" / "c").rglob("*"))[-1]
+    kept = {p: p.read_bytes() for p in (deleted, flipped)}
+    try:
+        deleted.unlink()
+        data = bytearray(kept[flipped])
+        data[len(data) // 2] ^= 0xFF
+        flipped.write_bytes(bytes(data))
+        out = check()
+        key = deleted.relative_to(cube_path / "h3" / "4" / "era5_tdd_sum").as_posix()
+        assert out.returncode == 1
+        assert f"h3/4 era5_tdd_sum {key}: missing; rerun stage era5" in out.stdout, out.stdout
+        assert "healpix/7 dem_slope_p90" in out.stdout and "corrupt; rerun stage arcticdem" \
+            in out.stdout
+    finally:
+        for path, data in kept.items():
+            path.write_bytes(data)
+    assert check().returncode == 0

@@ -26,6 +26,9 @@ ALIASES = {"median": "p50"}
 
 
 def _label(raster):
+    """The raster as messages name it: its files if it says them, else its name."""
+    if raster.attrs.get("source_files"):
+        return f"the raster of {raster.attrs['source_files']}"
     return f"raster {raster.name!r}" if raster.name is not None else "the raster"
 
 
@@ -552,7 +555,8 @@ def raster_to_cells(raster: xr.DataArray, grid: Grid, stats=("mean",),
 
 def raster_to_levels(raster: xr.DataArray, grids, stats=("mean",),
                      min_lat: float = DEFAULT_MIN_LAT, *, nodata=None,
-                     domain: bool = False, dtype=np.float64, finest=()) -> dict:
+                     domain: bool = False, dtype=np.float64, finest=(),
+                     progress=None) -> dict:
     """:func:`raster_to_cells` on several grids and levels in one pass over the raster.
 
     A dask-backed raster (terrain derived from a DEM, say) is computed once for all of
@@ -574,6 +578,9 @@ def raster_to_levels(raster: xr.DataArray, grids, stats=("mean",),
         Per grid system, a finer level to derive the levels from instead of the finest
         of ``grids`` (so that a level's values do not depend on which others are asked
         for at the same time).
+    progress : callable, optional
+        Called as ``progress(done, total)`` as a dask-backed raster's blocks are
+        reduced (each block twice: counted, then reduced), for progress bars.
 
     Returns
     -------
@@ -582,7 +589,8 @@ def raster_to_levels(raster: xr.DataArray, grids, stats=("mean",),
         gives it.
     """
     if isinstance(raster, xr.Dataset):
-        return _dataset_to_cells(raster, grids, stats, min_lat, nodata, domain, dtype, finest)
+        return _dataset_to_cells(raster, grids, stats, min_lat, nodata, domain, dtype, finest,
+                                 progress)
     targets = _targets(grids, min_lat, finest)
     if not isinstance(raster, xr.DataArray):
         raise TypeError("raster_to_cells takes an xarray.DataArray or Dataset; got "
@@ -611,7 +619,8 @@ def raster_to_levels(raster: xr.DataArray, grids, stats=("mean",),
               for pos in positions]
     if lazy:  # every slice and every grid, block by block, in one dask pass
         reduced = {t.key: fold.results() for t, fold in
-                   zip(targets, _reduce_dask(slices, x, y, crs, targets, nodata, **want))}
+                   zip(targets, _reduce_dask(slices, x, y, crs, targets, nodata,
+                                             progress=progress, **want))}
     else:  # the raster is one block
         reduced, live = {}, []
         for t in targets:
@@ -716,7 +725,8 @@ def _no_overlap(raster, grid, min_lat):
         f"{grid.level} with centres north of {min_lat} deg).")
 
 
-def _dataset_to_cells(ds, grids, stats, min_lat, nodata, domain, dtype, finest=()):
+def _dataset_to_cells(ds, grids, stats, min_lat, nodata, domain, dtype, finest=(),
+                      progress=None):
     """Every variable of a dataset on one raster grid, in one pass over the data."""
     if not ds.data_vars:
         raise ValueError("the raster dataset has no variables.")
@@ -724,7 +734,7 @@ def _dataset_to_cells(ds, grids, stats, min_lat, nodata, domain, dtype, finest=(
     stacked = ds.to_dataarray("variable")
     stacked.name = None
     results = raster_to_levels(stacked, grids, stats, min_lat, nodata=nodata, domain=domain,
-                               dtype=dtype, finest=finest)
+                               dtype=dtype, finest=finest, progress=progress)
     out = {}
     for key, result in results.items():
         sampled = "sampled" in result.attrs["aggregation"]
@@ -852,7 +862,8 @@ def _in_order(tasks):
         yield from dask.compute(*tasks[k:k + batch])
 
 
-def _reduce_dask(slices, x, y, crs, targets, nodata, want_spread, want_range, qs):
+def _reduce_dask(slices, x, y, crs, targets, nodata, want_spread, want_range, qs,
+                 progress=None):
     """Reduce dask-backed 2-D slices (same grid, same chunks) block by block, all slices
     and targets of a block in one task, on the current scheduler: per target, a
     :class:`_Fold` of the blocks' statistics.
@@ -869,6 +880,13 @@ def _reduce_dask(slices, x, y, crs, targets, nodata, want_spread, want_range, qs
     yb = np.concatenate([[0], np.cumsum(ychunks)])
     xb = np.concatenate([[0], np.cumsum(xchunks)])
     blocks = [(i, j) for i in range(len(ychunks)) for j in range(len(xchunks))]
+    done = 0
+
+    def step():  # a block counted or reduced
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, 2 * len(blocks))
     coords = [(x[xb[j]:xb[j + 1]], y[yb[i]:yb[i + 1]]) for i, j in blocks]
     sizes = [len(t.cells.cell_ids) for t in targets]
     totals = [np.zeros(n) for n in sizes]
@@ -877,6 +895,7 @@ def _reduce_dask(slices, x, y, crs, targets, nodata, want_spread, want_range, qs
             for bx, by in coords]):
         for total, (touched, n) in zip(totals, counts):
             total[touched] += n
+        step()
     folds = [_Fold(total, len(slices), qs, want_spread, want_range) for total in totals]
     shared = None
     if len(qs):  # sent to each worker once, not in the graph of every task
@@ -890,6 +909,7 @@ def _reduce_dask(slices, x, y, crs, targets, nodata, want_spread, want_range, qs
             for (i, j), (bx, by) in zip(blocks, coords)]):
         for fold, (touched, pixels), per_slice in zip(folds, counts, partials):
             fold.add(touched, pixels, per_slice)
+        step()
     return folds
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 import panel as pn
 import param
 
+from ..runs.transfer import change_note
 from .layers import model_class_labels
 from .view import View
 
@@ -84,11 +85,7 @@ def beyond_the_folds(tables: dict, info: dict) -> pn.Column:
     if "transfer" in tables:
         parts.append(transfer_heatmap(tables["transfer"]))
     if "temporal" in tables:
-        changed = info.get("labels_changed_share")
-        note = ("The labels do not change from year to year: this measures nothing about "
-                "time." if changed is not None and not changed > 0 else
-                f"{100 * changed:.0f} % of the cells labelled in two successive years "
-                "changed class." if changed is not None else "")
+        note = change_note(info)
         parts += [pn.pane.Markdown(f"**The next year, trained on the years before**: ROC "
                                    f"AUC of P(any RTS), beside persistence (last year's "
                                    f"label) and climatology (the past labels). {note}"),

@@ -8,7 +8,7 @@ import math
 
 import param
 
-from .selection import Brush, Selection
+from .selection import Brush, Selection, brush_problem
 
 URL_STATE = ["grid", "level", "year", "layer", "run", "box", "brush", "x0", "x1", "y0", "y1",
              "cmap", "vmin", "vmax", "fit", "scale", "tab"]
@@ -20,6 +20,20 @@ RIGHT_STATE = ["grid", "level", "year", "layer"]
 RIGHT = "right_"
 MAX_EXTENT = 2.0e7
 """Largest map coordinate a link may ask for, in metres (the Earth fits in 1.3e7)."""
+MIN_EXTENT = 1.0
+"""Smallest width and height of a link's map extent, in metres."""
+_EXTENT_TAKES = ("the map's extent: four numbers in metres, x0 below x1 and y0 below y1 by "
+                 f"at least {MIN_EXTENT:g} m, within {MAX_EXTENT / 1000:,.0f} km of the pole")
+TAKES = {
+    "grid": "one of the cube's grids", "level": "a level of the grid",
+    "year": "a year of the group", "layer": "a layer of the group",
+    "run": "a model run of the group", "box": "the number of one of the run's boxes",
+    "brush": "two of the group's layers and four finite numbers in order",
+    **dict.fromkeys(EXTENT, _EXTENT_TAKES), "cmap": "one of the colour maps",
+    "vmin": "a finite number below vmax", "vmax": "a finite number above vmin",
+    "fit": "true or false", "scale": "linear or log", "tab": "the name of a tab",
+}
+"""What each entry of a link takes, in words: the page's notice of an entry left out."""
 
 
 def _brush(selection: Selection, raw) -> tuple:
@@ -33,16 +47,12 @@ def _brush(selection: Selection, raw) -> tuple:
         raise ValueError("the brush is a JSON list") from None
     if not isinstance(value, tuple) or len(value) != 6:
         raise ValueError("the brush has six entries")
-    names, numbers = value[:2], value[2:]
-    if not all(isinstance(n, str) and n in selection.param.layer.objects for n in names):
+    if not all(isinstance(n, str) and n in selection.param.layer.objects for n in value[:2]):
         raise ValueError("the brush names layers of the group")
-    if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-               for v in numbers):
-        raise ValueError("the brush's bounds are finite numbers")
-    x0, x1, y0, y1 = map(float, numbers)
-    if x0 > x1 or y0 > y1:
-        raise ValueError("the brush's bounds are in order")
-    return (*names, x0, x1, y0, y1)
+    problem = brush_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return (*value[:2], *map(float, value[2:]))
 
 
 def _parse(p: param.Parameter, raw):
@@ -58,6 +68,8 @@ def _parse(p: param.Parameter, raw):
         if text not in ("true", "false"):
             raise ValueError(f"{p.name} is true or false")
         return text == "true"
+    if isinstance(raw, bool):  # Panel reads "true" in a URL as True, and True is 1
+        raise ValueError(f"{p.name} is a number")
     number = float(raw)
     if not math.isfinite(number):
         raise ValueError(f"{p.name} must be finite")
@@ -66,6 +78,17 @@ def _parse(p: param.Parameter, raw):
             raise ValueError(f"{p.name} must be whole")
         return int(number)
     return number
+
+
+def url_value(value) -> str | None:
+    """A selection's value as its link writes it (None: not written)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return json.dumps(list(value))
+    return str(value)
 
 
 def apply_query(selection: Selection, query: dict) -> dict:
@@ -81,7 +104,7 @@ def apply_query(selection: Selection, query: dict) -> dict:
         try:
             if name == "brush":
                 selection.brush = _brush(selection, query[name])
-                kept[name] = json.dumps(list(selection.brush))
+                kept[name] = url_value(selection.brush)
                 continue
             value = _parse(selection.param[name], query[name])
             if name in EXTENT:
@@ -99,8 +122,8 @@ def apply_query(selection: Selection, query: dict) -> dict:
             selection.vmin >= selection.vmax:
         selection.param.update(vmin=None, vmax=None)
         kept.pop("vmin", None), kept.pop("vmax", None)
-    if len(extent) == 4 and extent["x1"] - extent["x0"] >= 1.0 and \
-            extent["y1"] - extent["y0"] >= 1.0:
+    if len(extent) == 4 and extent["x1"] - extent["x0"] >= MIN_EXTENT and \
+            extent["y1"] - extent["y0"] >= MIN_EXTENT:
         selection.param.update(**extent)
         kept.update({k: query[k] for k in EXTENT})
     return kept

@@ -4,6 +4,7 @@ extent, as parameters the views follow. Their choices come from the data store."
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import param
@@ -21,13 +22,42 @@ TABS = ["Map", "Compare", "Boxes", "Feature space", "Feature relevance", "Evalua
 
 class Brush(param.Tuple):
     """(feature across, feature up, x0, x1, y0, y1) of a rectangle brushed in the feature
-    space, read back from a link's JSON list."""
+    space, read back from a link's JSON list. Only two names and four finite, ordered
+    numbers are taken, whoever sets it (the URL's sync sets it unchecked by the page)."""
 
     @classmethod
     def deserialize(cls, value):
         if isinstance(value, str):
             value = json.loads(value)
         return None if value is None else tuple(value)
+
+    def _validate_value(self, value, allow_None):
+        super()._validate_value(value, allow_None)
+        problem = None if value is None else brush_problem(value)
+        if problem:
+            raise ValueError(problem)
+
+
+def brush_problem(value: tuple) -> str | None:
+    """What is wrong with a brush (None if nothing): it is two names and four finite
+    numbers, x0 <= x1 and y0 <= y1."""
+    numbers = value[2:]
+    if len(value) != 6 or not all(isinstance(n, str) for n in value[:2]) or not all(
+            map(_finite, numbers)):
+        return "a brush is two layer names and four finite numbers"
+    if numbers[0] > numbers[1] or numbers[2] > numbers[3]:
+        return "a brush's bounds are in order (x0 <= x1, y0 <= y1)"
+    return None
+
+
+def _finite(v) -> bool:
+    """Whether ``v`` is a finite number a float holds (not a bool, not a huge integer)."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
 
 
 class Selection(param.Parameterized):

@@ -86,21 +86,36 @@ def make_model(estimator) -> Pipeline:
                      ("scale", StandardScaler()), ("model", estimator)])
 
 
-def _espa_search(s, indicators):
-    """eSPA+'s hyper-parameters chosen on inner spatial folds; ``indicators`` (the flag and
-    near-constant columns) carry no feature weight."""
-    from sklearn.model_selection import GridSearchCV, GroupKFold
-
+def espa_model(s, indicators, n_estimators=None, **params) -> Pipeline:
+    """eSPA+ as the settings ``s`` configure it (members, restarts, prior, seed), behind
+    :func:`make_model`; ``indicators`` (the flag and near-constant columns) carry no
+    feature weight; ``params`` are its hyper-parameters (``"inf"`` as text, as TOML
+    writes it)."""
     from ..espa import ESPAClassifier
 
-    model = make_model(ESPAClassifier(n_restarts=s["n_restarts"],
-                                            n_estimators=s["search_estimators"]
-                                            or s["n_estimators"],
-                                            indicators=indicators,
-                                            weight_prior=None if s["weight_prior"] == "none"
-                                            else s["weight_prior"],
-                                            weighted_proba=s["weighted_proba"],
-                                            random_state=s["random_state"]))
+    params = {k: (float(v) if v in ("inf", "-inf") else v) for k, v in params.items()}
+    return make_model(ESPAClassifier(
+        **params, n_estimators=n_estimators or s["n_estimators"], n_restarts=s["n_restarts"],
+        indicators=indicators, weighted_proba=s["weighted_proba"],
+        weight_prior=None if s["weight_prior"] == "none" else s["weight_prior"],
+        random_state=s["random_state"]))
+
+
+def cap_trees(model, n_rows, s):
+    """A random forest's trees drawing at most ``tree_rows`` of ``n_rows`` samples each
+    (other models as they are): the forest's cost bounded at scale."""
+    if "max_samples" in model.named_steps["model"].get_params() and s["tree_rows"] and \
+            n_rows > s["tree_rows"]:
+        model.set_params(model__max_samples=int(s["tree_rows"]))
+    return model
+
+
+def _espa_search(s, indicators):
+    """eSPA+'s hyper-parameters chosen on inner spatial folds, each candidate of
+    ``search_estimators`` members."""
+    from sklearn.model_selection import GridSearchCV, GroupKFold
+
+    model = espa_model(s, indicators, n_estimators=s["search_estimators"])
     grid = {f"model__{k}": v for k, v in s["grid"].items()}
     return GridSearchCV(model, grid, cv=GroupKFold(s["inner_folds"]),
                         scoring=ranking_auc if s["search_scoring"] == "ranking"
@@ -175,10 +190,7 @@ def _fit(make, sample, s):
     X, y, blocks, fit, search = sample
     model = make()
     if not hasattr(model, "param_grid"):
-        est = model.named_steps["model"]
-        if "max_samples" in est.get_params() and s["tree_rows"] and len(fit) > s["tree_rows"]:
-            model.set_params(model__max_samples=int(s["tree_rows"]))
-        return model.fit(_rows(X, fit), y[fit]), None
+        return cap_trees(model, len(fit), s).fit(_rows(X, fit), y[fit]), None
     model.fit(_rows(X, search), y[search], groups=blocks[search])
     # the chosen parameters with every member, on the fit samples (on every core when
     # they are more than the search saw)
@@ -516,6 +528,34 @@ def _progress(items, quiet, desc):
     return items if quiet else tqdm(items, desc=desc, leave=False)
 
 
+TRAIN_STEPS = ("features scanned", "samples read", "final eSPA+ searched and fitted",
+               "eSPA+ on the folds", "baselines on the folds", "out-of-fold scores",
+               "scored and stored")
+"""The steps of a run, each named on its group's progress bar as it starts."""
+
+
+def _steps(quiet, where):
+    """A group's progress bar over :data:`TRAIN_STEPS`, the first named; ``step()``
+    marks the current one done and names the next (so that between the bars of the
+    steps that have their own, a long step is never silent)."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(TRAIN_STEPS), desc=f"{where} run", unit="step", leave=False,
+               disable=quiet)
+    names = iter(TRAIN_STEPS)
+    bar.set_postfix_str(next(names))
+
+    def step():
+        bar.update()
+        name = next(names, None)
+        if name is None:
+            bar.close()
+        else:
+            bar.set_postfix_str(name)
+
+    return step
+
+
 def train_group(ds, section=None, *, store: RunStore, quiet=True) -> dict:
     """Train and evaluate on one cube group (its grid read from its ``cell_ids``); store
     the run in ``store``; return its id, metrics and triage curves.
@@ -532,6 +572,7 @@ def train_group(ds, section=None, *, store: RunStore, quiet=True) -> dict:
     grid = grid_of(ds)
     s = _settings(section)
     where = f"{grid.name}/{grid.level}"
+    step = _steps(quiet, where)
     t0 = time.perf_counter()
     design = design_rows(ds, s["features"], target=s["target"], missing=s["missing"])
     log.info("%s: %d samples, their features scanned in %.0f s", where, len(design),
@@ -553,28 +594,34 @@ def train_group(ds, section=None, *, store: RunStore, quiet=True) -> dict:
                for k in np.unique(folds) for tr in [np.flatnonzero(folds != k)]}
     fit, search, scored = stratified_samples(
         whole, [s["fit_rows"], s["search_rows"], s["score_rows"]], s["random_state"])
+    step()
     t0 = time.perf_counter()
     sample = _read_samples(design, blocks, {**samples, "final": (fit, search)})
     log.info("%s: training samples read from the group in %.0f s", where,
              time.perf_counter() - t0)
     # eSPA+'s searches first (the final one, then each fold's), their worker processes
     # then stopped, so that they are gone before the baselines' models pile up
+    step()
     t0 = time.perf_counter()
     final_sample = sample.pop("final")
     final, search = _fit(makers["eSPA+"], final_sample, s)
     reference = novelty_reference(final, final_sample[0], final_sample[3])
     del final_sample
     log.info("%s: the final eSPA+ in %.0f s", where, time.perf_counter() - t0)
+    step()
     fitted = _fit_folds({"eSPA+": makers["eSPA+"]}, sample, folds, s, quiet, where)
     _release_workers()
+    step()
     baselines = {n: make for n, make in makers.items() if n != "eSPA+"}
     for k, models in _fit_folds(baselines, sample, folds, s, quiet, where).items():
         fitted[k].update(models)
     del sample
+    step()
     results, chosen, relevance = _oof(fitted, design, scored, folds, labels, s, quiet,
                                       where)
     del fitted
     # scores; triage: every model's out-of-fold expected RTS density ranks the cells
+    step()
     t0 = time.perf_counter()
     pos = np.searchsorted(ds.cell_ids.values, design.cell_ids)
     year_idx = np.searchsorted(ds.year.values, design.years)
@@ -610,6 +657,7 @@ def train_group(ds, section=None, *, store: RunStore, quiet=True) -> dict:
                relevance=relevance,
                metrics={"metrics": metrics, "reliability": curves, "triage": triage,
                         "triage_score": "expected RTS density"})
+    step()
     return {"run_id": run_id, "metrics": metrics, "triage": triage}
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..design import design_matrix
-from .cv import _ask, _baseline, _settings, make_model
+from .cv import _ask, _baseline, _settings, cap_trees, espa_model
 from .folds import stratified_sample
 from .metrics import triage_curve
 
@@ -109,16 +109,8 @@ def temporal_splits(sample_years) -> list[tuple[int, np.ndarray, np.ndarray]]:
 def _models(s, espa_params, indicators):
     """The models to compare, as makers: eSPA+ with ``espa_params`` (the indicator
     columns carrying no weight, as in training) and the configured baselines."""
-    from ..espa import ESPAClassifier
-
-    params = {k: (float(v) if v in ("inf", "-inf") else v) for k, v in espa_params.items()}
-    espa = lambda: make_model(ESPAClassifier(  # noqa: E731
-        **params, n_estimators=s["n_estimators"], n_restarts=s["n_restarts"],
-        indicators=indicators,
-        weighted_proba=s["weighted_proba"], random_state=s["random_state"],
-        weight_prior=None if s["weight_prior"] == "none" else s["weight_prior"]))
-    return {"eSPA+": espa, **{b: (lambda b=b: _baseline(b, s["random_state"]))
-                              for b in s["baselines"]}}
+    return {"eSPA+": lambda: espa_model(s, indicators, **espa_params),
+            **{b: (lambda b=b: _baseline(b, s["random_state"])) for b in s["baselines"]}}
 
 
 def _scores(y, proba, labels, area, land) -> dict:
@@ -175,12 +167,7 @@ class Samples:
                            "land_for_90pct_rts": np.nan} for name in models}
         out = {}
         for name, make in models.items():
-            model = make()
-            est = model.named_steps["model"]
-            # as in training: a random forest's trees draw at most tree_rows samples
-            if "max_samples" in est.get_params() and self.s["tree_rows"] and \
-                    len(train) > self.s["tree_rows"]:
-                model.set_params(model__max_samples=int(self.s["tree_rows"]))
+            model = cap_trees(make(), len(train), self.s)  # as in training
             model.fit(self.X[train], self.y[train])
             p = np.zeros((len(test), len(self.labels)))
             p[:, np.searchsorted(self.labels, model.classes_)] = _ask(model, self.X[test])
@@ -291,3 +278,15 @@ def temporal_validation(ds, section=None, espa_params=None, *,
                          "train_years": f"{years[0]}-{years[years < year][-1]}",
                          "train_samples": len(train), "test_samples": len(test), **sc})
     return pd.DataFrame(rows), changed
+
+
+def change_note(info) -> str:
+    """What an evaluation's ``labels_changed_share`` says of its temporal validation, as
+    a sentence ("" when unknown)."""
+    changed = info.get("labels_changed_share")
+    if changed is None:
+        return ""
+    if not changed > 0:
+        return ("The labels do not change from year to year: the temporal validation "
+                "measures nothing about time here.")
+    return f"{100 * changed:.0f} % of the cells labelled in two successive years changed class."

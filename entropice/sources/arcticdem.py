@@ -76,6 +76,7 @@ def open(paths, *, chunks=2048, bbox=None):  # noqa: A001 - the source's verb
             raise ValueError(f"ArcticDEM tile {href} is in {da.rio.crs}, not {crs} like the "
                              "first tile.")
         tiles.append(da.squeeze("band", drop=True).astype(np.float32))
+        _check_aligned(tiles[0], tiles[-1], hrefs[0], href)
     if not tiles:
         raise ValueError(f"no ArcticDEM tile of {hrefs[0]} (+{len(hrefs) - 1}) touches the "
                          f"domain {bbox}.")
@@ -87,6 +88,25 @@ def open(paths, *, chunks=2048, bbox=None):  # noqa: A001 - the source's verb
     dem.attrs.update(units="m", long_name="elevation", source_files=(
         hrefs[0] if len(hrefs) == 1 else f"{hrefs[0]} (+{len(hrefs) - 1} tiles)"))
     return dem
+
+
+def _check_aligned(first, tile, first_href, href):
+    """Tiles joined into one raster must share one pixel grid: same pixel size, and
+    origins a whole number of pixels apart (a tile half a pixel off would be snapped by
+    the join and its cells' statistics shifted, with no word)."""
+    (rx, ry), (tx, ty) = first.rio.resolution(), tile.rio.resolution()
+    if not (np.isclose(abs(rx), abs(tx), rtol=1e-6) and np.isclose(abs(ry), abs(ty), rtol=1e-6)):
+        raise ValueError(f"ArcticDEM tile {href} has {abs(tx):g} x {abs(ty):g} pixels, tile "
+                         f"{first_href} {abs(rx):g} x {abs(ry):g}: expected tiles of one "
+                         "mosaic and resolution (resample it: gdalwarp -tr -tap).")
+    (fx, fy), (x0, y0) = first.rio.transform() * (0, 0), tile.rio.transform() * (0, 0)
+    off = np.array([(x0 - fx) / rx, (y0 - fy) / ry])
+    shift = np.abs(off - np.round(off))
+    if (shift > 1e-3).any():
+        raise ValueError(f"ArcticDEM tile {href} is off the pixel grid of tile {first_href} "
+                         f"by {shift[0]:.2f} x {shift[1]:.2f} pixels: expected tiles of one "
+                         "mosaic, sharing one grid (resample it onto the others' grid: "
+                         "gdalwarp -tap -tr).")
 
 
 ELEVATION_RANGE = (-500.0, 9000.0)
@@ -321,10 +341,10 @@ def to_cells(dem: xr.DataArray, grid: Grid, *, stats=STATS,
 
 
 def to_levels(dem: xr.DataArray, grids, *, stats=STATS,
-              min_lat: float = DEFAULT_MIN_LAT, finest=()) -> dict:
+              min_lat: float = DEFAULT_MIN_LAT, finest=(), progress=None) -> dict:
     """:func:`to_cells` on several grids and levels, the terrain computed once and each
     grid system's pixel index built once (:func:`entropice.aggregate.raster_to_levels`,
-    whose ``finest`` this passes on).
+    whose ``finest`` and ``progress`` this passes on).
 
     Returns
     -------
@@ -334,8 +354,9 @@ def to_levels(dem: xr.DataArray, grids, *, stats=STATS,
     from ..aggregate.raster import raster_to_levels
 
     ter = terrain(dem)
+    ter.attrs["source_files"] = dem.attrs.get("source_files", "")
     per_level = raster_to_levels(ter, grids, stats=stats, min_lat=min_lat, domain=True,
-                                 dtype=np.float32, finest=finest)
+                                 dtype=np.float32, finest=finest, progress=progress)
     out = {}
     for key, per_cell in per_level.items():
         data_vars = {}

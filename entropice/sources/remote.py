@@ -208,12 +208,26 @@ def open_raster(href, what: str, *, bbox=None, chunks=2048):
         raise ValueError(f"{what} {href} holds several rasters; expected one.")
     if da.rio.crs is None:
         raise ValueError(f"{what} {href} has no CRS.")
+    _check_degrees(da, f"{what} {href}")
     pixels = _Pixels(da, f"{what} {href}", _expected(href, local))
     if chunks is None:
         return da.copy(data=pixels[(slice(None),) * 3])
     name = f"open_raster-{tokenize(str(local), os.path.getmtime(local), chunks)}"
     return da.copy(data=dsa.from_array(pixels, chunks=(-1, chunks, chunks), name=name,
                                        meta=np.empty((0, 0, 0), da.dtype)))
+
+
+def _check_degrees(da, label):
+    """A raster whose CRS says degrees must have coordinates in degrees: a projected
+    raster labelled EPSG:4326 would fall outside the Earth and give no values at all."""
+    if not da.rio.crs.is_geographic:
+        return
+    west, south, east, north = da.rio.bounds()
+    if not (-180.5 <= west and east <= 360.5 and -90.5 <= south and north <= 90.5):
+        raise ValueError(f"{label} says its CRS is {da.rio.crs} (degrees), but its extent is "
+                         f"x {west:g} to {east:g}, y {south:g} to {north:g}: not degrees. "
+                         "Expected the CRS the file was made in (ArcticDEM: EPSG:3413): "
+                         "fix its label (gdal_edit.py -a_srs).")
 
 
 def _expected(href, local) -> str:

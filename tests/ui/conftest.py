@@ -75,8 +75,18 @@ def cube(tmp_path_factory):
 def app_url(cube, tmp_path_factory):
     proc, url = serve(cube[0], tmp_path_factory.mktemp("log") / "server.log")
     yield url
+    stop(proc)
+
+
+def stop(proc):
+    """Stop a server: asked first, killed if it has not gone in a minute (a loaded
+    machine can take more than seconds)."""
     proc.terminate()
-    proc.wait(10)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(60)
 
 
 @pytest.fixture(scope="session")

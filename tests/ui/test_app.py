@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import serve
+from conftest import serve, stop
 from PIL import Image
 from playwright.sync_api import expect
 
@@ -125,8 +125,7 @@ def test_a_missing_cube_tells_the_user_to_run_the_demo(page, tmp_path):
         expect(page.get_by_text("entropice demo").first).to_be_visible(timeout=60_000)
         assert "Traceback" not in page.content()
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop(proc)
 
 
 def test_a_group_without_predictions_has_no_prediction_layers(page, app_url):
