@@ -263,9 +263,12 @@ def _model_at(loc) -> type[BaseModel]:
     return model
 
 
-def _key_path(loc) -> tuple:
-    """``loc`` without pydantic's union branches (``'str'``, ``'list[str]'``)."""
-    return tuple(p for p in loc if isinstance(p, int) or (
+def _key_path(err) -> tuple:
+    """An error's ``loc`` without pydantic's union branches (``'str'``,
+    ``'list[str]'``); an unknown key's own name is kept, whatever it is."""
+    loc = err["loc"]
+    keep = len(loc) - 1 if err["type"] == "extra_forbidden" else len(loc)
+    return tuple(p for i, p in enumerate(loc) if i >= keep or isinstance(p, int) or (
         p != "[key]" and not any(c in p for c in "[]-") and p not in (
             "str", "int", "float", "bool", "list", "dict", "none")))
 
@@ -297,7 +300,7 @@ def _problems(errors) -> list[str]:
     one union error (a string, or a list) become one sentence."""
     grouped: dict[tuple, list] = {}
     for err in errors:
-        grouped.setdefault(_key_path(err["loc"]), []).append(err)
+        grouped.setdefault(_key_path(err), []).append(err)
     return [_problem(loc, errs) for loc, errs in grouped.items()]
 
 

@@ -46,6 +46,7 @@ BASE = 'cube = "cube.zarr"\n[grids]\nh3 = [2]\n'
     ('[labels]\ndarts = "d.gpkg"\nbin_edge = [1e-3]',
      "[labels]: unknown key 'bin_edge'; did you mean 'bin_edges'?"),
     ("[trian]\nn_folds = 3", "unknown section or key 'trian'; did you mean 'train'?"),
+    ("[none]\na = 1", "unknown section or key 'none'"),  # a union branch's name too
     ("[train]\nn_components = 8", "[train]: unknown key 'n_components' (a key of [alphaearth])"),
     ("[train]\ngrid = { n_boxe = [3] }", "[train] grid: unknown eSPA+ parameter 'n_boxe'; "
                                           "did you mean 'n_boxes'?"),

@@ -125,7 +125,9 @@ def test_a_missing_cube_says_to_run_the_demo(tmp_path):
 def test_the_page_composes_the_views_and_the_sidebar_follows(sel, cube):
     app = App(selection=sel)
     page = app.page()
-    assert len(page.main[0]) == 7  # map, compare, boxes, space, relevance, evaluation, data
+    notice, tabs = page.main[0], page.main[1]
+    assert isinstance(notice, pn.pane.Alert) and not notice.visible  # a link's left-outs
+    assert len(tabs) == 7  # map, compare, boxes, space, relevance, evaluation, data
     assert f"Cube: `{cube[0]}`" in page.sidebar[-1].object
     note = next(w for w in page.sidebar if isinstance(w, pn.pane.Alert))
     csv = pn.Column(*page.sidebar).select(pn.widgets.FileDownload)[0]
