@@ -20,7 +20,8 @@ from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests" / "ui"), str(ROOT / "tests")]
-from conftest import _free_port, chromium  # noqa: E402  (the browser tests' helpers)
+from conftest import chromium  # noqa: E402  (the browser tests' helpers)
+from servers import free_port  # noqa: E402
 
 
 def main():
@@ -29,7 +30,7 @@ def main():
     ap.add_argument("--notebook", default="01_explore_cube")
     ap.add_argument("--out", default=str(ROOT / "docs" / "notebook01-jupyterlab.png"))
     args = ap.parse_args()
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "ENTROPICE_CUBE": str(Path(args.cube).resolve())}
     lab = subprocess.Popen(
         [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}",

@@ -18,7 +18,8 @@ from playwright.sync_api import expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests" / "ui"), str(ROOT / "tests")]
-from conftest import _free_port, chromium  # noqa: E402  (the browser tests' helpers)
+from conftest import chromium  # noqa: E402  (the browser tests' helpers)
+from servers import free_port  # noqa: E402
 
 TABS = {"Map": "dashboard.png", "Compare": "dashboard-compare.png",
         "Boxes": "dashboard-boxes.png",
@@ -35,7 +36,7 @@ def main():
     ap.add_argument("--tabs", default=",".join(TABS),
                     help="the tabs to photograph, comma-separated (default: all)")
     args = ap.parse_args()
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "panel", "serve", str(ROOT / "app"),
                              "--port", str(port), "--address", "127.0.0.1", "--args",
                              "--cube", args.cube], cwd=ROOT, stdout=subprocess.DEVNULL,

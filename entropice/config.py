@@ -366,12 +366,12 @@ def validate(doc: dict, path="the configuration", *, defaults=False) -> dict:
 def check(path) -> str:
     """What a configuration file resolves to, as TOML: every section with its defaults,
     paths resolved, and how many files each path matches."""
-    from .pipeline import _expand, _path, load_config
+    from .pipeline import _expand, _path
 
-    cfg = load_config(path)
-    full = {**validate(read_toml(path), path, defaults=True), "_dir": cfg["_dir"]}
-    lines = [f"# {path}: valid", f'cube = "{_path(cfg, full["cube"])}"']
-    for section, values in full.items():
+    cfg = {**validate(read_toml(path), path, defaults=True),
+           "_dir": str(Path(path).parent.resolve())}
+    lines = [f"# {path}: valid", f'cube = "{_path(cfg, cfg["cube"])}"']
+    for section, values in cfg.items():
         if not isinstance(values, dict):
             continue
         lines.append(f"\n[{section}]")

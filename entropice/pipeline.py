@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import ConfigError, Inventory, read_toml, validate
+from .config import ConfigError, Domain, Inventory, read_toml, validate
 from .cube import Cube, config_hash, fingerprint
 from .grids import GRIDS, get_grid
 from .stages import STAGES, skipped_stages, stages_of
@@ -33,9 +33,8 @@ def load_config(path) -> dict:
     relative paths in it are relative to the file."""
     cfg = validate(read_toml(path), path)
     cfg["_dir"] = str(Path(path).parent.resolve())
-    cfg.setdefault("domain", {})
-    cfg["domain"].setdefault("min_lat", 50.0)
-    cfg["domain"].setdefault("year_start_month", 10)
+    # the domain complete (every stage's hash holds it), its defaults the schema's
+    cfg["domain"] = Domain(**cfg.get("domain", {})).model_dump(exclude_none=True)
     return cfg
 
 

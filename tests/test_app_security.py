@@ -28,6 +28,7 @@ from bokeh.util.token import generate_jwt_token, generate_session_id
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from panel.io.location import Location
+from servers import free_port, stop
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
@@ -89,12 +90,6 @@ def outward_ip() -> str | None:
     return None
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def url(host, port, path="/app"):
     return f"http://{f'[{host}]' if ':' in host else host}:{port}{path}"
 
@@ -115,7 +110,7 @@ def get(address, **headers) -> int:
 def start(args, log, env=None):
     """Start a server (``args`` after the interpreter) on every interface; return
     (process, port) once it answers on 127.0.0.1."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, *[a.replace("PORT", str(port)) for a in args]],
                             stdout=open(log, "w"), stderr=subprocess.STDOUT, cwd=ROOT,
                             env={**os.environ, **(env or {})})
@@ -129,16 +124,6 @@ def start(args, log, env=None):
             time.sleep(0.5)
     proc.kill()
     raise RuntimeError(Path(log).read_text())
-
-
-def stop(proc):
-    """Stop a server: asked first, killed if it is still there after a minute."""
-    proc.terminate()
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(60)
 
 
 def pull_document(host, port, timeout=30) -> str:

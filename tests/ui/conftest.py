@@ -3,7 +3,6 @@ chromium through pytest-playwright. Screenshots go to test-artifacts/."""
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import small_cube
+from servers import free_port, stop
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("ENTROPICE_ARTIFACTS", ROOT / "test-artifacts"))
@@ -37,15 +37,9 @@ def browser_context_args(browser_context_args):
     return {**browser_context_args, "viewport": {"width": 1300, "height": 1000}}
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def serve(cube_path, log_path):
     """Start `panel serve app/` on a free port; return (process, url)."""
-    port = _free_port()
+    port = free_port()
     log = open(log_path, "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "panel", "serve", str(ROOT / "app"), "--port", str(port),
@@ -76,17 +70,6 @@ def app_url(cube, tmp_path_factory):
     proc, url = serve(cube[0], tmp_path_factory.mktemp("log") / "server.log")
     yield url
     stop(proc)
-
-
-def stop(proc):
-    """Stop a server: asked first, killed if it has not gone in a minute (a loaded
-    machine can take more than seconds)."""
-    proc.terminate()
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(60)
 
 
 @pytest.fixture(scope="session")

@@ -6,9 +6,10 @@ import re
 
 import numpy as np
 import pytest
-from conftest import serve, stop
+from conftest import serve
 from PIL import Image
 from playwright.sync_api import expect
+from servers import stop
 
 HIGHLIGHT = (255, 45, 149)  # the box highlight, #ff2d95
 

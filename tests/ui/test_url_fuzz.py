@@ -5,9 +5,10 @@ import io
 
 import numpy as np
 import pytest
-from conftest import serve, stop
+from conftest import serve
 from PIL import Image
 from playwright.sync_api import expect
+from servers import stop
 
 BRUSH = "%5B%22era5_tdd_sum%22%2C%22dem_slope_mean%22%2C%22a%22%2C%22b%22%2C%22c%22%2C%22d%22%5D"
 
