@@ -60,7 +60,7 @@ def main():
                 name = TABS[tab]
                 # the evaluation runs long (the page scrolls inside): a taller window
                 page.set_viewport_size({"width": 1440,
-                                        "height": 2400 if tab == "Evaluation" else 900})
+                                        "height": 3600 if tab == "Evaluation" else 900})
                 page.locator(".bk-tab", has_text=tab).first.click()
                 if tab == "Evaluation":
                     page.locator(".metrics-table").first.wait_for(timeout=120_000)

@@ -312,18 +312,22 @@ def cube_info(
 @cube_app.command("check")
 def cube_check(
     path: str = typer.Argument("data/cube.zarr", help="Path of the cube (a zarr store)."),
+    record: bool = typer.Option(False, "--record",
+                                help="For groups written by an older entropice (no "
+                                     "manifest): decode every chunk and, if all decode, "
+                                     "record their manifest."),
 ) -> None:
     """Verify every chunk of every group against the checksums recorded when it was
-    written: one line per chunk missing, corrupt or not in the manifest, with the stage
-    to rerun; exit code 1 if there is any."""
+    written: one line per chunk missing, corrupt or not in the manifest (or per group
+    whose metadata is garbage), with the stage to rerun; exit code 1 if there is any."""
     from .cube import Cube, CubeError
 
     try:
         cube = Cube(path)
-        problems, unchecked, chunks = cube.check()
+        problems, notes, chunks = cube.check(record=record)
     except CubeError as err:
         _fail(err)
-    for line in unchecked + problems:
+    for line in notes + problems:
         typer.echo(line)
     if problems:
         raise typer.Exit(1)

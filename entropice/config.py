@@ -205,10 +205,12 @@ class Train(_Section):
 
 
 class Evaluate(_Section):
-    """``entropice evaluate``: the groups measured and the repeats of each curve point."""
+    """``entropice evaluate``: the groups measured, the repeats of each curve point, and
+    whether eSPA+ is searched in each split."""
 
     groups: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9]+/\d+$")]] = []
     repeats: int = Field(3, ge=1, le=100)
+    search: bool = True  # eSPA+ searched in each split (false: the run's parameters)
 
 
 class Config(_Section):

@@ -10,7 +10,8 @@ the group to swapping the new one in, so that concurrent writers lose nothing. E
 records its stage's provenance (config hash, input fingerprints, version, time) in the
 group's attributes, which is how stages know they are up to date, and its manifest:
 the key and checksum of every chunk it stored, against which every read is checked (a
-chunk gone or damaged since raises a ``CubeError`` naming it, never reads as fill values).
+chunk gone, damaged or undecodable raises a ``CubeError`` naming it, never reads as fill
+values; a group another writer swapped in after it was opened is named as such).
 """
 
 from __future__ import annotations
@@ -42,9 +43,12 @@ from .manifest import (
     _CheckedStore,
     _Group,
     _group_attrs,
+    _naming_chunks,
     _provenance,
     _seal,
+    _set_group_attrs,
     _warn_unchecked,
+    _write_json,
 )
 
 SCHEMA_VERSION = 1
@@ -211,7 +215,7 @@ class Cube:
             raise CubeError(f"no cube at {self.path}: build one with `entropice demo` or the "
                             "pipeline (`entropice grids` ...).")
         try:
-            attrs = json.loads(meta.read_text()).get("attributes", {})
+            attrs = _group_attrs(self.path)  # the root group's
         except (OSError, ValueError) as err:
             raise CubeError(f"{meta} is not readable zarr metadata: {err}") from None
         version = attrs.get("schema_version")
@@ -222,7 +226,7 @@ class Cube:
                 "`entropice demo` or the pipeline."
             )
         self.attrs = attrs
-        self._pending = None  # (group name, staged) of the writes of an open batch
+        self._pending = None  # group name -> staged: the writes of an open batch
         self._held = {}  # lock name -> the open lock file this cube holds it with
 
     @classmethod
@@ -260,23 +264,32 @@ class Cube:
     # -- reading -------------------------------------------------------------------
 
     def groups(self) -> list[tuple[str, int]]:
-        """(grid, level) of every group, sorted."""
-        out = []
+        """(grid, level) of every group, sorted (in a batch, those it wrote too)."""
+        out = set()
         for grid_dir in sorted(self.path.iterdir()) if self.path.exists() else []:
             if not grid_dir.is_dir() or grid_dir.name.startswith("."):
                 continue
             for level_dir in grid_dir.iterdir():
                 if level_dir.name.isdigit() and (level_dir / "zarr.json").exists():
-                    out.append((grid_dir.name, int(level_dir.name)))
+                    out.add((grid_dir.name, int(level_dir.name)))
+        for name in self._pending or {}:
+            grid, level = name.split("/")
+            out.add((grid, int(level)))
         return sorted(out)
 
     def __contains__(self, key):
-        grid, level = key
-        return (self.path / group_name(grid, level) / "zarr.json").exists()
+        return (self._dir(group_name(*key)) / "zarr.json").exists()
+
+    def _dir(self, name: str) -> Path:
+        """Where group ``name`` is: staged by the open batch if it wrote it, so that its
+        later writes and reads see that write; else in the cube."""
+        return (self._pending or {}).get(name, self.path / name)
 
     def read(self, grid: str, level: int) -> xr.Dataset:
         """The group as a lazy (dask-backed) dataset, each chunk checked against the
-        group's manifest as it is read (a CubeError names one missing or corrupt).
+        group's manifest as it is read (a CubeError names one missing, corrupt or not
+        decodable, or says that another writer rewrote the group since it was opened).
+        Inside a batch, a group it wrote reads as written.
 
         Outside a batch of writes every chunk of the manifest is first checked to be
         there (a listing), so that training or predicting fails at once; a stage that
@@ -290,25 +303,34 @@ class Cube:
             have = ", ".join(group_name(*g) for g in self.groups()) or "none"
             raise CubeError(f"the cube at {self.path} has no group {group_name(grid, level)} "
                             f"(groups: {have}).")
-        return _Group.at(self.path, group_name(grid, level))
+        name = group_name(grid, level)
+        return _Group.at(self.path, name, self._dir(name))
 
     def _open(self, grid: str, level: int, listing: bool) -> xr.Dataset:
         """The group, its chunks checked as read; with ``listing`` all first checked to
         be there."""
         group = self._group(grid, level)
         if group.manifest is None:
-            _warn_unchecked(self.path / group.name)
+            _warn_unchecked(self.path, group.name)
         missing = group.problems() if listing and group.manifest is not None else []
         if missing:
             raise group.error(*missing[0], more=len(missing) - 1)
-        store = _CheckedStore(LocalStore(self.path / group.name, read_only=True), group)
-        ds = xr.open_zarr(store, consolidated=False, zarr_format=3)
+        store = _CheckedStore(LocalStore(group.dir, read_only=True), group)
+        with _naming_chunks():
+            ds = xr.open_zarr(store, consolidated=False, zarr_format=3)
         ds.attrs.pop(MANIFEST, None)
         return ds
 
     def provenance(self, grid: str, level: int) -> dict:
         """Per stage: config hash, input fingerprints, version, time and variables."""
         return self._group(grid, level).provenance()
+
+    def empty_variables(self, grid: str, level: int, variables) -> list[str]:
+        """Those of ``variables`` of the group whose every value is missing, known from
+        the chunks stored, not read (writes store no chunk whose values are all missing);
+        in a batch, as the batch wrote them."""
+        group = self._group(grid, level)
+        return [v for v in variables if group.no_values(v)]
 
     def is_up_to_date(self, grid, level, stage, config_hash, inputs) -> bool:
         """Whether ``stage`` last wrote this group with the same config and inputs."""
@@ -356,7 +378,8 @@ class Cube:
                                    ds.data_vars)
         ds.attrs.update(grid_name=grid, level=int(level))
         with self._writing(name), self._stage(name) as staged:
-            ds.to_zarr(staged, mode="w", consolidated=False, zarr_format=3)
+            ds.to_zarr(staged, mode="w", consolidated=False, zarr_format=3,
+                       write_empty_chunks=False)
             _seal(staged, keep={})
             self._commit(name, staged)
 
@@ -394,8 +417,8 @@ class Cube:
                                      ds.data_vars)
         stale = sorted((set(before.get("variables", [])) - set(ds.data_vars))
                        & set(current.data_vars))
-        target = self.path / name
-        recorded = self._group(grid, level).manifest or {}
+        group = self._group(grid, level)
+        recorded = group.manifest or {}
         with self._stage(name) as staged:
             if clash:  # rewrite the group on the union of the coordinates
                 merged = xr.merge([current.drop_vars(list(ds.data_vars) + stale,
@@ -404,10 +427,11 @@ class Cube:
                 # lazily, a chunk of each dimension that changed at a time
                 merged = _clean_for_zarr(merged.chunk({d: 1 for d in clash}))
                 merged.attrs = attrs
-                merged.to_zarr(staged, mode="w", consolidated=False, zarr_format=3)
+                merged.to_zarr(staged, mode="w", consolidated=False, zarr_format=3,
+                               write_empty_chunks=False)
                 keep = {}
             else:
-                _stage_copy(target, staged, skip=set(ds.data_vars) | set(stale))
+                _stage_copy(group.dir, staged, skip=set(ds.data_vars) | set(stale))
                 new = _clean_for_zarr(ds.drop_vars(
                     [c for c in ds.coords if c in current.coords]))
                 for v in new.data_vars.values():  # the group's coordinates stay declared
@@ -416,7 +440,8 @@ class Cube:
                     if shared:
                         v.encoding["coordinates"] = " ".join(shared)
                 new.attrs = {}
-                new.to_zarr(staged, mode="a", consolidated=False, zarr_format=3)
+                new.to_zarr(staged, mode="a", consolidated=False, zarr_format=3,
+                            write_empty_chunks=False)
                 _set_group_attrs(staged, attrs)
                 keep = {n: c for n, c in recorded.items() if n not in new.variables}
             _seal(staged, keep)
@@ -465,16 +490,22 @@ class Cube:
             raise _write_error(err, name, self.path) from err
 
     def _commit(self, name: str, staged: Path):
-        """Swap a staged group into place now, or at the end of the open batch."""
-        if self._pending is not None:
-            self._pending.append((name, staged))
-        else:
+        """Swap a staged group into place now, or at the end of the open batch (replacing
+        the batch's earlier write of the group, which this one was made from)."""
+        if self._pending is None:
             _install(staged, self.path / name)
+            return
+        earlier = self._pending.get(name)
+        self._pending[name] = staged
+        if earlier is not None:
+            shutil.rmtree(earlier, ignore_errors=True)
 
     @contextlib.contextmanager
     def batch(self):
         """Writes inside the ``with`` block are staged, and swapped in together when it
-        ends; an error inside leaves every group as it was.
+        ends; an error inside leaves every group as it was. Reads and writes of a group
+        the batch wrote see that write (a second ``add_variables`` keeps the first's
+        variables; a second ``write_group`` replaces the group as written).
 
         A stage computes every group, then the groups are replaced one after the other
         (each swap is atomic and takes milliseconds: only a crash between two swaps
@@ -484,17 +515,18 @@ class Cube:
         """
         if self._pending is not None:
             raise CubeError("a batch of writes is already open on this cube.")
-        self._pending = []
+        self._pending = {}
         try:
             yield self
-            for k, (name, staged) in enumerate(self._pending):
+            done = []
+            for name, staged in self._pending.items():
                 try:
                     _install(staged, self.path / name)
                 except OSError as err:
-                    done = [n for n, _ in self._pending[:k]]
                     raise _write_error(err, name, self.path, done) from err
+                done.append(name)
         finally:
-            for _, staged in self._pending:  # those not swapped in (an error)
+            for staged in self._pending.values():  # those not swapped in (an error)
                 shutil.rmtree(staged, ignore_errors=True)
             self._pending = None
             for lock in list(self._held):
@@ -502,25 +534,52 @@ class Cube:
 
     # -- description -----------------------------------------------------------
 
-    def check(self) -> tuple[list[str], list[str], int]:
+    def check(self, record: bool = False) -> tuple[list[str], list[str], int]:
         """Every group's chunks against its manifest's checksums: (a line per chunk
-        missing, corrupt or not in the manifest, naming the stage to rerun; a line per
-        group written before manifests; the number of chunks checked)."""
-        problems, unchecked, chunks = [], [], 0
+        missing, corrupt or not in the manifest, naming the stage to rerun, and per group
+        whose metadata is garbage; a line per group written before manifests; the number
+        of chunks checked). With ``record``, such a group has every chunk decoded and, if
+        all do, its manifest recorded (a line says so), and is checked from then on."""
+        problems, notes, chunks = [], [], 0
         for grid, level in self.groups():
-            group = self._group(grid, level)
             try:
+                group = self._group(grid, level)
                 group.provenance()  # which names the stage that rewrites a chunk
+                if group.manifest is None and record:
+                    undecodable, group = self._adopt(grid, level)
+                    problems += [group.line(*p) for p in undecodable]
+                    if group.manifest is not None:
+                        notes.append(f"{group.name}: written by an older entropice: every "
+                                     "chunk decoded, its manifest recorded")
             except CubeError as err:
                 problems.append(str(err))
                 continue
             if group.manifest is None:
-                unchecked.append(f"{group.name}: no manifest (written by an older entropice): "
-                                 "rerun its stages with --force to record one")
+                if not record:
+                    notes.append(f"{group.name}: no manifest (written by an older "
+                                 "entropice): its chunks are not checked; `entropice cube "
+                                 f"check {self.path} --record` records one")
                 continue
             problems += [group.line(*p) for p in group.problems(checksums=True)]
             chunks += sum(len(c) for c in group.manifest.values())
-        return problems, unchecked, chunks
+        return problems, notes, chunks
+
+    def _adopt(self, grid: str, level: int) -> tuple[list, _Group]:
+        """Bring a group written before manifests under checking: under its lock, decode
+        every chunk stored (proving they read) and, if all do, record its manifest; (the
+        problems found, the group as it is now)."""
+        name = group_name(grid, level)
+        with self._writing(name):
+            group = self._group(grid, level)
+            if group.manifest is not None:  # a writer recorded one meanwhile
+                return [], group
+            undecodable = group.undecodable()
+            if not undecodable:
+                try:
+                    _seal(group.dir, keep={})
+                except OSError as err:  # a read-only cube, a full disk
+                    raise _write_error(err, name, self.path) from err
+            return undecodable, self._group(grid, level)
 
     def info(self) -> str:
         """A description: groups, cell counts, variables with units, provenance."""
@@ -560,25 +619,6 @@ class Cube:
                 for v in rec.get("variables", [])}
         return {stage: config_hash(records[stage])
                 for stage in sorted({last[v] for v in variables if v in last})}
-
-
-def _set_group_attrs(store_path: Path, attrs: dict):
-    meta_path = store_path / "zarr.json"
-    meta = json.loads(meta_path.read_text())
-    meta["attributes"] = attrs
-    _write_json(meta_path, meta)
-
-
-def _write_json(path: Path, obj):
-    """Replace ``path`` with ``obj`` as JSON atomically, through a temporary file of this
-    writer's own (a shared name let two writers rename each other's), removed on failure."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex}.tmp")
-    try:
-        tmp.write_text(json.dumps(obj, indent=2))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _now():

@@ -12,10 +12,19 @@ Synthetic, drawn by the documented rules below:
 
 - the years: each year's monthly fields are the climatology plus a warming trend of
   0.4 degC per decade and smooth random anomalies (seeded);
-- DARTS: RTS footprints inside eight mapped regions (the real DARTS hotspots), as a
-  Poisson process whose rate rises with summer warmth (thawing degree days), in cold
-  permafrost (annual mean below -1 degC) and in lowlands (below 400 m), where ground
-  ice is most likely; footprints are circles of lognormal size around 0.05 km2;
+- DARTS: RTS footprints inside eight mapped regions (the real DARTS hotspots), in cold
+  permafrost (annual mean below -1 degC), in one of two ground-ice settings fixed per
+  region: ice-rich lowlands (Yedoma and ice-rich marine plains: Alaska North Slope, Yamal
+  and Gydan, Taymyr, Yakutia), where slumps need warm summers (thawing degree days around
+  800 degC d and more) and ground below 400 m, and buried glacier ice in moraine hills
+  (Banks Island, Peel Plateau, Novaya Zemlya, Chukotka), where slumps open already
+  around 500 degC d, on ground between 100 and 700 m. Each year, a slump of the year
+  before stays active with probability 0.6 (and grows by a tenth), and new slumps open
+  as a Poisson process whose rate follows the region's rule at the climatology, times
+  exp(anomaly / 150 degC d), the anomaly being the year's thawing degree days (from the
+  ERA5 file's monthly means) against the mean of the file's years: a summer 100 degC d
+  warmer than usual (one standard deviation) opens twice as many; footprints are circles
+  of lognormal size around 0.05 km2;
 - AlphaEarth: 64-band unit vectors at 25 km, a fixed random projection of the real
   drivers (elevation, climate, land, latitude) plus noise.
 
@@ -52,6 +61,23 @@ REGIONS = {  # DARTS hotspots: (lon_min, lat_min, lon_max, lat_max)
     "Yakutia": (120.0, 64.0, 140.0, 71.0),
     "Chukotka": (170.0, 64.0, 179.9, 68.5),
 }
+GROUND_ICE = {  # the demo's two settings of ground ice: new RTS per 1000 km2 and year
+    "ice-rich lowlands": {"rate": 4.0, "tdd_centre": 800.0, "z_range": (-1e4, 400.0)},
+    "glacier ice in moraine hills": {"rate": 4.0, "tdd_centre": 500.0, "z_range": (100.0, 700.0)},
+}
+REGION_SETTING = {
+    "Banks Island": "glacier ice in moraine hills",
+    "Peel Plateau": "glacier ice in moraine hills",
+    "Alaska North Slope": "ice-rich lowlands",
+    "Yamal and Gydan": "ice-rich lowlands",
+    "Novaya Zemlya": "glacier ice in moraine hills",
+    "Taymyr": "ice-rich lowlands",
+    "Yakutia": "ice-rich lowlands",
+    "Chukotka": "glacier ice in moraine hills",
+}
+SURVIVAL = 0.6  # a slump active one year is still active the next
+DAYS = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])  # of each month
+ANOMALY_SCALE = 150.0  # degC d more thawing than the file's mean year: e times the openings
 SYNTHETIC = ("DARTS labels (RTS footprints), AlphaEarth embeddings and the year-to-year ERA5 "
              "anomalies are synthetic, drawn by entropice.sources.demo; land (NOAA GLOBE), "
              "elevation (ITU-R P.1511) and the monthly ERA5 climatology are real")
@@ -177,44 +203,83 @@ def _drivers_at(lon, lat, clim_feats, elev):
     return tmean, tdd, z
 
 
-def write_darts(clim, elev, land, directory, rng):
-    """Synthetic RTS footprints (EPSG:3413) in the mapped regions, and their coverage."""
+def _yearly_tdd(era5, years, year_start_month=10):
+    """Thawing degree days (degC d) of each year's monthly means, years counted as the
+    pipeline counts them (:func:`entropice.sources.era5.arctic_year`)."""
+    from .sources.era5 import arctic_year
+
+    t = era5.t2m - 273.15
+    days = xr.DataArray(t.time.dt.days_in_month.values, dims="time")
+    positive = (t.clip(min=0) * days).assign_coords(
+        arctic_year=("time", arctic_year(t.time.values, year_start_month)))
+    return positive.groupby("arctic_year").sum().sel(arctic_year=years)
+
+
+def _new_slump_rate(setting, tmean, tdd, z, on_land):
+    """New RTS per 1000 km2 in a year of climatological weather, by ground-ice setting."""
+    rule = GROUND_ICE[setting]
+    warm = 1.0 / (1.0 + np.exp(-(tdd - rule["tdd_centre"]) / 150.0))
+    z = np.nan_to_num(z, nan=1e4)
+    ground = np.where((z >= rule["z_range"][0]) & (z < rule["z_range"][1]), 1.0, 0.15)
+    return rule["rate"] * warm * (tmean < -1.0) * ground * np.clip(on_land, 0, 1)
+
+
+def _footprint(rng, cell, k):
+    """A new slump at a random place around lattice point ``k`` of a row ``cell`` (its
+    longitudes, latitude, and spacing in longitude and latitude): (lon, lat, radius m)."""
+    lon, lat, dlon, spacing = cell
+    return (lon[k] + (rng.random() - 0.5) * dlon, lat + (rng.random() - 0.5) * spacing,
+            float(np.exp(rng.normal(np.log(120.0), 0.6))))
+
+
+def write_darts(clim, era5, elev, land, directory, rng):
+    """Synthetic RTS footprints (EPSG:3413) in the mapped regions, and their coverage.
+
+    Active slumps persist from year to year (probability ``SURVIVAL``, growing by a
+    tenth) and new ones open with the region's ground-ice rule, more in warm summers
+    (the year's thawing degree days in ``era5`` against the climatology ``clim``).
+    """
     import geopandas as gpd
     import shapely
     from pyproj import Transformer
 
-    days = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])[:, None, None]
-    feats = {"tmean": (clim.t2m * xr.DataArray(days[:, 0, 0], dims="month")).sum("month") / 365,
-             "tdd": (clim.t2m.clip(min=0) * xr.DataArray(days[:, 0, 0], dims="month")).sum(
-                 "month")}
+    days = xr.DataArray(DAYS, dims="month")
+    feats = {"tmean": (clim.t2m * days).sum("month") / 365,
+             "tdd": (clim.t2m.clip(min=0) * days).sum("month")}
+    yearly = _yearly_tdd(era5, YEARS)
+    yearly = yearly.sel(arctic_year=LABEL_YEARS) - yearly.mean("arctic_year")
     to_polar = Transformer.from_crs("EPSG:4326", "EPSG:3413", always_xy=True)
     rows = []
     spacing = 0.2  # deg of latitude between lattice points; cells of ~22 x (22 cos lat) km
-    for lo0, la0, lo1, la1 in REGIONS.values():
-        la = np.arange(la0 + spacing / 2, la1, spacing)
-        for lat in la:
+    area_km2 = (111.0 * spacing) ** 2
+    for region, (lo0, la0, lo1, la1) in REGIONS.items():
+        setting = REGION_SETTING[region]
+        for lat in np.arange(la0 + spacing / 2, la1, spacing):
             dlon = spacing / np.cos(np.radians(lat))
             lon = np.arange(lo0 + dlon / 2, lo1, dlon)
             lat_arr = np.full(len(lon), lat)
             tmean, tdd, z = _drivers_at(lon, lat_arr, feats, elev)
             on_land = land.sel(y=xr.DataArray(lat_arr, dims="p"), x=xr.DataArray(lon, dims="p"),
                                method="nearest").values
-            area_km2 = (111.0 * spacing) ** 2
-            # RTS per 1000 km2 and year: warm summers, cold ground, lowlands
-            rate = (8.0 / (1.0 + np.exp(-(tdd - 800.0) / 150.0)) * (tmean < -1.0)
-                    * np.where(np.nan_to_num(z, nan=1e4) < 400.0, 1.0, 0.15)
-                    * np.clip(on_land, 0, 1))
-            for year in LABEL_YEARS:
-                growth = 1.0 + 0.15 * (year - LABEL_YEARS[0])
-                n = rng.poisson(rate * growth * area_km2 / 1000.0)
-                for k in np.flatnonzero(n):
-                    for _ in range(n[k]):
-                        plon = lon[k] + (rng.random() - 0.5) * dlon
-                        plat = lat + (rng.random() - 0.5) * spacing
-                        x, y = to_polar.transform(plon, plat)
-                        radius = float(np.exp(rng.normal(np.log(120.0), 0.6)))
-                        rows.append({"year": year, "region": "",
-                                     "geometry": shapely.Point(x, y).buffer(radius, 8)})
+            expected = _new_slump_rate(setting, tmean, tdd, z, on_land) * area_km2 / 1000.0
+            anomaly = yearly.sel(latitude=xr.DataArray(lat_arr, dims="p"),
+                                 longitude=xr.DataArray(np.mod(lon, 360.0), dims="p"),
+                                 method="nearest").values
+
+            cell = (lon, lat, dlon, spacing)
+            # the slumps already active before the first year: the persistent stock of
+            # an average year's openings
+            stock = [_footprint(rng, cell, k) for k in np.flatnonzero(on_land > 0)
+                     for _ in range(rng.poisson(expected[k] * SURVIVAL / (1 - SURVIVAL)))]
+            for i, year in enumerate(LABEL_YEARS):
+                stock = [(x, y, r * 1.1) for x, y, r in stock if rng.random() < SURVIVAL]
+                n = rng.poisson(expected * np.exp(anomaly[i] / ANOMALY_SCALE))
+                stock += [_footprint(rng, cell, k) for k in np.flatnonzero(n)
+                          for _ in range(n[k])]
+                for plon, plat, radius in stock:
+                    x, y = to_polar.transform(plon, plat)
+                    rows.append({"year": year, "region": "",
+                                 "geometry": shapely.Point(x, y).buffer(radius, 8)})
     gdf = gpd.GeoDataFrame(rows, crs="EPSG:3413")
     path = directory / "DARTS_demo_level2.gpkg"
     gdf.to_file(path, layer="rts", driver="GPKG")
@@ -306,7 +371,7 @@ permutation_repeats = 1
 
 [evaluate]                  # `entropice evaluate`: regions held out, learning curves
 groups = ["h3/4"]           # one group, so the demo stays minutes (every group: leave out)
-repeats = 2
+repeats = 4
 """
     path.write_text(text)
     return path
@@ -329,10 +394,11 @@ def make_raw(raw: Path, cube_path, force=False, quiet=True):
             raw / "land_5min.tif", compress="deflate"),
         "elevation": lambda: made.setdefault("elev", elevation()),
         "climatology": lambda: made.setdefault("clim", climatology()),
-        "era5": lambda: write_era5(made["clim"], raw / "era5" / "era5_demo_monthly.nc", rng),
+        "era5": lambda: made.setdefault("era5", write_era5(
+            made["clim"], raw / "era5" / "era5_demo_monthly.nc", rng)),
         "arcticdem": lambda: write_dem_tiles(made["elev"], made["land"], raw / "arcticdem"),
-        "darts": lambda: write_darts(made["clim"], made["elev"], made["land"], raw / "darts",
-                                     rng),
+        "darts": lambda: write_darts(made["clim"], made["era5"], made["elev"], made["land"],
+                                     raw / "darts", rng),
         "alphaearth": lambda: write_alphaearth(made["clim"], made["elev"], made["land"],
                                                raw / "alphaearth", rng),
     }

@@ -257,11 +257,11 @@ def _each_group(cfg, stage, inputs, compute, *, force, quiet, new_group=False, p
     def write(name, level):
         try:
             ds = compute(name, level, cube, scratch(name, level))
-            _check_not_empty(stage, name, level, ds)
             whole = new_group and not ((name, level) in cube and np.array_equal(
                 cube.read(name, level).cell_ids.values, ds.cell_ids.values))
             (cube.write_group if whole else cube.add_variables)(
                 ds, name, level, stage=stage, config_hash=chash, inputs=inputs_of(name, level))
+            _check_not_empty(stage, name, level, cube, list(ds.data_vars))
         finally:
             scratches.pop((name, level)).close()
         log.info("%s: staged %s/%s", stage, name, level)
@@ -279,12 +279,14 @@ def _each_group(cfg, stage, inputs, compute, *, force, quiet, new_group=False, p
 # -- the stages ----------------------------------------------------------------------------
 
 
-def _check_not_empty(stage, name, level, ds):
+def _check_not_empty(stage, name, level, cube, variables):
     """A source stage whose every value on a group is missing read nothing of its inputs
-    there (a wrong CRS or extent): an error, not a group of NaN."""
-    if not STAGES[stage].source or not ds.data_vars:
+    there (a wrong CRS or extent): an error, not a group of NaN. Checked on the staged
+    write (from the chunks it stored: nothing is read twice), which the error inside the
+    stage's batch then discards."""
+    if not STAGES[stage].source or not variables:
         return
-    if all(not ds[v].notnull().any() for v in ds.data_vars):
+    if len(cube.empty_variables(name, level, variables)) == len(variables):
         raise ConfigError(f"{stage}: every value on {name}/{level} is missing: the inputs "
                           f"({STAGES[stage].inputs}) do not cover any of its cells. Check "
                           "their CRS and extent against [domain] min_lat; nothing was "
@@ -511,9 +513,12 @@ def stage_arcticdem(cfg, *, force=False, quiet=False):
     def prepare(todo, scratch):
         log.info("arcticdem: terrain onto %s in one pass",
                  ", ".join(f"{n}/{lv}" for n, lv in todo))
-        with _steps([], quiet, "arcticdem pixels", "block") as bar:
+        dem = arcticdem.open(paths, bbox=_bbox(cfg))
+        # steps: each block counted and reduced, then each level assembled; the total is
+        # reported before the work starts (a DEM in one block shows its steps too)
+        with _steps([], quiet, "arcticdem", "step") as bar:
             results.update(arcticdem.to_levels(
-                arcticdem.open(paths, bbox=_bbox(cfg)), [get_grid(*g) for g in todo],
+                dem, [get_grid(*g) for g in todo],
                 stats=stats, min_lat=cfg["domain"]["min_lat"],
                 finest=[get_grid(n, lv) for n, lv in finest.items()],
                 progress=lambda done, total: _advance(bar, done, total)))
@@ -687,7 +692,16 @@ def coverage_regions(cfg):
                             crs=4326).dissolve("region").reset_index()
 
 
-def evaluate_runs(cfg, *, force=False, quiet=False, repeats=None, groups=None):
+def _with_regions(cube, name, level, coverage):
+    """A group (lazy) and the labelled region of each of its cells."""
+    from .runs import transfer
+
+    ds = cube.read(name, level)
+    return ds, transfer.cell_regions(ds, coverage)
+
+
+def evaluate_runs(cfg, *, force=False, quiet=False, repeats=None, groups=None,
+                  search=None):
     """Each group's current run measured beyond its folds (:mod:`entropice.runs.transfer`):
     leave-one-region-out transfer, learning curves by labelled area and temporal
     validation, written into the run (a run evaluated with as many draws from the same
@@ -696,10 +710,19 @@ def evaluate_runs(cfg, *, force=False, quiet=False, repeats=None, groups=None):
     cells, and the coverage files' fingerprints, so that a rerun of `entropice labels`
     redoes it). The groups and the learning curves' draws are ``groups`` and
     ``repeats``, else [evaluate] ``groups`` (``["h3/4"]``; default every group) and
-    ``repeats`` (default 3). Returns {(grid, level): (run_id, tables, info)}."""
-    from .runs import transfer
+    ``repeats`` (default 3). eSPA+'s parameters come from a search in each split on its
+    training samples alone (as training searches them;
+    :data:`~entropice.runs.transfer.SEARCH`), so that no held-out region or later year
+    chooses them, or with ``search`` false ([evaluate] ``search``) are the run's own.
+    The tables' figures are drawn into the run too (:mod:`entropice.runs.figures`).
+    Returns {(grid, level): (run_id, tables, info)}."""
+    from .runs import figures, transfer
 
     section = cfg.get("evaluate", {})
+    search = bool(section.get("search", True)) if search is None else search
+    parameters = ("eSPA+ searched in each split on its training samples" if search else
+                  "eSPA+ with the run's chosen parameters (searched on every labelled "
+                  "sample)") + ", the baselines untuned"
     repeats = int(repeats or section.get("repeats", 3))
     if groups is None and section.get("groups"):
         groups = [parse_group(g, "[evaluate] groups") for g in section["groups"]]
@@ -721,7 +744,8 @@ def evaluate_runs(cfg, *, force=False, quiet=False, repeats=None, groups=None):
             *features, "rts_class", "rts_count", "rts_area_km2", "lat", "lon", "area_km2",
             "land_fraction"])}
         tables, info = store.evaluation(run_id)
-        if not force and info.get("run_id") == run_id and info.get("repeats") == repeats:
+        if (not force and info.get("run_id") == run_id and info.get("repeats") == repeats
+                and info.get("parameters") == parameters):
             before = info.get("data", {})
             rewritten = sorted(k for k in before.keys() | data.keys()
                                if before.get(k) != data.get(k))
@@ -729,14 +753,16 @@ def evaluate_runs(cfg, *, force=False, quiet=False, repeats=None, groups=None):
                 log.info("evaluate %s/%s: %s rewritten since the last evaluation", name,
                          level, key)
             if not rewritten:
+                if not figures.drawn(store.path(run_id), tables):  # evaluated before them
+                    figures.write(store.path(run_id), tables, info,
+                                  *_with_regions(cube, name, level, coverage))
                 out[name, level] = (run_id, tables, info)
                 continue
-        params = meta.get("best_params") or None
+        params = transfer.SEARCH if search else meta.get("best_params") or None
         # the run's own features and target: the same models as its folds measured
         section = {**cfg.get("train", {}), "target": meta.get("target", "rts_class"),
                    "features": features}
-        ds = cube.read(name, level)
-        regions = transfer.cell_regions(ds, coverage)
+        ds, regions = _with_regions(cube, name, level, coverage)
         samples = transfer.Samples(ds, section, regions)  # read once for every measure
         steps = [("transfer", functools.partial(transfer.leave_one_region_out, ds, regions,
                                                 section, params, samples=samples)),
@@ -762,19 +788,24 @@ def evaluate_runs(cfg, *, force=False, quiet=False, repeats=None, groups=None):
             log.warning("evaluate %s/%s: no %s (%s)", name, level, what, why)
         tables, changed = {}, None
         todo = [(what, step) for what, step in steps if possible[what]]
-        for what, step in _progress(todo, quiet, f"evaluate {name}/{level}", "measure"):
-            result = step()
-            if what == "temporal":
-                result, changed = result
-            tables[what] = result
+        fits = transfer.planned_fits(samples, repeats)
+        # a step per fit (split x model), every measure's counted before the first
+        with _steps(range(sum(fits[what] for what, _ in todo)), quiet,
+                    f"evaluate {name}/{level}", "fit") as bar:
+            for what, step in todo:
+                bar.set_description(f"evaluate {name}/{level} {what}")
+                result = step(bar=bar)
+                if what == "temporal":
+                    result, changed = result
+                tables[what] = result
         info = {"run_id": run_id, "repeats": repeats, "data": data,
                 "regions": counts.to_dict(),
                 "regions_from": "coverage" if coverage is not None else "k-means",
                 "labels_changed_share": (None if changed is None or np.isnan(changed)
                                          else changed), "skipped": skipped,
-                "parameters": "eSPA+ with the run's chosen parameters (searched on every "
-                              "labelled sample), the baselines untuned"}
+                "parameters": parameters}
         store.write_evaluation(run_id, tables, info)
+        figures.write(store.path(run_id), tables, info, ds, regions)
         out[name, level] = (run_id, tables, info)
     return out
 

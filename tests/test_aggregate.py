@@ -446,6 +446,69 @@ def test_summaries_of_parts_merge_within_the_rank_bound(seed, n_parts, m, kind):
         assert w[v <= x].sum() / total >= q - 1 / m - 1e-9
 
 
+@settings(max_examples=80, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 6), st.sampled_from([4, 16, 64]),
+       st.sampled_from(["continuous", "ties", "heavy", "arcsine"]))
+def test_sketches_merge_within_the_rank_bound_and_give_exact_quantiles(seed, n_parts, m,
+                                                                      kind):
+    """``_kernels.sketch`` (the finest cells' summaries that coarser levels merge): each
+    cell's points, merged with the others', give every quantile within 1/m of its true
+    rank; the quantiles it computes besides are numpy's, exactly."""
+    from entropice.aggregate import _kernels
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 4000))
+    v = {"continuous": lambda: rng.gamma(2.0, size=n),
+         "ties": lambda: rng.integers(0, 7, size=n).astype(float),
+         "heavy": lambda: np.where(rng.random(n) < 0.9, 1.0 + 1e-6 * rng.random(n),
+                                   rng.normal(size=n) * 50),
+         "arcsine": lambda: np.cos(rng.uniform(0, 2 * np.pi, size=n))}[kind]()
+    k = min(n_parts, n)  # the parts are cells here, one run each
+    starts = np.concatenate([[0], np.sort(rng.choice(np.arange(1, n), size=k - 1,
+                                                     replace=False))]).astype(np.int32)
+    lengths = np.diff(np.append(starts, n)).astype(np.int32)
+    weight, slope = rng.uniform(0.5, 1.5, size=k), rng.uniform(-1e-4, 1e-4, size=k)
+    runs = (v[None, :], 0.0, False, np.zeros(k, dtype=np.int32), starts, lengths,
+            np.arange(k, dtype=np.int32), weight, slope)
+    count, wsum, _, _, _, lo, hi = _kernels.moments(*runs, k, False, True)
+    qs = np.array([0.0, 0.1, 0.5, 0.9, 1.0])
+    cells, values, weights, exact = _kernels.sketch(
+        *runs, np.arange(k), np.arange(k + 1, dtype=np.int64), count, wsum, lo, hi,
+        int(lengths.max()), m, int(np.minimum(lengths, m).sum()), qs, np.ones(k, dtype=bool))
+    assert np.all(np.bincount(cells, minlength=k) <= np.minimum(lengths, m))
+    w = np.concatenate([weight[p] + np.arange(lengths[p]) * slope[p] for p in range(k)])
+    np.testing.assert_allclose(weights.sum(), w.sum(), rtol=1e-9)
+    for p in range(k):
+        part = slice(starts[p], starts[p] + lengths[p])
+        np.testing.assert_array_equal(exact[p], np.quantile(
+            v[part], qs, weights=w[part], method="inverted_cdf"))
+    got = _kernels.grouped_quantiles(np.zeros(len(values), dtype=np.int64), values, weights,
+                                     1, qs)[0]
+    total = w.sum()
+    for q, x in zip(qs, got):
+        assert w[v < x].sum() / total <= q + 1 / m + 1e-9
+        assert w[v <= x].sum() / total >= q - 1 / m - 1e-9
+
+
+@pytest.mark.parametrize("chunks", [None, {}, {"y": 60, "x": 70}])
+def test_progress_gives_its_total_first_and_steps_for_a_raster_in_one_block(chunks):
+    """``progress`` hears the total before any work, then every step: a dask raster's
+    blocks counted and reduced (a raster in memory, or in one dask block, shows steps
+    too) and each level assembled."""
+    rng = np.random.default_rng(14)
+    da = projected_raster(rng.normal(size=(120, 130)), res=1500.0, y0=-1500e3)
+    if chunks is not None:
+        da = da.chunk(chunks)  # {}: the whole raster in one dask block
+    calls = []
+    grids = [get_grid("healpix", 6), get_grid("healpix", 8)]
+    raster_to_levels(da, grids, stats=("mean", "p50"),
+                     progress=lambda done, total: calls.append((done, total)))
+    total = calls[0][1]
+    blocks = 1 if chunks in (None, {}) else 4
+    assert total == 2 * blocks + len(grids)
+    assert calls == [(k, total) for k in range(total + 1)]
+
+
 def test_index_is_cached_in_memory_and_on_disk(tmp_path, monkeypatch):
     monkeypatch.setenv("ENTROPICE_CACHE_DIR", str(tmp_path))
     clear_cache()

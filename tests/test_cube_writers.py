@@ -1,6 +1,7 @@
 """No lost writes (issue 19): concurrent writers of a group serialise on its lock, a write
-that fails on the filesystem leaves nothing behind and says so in one line, and garbage
-provenance is named and repaired by rerunning a stage with --force."""
+that fails on the filesystem leaves nothing behind and says so in one line, garbage
+provenance is named and repaired by rerunning a stage with --force, two writes of a group
+in one batch both stay, and a reader whose group another writer replaced is told so."""
 
 import errno
 import fcntl
@@ -236,3 +237,50 @@ def test_garbage_provenance_is_named_and_repaired_with_force(tmp_path):
     assert set(cube.provenance("h3", 3)) == {"grids", "era5"}
     assert "era5_tdd_sum" in cube.read("h3", 3)
     assert_consistent(cube.path)
+
+
+def test_two_writes_of_a_group_in_one_batch_both_stay(cube):
+    """The second write (and every read) in a batch sees the first: nothing is lost when
+    the batch swaps the group in, and each stage is recorded."""
+    cells = cube.read("h3", 2).cell_ids
+    with cube.batch():
+        cube.add_variables(variable("first", cells, 1), "h3", 2, stage="one")
+        cube.add_variables(variable("second", cells, 2), "h3", 2, stage="two")
+        assert {"first", "second"} <= set(cube.read("h3", 2).data_vars)
+        assert "first" not in Cube(cube.path).read("h3", 2)  # staged, not yet in place
+        # a year the group lacks (it has 2021, 2022) makes it be rewritten whole, on the
+        # union of the years: the first two writes are kept
+        years = xr.Dataset({"third": (("year", "cells"), np.full((2, cells.size), 3.0),
+                                      {"units": "1", "long_name": "third"})},
+                           coords={"cell_ids": cells, "year": [2020, 2021]})
+        cube.add_variables(years, "h3", 2, stage="three")
+    ds = Cube(cube.path).read("h3", 2)
+    assert (ds["first"] == 1).all() and (ds["second"] == 2).all()
+    assert (ds["third"].sel(year=[2020, 2021]) == 3).all() and list(ds.year) == [2020, 2021, 2022]
+    assert {"one", "two", "three"} <= set(cube.provenance("h3", 2))
+    assert_consistent(cube.path)
+
+
+def test_a_reader_whose_group_was_rewritten_is_told(cube):
+    """A lazy dataset held while another process swaps a new group in: reading a chunk
+    that changed names the rewrite, its stage and time, and says to reopen."""
+    lazy = Cube(cube.path).read("h3", 2)
+    proc = python("""
+        import sys
+        import numpy as np, xarray as xr
+        from entropice.cube import Cube
+        cube = Cube(sys.argv[1])
+        ds = cube.read("h3", 2)
+        land = xr.Dataset({"land_fraction": ("cells", np.full(ds.cells.size, 0.5), {
+            "units": "1", "long_name": "land share"})}, coords={"cell_ids": ds.cell_ids})
+        cube.add_variables(land, "h3", 2, stage="land")
+    """, cube.path)
+    assert proc.wait(timeout=120) == 0, proc.communicate()[1]
+    time = cube.provenance("h3", 2)["land"]["time"]
+    with pytest.raises(CubeError) as err:
+        lazy.land_fraction.load()
+    assert str(err.value) == (
+        f"group h3/2 was rewritten by another writer (stage land at {time}) after it was "
+        "opened (chunk c/0 of variable 'land_fraction' is no longer the one opened); reopen "
+        "the group (Cube.read) and read it again.")
+    assert (Cube(cube.path).read("h3", 2).land_fraction == 0.5).all()

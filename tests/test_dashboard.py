@@ -3,6 +3,8 @@ tests/ui drives the served page)."""
 
 import io
 import json
+import threading
+import time
 
 import geopandas as gpd
 import holoviews as hv
@@ -48,7 +50,7 @@ from entropice.dashboard.page import App, cube_path
 from entropice.dashboard.relevance_view import RelevanceView, importance, is_flat, weights
 from entropice.dashboard.selection import Brush, Selection
 from entropice.dashboard.space_view import SpaceView, cell_table
-from entropice.dashboard.store import CubeStore
+from entropice.dashboard.store import CubeStore, SharedCache
 from entropice.grids import get_grid
 
 hv.extension("bokeh")  # as the served page does: the map's options need a backend
@@ -77,6 +79,67 @@ def test_store_reads_the_cube_and_its_runs(store, cube):
     assert store.dataset("h3", 3) is store.dataset("h3", 3)  # read once
     assert store.run_ids("h3", 3) == [cube[1]] and store.run_ids("h3", 2) == []
     assert list(store.current_models()) == ["h3 3"]
+
+
+def test_the_shared_cache_takes_threads_hammering_it():
+    """Threads asking for more keys than are kept (each ask may evict another's entry):
+    every answer is right, no error, and a key is never computed by two threads at once."""
+    running, most = {}, {}
+    guard = threading.Lock()
+
+    def square(k):
+        with guard:
+            running[k] = running.get(k, 0) + 1
+            most[k] = max(most.get(k, 0), running[k])
+        time.sleep(0.0005)
+        with guard:
+            running[k] -= 1
+        return k * k
+
+    cache = SharedCache(square, size=4)
+    errors, start = [], threading.Barrier(16)
+
+    def hammer(seed):
+        rng = np.random.default_rng(seed)
+        start.wait()
+        try:
+            for k in rng.integers(0, 12, 400):
+                assert cache(int(k)) == k * k
+        except Exception as e:  # noqa: BLE001 (any failure in a thread is the test's)
+            errors.append(e)
+
+    threads = [threading.Thread(target=hammer, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and max(most.values()) == 1 and len(cache._items) <= 4
+
+
+def test_the_box_prefetch_runs_beside_the_sessions(store, cube):
+    """The prefetch's thread and sessions' threads read groups, models and boxes at once:
+    each gets the same boxes, computed once."""
+    run = cube[1]
+    store.run_ids("h3", 3)
+    errors, boxes = [], []
+
+    def session():
+        try:
+            for _ in range(20):
+                assert store.dataset("h3", 3) is store.dataset("h3", 3)
+                store.model(run)
+                boxes.append(store.cell_boxes(run, "h3", 3, 2022))
+        except Exception as e:  # noqa: BLE001 (any failure in a thread is the test's)
+            errors.append(e)
+
+    for _ in range(8):
+        store.prefetch_boxes(run, "h3", 3, 2022, delay=0.0)
+    threads = [threading.Thread(target=session) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and all(b is boxes[0] for b in boxes)
 
 
 def test_selection_follows_the_store(sel, cube):
@@ -128,9 +191,10 @@ def test_the_page_composes_the_views_and_the_sidebar_follows(sel, cube):
     notice, tabs = page.main[0], page.main[1]
     assert isinstance(notice, pn.pane.Alert) and not notice.visible  # a link's left-outs
     assert len(tabs) == 7  # map, compare, boxes, space, relevance, evaluation, data
-    assert f"Cube: `{cube[0]}`" in page.sidebar[-1].object
-    note = next(w for w in page.sidebar if isinstance(w, pn.pane.Alert))
-    csv = pn.Column(*page.sidebar).select(pn.widgets.FileDownload)[0]
+    sidebar, = page.sidebar  # one root in the page's document
+    assert f"Cube: `{cube[0]}`" in sidebar[-1].object
+    note = next(w for w in sidebar if isinstance(w, pn.pane.Alert))
+    csv = sidebar.select(pn.widgets.FileDownload)[0]
     assert not note.visible and csv.filename == "h33_pred_any_2022.csv"
     sel.grid = "healpix"
     assert note.visible and csv.filename == "healpix4_rts_density_2022.csv"
@@ -583,6 +647,17 @@ def test_evaluation_view(sel):
     pn.panel(beyond).get_root()
     text = " ".join(str(getattr(o, "object", "")) for o in beyond.objects)
     assert "Beyond the folds" in text and "measures nothing about time" in text
+    assert sel.store.figure(sel.run, "transfer_map") is None  # not drawn: not shown
+    assert not any(isinstance(o, pn.pane.PNG) for o in beyond.objects)
+    from entropice.runs import figures
+
+    run_dir = sel.store.run_store.path(sel.run)
+    figures.write(run_dir, tables, {"run_id": sel.run}, ds, regions)
+    assert sel.store.figure(sel.run, "transfer_map") == run_dir / "transfer_map.png"
+    maps = [o for o in view.plots().objects[-1].objects if isinstance(o, pn.pane.PNG)]
+    assert len(maps) == 1 and maps[0].object == str(run_dir / "transfer_map.png")
+    with pytest.raises(KeyError, match="unknown figure"):
+        sel.store.figure(sel.run, "../model")
     heat = transfer_heatmap(tables["transfer"])
     assert set(heat.HeatMap.I.dimension_values("region")) == set(regions) - {""}
     curve = learning_curve_plot(tables["learning_curve"])
@@ -591,6 +666,8 @@ def test_evaluation_view(sel):
                                                       "persistence", "climatology"]
     for name in ("transfer", "learning_curve", "temporal"):  # the run as it was
         (sel.store.run_store.path(sel.run) / f"{name}.csv").unlink()
+    for path in run_dir.glob("*.png"):
+        path.unlink()
     (sel.store.run_store.path(sel.run) / "evaluation.json").unlink()
 
 

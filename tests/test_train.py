@@ -536,3 +536,48 @@ def test_a_run_repeats_exactly_whatever_the_thread_count(tmp_path):
         for name, value in metrics.items():
             assert again["metrics"][model][name] == value, (model, name)
     assert first["triage"] == again["triage"]
+
+
+def fold_sample(n=3000, seed=0):
+    """A training fold's samples as :func:`runs.cv._read_samples` gives them: features,
+    four imbalanced classes, inner blocks, and the fit and search positions."""
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n, 8, n_informative=5, n_classes=4,
+                               weights=[0.7, 0.1, 0.1, 0.1], random_state=seed)
+    blocks = np.random.default_rng(seed).integers(0, 6, n)
+    return X, y, blocks, np.arange(n), np.arange(0, n, 2)
+
+
+def stepped_and_whole(make, sample, settings):
+    """A model fitted by :func:`runs.cv._fit` with a progress bar (in steps) and without
+    (at once), their probabilities of the samples, and the bar's count and total."""
+    import io
+
+    from tqdm import tqdm
+
+    from entropice.runs import cv
+
+    with tqdm(file=io.StringIO()) as bar:
+        stepped, _ = cv._fit(make, sample, settings, bar)
+        done = (bar.n, bar.total)
+    whole, _ = cv._fit(make, sample, settings)
+    X = sample[0]
+    return cv._ask(stepped, X), cv._ask(whole, X), stepped, whole, done
+
+
+def test_a_forest_grown_in_steps_is_the_forest_of_one_fit():
+    """A forest's trees grown in warm-started batches (so that a bar shows the fit's
+    progress) make the model of one fit: the same probabilities, bit for bit, and the
+    same parameters; other models are fitted at once, whatever the bar."""
+    from entropice.runs import cv
+
+    s = cv._settings({"tree_rows": 1000})
+    stepped, whole, a, b, (n, total) = stepped_and_whole(
+        lambda: cv._baseline("RandomForest", 0), fold_sample(), s)
+    np.testing.assert_array_equal(stepped, whole)
+    assert a.get_params()["model"].get_params() == b.get_params()["model"].get_params()
+    assert n == total == 200
+    *_, (n, _) = stepped_and_whole(lambda: cv._baseline("HistGradientBoosting", 0),
+                                   fold_sample(), s)
+    assert n == 0

@@ -189,3 +189,74 @@ def test_entropice_evaluate_writes_into_the_run(tmp_path):
     res = CliRunner().invoke(app, ["evaluate", "-c", str(tmp_path / "config.toml"),
                                    "--group", "h3/2", "-q"])
     assert res.exit_code == 1 and "no trained run for h3/2" in res.output
+
+
+def test_each_fit_is_a_step_of_a_bar_whose_total_is_known_first():
+    """`entropice evaluate` shows a step per fit (split x model): the fits each measure
+    counts before it starts are those it makes."""
+    import io
+
+    from tqdm import tqdm
+
+    ds, regions = learnable()
+    d = T.Samples(ds, FAST, regions)
+    planned = T.planned_fits(d, repeats=1)
+    assert planned == {"transfer": 8 * 3, "learning_curve": 4 * 3, "temporal": 1 * 3}
+    measures = {"transfer": lambda bar: T.leave_one_region_out(ds, regions, FAST, ESPA,
+                                                               samples=d, bar=bar),
+                "learning_curve": lambda bar: T.learning_curve(ds, regions, FAST, ESPA,
+                                                               repeats=1, samples=d, bar=bar),
+                "temporal": lambda bar: T.temporal_validation(ds, FAST, ESPA, samples=d,
+                                                              bar=bar)}
+    for what, measure in measures.items():
+        with tqdm(total=planned[what], file=io.StringIO()) as bar:
+            measure(bar)
+            assert bar.n == planned[what], what
+
+
+def test_a_search_in_each_split_sees_its_training_samples_alone(monkeypatch):
+    """With ``SEARCH`` eSPA+'s parameters are searched in each split (as training
+    searches, on inner spatial blocks), on samples of the regions trained on alone."""
+    ds, regions = learnable()
+    section = {**FAST, "n_jobs": 1, "inner_folds": 2, "search_rows": 1000,
+               "grid": {"n_boxes": [4, 8], "eps_C": [1.0], "eps_W": [1.0],
+                        "class_weight": ["balanced"]}}
+    d = T.Samples(ds, section, regions)
+    searched, plain = [], T._fit
+
+    def fit(make, sample, s, bar=None):
+        model, search = plain(make, sample, s, bar)
+        if search is not None:
+            searched.append((set(d.regions[sample[4]]), len(sample[4]), search["params"]))
+        return model, search
+
+    monkeypatch.setattr(T, "_fit", fit)
+    t = T.leave_one_region_out(ds, regions, section, T.SEARCH, samples=d)
+    held_out = sorted(set(t.region))
+    assert len(searched) == len(held_out) == 8
+    for region, (seen, n, params) in zip(held_out, searched):
+        assert region not in seen and len(seen) == 7 and n == 1000
+        assert params["n_boxes"] in (4, 8)
+    assert t[t.model == "eSPA+"].roc_auc.notna().all()
+
+
+def test_a_split_with_fewer_inner_blocks_than_folds_still_searches():
+    """A split of few coarse regions holds fewer inner blocks than ``inner_folds``: its
+    search holds out as many as it has (GroupKFold would refuse), and a split of one
+    block fits the grid's first candidate; evaluate never stops there."""
+    ds, regions = learnable()
+    section = {**FAST, "n_jobs": 1, "inner_folds": 3, "search_rows": 1000,
+               "grid": {"n_boxes": [4, 8], "eps_C": [1.0], "eps_W": [1.0],
+                        "class_weight": ["balanced"]}}
+    d = T.Samples(ds, section, regions)
+    models = {"eSPA+": T._models(d.s, T.SEARCH, d.indicators)["eSPA+"]}
+    for n_blocks in (1, 2):
+        blocks = np.unique(d.blocks)[:n_blocks]
+        train = np.flatnonzero(np.isin(d.blocks, blocks))
+        test = np.flatnonzero(~np.isin(d.blocks, blocks))
+        assert len(np.unique(d.y[train])) > 1
+        scores = d.fit_score(models, train, test)
+        assert np.isfinite(scores["eSPA+"]["roc_auc"]), n_blocks
+    made = T._within(models["eSPA+"], 2, d.s)
+    assert made.cv.get_n_splits() == 2
+    assert not hasattr(T._within(models["eSPA+"], 1, d.s), "param_grid")

@@ -617,3 +617,249 @@ def compress(cells, values, weights, m):
                 k += 1
         i = e
     return out_c[:k], out_v[:k], out_w[:k]
+
+
+SKETCH_BUCKETS = 8
+"""Histogram buckets per summary point in ``sketch``: enough that most buckets are
+lighter than half a point, so that few pixels need sorting."""
+
+
+@nb.njit(cache=True, nogil=True)
+def sketch(data, nodata, has_nodata, row, start, length, cell, weight, slope, order,
+           cell_start, counts, totals, lows, highs, max_pixels, m, n_out, qs, exact):
+    """Every cell's summary of at most ``m`` points (as ``summarise``) and, where
+    ``exact[c]``, its exact quantiles ``qs`` (as ``quantiles``), from one histogram.
+
+    One pass spreads a cell's pixels over ``SKETCH_BUCKETS * m`` equal-width value
+    buckets (weight, count, smallest and largest value); a second copies out the
+    pixels of the buckets the quantiles lie in and of the buckets heavier than half a
+    point holding several values, the latter bucketed again (``_refine``). Point j, at
+    the weighted quantile (j + 1/2) / m, is the smallest value of a light (sub-)bucket
+    (its rank off by at most 1/(2m)) or the exact pixel of a sorted one; cells of at
+    most ``m`` pixels give their pixels. So sketches merge with the rank bound of
+    ``summarise``, in two passes over the pixels where ``quantiles`` and ``summarise``
+    take up to six. Returns (cells, values, weights, quantiles).
+    """
+    n_cells = len(cell_start) - 1
+    nq = len(qs)
+    n1 = SKETCH_BUCKETS * m
+    quant = np.full((n_cells, nq), np.nan)
+    cells = np.empty(n_out, dtype=np.int64)
+    values = np.empty(n_out)
+    weights = np.empty(n_out)
+    h1 = np.empty(n1)
+    c1 = np.empty(n1, dtype=np.int64)
+    lo1 = np.empty(n1)
+    hi1 = np.empty(n1)
+    off = np.empty(n1, dtype=np.int64)  # a copied bucket's place in the buffer (-1: not)
+    fill = np.empty(n1, dtype=np.int64)
+    bucket = np.empty(nq, dtype=np.int64)
+    below = np.empty(nq)
+    vbuf = np.empty(max_pixels)
+    wbuf = np.empty(max_pixels)
+    tmp_v = np.empty(max_pixels)
+    tmp_w = np.empty(max_pixels)
+    hist = np.empty(N_BUCKETS)
+    n2 = SKETCH_BUCKETS * (2 * m + 2)  # sub-buckets of the heaviest bucket
+    sub = (np.empty(n2), np.empty(n2, dtype=np.int64), np.empty(n2), np.empty(n2),
+           np.empty(n2 + 1, dtype=np.int64))
+    k = 0
+    for c in range(n_cells):
+        if counts[c] == 0:
+            continue
+        total, lo, hi = totals[c], lows[c], highs[c]
+        scale = (n1 - 1e-9) / (hi - lo) if hi > lo else 0.0
+        if counts[c] <= m or not (np.isfinite(scale) and scale > 0.0):
+            k = _sketch_whole(data, nodata, has_nodata, row, start, length, weight, slope,
+                              order, cell_start[c], cell_start[c + 1], c, counts[c] <= m,
+                              total, lo, hi, m, qs, exact[c], quant[c], vbuf, wbuf, tmp_v,
+                              tmp_w, hist, cells, values, weights, k)
+            continue
+        h1[:] = 0.0
+        c1[:] = 0
+        lo1[:] = np.inf
+        hi1[:] = -np.inf
+        qtotal = 0.0  # summed pixel by pixel, as ``quantiles`` does
+        for j in range(cell_start[c], cell_start[c + 1]):
+            r = order[j]
+            run = data[row[r], start[r]:start[r] + length[r]]
+            for i in range(len(run)):
+                if not _missing(run[i], nodata, has_nodata):
+                    v = np.float64(run[i])
+                    w = weight[r] + i * slope[r]
+                    qtotal += w
+                    b = int((v - lo) * scale)
+                    h1[b] += w
+                    c1[b] += 1
+                    lo1[b] = min(lo1[b], v)
+                    hi1[b] = max(hi1[b], v)
+        heavy = total / (2 * m)
+        off[:] = -1
+        size = 0
+        for q in range(nq):
+            bucket[q] = -1
+            target = qs[q] * qtotal * (1 - 1e-9)
+            if not exact[c]:
+                continue
+            if target <= 0.0:
+                quant[c, q] = lo
+                continue
+            acc = 0.0
+            b = 0
+            while b < n1 - 1 and acc + h1[b] < target:
+                acc += h1[b]
+                b += 1
+            bucket[q], below[q] = b, acc
+            off[b] = 0
+        for b in range(n1):
+            if off[b] >= 0 or (h1[b] > heavy and lo1[b] < hi1[b]):
+                off[b] = size
+                size += c1[b]
+        if size > 0:  # the copied buckets' pixels, each bucket contiguous
+            fill[:] = off
+            for j in range(cell_start[c], cell_start[c + 1]):
+                r = order[j]
+                run = data[row[r], start[r]:start[r] + length[r]]
+                for i in range(len(run)):
+                    if not _missing(run[i], nodata, has_nodata):
+                        b = int((np.float64(run[i]) - lo) * scale)
+                        if off[b] >= 0:
+                            vbuf[fill[b]] = run[i]
+                            wbuf[fill[b]] = weight[r] + i * slope[r]
+                            fill[b] += 1
+        for q in range(nq):
+            b = bucket[q]
+            if b >= 0:
+                a, e = off[b], off[b] + c1[b]
+                quant[c, q] = _weighted_select(vbuf[a:e], wbuf[a:e],
+                                               qs[q] * qtotal * (1 - 1e-9) - below[q])
+        k = _sketch_points(h1, c1, lo1, hi1, off, vbuf, wbuf, heavy, c, total, hi, m,
+                           cells, values, weights, k, tmp_v, tmp_w, sub)
+    return cells[:k], values[:k], weights[:k], quant
+
+
+@nb.njit(cache=True, nogil=True)
+def _sketch_points(h1, c1, lo1, hi1, off, vbuf, wbuf, heavy, c, total, hi, m, cells,
+                   values, weights, k, tmp_v, tmp_w, sub):
+    """A cell's ``m`` points from its histogram; in a heavy bucket (its pixels copied
+    out, at ``off``) from its sub-histogram (``_refine``)."""
+    h2, c2, lo2, hi2, pos = sub
+    n1 = len(h1)
+    acc = 0.0  # weight before bucket b
+    b = 0
+    j = 0
+    while j < m:
+        target = (j + 0.5) / m * total
+        while b < n1 - 1 and acc + h1[b] < target:
+            acc += h1[b]
+            b += 1
+        if c1[b] == 0 or not (off[b] >= 0 and h1[b] > heavy and lo1[b] < hi1[b]):
+            # a light bucket: its smallest value (past the last pixel by rounding: the
+            # largest value)
+            cells[k], values[k], weights[k] = c, hi if c1[b] == 0 else lo1[b], total / m
+            k += 1
+            j += 1
+            continue
+        ns = _refine(vbuf, wbuf, off[b], off[b] + c1[b], lo1[b], hi1[b],
+                     SKETCH_BUCKETS * (int(h1[b] / heavy) + 1), heavy, tmp_v, tmp_w, sub)
+        s = 0
+        acc2 = acc  # weight before sub-bucket s, and before pixel p of a sorted one
+        p = -1
+        cum = 0.0
+        while j < m and (b == n1 - 1 or acc + h1[b] >= target):
+            while s < ns - 1 and acc2 + h2[s] < target:
+                acc2 += h2[s]
+                s += 1
+                p = -1
+            if c2[s] == 0:
+                value = hi1[b]
+            elif h2[s] > heavy and lo2[s] < hi2[s]:
+                if p < 0:
+                    p, cum = pos[s], acc2
+                while p < pos[s + 1] - 1 and cum + wbuf[p] < target:
+                    cum += wbuf[p]
+                    p += 1
+                value = vbuf[p]
+            else:
+                value = lo2[s]
+            cells[k], values[k], weights[k] = c, value, total / m
+            k += 1
+            j += 1
+            target = (j + 0.5) / m * total
+    return k
+
+
+@nb.njit(cache=True, nogil=True)
+def _refine(vbuf, wbuf, a, e, lo, hi, ns, heavy, tmp_v, tmp_w, sub):
+    """A heavy bucket's pixels ``vbuf[a:e]`` spread over ``ns`` equal-width
+    sub-buckets (weight, count, smallest and largest value into ``sub``), reordered
+    sub-bucket by sub-bucket (starting at ``pos``), those still heavy holding several
+    values sorted; returns ``ns``."""
+    h2, c2, lo2, hi2, pos = sub
+    scale = (ns - 1e-9) / (hi - lo)
+    scale = scale if np.isfinite(scale) else 0.0
+    h2[:ns] = 0.0
+    c2[:ns] = 0
+    lo2[:ns] = np.inf
+    hi2[:ns] = -np.inf
+    for i in range(a, e):
+        s = _bucket(vbuf[i], lo, scale, ns)
+        h2[s] += wbuf[i]
+        c2[s] += 1
+        lo2[s] = min(lo2[s], vbuf[i])
+        hi2[s] = max(hi2[s], vbuf[i])
+    pos[0] = a
+    for s in range(ns):
+        pos[s + 1] = pos[s] + c2[s]
+    fill = pos[:ns].copy()
+    for i in range(a, e):
+        s = _bucket(vbuf[i], lo, scale, ns)
+        tmp_v[fill[s]], tmp_w[fill[s]] = vbuf[i], wbuf[i]
+        fill[s] += 1
+    vbuf[a:e] = tmp_v[a:e]
+    wbuf[a:e] = tmp_w[a:e]
+    for s in range(ns):
+        if h2[s] > heavy and lo2[s] < hi2[s]:  # rare
+            x, y = pos[s], pos[s + 1]
+            idx = np.argsort(vbuf[x:y], kind="mergesort")
+            vbuf[x:y] = vbuf[x:y][idx]
+            wbuf[x:y] = wbuf[x:y][idx]
+    return ns
+
+
+@nb.njit(cache=True, nogil=True)
+def _sketch_whole(data, nodata, has_nodata, row, start, length, weight, slope, order, j0,
+                  j1, c, few, total, lo, hi, m, qs, want_exact, quant, vbuf, wbuf, tmp_v,
+                  tmp_w, hist, cells, values, weights, k):
+    """``sketch`` of a cell of at most ``m`` pixels (``few``: the pixels are its points),
+    of one value, or of an infinite or subnormal range (its pixels sorted)."""
+    n = 0
+    for j in range(j0, j1):
+        r = order[j]
+        run = data[row[r], start[r]:start[r] + length[r]]
+        for i in range(len(run)):
+            if not _missing(run[i], nodata, has_nodata):
+                vbuf[n] = run[i]
+                wbuf[n] = weight[r] + i * slope[r]
+                n += 1
+    if want_exact:
+        _quantiles_into(vbuf[:n], wbuf[:n], qs, quant, tmp_v, tmp_w, hist)
+    if few:
+        for i in range(n):
+            cells[k], values[k], weights[k] = c, vbuf[i], wbuf[i]
+            k += 1
+    elif lo == hi:
+        cells[k], values[k], weights[k] = c, lo, total
+        k += 1
+    else:
+        idx = np.argsort(vbuf[:n], kind="mergesort")
+        p = 0
+        cum = 0.0
+        for j in range(m):
+            target = (j + 0.5) / m * total
+            while p < n - 1 and cum + wbuf[idx[p]] < target:
+                cum += wbuf[idx[p]]
+                p += 1
+            cells[k], values[k], weights[k] = c, vbuf[idx[p]], total / m
+            k += 1
+    return k

@@ -318,23 +318,29 @@ def _reduce_levels(values, base, targets, indexes, nodata, want_spread, want_ran
     ``indexes`` holds the block's indexes (:func:`_block_indexes`).
 
     The base's moments are computed once and combined per cell of each level (exact).
-    For quantiles every base cell is summarised once (``_kernels.summarise``): the
-    finest level's complete cells get exact quantiles, its split cells their
-    summaries; a coarser cell complete in this block gets its quantiles from its
-    children's summaries merged (rank within 1 / SUMMARY_POINTS), a split one sends
-    them, compressed to at most SUMMARY_POINTS points (within 1.5 / SUMMARY_POINTS).
+    For quantiles every base cell is sketched once (``_kernels.sketch``, two passes
+    over its pixels): the finest level's complete cells get their exact quantiles from
+    it, its split cells their summaries (``_kernels.summarise``, as on its own); a
+    coarser cell complete in this block gets its quantiles from its children's
+    sketches merged (rank within 1 / SUMMARY_POINTS), a split one sends them,
+    compressed to at most SUMMARY_POINTS points (within 1.5 / SUMMARY_POINTS).
     """
     bi = indexes[base]
     args = _runs(values, bi, nodata)
     n_base = len(bi.touched)
     moments = _kernels.moments(*args, n_base, want_spread, want_range or bool(len(qs)))
-    if len(qs):
-        n_out = int(np.minimum(bi.local_pixels, SUMMARY_POINTS).sum())
-        count, wsum, _, _, _, vmin, vmax = moments
-        p_cells, p_values, p_weights = _kernels.summarise(
-            *args, bi.order, bi.cell_start, np.ones(n_base, dtype=bool), count, wsum, vmin,
-            vmax, bi.max_pixels_per_cell, SUMMARY_POINTS, n_out)
     wanted = _Partial.of(bi.touched, moments, want_spread, want_range, len(qs))
+    if len(qs):
+        finest = [k for k, t in enumerate(targets) if t.grid == base[0]]
+        exact = (_base_mask(indexes[targets[finest[0]].key], complete[finest[0]], n_base)
+                 if finest else np.zeros(n_base, dtype=bool))
+        count, wsum, _, _, _, vmin, vmax = moments
+        n_out = int(np.minimum(bi.local_pixels, SUMMARY_POINTS).sum())
+        *sketch, exact_q = _kernels.sketch(
+            *args, bi.order, bi.cell_start, count, wsum, vmin, vmax, bi.max_pixels_per_cell,
+            SUMMARY_POINTS, n_out, np.asarray(qs), exact)
+        by_value = np.argsort(sketch[1], kind="stable")  # once for every coarser level
+        sketch = [a[by_value] for a in sketch]
     out = []
     for t, done in zip(targets, complete):
         index = indexes[t.key]
@@ -347,28 +353,64 @@ def _reduce_levels(values, base, targets, indexes, nodata, want_spread, want_ran
         quantiles = points = None
         if len(qs):
             done = np.ones(len(touched), dtype=bool) if done is None else done
-            pt = to_t[p_cells]
-            pk = pt >= 0
-            pinv = np.searchsorted(touched, pt[pk])
-            pv, pw = p_values[pk], p_weights[pk]
-            whole = done[pinv]  # points of cells wholly in this block
-            if t.grid == base[0]:  # the finest level: exact where whole
-                q = _kernels.quantiles(*_runs(values, index, nodata), index.order,
-                                       index.cell_start, np.asarray(qs),
-                                       index.max_pixels_per_cell, done)
-                g_local, g_values, g_weights = pinv[~whole], pv[~whole], pw[~whole]
+            if t.grid == base[0]:
+                q, (g_local, g_values, g_weights) = _finest_quantiles(
+                    args, bi, moments, keep, inv, done, exact, exact_q)
             else:
-                q = _kernels.grouped_quantiles(pinv[whole], pv[whole], pw[whole],
-                                               len(touched), np.asarray(qs))
-                order = np.lexsort((pv[~whole], pinv[~whole]))
-                g_local, g_values, g_weights = _kernels.compress(
-                    pinv[~whole][order], pv[~whole][order], pw[~whole][order],
-                    SUMMARY_POINTS)
+                q, (g_local, g_values, g_weights) = _coarse_quantiles(
+                    sketch, to_t, touched, done, qs)
             quantiles = touched[done], q[done]
             points = touched[g_local], g_values, g_weights
         out.append(_Partial.of(touched, [st[k] for k in _MOMENTS], want_spread, want_range,
                                len(qs), quantiles, points))
     return out
+
+
+def _base_mask(index, done, n_base):
+    """The base cells whose cell in ``index`` (derived from the base) is ``done``."""
+    done = np.ones(len(index.touched), dtype=bool) if done is None else done
+    to_t = index.memo["from_base"]
+    mask = np.zeros(n_base, dtype=bool)
+    keep = to_t >= 0
+    mask[keep] = done[np.searchsorted(index.touched, to_t[keep])]
+    return mask
+
+
+def _finest_quantiles(args, bi, moments, keep, inv, done, exact, exact_q):
+    """The finest level's quantiles (exact, from the base's sketch) and the points of
+    its split cells (``_kernels.summarise``, as the level on its own sends them)."""
+    q = np.full((len(done), exact_q.shape[1]), np.nan)
+    q[inv] = exact_q[keep]
+    split = keep & ~exact
+    if not split.any():
+        return q, (np.empty(0, dtype=np.int64), np.empty(0), np.empty(0))
+    count, wsum, _, _, _, vmin, vmax = moments
+    n_out = int(np.minimum(bi.local_pixels[split], SUMMARY_POINTS).sum())
+    local, values, weights = _kernels.summarise(
+        *args, bi.order, bi.cell_start, split, count, wsum, vmin, vmax,
+        bi.max_pixels_per_cell, SUMMARY_POINTS, n_out)
+    to_level = np.full(len(keep), -1)
+    to_level[keep] = inv
+    return q, (to_level[local], values, weights)
+
+
+def _coarse_quantiles(sketch, to_t, touched, done, qs):
+    """A coarser level's quantiles from its finest cells' sketches (sorted by value)
+    merged, where its cell is whole in the block, and the compressed points of the
+    others (sorted by cell, a radix sort where the cells are few, keeping the values'
+    order)."""
+    p_cells, p_values, p_weights = sketch
+    pt = to_t[p_cells]
+    pk = pt >= 0
+    pinv = np.searchsorted(touched, pt[pk])
+    pv, pw = p_values[pk], p_weights[pk]
+    whole = done[pinv]  # points of cells wholly in this block
+    q = _kernels.grouped_quantiles(pinv[whole], pv[whole], pw[whole], len(touched),
+                                   np.asarray(qs))
+    key = pinv[~whole]
+    order = np.argsort(key.astype(np.int16) if len(touched) < 2**15 else key, kind="stable")
+    return q, _kernels.compress(pinv[~whole][order], pv[~whole][order], pw[~whole][order],
+                                SUMMARY_POINTS)
 
 
 # -- sampling at cell centres (coarse rasters) ---------------------------------------------
@@ -579,8 +621,10 @@ def raster_to_levels(raster: xr.DataArray, grids, stats=("mean",),
         of ``grids`` (so that a level's values do not depend on which others are asked
         for at the same time).
     progress : callable, optional
-        Called as ``progress(done, total)`` as a dask-backed raster's blocks are
-        reduced (each block twice: counted, then reduced), for progress bars.
+        Called as ``progress(done, total)``: with 0 before any work (the total known
+        up front), then as a dask-backed raster's blocks are counted and reduced (a
+        raster in memory: indexed and reduced) and as each level is assembled, so that
+        a raster in one block shows its steps too. For progress bars.
 
     Returns
     -------
@@ -617,10 +661,12 @@ def raster_to_levels(raster: xr.DataArray, grids, stats=("mean",),
     # the 2-D slices of the raster, one per position along its other dimensions
     slices = [raster[dict(zip(other_dims, pos))] if other_dims else raster
               for pos in positions]
+    n_blocks = int(np.prod(slices[0].data.numblocks)) if lazy else 1
+    step = _Steps(progress, 2 * n_blocks + len(targets))
     if lazy:  # every slice and every grid, block by block, in one dask pass
         reduced = {t.key: fold.results() for t, fold in
-                   zip(targets, _reduce_dask(slices, x, y, crs, targets, nodata,
-                                             progress=progress, **want))}
+                   zip(targets, _reduce_dask(slices, x, y, crs, targets, nodata, step=step,
+                                             **want))}
     else:  # the raster is one block
         reduced, live = {}, []
         for t in targets:
@@ -640,8 +686,30 @@ def raster_to_levels(raster: xr.DataArray, grids, stats=("mean",),
                 fold = _Fold(total, len(slices), qs, want["want_spread"], want["want_range"])
                 fold.add(touched, pixels, per_slice)
                 reduced[t.key] = fold.results()
-    return {t.key: _assemble(raster, slices, t, *reduced[t.key], x, y, crs, names, qs,
-                             nodata, domain, dtype) for t in targets}
+        step()  # indexed (or every grid sampled at its cells' centres)
+        step()  # reduced
+    out = {}
+    for t in targets:
+        out[t.key] = _assemble(raster, slices, t, *reduced[t.key], x, y, crs, names, qs,
+                               nodata, domain, dtype)
+        step()  # a level assembled
+    return out
+
+
+class _Steps:
+    """The steps of a reduction, each reported as ``progress(done, total)``: every
+    block counted and reduced (a raster in memory: indexed and reduced), then every
+    level assembled; the total is reported before the first step."""
+
+    def __init__(self, progress, total):
+        self.progress, self.total, self.done = progress, total, 0
+        if progress is not None:
+            progress(0, total)
+
+    def __call__(self):
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, self.total)
 
 
 def _centres(t, x, y, crs):
@@ -863,7 +931,7 @@ def _in_order(tasks):
 
 
 def _reduce_dask(slices, x, y, crs, targets, nodata, want_spread, want_range, qs,
-                 progress=None):
+                 step=None):
     """Reduce dask-backed 2-D slices (same grid, same chunks) block by block, all slices
     and targets of a block in one task, on the current scheduler: per target, a
     :class:`_Fold` of the blocks' statistics.
@@ -880,13 +948,7 @@ def _reduce_dask(slices, x, y, crs, targets, nodata, want_spread, want_range, qs
     yb = np.concatenate([[0], np.cumsum(ychunks)])
     xb = np.concatenate([[0], np.cumsum(xchunks)])
     blocks = [(i, j) for i in range(len(ychunks)) for j in range(len(xchunks))]
-    done = 0
-
-    def step():  # a block counted or reduced
-        nonlocal done
-        done += 1
-        if progress is not None:
-            progress(done, 2 * len(blocks))
+    step = step or (lambda: None)  # a block counted or reduced
     coords = [(x[xb[j]:xb[j + 1]], y[yb[i]:yb[i + 1]]) for i, j in blocks]
     sizes = [len(t.cells.cell_ids) for t in targets]
     totals = [np.zeros(n) for n in sizes]

@@ -68,8 +68,9 @@ def temporal_table(table: pd.DataFrame, score="roc_auc") -> pd.DataFrame:
         list(dict.fromkeys(table.model))].round(3)
 
 
-def beyond_the_folds(tables: dict, info: dict) -> pn.Column:
-    """The learning curves, the transfer heat map and the temporal table of a run."""
+def beyond_the_folds(tables: dict, info: dict, transfer_map=None) -> pn.Column:
+    """The learning curves, the transfer heat map (and ``transfer_map``, the path of the
+    run's map of it, :mod:`entropice.runs.figures`) and the temporal table of a run."""
     source = ("the inventory's coverage footprints" if info.get("regions_from") == "coverage"
               else "the labelled cells, clustered")
     parts = [pn.pane.Markdown(
@@ -84,6 +85,9 @@ def beyond_the_folds(tables: dict, info: dict) -> pn.Column:
                                                 "land_for_90pct_rts")))
     if "transfer" in tables:
         parts.append(transfer_heatmap(tables["transfer"]))
+        if transfer_map is not None:
+            parts.append(pn.pane.PNG(str(transfer_map), width=640,
+                                     css_classes=["transfer-map"]))
     if "temporal" in tables:
         note = change_note(info)
         parts += [pn.pane.Markdown(f"**The next year, trained on the years before**: ROC "
@@ -138,7 +142,8 @@ class EvaluationView(View):
             title=f"Triage: land to scan, cells ranked by "
                   f"{m.get('triage_score', 'P(any RTS)')}, to find the RTS area")
         tables, info = self.store.evaluation(s.run)
-        beyond = (beyond_the_folds(tables, info) if tables else pn.pane.Markdown(
+        beyond = (beyond_the_folds(tables, info, self.store.figure(s.run, "transfer_map"))
+                  if tables else pn.pane.Markdown(
             "*Not yet measured on regions and years never trained on: run "
             "`entropice evaluate`.*"))
         return pn.Column(table, pn.Row(confusion, rel), triage, beyond)

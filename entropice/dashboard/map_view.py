@@ -59,7 +59,7 @@ def graticule_labels() -> hv.Labels:
     return hv.Labels({"x": np.r_[px, mx], "y": np.r_[py, my],
                       "text": [f"{v}°N" for v in GRATICULE_LATS] + names},
                      kdims=["x", "y"], vdims=["text"]).opts(
-        text_font_size="8pt", text_color="#555555", text_alpha=0.9)
+        text_font_size="8pt", text_color="#555555", text_alpha=0.9, apply_ranges=False)
 
 
 @functools.cache
@@ -69,6 +69,19 @@ def _hatch_lines(shape) -> np.ndarray:
     lines = (rows + cols) % HATCH == 0
     lines.flags.writeable = False
     return lines
+
+
+@functools.lru_cache(maxsize=8)
+def land_planes(x_range: tuple, y_range: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """The land (1, NaN off it) and the lines above the cells (2 on the coast, 3 on the
+    graticule, NaN elsewhere) of a view, read-only and shared by every session: each
+    new page opens on its group's home extent, whose land is then made once."""
+    img = land_image(x_range, y_range, PIXELS, PIXELS)
+    graticule = graticule_image(x_range, y_range, PIXELS, PIXELS)
+    fill = np.where(img >= 1, 1.0, np.nan).astype(np.float32)
+    lines = np.where(img == 2, 2.0, np.where(graticule, 3.0, np.nan)).astype(np.float32)
+    fill.flags.writeable = lines.flags.writeable = False
+    return fill, lines
 
 
 def home_extent(selection: Selection) -> tuple[tuple, tuple]:
@@ -345,7 +358,10 @@ class MapView(View):
             tools=["hover"], alpha=0.9, hooks=[_style_colorbar])
         layers = [cells]
         # the highlight is always a layer (a pixel off the view when no box is chosen): an
-        # overlay that changes its layers from one frame to the next is not redrawn right
+        # overlay that changes its layers from one frame to the next is not redrawn right.
+        # That pixel, the outlines and the labels are left out of the plot's ranges
+        # (apply_ranges=False): the view is the images' extent alone, so the range
+        # stream's first event brings the extent drawn and the frame is reused
         x0, y0 = bounds[:2]  # a 1 m pixel just outside the view
         off, off_bounds = np.ones((1, 1), dtype=np.float32), (x0 - 2, y0 - 2, x0 - 1, y0 - 1)
         mask, mbounds = off, off_bounds
@@ -358,12 +374,12 @@ class MapView(View):
                             np.nan).astype(np.float32)
             mbounds = bounds
         layers.append(hv.Image(mask, bounds=mbounds, kdims=kdims, vdims=["in box"]).opts(
-            cmap=[LIT], alpha=0.75, tools=[]))
+            cmap=[LIT], alpha=0.75, tools=[], apply_ranges=False))
         hatch, n_novel = self.extrapolated(idx, layer, year)
         layers.append(hv.Image(off if hatch is None else hatch,
                                bounds=off_bounds if hatch is None else bounds, kdims=kdims,
                                vdims=["extrapolated"]).opts(
-            cmap=["#3a3a3a"], alpha=0.8, tools=[]))
+            cmap=["#3a3a3a"], alpha=0.8, tools=[], apply_ranges=False))
         shown = in_view(idx, len(s.dataset.cell_ids))
         layers.append(self.outlines(shown if len(shown) <= MAX_OUTLINED else shown[:0]))
         self.status.object = (f"{grid} level {level}, {layer}, {year}: "
@@ -426,14 +442,11 @@ class MapView(View):
         images of a view, made once per view (HoloViews asks twice for a new plot)."""
         xr_, yr_ = self._extent(x_range, y_range)
         if self._land_frames is None or self._land_frames[0] != (xr_, yr_):
-            img = land_image(xr_, yr_, PIXELS, PIXELS)
+            fill, lines = land_planes(xr_, yr_)
             bounds = (xr_[0], yr_[0], xr_[1], yr_[1])
-            land = hv.Image(np.where(img >= 1, 1.0, np.nan).astype(np.float32),
-                            bounds=bounds, kdims=["x", "y"], vdims=["land"]).opts(
+            land = hv.Image(fill, bounds=bounds, kdims=["x", "y"], vdims=["land"]).opts(
                 cmap=["#e6e2d8"], tools=[])
-            graticule = graticule_image(xr_, yr_, PIXELS, PIXELS)
-            lines = np.where(img == 2, 2.0, np.where(graticule, 3.0, np.nan))
-            coast = hv.Image(lines.astype(np.float32), bounds=bounds, kdims=["x", "y"],
+            coast = hv.Image(lines, bounds=bounds, kdims=["x", "y"],
                              vdims=["coast"]).opts(cmap=["#303030", "#8a8a8a"],
                                                    clim=(1.5, 3.5), alpha=0.8, tools=[])
             self._land_frames = ((xr_, yr_), land, coast)
@@ -505,7 +518,7 @@ class MapView(View):
         if not rings:  # a polygon of no size: an empty layer is never redrawn
             rings = [(np.zeros(3), np.zeros(3))]
         return hv.Polygons([{"x": x, "y": y} for x, y in rings], kdims=["x", "y"]).opts(
-            fill_alpha=0.0, line_color="white", line_width=0.8, tools=[])
+            fill_alpha=0.0, line_color="white", line_width=0.8, tools=[], apply_ranges=False)
 
     def plot_pane(self) -> pn.pane.HoloViews:
         """The map alone."""

@@ -88,6 +88,14 @@ def link_query(search: str) -> dict:
     return dict(parse_qsl(search.removeprefix("?"), keep_blank_values=True))
 
 
+def deferred(view) -> pn.param.ParamFunction:
+    """A tab's content made when the tab is first shown: the tabs ask every view for
+    its panel as the page is made, and the views not shown (the boxes' heat map, every
+    run's weights, the evaluation's tables, a feature's violins over every labelled
+    cell) would each be computed for every new page."""
+    return pn.param.ParamFunction(lambda: view, lazy=True)
+
+
 class App(pn.viewable.Viewer):
     """One session's dashboard: the views of its selection in tabs, the selection's
     widgets in the sidebar."""
@@ -103,7 +111,8 @@ class App(pn.viewable.Viewer):
                  SpaceView(selection=s),
                  RelevanceView(selection=s), EvaluationView(selection=s),
                  DataView(selection=s)]
-        self.tabs = pn.Tabs(*zip(TABS, views), dynamic=True, active=TABS.index(s.tab))
+        self.tabs = pn.Tabs(*zip(TABS, map(deferred, views)), dynamic=True,
+                            active=TABS.index(s.tab))
         # the tab shown is the selection's, so a link reopens it and a view can turn to
         # another (a feature's bar to the map)
         self.tabs.param.watch(lambda e: setattr(s, "tab", TABS[e.new]), "active")
@@ -146,14 +155,16 @@ class App(pn.viewable.Viewer):
         w.param.watch(push, "value")
         return w
 
-    def sidebar(self) -> list:
-        """The selection's widgets, the note on a group without predictions, downloads."""
+    def sidebar(self) -> pn.Column:
+        """The selection's widgets, the note on a group without predictions, downloads:
+        one column, so that the page's document gets one root for them all (each root
+        added has Bokeh walk every model of the document again)."""
         s = self.selection
         note = pn.pane.Alert(
             "This grid and level has no predictions yet: run `entropice predict` to map "
             "predicted RTS density.", alert_type="info", width=280,
             visible=pn.bind(lambda *_: not s.has_predictions, s.param.grid, s.param.level))
-        return [
+        return pn.Column(
             pn.widgets.RadioButtonGroup.from_param(s.param.grid, label="Grid"),
             pn.widgets.Select.from_param(s.param.level, label="Level"),
             pn.widgets.Select.from_param(s.param.year, label="Year"),
@@ -167,8 +178,7 @@ class App(pn.viewable.Viewer):
                                                   width=130),
                    pn.widgets.RadioButtonGroup.from_param(s.param.scale, width=130)),
             pn.pane.Markdown("**Download the cells in view**"), Downloads(selection=s),
-            pn.pane.Markdown(f"Cube: `{s.store.path}`", styles={"font-size": "0.8em"}),
-        ]
+            pn.pane.Markdown(f"Cube: `{s.store.path}`", styles={"font-size": "0.8em"}))
 
     def link_url(self, loc: Location):
         """Keep the selection in ``loc``'s query and take what the browser sends there
@@ -214,7 +224,7 @@ class App(pn.viewable.Viewer):
         sidebar = self.sidebar()
         self._sync_url()
         # Bootstrap, not Fast: Fast fetches a web font, and the page must work offline
-        return pn.template.BootstrapTemplate(title=TITLE, sidebar=sidebar,
+        return pn.template.BootstrapTemplate(title=TITLE, sidebar=[sidebar],
                                              main=[self.notice, self], sidebar_width=320)
 
     def __panel__(self):

@@ -3,11 +3,13 @@ shares. What a session looks at is kept apart, in ``selection``."""
 
 from __future__ import annotations
 
+import functools
 import threading
+from collections import OrderedDict
+from concurrent.futures import Future
 from pathlib import Path
 
 import pandas as pd
-import panel as pn
 
 from ..cube import Cube, CubeError, group_name
 from ..design import cell_features
@@ -16,33 +18,87 @@ from ..runs import RunStore
 from .layers import PROBA
 from .lookup import PixelLookup
 
-_BOX_LOCK = threading.Lock()
-"""Cells' boxes are computed one group at a time, so that what one session (or a
-prefetch) is computing is computed once, and the cache is filled by one thread."""
+
+class SharedCache:
+    """A function's results by its arguments, the ``size`` last used kept, shared by every
+    session and safe to call from several threads at once.
+
+    The box prefetch computes in a thread of its own beside the sessions' (see
+    ``CubeStore.prefetch_boxes``); ``pn.cache`` evicts without a lock, so two threads
+    could evict the same entry or read one just evicted. Here the cache is read and
+    changed under a lock, and each result is computed once: a caller asking for what
+    another thread is computing waits for it (a group of 1.66M cells is not loaded
+    twice), while other arguments are computed meanwhile.
+
+    Parameters
+    ----------
+    func : callable
+        The function, of hashable positional arguments.
+    size : int
+        Results kept; the least recently used goes first.
+    """
+
+    def __init__(self, func, size: int):
+        self.func, self.size = func, size
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+        self._computing: dict[tuple, Future] = {}  # arguments -> their result to come
+        functools.update_wrapper(self, func)
+
+    def __call__(self, *args):
+        with self._lock:
+            if args in self._items:
+                self._items.move_to_end(args)
+                return self._items[args]
+            pending = self._computing.get(args)
+            mine = pending is None
+            if mine:
+                pending = self._computing[args] = Future()
+        if not mine:  # another thread computes it: its result (or its error)
+            return pending.result()
+        try:
+            value = self.func(*args)
+        except BaseException as err:
+            with self._lock:
+                del self._computing[args]
+            pending.set_exception(err)
+            raise
+        with self._lock:
+            self._items[args] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+            del self._computing[args]
+        pending.set_result(value)
+        return value
 
 
-@pn.cache(max_items=12)
+def shared_cache(size: int):
+    """Decorate a function with a :class:`SharedCache` of ``size`` results."""
+    return lambda func: SharedCache(func, size)
+
+
+@shared_cache(12)
 def _load_group(path: str, grid: str, level: int, stamp: float):
     return Cube(path).read(grid, level).load()
 
 
-@pn.cache(max_items=24)
+@shared_cache(24)
 def _load_model(root: str, run: str, stamp: float):
     return RunStore(root).load(run)
 
 
-@pn.cache(max_items=24)
+@shared_cache(24)
 def _relevance(root: str, run: str, stamp: float):
     return RunStore(root).relevance(run)
 
 
-@pn.cache(max_items=12)
+@shared_cache(12)
 def _lookup(path: str, grid: str, level: int, stamp: float):
     ds = _load_group(path, grid, level, stamp)
     return PixelLookup(grid, level, ds.cell_ids.values)
 
 
-@pn.cache(max_items=16)
+@shared_cache(16)
 def _cell_boxes(root: str, run: str, path: str, grid: str, level: int, year: int,
                 stamp: float):
     model = _load_model(root, run, _stamp(RunStore(root).path(run) / "model.json"))
@@ -163,13 +219,21 @@ class CubeStore:
         empty if it was never evaluated."""
         return self.run_store.evaluation(self._checked(run))
 
+    def figure(self, run: str, name: str):
+        """The path of a run's evaluation figure ``name`` (one of
+        :data:`entropice.runs.figures.FIGURES`), None if it was not drawn."""
+        from ..runs.figures import FIGURES
+
+        if name not in FIGURES:
+            raise KeyError(f"unknown figure {name!r}; one of {FIGURES}.")
+        path = self.run_store.path(self._checked(run)) / f"{name}.png"
+        return path if path.exists() else None
+
     def cell_boxes(self, run: str, grid: str, level: int, year: int):
         """The box of every cell of a group in a year, under a run's model (computed once:
         a second caller waits for the first, a prefetch among them)."""
-        args = (str(self.run_store.root), self._checked(run), str(self.path), grid, level,
-                year, self.group_stamp(grid, level))
-        with _BOX_LOCK:
-            return _cell_boxes(*args)
+        return _cell_boxes(str(self.run_store.root), self._checked(run), str(self.path),
+                           grid, level, year, self.group_stamp(grid, level))
 
     def prefetch_boxes(self, run: str, grid: str, level: int, year: int, delay=1.0):
         """Compute :meth:`cell_boxes` in the background after ``delay`` seconds (once the

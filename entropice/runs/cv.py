@@ -8,13 +8,16 @@ ancestor level, inside each outer training fold) choose eSPA+'s hyper-parameters
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
+import warnings
 
 import numpy as np
 import pandas as pd
 import xarray as xr
+from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -113,7 +116,7 @@ def cap_trees(model, n_rows, s):
 def _espa_search(s, indicators):
     """eSPA+'s hyper-parameters chosen on inner spatial folds, each candidate of
     ``search_estimators`` members."""
-    from sklearn.model_selection import GridSearchCV, GroupKFold
+    from sklearn.model_selection import GroupKFold
 
     model = espa_model(s, indicators, n_estimators=s["search_estimators"])
     grid = {f"model__{k}": v for k, v in s["grid"].items()}
@@ -146,6 +149,13 @@ def _baseline(name, random_state):
     return make_model(est[name]())
 
 
+def fold_levels(grid, s) -> tuple[int, int]:
+    """The ancestor levels whose cells make the outer spatial folds' blocks and the
+    inner ones (one level finer, which the searches hold out in turn)."""
+    anc = grid.fold_level() if s["ancestor_level"] is None else int(s["ancestor_level"])
+    return anc, min(grid.level, anc + 1)
+
+
 def _samples(rows, strata, s):
     """The samples of the training rows ``rows`` (``strata``: theirs, from
     :func:`_strata`) that models are fitted on (at most ``fit_rows``) and searched on
@@ -174,7 +184,51 @@ def _read_samples(design, blocks, samples):
             for k, (fit, search) in samples.items()}
 
 
-def _fit(make, sample, s):
+FOREST_STEPS = 10
+"""Batches a random forest's trees are grown in when its fit shows progress. Only a
+forest's fit is shown in steps: grown in warm-started batches it draws the same trees
+for the same CPU time, where a gradient-boosting model's batches cost 1.2x (each bins
+the samples again and predicts them with every tree so far) and an eSPA+ search's
+1.0-1.6x the wall time (each batch waits for its slowest fit); those stay one step of
+the folds' bar."""
+
+
+def fit_in_steps(model, X, y, bar=None):
+    """``model.fit(X, y)`` (a pipeline of :func:`make_model`); with ``bar`` (a tqdm
+    bar) a random forest's trees are grown in :data:`FOREST_STEPS` warm-started
+    batches, each a step of the bar: the trees a single fit draws, from the same seeds
+    (tests/test_train.py). Other models are fitted at once."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    est = model[-1]
+    if bar is None or not isinstance(est, RandomForestClassifier):
+        return model.fit(X, y)
+    total = est.n_estimators
+    bar.reset(total=total)
+    Xt = model[:-1].fit_transform(X, y)
+    with warnings.catch_warnings():  # class weights from the same samples every batch
+        warnings.filterwarnings("ignore", "class_weight presets", UserWarning)
+        for end in np.unique(np.linspace(0, total, FOREST_STEPS + 1).round().astype(int))[1:]:
+            est.set_params(n_estimators=int(end), warm_start=True).fit(Xt, y)
+            bar.update(int(end) - bar.n)
+    est.set_params(n_estimators=total, warm_start=False)
+    return model
+
+
+@contextlib.contextmanager
+def _fit_bar(quiet, desc):
+    """A progress bar for the steps of one fit (a forest's trees); None when ``quiet``,
+    so that the model is fitted at once."""
+    if quiet:
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    with tqdm(desc=desc, leave=False) as bar:
+        yield bar
+
+
+def _fit(make, sample, s, bar=None):
     """A model (``make()``) fitted on a training fold's samples; and, for a
     search, the parameters it chose and the samples it searched and fitted on.
 
@@ -183,14 +237,15 @@ def _fit(make, sample, s):
     ``search_estimators`` members) and the chosen parameters are then fitted on those
     at ``fit`` (at most ``fit_rows``; ``n_estimators`` members), as are the baselines;
     a random forest's trees draw at most ``tree_rows`` samples each. Small groups use
-    every sample throughout.
+    every sample throughout. ``bar`` (a tqdm bar, or None) shows a forest's trees
+    (:func:`fit_in_steps`).
     """
     from sklearn.base import clone
 
     X, y, blocks, fit, search = sample
     model = make()
     if not hasattr(model, "param_grid"):
-        return cap_trees(model, len(fit), s).fit(_rows(X, fit), y[fit]), None
+        return fit_in_steps(cap_trees(model, len(fit), s), _rows(X, fit), y[fit], bar), None
     model.fit(_rows(X, search), y[search], groups=blocks[search])
     # the chosen parameters with every member, on the fit samples (on every core when
     # they are more than the search saw)
@@ -348,7 +403,8 @@ def _fit_folds(makers, sample, folds, s, quiet, where):
     for name, make in makers.items():
         t0 = time.perf_counter()
         for k in _progress(fitted, quiet, f"{where} {name}"):
-            fitted[k][name] = _fit(make, sample[k], s)
+            with _fit_bar(quiet or name != "RandomForest", f"{where} {name} fold {k}") as bar:
+                fitted[k][name] = _fit(make, sample[k], s, bar)
         seconds[name] = time.perf_counter() - t0
     log.info("%s: fitted on %d folds in %s", where, len(fitted),
              ", ".join(f"{n} {sec:.0f} s" for n, sec in seconds.items()))
@@ -367,8 +423,6 @@ def _oof(fitted, design, scored, folds, labels, s, quiet, where):
     group's features, not the group; the samples of each fold's permutation importance
     are kept aside as they pass.
     """
-    import warnings
-
     warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
     y, names, folds = design.y[scored], design.columns, folds[scored]
     names_of = list(next(iter(fitted.values())))
@@ -579,10 +633,9 @@ def train_group(ds, section=None, *, store: RunStore, quiet=True) -> dict:
              time.perf_counter() - t0)
     y = design.y
     labels = np.unique(y)
-    anc = grid.fold_level() if s["ancestor_level"] is None else int(s["ancestor_level"])
+    anc, inner_level = fold_levels(grid, s)
     folds = spatial_folds(design.cell_ids, grid, s["n_folds"], ancestor_level=anc,
                           random_state=s["random_state"])
-    inner_level = min(grid.level, anc + 1)
     blocks = grid.parents(design.cell_ids, inner_level)
     indicators = design.indicators()
     names = design.columns

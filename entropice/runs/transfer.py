@@ -10,20 +10,26 @@ year is ever trained on) and the fits and scores on those splits.
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import numpy as np
 import pandas as pd
 
 from ..design import design_matrix
-from .cv import _ask, _baseline, _settings, cap_trees, espa_model
-from .folds import stratified_sample
+from ..grids import grid_of
+from .cv import _ask, _baseline, _espa_search, _fit, _settings, _strata, espa_model, fold_levels
+from .folds import stratified_sample, stratified_samples
 from .metrics import triage_curve
 
 log = logging.getLogger(__name__)
 
 UNLABELLED = ""
 """The region of a cell no footprint maps."""
+SEARCH = "search"
+"""``espa_params`` that search eSPA+'s parameters in each split, on its training samples
+alone (the run's grid, as training searches them), so that no held-out region or
+later year chooses them."""
 
 
 def cell_regions(ds, coverage=None, n_regions=8, random_state=0) -> np.ndarray:
@@ -108,9 +114,23 @@ def temporal_splits(sample_years) -> list[tuple[int, np.ndarray, np.ndarray]]:
 
 def _models(s, espa_params, indicators):
     """The models to compare, as makers: eSPA+ with ``espa_params`` (the indicator
-    columns carrying no weight, as in training) and the configured baselines."""
-    return {"eSPA+": lambda: espa_model(s, indicators, **espa_params),
+    columns carrying no weight, as in training; :data:`SEARCH`: its search on inner
+    spatial folds) and the configured baselines."""
+    espa = (lambda: _espa_search(s, indicators)) if espa_params == SEARCH else (
+        lambda: espa_model(s, indicators, **espa_params))
+    return {"eSPA+": espa,
             **{b: (lambda b=b: _baseline(b, s["random_state"])) for b in s["baselines"]}}
+
+
+def planned_fits(samples, repeats=3, n_test=2) -> dict[str, int]:
+    """The fits (split x model) each measure makes on ``samples`` (:class:`Samples`),
+    known before any is made: the total of a progress bar (no learning curve without
+    more regions than ``n_test``)."""
+    d, n = samples, len(samples.s["baselines"]) + 1
+    draws = (len(learning_splits(d.regions, n_test, repeats, d.s["random_state"]))
+             if len(set(d.regions) - {UNLABELLED}) > n_test else 0)
+    return {"transfer": len(region_splits(d.regions)) * n, "learning_curve": draws * n,
+            "temporal": len(temporal_splits(d.years)) * n}
 
 
 def _scores(y, proba, labels, area, land) -> dict:
@@ -144,6 +164,9 @@ class Samples:
         self.regions = (np.asarray(regions, dtype=object)[pos] if regions is not None
                         else np.full(len(pos), UNLABELLED, dtype=object))
         self.years = np.asarray(dm.years)
+        # inner spatial blocks, as training's: what a split's search holds out in turn
+        grid = grid_of(ds)
+        self.blocks = grid.parents(np.asarray(dm.cell_ids), fold_levels(grid, self.s)[1])
         yi = pd.Index(ds.year.values).get_indexer(self.years)
         self.area = ds.rts_area_km2.values[yi, pos] if "rts_area_km2" in ds else None
         self.cell_land = ds.area_km2.values * (ds.land_fraction.values
@@ -158,22 +181,51 @@ class Samples:
         """The land of the distinct cells of the samples ``rows``, in km2."""
         return float(self.cell_land[np.unique(self.pos[rows])].sum())
 
-    def fit_score(self, models, train, test, seed=0):
-        """Every model fitted on (at most ``fit_rows`` of) ``train``, scored on ``test``."""
+    def fit_score(self, models, train, test, seed=0, bar=None):
+        """Every model fitted on (at most ``fit_rows`` of) ``train``, scored on ``test``;
+        each fit a step of ``bar`` (a tqdm bar, or None), which names the model fitted.
+        A search (:data:`SEARCH`) runs on at most ``search_rows`` of ``train``, drawn by
+        inner block and class, as in training."""
+        search = train[stratified_samples(_strata(self.y[train], self.blocks[train]),
+                                          [self.s["search_rows"]], self.s["random_state"])[0]]
         if self.s["fit_rows"] and len(train) > self.s["fit_rows"]:
             train = train[stratified_sample(self.y[train], self.s["fit_rows"], seed)]
         if len(np.unique(self.y[train])) < 2:  # nothing to learn
+            if bar is not None:
+                bar.update(len(models))
             return {name: {"roc_auc": np.nan, "balanced_accuracy": np.nan,
                            "land_for_90pct_rts": np.nan} for name in models}
         out = {}
+        n_blocks = len(np.unique(self.blocks[search]))
         for name, make in models.items():
-            model = cap_trees(make(), len(train), self.s)  # as in training
-            model.fit(self.X[train], self.y[train])
+            if bar is not None:
+                bar.set_postfix_str(name)
+            # as in training: a forest's trees capped, a search then its choice fitted
+            model, _ = _fit(functools.partial(_within, make, n_blocks, self.s),
+                            (self.X, self.y, self.blocks, train, search), self.s)
+            if bar is not None:
+                bar.update()
             p = np.zeros((len(test), len(self.labels)))
             p[:, np.searchsorted(self.labels, model.classes_)] = _ask(model, self.X[test])
             area = self.area[test] if self.area is not None else np.zeros(len(test))
             out[name] = _scores(self.y[test], p, self.labels, area, self.land[test])
         return out
+
+
+def _within(make, n_blocks, s):
+    """``make()``, a search's inner folds cut to the ``n_blocks`` inner blocks its samples
+    hold (a split of a few coarse regions can hold fewer than ``inner_folds``); with one
+    block nothing can be held out, and the grid's first candidate is fitted instead."""
+    from sklearn.model_selection import GroupKFold
+
+    model = make()
+    if not hasattr(model, "param_grid") or n_blocks >= model.cv.get_n_splits():
+        return model
+    if n_blocks < 2:
+        log.info("evaluate: one inner block in a split: eSPA+ takes the grid's first "
+                 "candidate there, unsearched")
+        return model.estimator.set_params(**{k: v[0] for k, v in model.param_grid.items()})
+    return model.set_params(cv=GroupKFold(n_blocks))
 
 
 def _espa_params(section, espa_params):
@@ -184,18 +236,19 @@ def _espa_params(section, espa_params):
 
 
 def leave_one_region_out(ds, regions, section=None, espa_params=None, *,
-                         samples=None) -> pd.DataFrame:
+                         samples=None, bar=None) -> pd.DataFrame:
     """Each labelled region held out in turn, eSPA+ (``espa_params``, default the first
     of the search grid's values) and the baselines trained on all the others: a row per
     region and model with its ROC AUC of P(any RTS), balanced accuracy and land to scan
     for 90 % of the region's RTS area, and the samples and area trained and tested on.
-    ``samples`` (:class:`Samples` of ``ds``) saves reading the group again."""
+    ``samples`` (:class:`Samples` of ``ds``) saves reading the group again; each fit
+    is a step of ``bar`` (a tqdm bar, or None)."""
     d = samples or Samples(ds, section, regions)
     models = _models(d.s, _espa_params(section, espa_params), d.indicators)
     rows = []
     for name, train, test in region_splits(d.regions):
         log.info("transfer: %s held out (%d training samples)", name, len(train))
-        for model, sc in d.fit_score(models, train, test).items():
+        for model, sc in d.fit_score(models, train, test, bar=bar).items():
             rows.append({"region": name, "model": model, "train_samples": len(train),
                          "test_samples": len(test),
                          "test_land_km2": d.land_km2(test), **sc})
@@ -203,10 +256,10 @@ def leave_one_region_out(ds, regions, section=None, espa_params=None, *,
 
 
 def learning_curve(ds, regions, section=None, espa_params=None, n_test=2,
-                   repeats=3, *, samples=None) -> pd.DataFrame:
+                   repeats=3, *, samples=None, bar=None) -> pd.DataFrame:
     """Scores on held-out regions against the labelled land trained on (km2 of its
     distinct cells), from :func:`learning_splits`: a row per draw, training
-    size and model."""
+    size and model (``samples`` and ``bar`` as for :func:`leave_one_region_out`)."""
     d = samples or Samples(ds, section, regions)
     models = _models(d.s, _espa_params(section, espa_params), d.indicators)
     rows = []
@@ -214,7 +267,7 @@ def learning_curve(ds, regions, section=None, espa_params=None, n_test=2,
         log.info("learning curve: draw %d, %d region(s)", split["repeat"],
                  len(split["train_regions"]))
         for model, sc in d.fit_score(models, split["train"], split["test"],
-                                     split["repeat"]).items():
+                                     split["repeat"], bar).items():
             rows.append({"repeat": split["repeat"], "model": model,
                          "train_regions": len(split["train_regions"]),
                          "train_land_km2": d.land_km2(split["train"]),
@@ -248,20 +301,20 @@ def label_change(labels) -> float:
 
 
 def temporal_validation(ds, section=None, espa_params=None, *,
-                        samples=None) -> tuple[pd.DataFrame, float]:
+                        samples=None, bar=None) -> tuple[pd.DataFrame, float]:
     """Train on the years before each year, predict that year: eSPA+ and the baselines
     beside persistence (the cell's last label before that year) and climatology (its
     class frequencies over the past years; cells never labelled before get the training
     samples' frequencies). Returns the table and :func:`label_change` (0: the labels do
     not vary by year, and this measures nothing about time; NaN: no cell is labelled
-    twice)."""
+    twice). ``samples`` and ``bar`` as for :func:`leave_one_region_out`."""
     d = samples or Samples(ds, section)
     models = _models(d.s, _espa_params(section, espa_params), d.indicators)
     changed = label_change(d.grid_labels)
     years = ds.year.values
     rows = []
     for year, train, test in temporal_splits(d.years):
-        scores = d.fit_score(models, train, test)
+        scores = d.fit_score(models, train, test, bar=bar)
         past = d.grid_labels[:int(np.searchsorted(years, year))][:, d.pos[test]]
         # the training samples' class frequencies, for cells not labelled before
         freq = np.bincount(np.searchsorted(d.labels, d.y[train]),
