@@ -581,3 +581,25 @@ def test_a_forest_grown_in_steps_is_the_forest_of_one_fit():
     *_, (n, _) = stepped_and_whole(lambda: cv._baseline("HistGradientBoosting", 0),
                                    fold_sample(), s)
     assert n == 0
+
+
+def test_a_runs_bar_ticks_through_a_step_without_a_bar_of_its_own():
+    """The group's bar is redrawn while a long step runs (its elapsed time moves on), and
+    the redrawing stops once the bar is closed."""
+    import io
+    import threading
+    import time
+
+    from tqdm import tqdm
+
+    from entropice.runs import cv
+
+    out = io.StringIO()
+    bar = tqdm(total=3, desc="h3/5 run", file=out, mininterval=0)
+    cv._tick(bar, every=0.05)
+    time.sleep(0.6)  # a step with no progress of its own
+    drawn = out.getvalue().count("\r")
+    assert drawn >= 5, drawn
+    bar.close()
+    time.sleep(0.2)
+    assert not any(t.name == "tick h3/5 run" for t in threading.enumerate())

@@ -207,6 +207,24 @@ def weighted_quantiles(values, weights, qs, out):
     _quantiles_into(values, weights, qs, out, np.empty(n), np.empty(n), np.empty(N_BUCKETS))
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _copy_buckets(data, nodata, has_nodata, row, start, length, weight, slope, order, j0, j1,
+                  lo, scale, slot, fill, vbuf, wbuf):
+    """Copy the pixels of runs ``order[j0:j1]`` whose bucket has a slot (``slot[b] >= 0``)
+    into ``vbuf``/``wbuf`` at ``fill[b]`` (advanced), each bucket contiguous: the pixels
+    a cell's percentiles are selected from."""
+    for j in range(j0, j1):
+        r = order[j]
+        run = data[row[r], start[r]:start[r] + length[r]]
+        for i in range(len(run)):
+            if not _missing(run[i], nodata, has_nodata):
+                b = int((np.float64(run[i]) - lo) * scale)
+                if slot[b] >= 0:
+                    vbuf[fill[b]] = run[i]
+                    wbuf[fill[b]] = weight[r] + i * slope[r]
+                    fill[b] += 1
+
+
 @nb.njit(cache=True, nogil=True)
 def quantiles(data, nodata, has_nodata, row, start, length, cell, weight, slope, order,
               cell_start, qs, max_pixels, select):
@@ -297,16 +315,8 @@ def quantiles(data, nodata, has_nodata, row, start, length, cell, weight, slope,
                 fill[b] = size
                 size += counts[b]
         if size > 0:  # the wanted buckets' pixels, each bucket contiguous
-            for j in range(cell_start[c], cell_start[c + 1]):
-                r = order[j]
-                run = data[row[r], start[r]:start[r] + length[r]]
-                for i in range(len(run)):
-                    if not _missing(run[i], nodata, has_nodata):
-                        b = int((np.float64(run[i]) - lo) * scale)
-                        if slot[b] >= 0:
-                            vbuf[fill[b]] = run[i]
-                            wbuf[fill[b]] = weight[r] + i * slope[r]
-                            fill[b] += 1
+            _copy_buckets(data, nodata, has_nodata, row, start, length, weight, slope, order,
+                          cell_start[c], cell_start[c + 1], lo, scale, slot, fill, vbuf, wbuf)
         for q in range(nq):
             b = bucket[q]
             if b >= 0:
@@ -717,16 +727,8 @@ def sketch(data, nodata, has_nodata, row, start, length, cell, weight, slope, or
                 size += c1[b]
         if size > 0:  # the copied buckets' pixels, each bucket contiguous
             fill[:] = off
-            for j in range(cell_start[c], cell_start[c + 1]):
-                r = order[j]
-                run = data[row[r], start[r]:start[r] + length[r]]
-                for i in range(len(run)):
-                    if not _missing(run[i], nodata, has_nodata):
-                        b = int((np.float64(run[i]) - lo) * scale)
-                        if off[b] >= 0:
-                            vbuf[fill[b]] = run[i]
-                            wbuf[fill[b]] = weight[r] + i * slope[r]
-                            fill[b] += 1
+            _copy_buckets(data, nodata, has_nodata, row, start, length, weight, slope, order,
+                          cell_start[c], cell_start[c + 1], lo, scale, off, fill, vbuf, wbuf)
         for q in range(nq):
             b = bucket[q]
             if b >= 0:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 import time
 import warnings
+import weakref
 
 import numpy as np
 import pandas as pd
@@ -588,6 +590,24 @@ TRAIN_STEPS = ("features scanned", "samples read", "final eSPA+ searched and fit
 """The steps of a run, each named on its group's progress bar as it starts."""
 
 
+def _tick(bar, every=1.0):
+    """Redraw ``bar`` every ``every`` seconds from a daemon thread until it is closed
+    (or dropped), so that its elapsed time runs on through a step with no bar of its own
+    (a gradient-boosting fold, an eSPA+ search): the wait shows it is alive."""
+    ref = weakref.ref(bar)
+
+    def tick():
+        while True:
+            time.sleep(every)
+            live = ref()
+            if live is None or live.disable:
+                return
+            live.refresh()
+            del live
+
+    threading.Thread(target=tick, daemon=True, name=f"tick {bar.desc}").start()
+
+
 def _steps(quiet, where):
     """A group's progress bar over :data:`TRAIN_STEPS`, the first named; ``step()``
     marks the current one done and names the next (so that between the bars of the
@@ -598,6 +618,8 @@ def _steps(quiet, where):
                disable=quiet)
     names = iter(TRAIN_STEPS)
     bar.set_postfix_str(next(names))
+    if not quiet:
+        _tick(bar)
 
     def step():
         bar.update()
