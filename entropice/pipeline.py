@@ -772,16 +772,16 @@ def evaluate_runs(cfg, *, force=False, quiet=False, repeats=None, groups=None,
                  ("temporal", functools.partial(transfer.temporal_validation, ds, section,
                                                 params, samples=samples))]
         counts = pd.Series(regions[regions != transfer.UNLABELLED]).value_counts()
-        # what the samples allow: two regions to hold one out, three for a learning
-        # curve (two held out), two labelled years for the next one
+        # what the samples allow: two regions to hold one out, one more than a learning
+        # curve holds out, two labelled years for the next one
         n_regions = len(set(samples.regions) - {transfer.UNLABELLED})
         n_years = len(np.unique(samples.years))
-        possible = {"transfer": n_regions >= 2, "learning_curve": n_regions >= 3,
+        possible = {"transfer": n_regions >= 2, "learning_curve": n_regions > transfer.N_TEST,
                     "temporal": n_years >= 2}
         skipped = {k: v for k, v in {
             "transfer": f"{n_regions} labelled region(s): none to hold out",
             "learning_curve": f"{n_regions} labelled region(s): a learning curve needs "
-                              "three (two held out)",
+                              f"{transfer.N_TEST + 1} ({transfer.N_TEST} held out)",
             "temporal": f"{n_years} labelled year(s): no next year to predict"}.items()
             if not possible[k]}
         for what, why in skipped.items():

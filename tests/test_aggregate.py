@@ -404,6 +404,19 @@ def test_split_cells_quantiles_from_summaries_are_within_their_rank_bound(monkey
             assert np.mean(v <= x) >= q - 1 / m - 1e-9
 
 
+def assert_merged_within_rank(values, weights, v, w, qs, m):
+    """The quantiles ``qs`` of summary points (``values``, ``weights``) merged into one
+    cell lie within 1/m of their true rank among the pixels ``v`` weighted ``w``."""
+    from entropice.aggregate import _kernels
+
+    got = _kernels.grouped_quantiles(np.zeros(len(values), dtype=np.int64), values, weights,
+                                     1, qs)[0]
+    total = w.sum()
+    for q, x in zip(qs, got):
+        assert w[v < x].sum() / total <= q + 1 / m + 1e-9
+        assert w[v <= x].sum() / total >= q - 1 / m - 1e-9
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.integers(1, 6), st.sampled_from([4, 16, 64]),
        st.sampled_from(["continuous", "ties", "heavy"]))
@@ -438,12 +451,7 @@ def test_summaries_of_parts_merge_within_the_rank_bound(seed, n_parts, m, kind):
     w = np.concatenate([weight[p] + np.arange(lengths[p]) * slope[p] for p in range(k)])
     np.testing.assert_allclose(weights.sum(), w.sum(), rtol=1e-9)
     qs = np.array([0.0, 0.1, 0.5, 0.9, 1.0])
-    got = _kernels.grouped_quantiles(np.zeros(len(values), dtype=np.int64), values, weights,
-                                     1, qs)[0]
-    total = w.sum()
-    for q, x in zip(qs, got):
-        assert w[v < x].sum() / total <= q + 1 / m + 1e-9
-        assert w[v <= x].sum() / total >= q - 1 / m - 1e-9
+    assert_merged_within_rank(values, weights, v, w, qs, m)
 
 
 @settings(max_examples=80, deadline=None)
@@ -482,12 +490,7 @@ def test_sketches_merge_within_the_rank_bound_and_give_exact_quantiles(seed, n_p
         part = slice(starts[p], starts[p] + lengths[p])
         np.testing.assert_array_equal(exact[p], np.quantile(
             v[part], qs, weights=w[part], method="inverted_cdf"))
-    got = _kernels.grouped_quantiles(np.zeros(len(values), dtype=np.int64), values, weights,
-                                     1, qs)[0]
-    total = w.sum()
-    for q, x in zip(qs, got):
-        assert w[v < x].sum() / total <= q + 1 / m + 1e-9
-        assert w[v <= x].sum() / total >= q - 1 / m - 1e-9
+    assert_merged_within_rank(values, weights, v, w, qs, m)
 
 
 @pytest.mark.parametrize("chunks", [None, {}, {"y": 60, "x": 70}])

@@ -550,17 +550,23 @@ def fold_sample(n=3000, seed=0):
 
 
 def stepped_and_whole(make, sample, settings):
-    """A model fitted by :func:`runs.cv._fit` with a progress bar (in steps) and without
-    (at once), their probabilities of the samples, and the bar's count and total."""
+    """A model fitted by :func:`runs.cv._fit` with a progress bar's maker (in steps) and
+    without (at once), their probabilities of the samples, and the count and total of
+    the bar it made ((0, None) if none)."""
     import io
 
     from tqdm import tqdm
 
     from entropice.runs import cv
 
-    with tqdm(file=io.StringIO()) as bar:
-        stepped, _ = cv._fit(make, sample, settings, bar)
-        done = (bar.n, bar.total)
+    bars = []
+
+    def progress(total):  # the bar a fit in steps makes (none for a fit at once)
+        bars.append(tqdm(total=total, file=io.StringIO()))
+        return bars[-1]
+
+    stepped, _ = cv._fit(make, sample, settings, progress)
+    done = (bars[0].n, bars[0].total) if bars else (0, None)
     whole, _ = cv._fit(make, sample, settings)
     X = sample[0]
     return cv._ask(stepped, X), cv._ask(whole, X), stepped, whole, done

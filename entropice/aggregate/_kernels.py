@@ -208,6 +208,30 @@ def weighted_quantiles(values, weights, qs, out):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
+def _bucket_of(hist, target):
+    """The value bucket where the weights of ``hist`` (buckets in value order) add up
+    to ``target``, and the weight of the buckets below it."""
+    acc = 0.0
+    b = 0
+    while b < len(hist) - 1 and acc + hist[b] < target:
+        acc += hist[b]
+        b += 1
+    return b, acc
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _select_in_buckets(bucket, below, slot, count, vbuf, wbuf, qs, total, out):
+    """Each quantile ``qs[q]`` (of ``total`` weight) selected among the pixels of its
+    bucket ``bucket[q]`` (-1: already set), copied at ``slot`` by :func:`_copy_buckets`,
+    ``below[q]`` the weight of the buckets under it."""
+    for q in range(len(bucket)):
+        b = bucket[q]
+        if b >= 0:
+            a, e = slot[b], slot[b] + count[b]
+            out[q] = _weighted_select(vbuf[a:e], wbuf[a:e], qs[q] * total * (1 - 1e-9) - below[q])
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
 def _copy_buckets(data, nodata, has_nodata, row, start, length, weight, slope, order, j0, j1,
                   lo, scale, slot, fill, vbuf, wbuf):
     """Copy the pixels of runs ``order[j0:j1]`` whose bucket has a slot (``slot[b] >= 0``)
@@ -303,13 +327,8 @@ def quantiles(data, nodata, has_nodata, row, start, length, cell, weight, slope,
                 bucket[q] = -1
                 out[c, q] = lo
                 continue
-            acc = 0.0
-            b = 0
-            while b < N_BUCKETS - 1 and acc + hist[b] < target:
-                acc += hist[b]
-                b += 1
+            b, below[q] = _bucket_of(hist, target)
             bucket[q] = b
-            below[q] = acc
             if slot[b] < 0:
                 slot[b] = size
                 fill[b] = size
@@ -317,12 +336,7 @@ def quantiles(data, nodata, has_nodata, row, start, length, cell, weight, slope,
         if size > 0:  # the wanted buckets' pixels, each bucket contiguous
             _copy_buckets(data, nodata, has_nodata, row, start, length, weight, slope, order,
                           cell_start[c], cell_start[c + 1], lo, scale, slot, fill, vbuf, wbuf)
-        for q in range(nq):
-            b = bucket[q]
-            if b >= 0:
-                a, e = slot[b], slot[b] + counts[b]
-                out[c, q] = _weighted_select(vbuf[a:e], wbuf[a:e],
-                                             qs[q] * total * (1 - 1e-9) - below[q])
+        _select_in_buckets(bucket, below, slot, counts, vbuf, wbuf, qs, total, out[c])
         for q in range(nq):
             if bucket[q] >= 0:
                 slot[bucket[q]] = -1
@@ -714,12 +728,8 @@ def sketch(data, nodata, has_nodata, row, start, length, cell, weight, slope, or
             if target <= 0.0:
                 quant[c, q] = lo
                 continue
-            acc = 0.0
-            b = 0
-            while b < n1 - 1 and acc + h1[b] < target:
-                acc += h1[b]
-                b += 1
-            bucket[q], below[q] = b, acc
+            b, below[q] = _bucket_of(h1, target)
+            bucket[q] = b
             off[b] = 0
         for b in range(n1):
             if off[b] >= 0 or (h1[b] > heavy and lo1[b] < hi1[b]):
@@ -729,12 +739,7 @@ def sketch(data, nodata, has_nodata, row, start, length, cell, weight, slope, or
             fill[:] = off
             _copy_buckets(data, nodata, has_nodata, row, start, length, weight, slope, order,
                           cell_start[c], cell_start[c + 1], lo, scale, off, fill, vbuf, wbuf)
-        for q in range(nq):
-            b = bucket[q]
-            if b >= 0:
-                a, e = off[b], off[b] + c1[b]
-                quant[c, q] = _weighted_select(vbuf[a:e], wbuf[a:e],
-                                               qs[q] * qtotal * (1 - 1e-9) - below[q])
+        _select_in_buckets(bucket, below, off, c1, vbuf, wbuf, qs, qtotal, quant[c])
         k = _sketch_points(h1, c1, lo1, hi1, off, vbuf, wbuf, heavy, c, total, hi, m,
                            cells, values, weights, k, tmp_v, tmp_w, sub)
     return cells[:k], values[:k], weights[:k], quant

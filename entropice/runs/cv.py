@@ -8,7 +8,7 @@ ancestor level, inside each outer training fold) choose eSPA+'s hyper-parameters
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import logging
 import os
 import threading
@@ -195,21 +195,21 @@ the samples again and predicts them with every tree so far) and an eSPA+ search'
 the folds' bar."""
 
 
-def fit_in_steps(model, X, y, bar=None):
-    """``model.fit(X, y)`` (a pipeline of :func:`make_model`); with ``bar`` (a tqdm
-    bar) a random forest's trees are grown in :data:`FOREST_STEPS` warm-started
-    batches, each a step of the bar: the trees a single fit draws, from the same seeds
-    (tests/test_train.py). Other models are fitted at once."""
+def fit_in_steps(model, X, y, progress=None):
+    """``model.fit(X, y)`` (a pipeline of :func:`make_model`); with ``progress`` (a tqdm
+    bar's maker, called with ``total``) a random forest's trees are grown in
+    :data:`FOREST_STEPS` warm-started batches, each a step of the bar it makes: the trees
+    a single fit draws, from the same seeds (tests/test_train.py). Other models are
+    fitted at once, with no bar."""
     from sklearn.ensemble import RandomForestClassifier
 
     est = model[-1]
-    if bar is None or not isinstance(est, RandomForestClassifier):
+    if progress is None or not isinstance(est, RandomForestClassifier):
         return model.fit(X, y)
     total = est.n_estimators
-    bar.reset(total=total)
     Xt = model[:-1].fit_transform(X, y)
-    with warnings.catch_warnings():  # class weights from the same samples every batch
-        warnings.filterwarnings("ignore", "class_weight presets", UserWarning)
+    with progress(total=total) as bar, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "class_weight presets", UserWarning)  # same samples
         for end in np.unique(np.linspace(0, total, FOREST_STEPS + 1).round().astype(int))[1:]:
             est.set_params(n_estimators=int(end), warm_start=True).fit(Xt, y)
             bar.update(int(end) - bar.n)
@@ -217,20 +217,7 @@ def fit_in_steps(model, X, y, bar=None):
     return model
 
 
-@contextlib.contextmanager
-def _fit_bar(quiet, desc):
-    """A progress bar for the steps of one fit (a forest's trees); None when ``quiet``,
-    so that the model is fitted at once."""
-    if quiet:
-        yield None
-        return
-    from tqdm.auto import tqdm
-
-    with tqdm(desc=desc, leave=False) as bar:
-        yield bar
-
-
-def _fit(make, sample, s, bar=None):
+def _fit(make, sample, s, progress=None):
     """A model (``make()``) fitted on a training fold's samples; and, for a
     search, the parameters it chose and the samples it searched and fitted on.
 
@@ -239,15 +226,16 @@ def _fit(make, sample, s, bar=None):
     ``search_estimators`` members) and the chosen parameters are then fitted on those
     at ``fit`` (at most ``fit_rows``; ``n_estimators`` members), as are the baselines;
     a random forest's trees draw at most ``tree_rows`` samples each. Small groups use
-    every sample throughout. ``bar`` (a tqdm bar, or None) shows a forest's trees
-    (:func:`fit_in_steps`).
+    every sample throughout. ``progress`` (a tqdm bar's maker, or None) shows a
+    forest's trees (:func:`fit_in_steps`).
     """
     from sklearn.base import clone
 
     X, y, blocks, fit, search = sample
     model = make()
     if not hasattr(model, "param_grid"):
-        return fit_in_steps(cap_trees(model, len(fit), s), _rows(X, fit), y[fit], bar), None
+        return (fit_in_steps(cap_trees(model, len(fit), s), _rows(X, fit), y[fit], progress),
+                None)
     model.fit(_rows(X, search), y[search], groups=blocks[search])
     # the chosen parameters with every member, on the fit samples (on every core when
     # they are more than the search saw)
@@ -400,13 +388,16 @@ def _slabs(ci, max_rows):
 def _fit_folds(makers, sample, folds, s, quiet, where):
     """Every model fitted on every outer training fold's samples (``sample``: from
     :func:`_read_samples`), a model at a time: fold to name to (model, search)."""
+    from tqdm.auto import tqdm
+
     fitted = {k: {} for k in np.unique(folds)}
     seconds = {}
     for name, make in makers.items():
         t0 = time.perf_counter()
         for k in _progress(fitted, quiet, f"{where} {name}"):
-            with _fit_bar(quiet or name != "RandomForest", f"{where} {name} fold {k}") as bar:
-                fitted[k][name] = _fit(make, sample[k], s, bar)
+            progress = None if quiet else functools.partial(
+                tqdm, desc=f"{where} {name} fold {k}", leave=False)
+            fitted[k][name] = _fit(make, sample[k], s, progress)
         seconds[name] = time.perf_counter() - t0
     log.info("%s: fitted on %d folds in %s", where, len(fitted),
              ", ".join(f"{n} {sec:.0f} s" for n, sec in seconds.items()))

@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 UNLABELLED = ""
 """The region of a cell no footprint maps."""
+
+N_TEST = 2
+"""The regions a learning curve holds out in each draw (it needs one more to train on)."""
 SEARCH = "search"
 """``espa_params`` that search eSPA+'s parameters in each split, on its training samples
 alone (the run's grid, as training searches them), so that no held-out region or
@@ -80,7 +83,7 @@ def region_splits(sample_regions) -> list[tuple[str, np.ndarray, np.ndarray]]:
             for name in sorted(set(r) - {UNLABELLED})]
 
 
-def learning_splits(sample_regions, n_test=2, repeats=3, random_state=0):
+def learning_splits(sample_regions, n_test=N_TEST, repeats=3, random_state=0):
     """Learning curves by labelled area: in each of ``repeats`` draws, ``n_test``
     regions are held out and the others added to training one region at a time in a
     random order, at 1, 2, 4, ... and all of them; a list of dicts (repeat, training
@@ -122,7 +125,7 @@ def _models(s, espa_params, indicators):
             **{b: (lambda b=b: _baseline(b, s["random_state"])) for b in s["baselines"]}}
 
 
-def planned_fits(samples, repeats=3, n_test=2) -> dict[str, int]:
+def planned_fits(samples, repeats=3, n_test=N_TEST) -> dict[str, int]:
     """The fits (split x model) each measure makes on ``samples`` (:class:`Samples`),
     known before any is made: the total of a progress bar (no learning curve without
     more regions than ``n_test``)."""
@@ -255,7 +258,7 @@ def leave_one_region_out(ds, regions, section=None, espa_params=None, *,
     return pd.DataFrame(rows)
 
 
-def learning_curve(ds, regions, section=None, espa_params=None, n_test=2,
+def learning_curve(ds, regions, section=None, espa_params=None, n_test=N_TEST,
                    repeats=3, *, samples=None, bar=None) -> pd.DataFrame:
     """Scores on held-out regions against the labelled land trained on (km2 of its
     distinct cells), from :func:`learning_splits`: a row per draw, training
