@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import threading
-import uuid
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 import zarr
 from zarr.storage import LocalStore, WrapperStore
 
+from .atomic import replacing
 from .errors import CubeError
 
 PROVENANCE = "provenance"
@@ -61,15 +61,9 @@ def _set_group_attrs(group_dir: Path, attrs: dict):
 
 
 def _write_json(path: Path, obj):
-    """Replace ``path`` with ``obj`` as JSON atomically, through a temporary file of this
-    writer's own (a shared name let two writers rename each other's), removed on failure."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex}.tmp")
-    try:
+    """Replace ``path`` with ``obj`` as JSON, whole (:func:`entropice.atomic.replacing`)."""
+    with replacing(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 # -- the manifest -------------------------------------------------------------------------

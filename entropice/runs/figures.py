@@ -15,12 +15,12 @@ Drawn with matplotlib's object API (no pyplot state), so any thread may draw.
 
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from ..atomic import replacing
 
 FIGURES = ("learning_curve", "transfer", "transfer_map", "temporal")
 """The figure files (``<name>.png``) a run's evaluation may hold."""
@@ -174,11 +174,7 @@ def write(path, tables: dict, info: dict, ds=None, regions=None) -> list[Path]:
         if name not in names:
             target.unlink(missing_ok=True)
             continue
-        tmp = path / f".{name}.{os.getpid()}-{uuid.uuid4().hex}.png.tmp"  # this writer's
-        try:
+        with replacing(target) as tmp:
             draw[name]().savefig(tmp, format="png")
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
         written.append(target)
     return written

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 from pathlib import Path
 
 import pandas as pd
 
+from ..atomic import replacing
 from ..cube import group_name
 from .model import MODEL_FORMAT, StoredModel, load_model, save_model
 
@@ -34,9 +34,8 @@ _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def _write_atomically(path: Path, text: str):
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        tmp.write_text(text)
 
 
 class RunStore:
@@ -165,8 +164,8 @@ class RunStore:
             if frame is None or not len(frame):
                 (path / f"{name}.csv").unlink(missing_ok=True)
                 continue
-            frame.to_csv(path / f".{name}.csv.tmp", index=False)
-            os.replace(path / f".{name}.csv.tmp", path / f"{name}.csv")
+            with replacing(path / f"{name}.csv") as tmp:
+                frame.to_csv(tmp, index=False)
         _write_atomically(path / "evaluation.json", json.dumps(info, indent=2, default=str))
 
     def evaluation(self, run_id: str) -> tuple[dict, dict]:
