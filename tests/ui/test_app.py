@@ -274,7 +274,9 @@ def test_brushing_the_feature_space_lights_the_cells_on_the_map(page, app_url, e
     brushed = page.locator(".space-status")
     expect(brushed).to_contain_text(re.compile(r"\d[\d,]* cells brushed"), timeout=30_000)
     # (the Markdown's text is in its shadow root: read the bold words)
-    lit = page.locator(".space-status strong", has_text="cells brushed").first.inner_text()
+    # (the bold words holding the count: "No cells brushed" may still be there a moment)
+    lit = page.locator(".space-status strong",
+                       has_text=re.compile(r"\d[\d,]* cells brushed")).first.inner_text()
     count = re.search(r"(\d[\d,]*) cells brushed", lit)[1]
     page.screenshot(path=artifacts / "feature_space.png")
     page.locator(".bk-tab", has_text="Map").first.click()
