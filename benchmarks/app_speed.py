@@ -152,9 +152,11 @@ def first_load(page, url, grid, level, repeat):
 
 
 def measure(page, url, grid, level, other, repeat):
-    """Seconds of the first change to ``level`` (its pixel lookup computed), medians of a
-    layer change, of a change back to ``level`` (the lookup remembered) and of a zoom
-    step, and the time a new page takes to open on ``level``."""
+    """Seconds of the first change to ``level``, chosen as soon as the page opened on
+    ``other`` shows its map (``level``'s group loaded and pixel lookup made then, by the
+    page's prefetch of the neighbouring levels if it is done, else by the change),
+    medians of a layer change, of a change back to ``level`` (the lookup remembered) and
+    of a zoom step, and the time a new page takes to open on ``level``."""
     page.goto(f"{url}?grid={grid}&level={other}&layer=era5_layer")
     page.locator(".map-status p").wait_for(timeout=180_000)
 

@@ -5,11 +5,14 @@ levels at once (terrain once, one index per grid system), in the same run.
 A 4000 x 4000 EPSG:3413 DEM of 32 m pixels (128 km across, where ``index_speed.py``
 is), smooth relief plus pixel noise, chunked 2048 x 2048 as ``arcticdem.open`` does,
 goes through ``arcticdem.to_cells`` (one level) and ``arcticdem.to_levels`` (several)
-on the threaded dask scheduler; the numba kernels are compiled beforehand and every
-run starts with a cold index cache. Printed: wall and CPU seconds; for H3 the share of
-pixels a coarse level derived from level 6 puts in another cell than its own index,
-and what that moves the cell statistics by; and the pixels of cells split between
-chunks held for their quantiles, gathered (before) or summarised (now).
+on the threaded dask scheduler; the numba kernels are compiled beforehand, the grids'
+domains built (and the wider ones the levels derive from) and one level reduced once
+untimed (the process's first large allocations, which later runs reuse: it costs more
+than the runs after it), the times of both printed; every run starts with a cold
+index cache. Printed: wall and CPU seconds; for H3 the share of pixels a coarse level
+derived from level 6 puts in another cell than its own index, and what that moves the
+cell statistics by; and the pixels of cells split between chunks held for their
+quantiles, gathered (before) or summarised (now).
 
     python benchmarks/levels_speed.py [--size 4000] [--res 32]
 
@@ -116,7 +119,14 @@ def main():
     grids = [get_grid(n, lv) for n, levels in LEVELS.items() for lv in levels]
     for g in grids:
         g.cells()  # the domains, built once (the grids stage's work, not this one's)
+    c0 = time.process_time()
+    for t in raster_module._targets(grids, 50.0):  # and, once per process, the wider
+        if t.base is not None:                     # domains the levels derive from
+            _index._domain_ids(*t.base)
+    c_wide = time.process_time() - c0
     arcticdem.to_levels(dem(128, args.res, 64), grids[:2])  # compile the kernels
+    # a first run pays the process's first large allocations, which the ones after reuse
+    _, _, c_first = timed(lambda: arcticdem.to_cells(da, get_grid("h3", 6)))
     npx = args.size**2
     print(f"DEM {args.size} x {args.size} ({npx / 1e6:.0f} Mpx), EPSG:3413, {args.res:.0f} m "
           "pixels, chunks 2048; arcticdem terrain, 8 quantities x 5 statistics")
@@ -142,6 +152,8 @@ def main():
     same = all(np.array_equal(one[v].values, together["h3", 6][v].values, equal_nan=True)
                for v in one.data_vars)
     print(f"h3 6 in one pass equal to h3 6 alone: {same}")
+    print(f"once per process, before the runs: the wider domains of the indexes the levels "
+          f"derive from, {c_wide:.1f} CPU s; a first one-level run, {c_first:.1f} CPU s")
 
     print("\nfrom the finest level's index, against each level's own (one level at a time)")
     print("| level | pixels in another cell | elevation mean, median / max abs diff (m) | "

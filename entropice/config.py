@@ -190,6 +190,7 @@ class Train(_Section):
     search_rows: Rows = _T["search_rows"]
     fit_rows: Rows = _T["fit_rows"]
     tree_rows: Rows = _T["tree_rows"]
+    forest_rows: Rows = _T["forest_rows"]
     score_rows: Rows = _T["score_rows"]
 
     @field_validator("search_scoring")

@@ -59,7 +59,8 @@ STAGES = {s.name: s for s in (
           "[train] (and labels)", "a run per group in the run store"),
     Stage("predict", "Predicted class probabilities, class, entropy, uncertainty and novelty "
                      "for every cell and year.", "the current runs",
-          "pred_proba, pred_class, pred_entropy, pred_spread, pred_novelty"),
+          "pred_proba, pred_class, pred_entropy, pred_spread, pred_novelty, "
+          "pred_fold_spread"),
 )}
 """Every stage, in the order ``run`` runs them."""
 

@@ -493,6 +493,65 @@ def test_sketches_merge_within_the_rank_bound_and_give_exact_quantiles(seed, n_p
     assert_merged_within_rank(values, weights, v, w, qs, m)
 
 
+@settings(max_examples=80, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([1, 4, 16]),
+       st.sampled_from(["continuous", "ties", "one value"]))
+def test_merge_gives_grouped_quantiles_and_compressed_points(seed, m, kind):
+    """``_kernels.merge`` (the finest cells' points, sorted by value, into a coarser
+    level's cells in one pass): a whole cell's quantiles are ``grouped_quantiles``' of its
+    points, every bit, whatever the order of ``qs``; a split cell keeps its points where it
+    has at most ``m``, else their inverted-CDF quantiles at (j + 1/2) / m, each weighing 1/m
+    of its weight (summed in value order), sorted by cell and value; points of finest
+    cells outside the level are left out. ``by_value`` orders the points as a stable sort
+    by value does."""
+    from entropice.aggregate import _kernels
+
+    rng = np.random.default_rng(seed)
+    n, n_fine, n_cells = int(rng.integers(0, 400)), 12, 5
+    cells = rng.integers(0, n_fine, size=n)
+    values = {"continuous": lambda: rng.gamma(2.0, size=n),
+              "ties": lambda: rng.integers(0, 5, size=n).astype(float),
+              "one value": lambda: np.full(n, 3.0)}[kind]()
+    weights = rng.uniform(0.5, 1.5, size=n)
+    stable = np.argsort(values, kind="stable")
+    points = (cells[stable], values[stable], weights[stable])
+    cells, values, weights = _kernels.by_value(cells, values, weights, np.argsort(values))
+    for got, want in zip((cells, values, weights), points):
+        np.testing.assert_array_equal(got, want)
+    to_cell = rng.integers(-1, n_cells, size=n_fine)
+    whole = rng.random(n_cells) < 0.5
+    qs = np.array([0.9, 0.0, 0.5, 0.1, 1.0])
+    quant, (got_c, got_v, got_w) = _kernels.merge(cells, values, weights, to_cell, whole, qs, m)
+    coarse = to_cell[cells]
+    inside = coarse >= 0
+    expected = _kernels.grouped_quantiles(coarse[inside], values[inside], weights[inside],
+                                          n_cells, qs)
+    np.testing.assert_array_equal(quant[whole], expected[whole])
+    assert np.isnan(quant[~whole]).all()
+    want_c, want_v, want_w = [], [], []
+    for c in np.flatnonzero(~whole):
+        v, w = values[coarse == c], weights[coarse == c]
+        if len(v) <= m:
+            want_c += [c] * len(v)
+            want_v += list(v)
+            want_w += list(w)
+            continue
+        total = 0.0
+        for x in w:
+            total += x
+        cum, p = 0.0, 0
+        for j in range(m):
+            while p < len(v) - 1 and cum + w[p] < (j + 0.5) / m * total:
+                cum += w[p]
+                p += 1
+            want_c.append(c)
+            want_v.append(v[p])
+            want_w.append(total / m)
+    np.testing.assert_array_equal(got_c, np.array(want_c, dtype=np.int64))
+    np.testing.assert_array_equal(got_v, np.array(want_v, dtype=float))
+    np.testing.assert_array_equal(got_w, np.array(want_w, dtype=float))
+
+
 @pytest.mark.parametrize("chunks", [None, {}, {"y": 60, "x": 70}])
 def test_progress_gives_its_total_first_and_steps_for_a_raster_in_one_block(chunks):
     """``progress`` hears the total before any work, then every step: a dask raster's

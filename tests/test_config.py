@@ -65,6 +65,8 @@ BASE = 'cube = "cube.zarr"\n[grids]\nh3 = [2]\n'
     ('[labels]\ndarts = "d.gpkg"\nbin_edges = [1e-2, 1e-3]',
      "[labels] bin_edges: the edges must increase"),
     ("[train]\nn_folds = 1", "[train] n_folds: input should be greater than or equal to 2"),
+    ("[train]\nforest_rows = -1", "[train] forest_rows: input should be greater than or "
+                                  "equal to 0"),
     ('[train]\nbaselines = ["RandomForrest"]', "[train] baselines: input should be"),
     ('[train]\ntarget = "class"', "[train] target: input should be 'rts_class' or 'any'"),
     ('[arcticdem]\npaths = ["a.tif"]\nstats = ["mean", "p200"]', "unknown statistic 'p200'"),

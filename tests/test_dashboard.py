@@ -16,7 +16,7 @@ import small_cube
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from entropice.dashboard import build
+from entropice.dashboard import _kernels, build
 from entropice.dashboard.boxes_view import BoxesView, box_rule, box_table
 from entropice.dashboard.compare_view import CompareView
 from entropice.dashboard.data_view import DataView, by_class
@@ -40,9 +40,12 @@ from entropice.dashboard.link import URL_STATE, apply_query
 from entropice.dashboard.lookup import (
     PixelLookup,
     graticule_image,
+    grid_lonlat,
+    land_and_lines,
     land_image,
     pixel_centres,
     pixel_lonlat,
+    to_lonlat,
     to_polar,
 )
 from entropice.dashboard.map_view import MapView, home_extent
@@ -164,6 +167,8 @@ def test_layers_decode_names_classes_and_sources(store):
                                    "prediction entropy": "pred_entropy",
                                    "uncertainty (members' spread of P(any RTS))":
                                        "pred_spread",
+                                   "uncertainty across folds (their models' spread of "
+                                   "P(any RTS))": "pred_fold_spread",
                                    "novelty (outside the training data)": "pred_novelty",
                                    "P(none)": "pred_proba:0", "P(low)": "pred_proba:1",
                                    "P(medium)": "pred_proba:2", "P(high)": "pred_proba:3"}
@@ -338,6 +343,112 @@ def test_land_and_coastline_ship_offline():
         assert (one == want) if want else np.isnan(one)
 
 
+def test_the_maps_numba_loops_equal_the_numpy_formulas():
+    """A view's inverse projection, its land and lines and the search of its cells' ids,
+    each one numba pass, give what the numpy formulas they replace give."""
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        cx, cy = rng.uniform(-6e6, 6e6, 2)
+        half = 10 ** rng.uniform(2, 7)
+        w, h = (int(v) for v in rng.integers(1, 90, 2))
+        xr_, yr_ = (cx - half, cx + half), (cy - half, cy + half)
+        xs, ys = pixel_centres(xr_, yr_, w, h)
+        lon, lat = grid_lonlat(xs, ys)
+        plon, plat = to_lonlat(*np.meshgrid(xs, ys))
+        np.testing.assert_allclose(lat, plat, atol=1e-9)
+        np.testing.assert_allclose((lon - plon + 180.0) % 360.0 - 180.0, 0.0, atol=1e-9)
+        fill, lines = land_and_lines(xr_, yr_, w, h)
+        img, grat = land_image(xr_, yr_, w, h), graticule_image(xr_, yr_, w, h)
+        assert fill.dtype == lines.dtype == np.uint8
+        assert (fill == (img >= 1)).all()
+        assert (lines == np.where(img == 2, 2, np.where(grat, 3, 0))).all()
+    # ids there, ids between them, below and above them all
+    ids = np.unique(rng.integers(2**52, 2**60, 50_000, dtype=np.uint64))
+    ask = np.concatenate([ids[::7], ids[::11] + np.uint64(1),
+                          np.array([0, 2**63, ids[-1] + np.uint64(1)], dtype=np.uint64)])
+    pos = np.searchsorted(ids, ask)
+    want = np.where(ids[np.minimum(pos, len(ids) - 1)] == ask, pos, -1)
+    assert (_kernels.IdIndex(ids).positions(ask) == want).all()
+    assert (_kernels.IdIndex(ids[:0]).positions(ask) == -1).all()
+
+
+def test_pixel_lookup_skips_what_no_cell_reaches_and_serves_threads(store):
+    """A group's lookup knows its southernmost cell and looks no pixel up farther south
+    than a cell reaches, with the same result; threads asking for views at once get each
+    view looked up once."""
+    ds = store.dataset("h3", 3)
+    plain = PixelLookup("h3", 3, ds.cell_ids.values)
+    lookup = store.lookup("h3", 3)
+    assert 45 < lookup.south < 50
+    view = ((-7e6, 7e6), (-7e6, 7e6), 300, 300)  # its corners far south of the cells
+    assert (lookup._lookup(*view) == plain._lookup(*view)).all()
+    shared = PixelLookup("h3", 3, ds.cell_ids.values, min_lat=float(ds.lat.min()))
+    calls, errors, first = [], [], shared._lookup
+
+    def counted(*args):
+        calls.append(args)
+        time.sleep(0.01)
+        return first(*args)
+
+    shared._lookup = counted
+    views = [((-3e6 + k * 1e5, 3e6), (-3e6, 3e6), 64, 64) for k in range(4)]
+    start = threading.Barrier(8)
+
+    def ask(seed):
+        start.wait()
+        try:
+            for k in np.random.default_rng(seed).integers(0, 4, 20):
+                assert (shared(*views[k]) == plain(*views[k])).all()
+        except Exception as e:  # noqa: BLE001 (any failure in a thread is the test's)
+            errors.append(e)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(calls) == 4
+
+
+def test_a_drawn_level_readies_its_neighbours(cube, monkeypatch):
+    """After a level's map is drawn, the next levels' groups, pixel lookups of the view,
+    models and colour ranges are made in the background, once."""
+    import entropice.dashboard.store as store_module
+
+    store = CubeStore(cube[0])
+    assert store.neighbours("h3", 2) == [3] and store.neighbours("h3", 3) == [2]
+    assert store.neighbours("healpix", 4) == []
+    view = ((-3e6, 3e6), (-3e6, 3e6), 32, 32)
+    store.prefetch_levels("h3", 2, view, 2022, "era5_tdd_sum", delay=0.0).join(120)
+    assert store.prefetch_levels("h3", 2, view, 2022, "era5_tdd_sum") is None  # once
+    lookup = store.lookup("h3", 3)
+    monkeypatch.setattr(lookup, "_lookup", lambda *a: pytest.fail("not prefetched"))
+    monkeypatch.setattr(store_module, "robust_range", lambda v: pytest.fail("not either"))
+    assert lookup(*view).shape == (32, 32)
+    assert store.layer_range("h3", 3, 2022, "era5_tdd_sum")[0] < 1e9
+
+
+def test_the_map_answers_a_zoom_at_once_and_sends_its_land_as_bytes(sel):
+    """The range stream draws a new view without HoloViews' wait of 100 ms (Bokeh has
+    waited for the wheel to pause); the land beneath and the lines above the cells are
+    bytes, their zeros not drawn."""
+    from holoviews.plotting.bokeh.callbacks import RangeXYCallback
+
+    sel.level = 3
+    view = MapView(selection=sel)
+    plot = hv.renderer("bokeh").get_plot(view.plot)
+    ranges = [cb for sub in plot.traverse(lambda p: p) for cb in getattr(sub, "callbacks", [])
+              if isinstance(cb, RangeXYCallback)]
+    assert ranges and all(cb.debounce is None for cb in ranges)
+    images = [r for r in plot.state.renderers if "image" in getattr(r, "data_source", {
+        "data": {}}).data]
+    land = [r for r in images if r.data_source.data["image"][0].dtype == np.uint8]
+    assert len(land) == 2
+    assert all(r.glyph.color_mapper.low_color == "#00000000" for r in land)
+    fill, lines = (r.data_source.data["image"][0] for r in land)
+    assert set(np.unique(fill)) == {0, 1} and set(np.unique(lines)) == {0, 2, 3}
+
+
 def test_map_view_renders_values_and_highlights_a_box(sel):
     sel.level = 3
     view = MapView(selection=sel)
@@ -461,6 +572,7 @@ def test_a_clicked_cell_shows_its_details(sel):
     text = view.details.object
     assert format(int(ds.cell_ids.values[k]), "x") in text
     assert "predicted:" in text and "label:" in text and "km²" in text
+    assert "across the outer folds' models" in text  # the run kept them
     assert f"box {int(sel.cell_boxes()[k])}" in text
     view.tap.event(x=9e6, y=9e6)
     assert "No cell" in view.details.object

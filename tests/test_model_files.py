@@ -316,3 +316,72 @@ def test_predict_with_a_tampered_model_prints_one_error_line(tmp_path):
     assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
     assert lines[0] == (f"error: invalid model file {store.path('r1') / 'arrays.npz'}: "
                         "'member0_boxes' holds NaN or infinity; expected finite numbers.")
+
+
+@pytest.fixture
+def run_with_folds(tmp_path):
+    """A saved model with two outer folds' models."""
+    X, y = training_data()
+    fit = lambda rows: runs.make_model(  # noqa: E731
+        ESPAClassifier(5, random_state=0)).fit(X[rows], y[rows])
+    half = np.arange(len(y)) % 2
+    runs.save_model(tmp_path / "run", fit(slice(None)), ["a", "b", "c", "d"],
+                    {"labels": [0, 1, 2], "classes": ["none", "low", "medium"]},
+                    fold_models={0: fit(half != 0), 1: fit(half != 1)})
+    return tmp_path / "run"
+
+
+def test_outer_folds_models_are_checked_like_the_run(run_with_folds):
+    """Each outer fold's model goes through the run's checks (a damaged one is named
+    by its file); a fold listed but missing, a list that is no list of fold numbers,
+    and a fold reading other features are refused with the file named."""
+    assert len(runs.load_model(run_with_folds).folds) == 2
+    doc = json.loads((run_with_folds / "model.json").read_text())
+    fold = run_with_folds / "folds" / "1"
+    fold_doc = json.loads((fold / "model.json").read_text())
+    (fold / "model.json").write_text(json.dumps({**fold_doc, "temperature": -1}))
+    with pytest.raises(ValueError, match=r"folds/1/model\.json: 'temperature'"):
+        runs.load_model(run_with_folds)
+    (fold / "model.json").write_text(json.dumps({**fold_doc, "feature_names": list("abce")}))
+    with pytest.raises(ValueError, match=r"folds/1/model\.json: 'feature_names' differ"):
+        runs.load_model(run_with_folds)
+    for listed in ([0, 1, 1], "all", [0, True], list(range(101))):
+        (run_with_folds / "model.json").write_text(json.dumps({**doc,
+                                                               "fold_models": listed}))
+        with pytest.raises(ValueError, match=r"model\.json: 'fold_models' is .* expected a"
+                                             " list of distinct fold numbers"):
+            runs.load_model(run_with_folds)
+    (run_with_folds / "model.json").write_text(json.dumps({**doc, "fold_models": [0, 2]}))
+    with pytest.raises(ValueError, match=r"lists outer fold 2's model, but .*folds/2/"
+                                         r"model\.json is missing"):
+        runs.load_model(run_with_folds)
+
+
+def test_a_fold_without_a_class_loads_and_the_folds_share_the_bound(tmp_path, monkeypatch):
+    """A fold's model keeps the labels it saw (a rare class may live in one fold's land
+    only): the run loads and its fold spread reads P(any RTS) of each; a fold stating a
+    label the run lacks is refused; the run's and its folds' arrays share one bound."""
+    X, y = training_data()
+    fit = lambda rows: runs.make_model(  # noqa: E731
+        ESPAClassifier(5, random_state=0)).fit(X[rows], y[rows])
+    path = tmp_path / "run"
+    runs.save_model(path, fit(slice(None)), ["a", "b", "c", "d"],
+                    {"labels": [0, 1, 2], "classes": ["none", "low", "medium"]},
+                    fold_models={0: fit(y != 2), 1: fit(slice(None))})
+    fold_doc = json.loads((path / "folds" / "0" / "model.json").read_text())
+    assert fold_doc["labels"] == [0, 1] and fold_doc["classes"] == ["none", "low"]
+    model = runs.load_model(path)
+    assert model.folds[0].classes_.tolist() == [0, 1]
+    assert model.fold_spread(X).shape == (len(X),)
+    alone = model_check.checked_files(path / "folds" / "1", share=1)[2]
+    n = sum(a.size for a in alone.values())
+    monkeypatch.setattr(model_check, "MAX_ELEMENTS", 2 * n)  # one fits, three do not
+    model_check.checked_files(path / "folds" / "1", share=1)
+    with pytest.raises(ValueError, match=r"the arrays hold \d+ numbers; expected at most"):
+        runs.load_model(path)
+    monkeypatch.undo()
+    (path / "folds" / "0" / "model.json").write_text(json.dumps({**fold_doc,
+                                                                "labels": [0, 7]}))
+    with pytest.raises(ValueError, match=r"folds/0/model\.json: 'labels' are \[0, 7\]; "
+                                         "expected some of the run's labels"):
+        runs.load_model(path)

@@ -251,7 +251,7 @@ def test_train_and_predict(project):
     registry = _json.loads((project / "models" / "latest.json").read_text())
     run = project / "models" / registry["h3/3"]["run_id"]
     assert {p.name for p in run.iterdir()} == {"arrays.npz", "model.json", "folds.csv",
-                                               "metrics.json", "relevance.csv"}
+                                               "metrics.json", "relevance.csv", "folds"}
     metrics = _json.loads((run / "metrics.json").read_text())["metrics"]
     assert set(metrics) == {"eSPA+", "LogisticRegression", "Majority"}
     ds = Cube(project / "cube.zarr").read("h3", 3)

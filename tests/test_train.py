@@ -305,6 +305,58 @@ def test_predictions_carry_the_members_spread_of_any_rts(tmp_path):
     assert pred.pred_spread.attrs["units"] == "1"
 
 
+def test_predictions_carry_the_outer_folds_spread_of_any_rts(tmp_path):
+    """A run that kept its outer folds' models predicts ``pred_fold_spread``: the
+    standard deviation over them of P(any RTS), each fold's model asked through its own
+    imputation and scaling; the run's own probabilities are unchanged by them."""
+    ds = group()
+    dm = design.design_matrix(ds)
+    X, y = dm.X.to_numpy(), dm.y
+    fit = lambda rows, seed: runs.make_model(  # noqa: E731
+        ESPAClassifier(6, random_state=seed, eps_W=0.3)).fit(X[rows], y[rows])
+    model = fit(slice(None), 0)
+    third = np.arange(len(y)) % 3
+    folds = {k: fit(third != k, k) for k in range(3)}
+    meta = {"grid": "h3", "level": 5, "run_id": "r1", "labels": [0, 1, 2, 3],
+            "classes": ["none", "low", "medium", "high"]}
+    runs.save_model(tmp_path / "plain", model, list(dm.X.columns), meta)
+    runs.save_model(tmp_path / "run", model, list(dm.X.columns), meta, fold_models=folds)
+    plain = runs.predict_group(ds, runs.load_model(tmp_path / "plain")).load()
+    assert "pred_fold_spread" not in plain
+    loaded = runs.load_model(tmp_path / "run")
+    assert loaded.meta["fold_models"] == [0, 1, 2] and len(loaded.folds) == 3
+    assert loaded.folds[1].meta["fold"] == 1
+    pred = runs.predict_group(ds, loaded).load()
+    cells = design.cell_features(ds.isel(year=0), list(dm.X.columns)).to_numpy(np.float64)
+    any_rts = np.stack([1 - m.predict_proba(cells)[:, 0] for m in folds.values()])
+    spread = pred.pred_fold_spread.isel(year=0).values
+    np.testing.assert_allclose(spread, any_rts.std(axis=0), atol=1e-6)
+    assert spread.max() > 0.01  # the folds' models differ somewhere
+    xr.testing.assert_equal(pred.pred_proba, plain.pred_proba)
+    assert "3 outer folds" in pred.pred_fold_spread.attrs["long_name"]
+
+
+def test_a_trained_run_keeps_its_outer_folds_models(tmp_path):
+    """``train_group`` stores each outer fold's eSPA+ with the run: the models the
+    out-of-fold scores came from, which ``predict`` reads for ``pred_fold_spread``."""
+    ds = group()
+    ds["land_fraction"] = ("cells", np.ones(ds.sizes["cells"]), {"units": "1"})
+    ds["rts_area_km2"] = ds.rts_count * 0.1
+    settings = {"n_folds": 3, "inner_folds": 2, "n_estimators": 2, "n_restarts": 1,
+                "n_jobs": 1, "permutation_repeats": 1, "baselines": [],
+                "grid": {"n_boxes": [4], "eps_C": [1.0], "eps_W": [1.0],
+                         "class_weight": ["balanced"]}}
+    store = runs.RunStore(tmp_path)
+    run = runs.train_group(ds, settings, store=store)["run_id"]
+    model = store.load(run)
+    assert model.meta["fold_models"] == [0, 1, 2]
+    assert [f.meta["fold"] for f in model.folds] == [0, 1, 2]
+    assert all(f.meta["feature_names"] == model.meta["feature_names"] for f in model.folds)
+    pred = runs.predict_group(ds, model).load()
+    assert pred.pred_fold_spread.dims == ("year", "cells")
+    assert np.isfinite(pred.pred_fold_spread.values).all()
+
+
 def test_ranking_auc_scores_the_order_of_classes():
     """The inner search's scorer: 1 when the expected class orders the samples as their
     classes, 0 reversed, and it holds when a fold lacks a class."""
@@ -587,6 +639,34 @@ def test_a_forest_grown_in_steps_is_the_forest_of_one_fit():
     *_, (n, _) = stepped_and_whole(lambda: cv._baseline("HistGradientBoosting", 0),
                                    fold_sample(), s)
     assert n == 0
+
+
+def test_a_forest_on_more_samples_than_tree_rows_has_fewer_deeper_trees():
+    """On more than tree_rows samples a forest's trees draw tree_rows each, and only as
+    many as draw forest_rows in all (at most the baseline's 200); on fewer it is the full
+    forest; other models are left as they are. Its bar counts the trees it grows."""
+    from entropice.runs import cv
+
+    def forest(n_rows, **settings):
+        rf = cv.cap_trees(cv._baseline("RandomForest", 0), n_rows, cv._settings(settings))
+        return rf[-1].n_estimators, rf[-1].max_samples
+
+    assert forest(100_000) == (75, 80_000)  # the defaults at fit_rows
+    assert forest(80_000) == forest(3000) == (200, None)  # every sample: the full forest
+    assert forest(3000, tree_rows=1000, forest_rows=50_000) == (50, 1000)
+    assert forest(3000, tree_rows=1000, forest_rows=0) == (200, 1000)  # no budget
+    assert forest(3000, tree_rows=1000, forest_rows=10**9) == (200, 1000)  # at most 200
+    assert forest(3000, tree_rows=1000, forest_rows=10) == (1, 1000)
+    assert forest(10**7, tree_rows=0) == (200, None)  # trees uncapped
+    hgb = cv._baseline("HistGradientBoosting", 0)
+    before = hgb.get_params()["model"].get_params()
+    assert cv.cap_trees(hgb, 10**7, cv._settings(None))[-1].get_params() == before
+    s = cv._settings({"tree_rows": 1000, "forest_rows": 40_000})
+    stepped, whole, _, b, (n, total) = stepped_and_whole(
+        lambda: cv._baseline("RandomForest", 0), fold_sample(), s)
+    np.testing.assert_array_equal(stepped, whole)
+    assert n == total == len(b[-1].estimators_) == 40
+    assert {t.tree_.n_node_samples[0] for t in b[-1].estimators_} <= set(range(400, 1001))
 
 
 def test_a_runs_bar_ticks_through_a_step_without_a_bar_of_its_own():

@@ -609,38 +609,105 @@ def summarise(data, nodata, has_nodata, row, start, length, cell, weight, slope,
 
 
 @nb.njit(cache=True, nogil=True)
-def compress(cells, values, weights, m):
-    """Weighted points sorted by (cell, value) with at most ``m`` per cell: where a cell
-    has more, the inverted-CDF quantiles of its points at (j + 1/2) / m, each weighing
-    1/m of its weight (their cumulative weight within 1/(2m) of the points')."""
-    n = len(cells)
-    out_c = np.empty(n, dtype=np.int64)
-    out_v = np.empty(n)
-    out_w = np.empty(n)
-    k = 0
+def by_value(cells, values, weights, order):
+    """The points in ``order`` (an unstable argsort of ``values``), each run of equal
+    values taken in index order: as ``np.argsort(values, kind="stable")`` orders them,
+    at the cost of a faster sort and a pass."""
+    sorted_values = values[order]
+    n = len(order)
     i = 0
     while i < n:
-        e = i
-        total = 0.0
-        while e < n and cells[e] == cells[i]:
-            total += weights[e]
-            e += 1
-        if e - i <= m:
-            for a in range(i, e):
-                out_c[k], out_v[k], out_w[k] = cells[a], values[a], weights[a]
-                k += 1
+        j = i + 1
+        while j < n and sorted_values[j] == sorted_values[i]:
+            j += 1
+        if j - i > 1:
+            order[i:j] = np.sort(order[i:j])
+        i = j
+    return cells[order], sorted_values, weights[order]
+
+
+@nb.njit(cache=True, nogil=True)
+def merge(cells, values, weights, to_cell, whole, qs, m):
+    """Weighted points sorted by value (``cells`` their finest cells) merged into the
+    coarser cells ``to_cell[cells]`` (-1: none), in one pass over them in value order:
+    the quantiles ``qs`` of the cells ``whole`` (NaN for the others and for cells without
+    points), as ``grouped_quantiles`` gives them; of the others at most ``m`` points per
+    cell, sorted by cell and value: a cell's points where it has no more, else the
+    inverted-CDF quantiles of its points at (j + 1/2) / m, each weighing 1/m of its
+    weight (their cumulative weight within 1/(2m) of the points'). Each cell's weights
+    are summed in value order, as those functions sum the points sorted by cell."""
+    n_cells = len(whole)
+    nq = len(qs)
+    total = np.zeros(n_cells)
+    count = np.zeros(n_cells, dtype=np.int64)
+    for i in range(len(cells)):
+        c = to_cell[cells[i]]
+        if c >= 0:
+            total[c] += weights[i]
+            count[c] += 1
+    quant = np.full((n_cells, nq), np.nan)
+    q_order = np.argsort(qs)  # the quantiles are met in increasing order
+    start = np.zeros(n_cells + 1, dtype=np.int64)  # each split cell's output points
+    nxt = np.zeros(n_cells, dtype=np.int64)  # a cell's next quantile (or point) to find
+    at = np.empty(n_cells)  # the cumulative weight that reaches it (-inf: every point)
+    for c in range(n_cells):
+        start[c + 1] = start[c] + (0 if whole[c] else min(count[c], m))
+        if whole[c]:
+            at[c] = _merge_target(qs, q_order, 0, total[c])
         else:
-            p = i
-            cum = 0.0
-            for j in range(m):
-                target = (j + 0.5) / m * total
-                while p < e - 1 and cum + weights[p] < target:
-                    cum += weights[p]
-                    p += 1
-                out_c[k], out_v[k], out_w[k] = cells[i], values[p], total / m
-                k += 1
-        i = e
-    return out_c[:k], out_v[:k], out_w[:k]
+            at[c] = -np.inf if count[c] <= m else 0.5 / m * total[c]
+    out_c = np.empty(start[n_cells], dtype=np.int64)
+    out_v = np.empty(start[n_cells])
+    out_w = np.empty(start[n_cells])
+    cum = np.zeros(n_cells)  # weight of a cell's points so far
+    last = np.empty(n_cells)  # its largest value so far
+    for i in range(len(cells)):
+        c = to_cell[cells[i]]
+        if c < 0:
+            continue
+        v = values[i]
+        reach = cum[c] + weights[i]
+        if reach >= at[c]:
+            if whole[c]:  # the smallest value whose cumulative weight reaches the target
+                while nxt[c] < nq and reach >= at[c]:
+                    quant[c, q_order[nxt[c]]] = v
+                    nxt[c] += 1
+                    at[c] = _merge_target(qs, q_order, nxt[c], total[c])
+            elif count[c] <= m:  # every point
+                k = start[c] + nxt[c]
+                out_c[k], out_v[k], out_w[k] = c, v, weights[i]
+                nxt[c] += 1
+            else:
+                while nxt[c] < m and reach >= at[c]:
+                    k = start[c] + nxt[c]
+                    out_c[k], out_v[k], out_w[k] = c, v, total[c] / m
+                    nxt[c] += 1
+                    at[c] = (nxt[c] + 0.5) / m * total[c] if nxt[c] < m else np.inf
+        cum[c] = reach
+        last[c] = v
+    for c in range(n_cells):  # targets past the last point by rounding: the largest value
+        if count[c] == 0:
+            continue
+        if whole[c]:
+            while nxt[c] < nq:
+                quant[c, q_order[nxt[c]]] = last[c]
+                nxt[c] += 1
+        elif count[c] > m:
+            while nxt[c] < m:
+                k = start[c] + nxt[c]
+                out_c[k], out_v[k], out_w[k] = c, last[c], total[c] / m
+                nxt[c] += 1
+    return quant, (out_c, out_v, out_w)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _merge_target(qs, q_order, j, total):
+    """The cumulative weight that reaches the ``j``-th smallest quantile of ``qs`` (at
+    most 0: the first point; inf past the last quantile), as ``_quantiles_into`` has it."""
+    if j >= len(qs):
+        return np.inf
+    target = qs[q_order[j]] * total * (1 - 1e-9)
+    return target if target > 0.0 else -np.inf
 
 
 SKETCH_BUCKETS = 8
@@ -648,22 +715,34 @@ SKETCH_BUCKETS = 8
 lighter than half a point, so that few pixels need sorting."""
 
 
-@nb.njit(cache=True, nogil=True)
 def sketch(data, nodata, has_nodata, row, start, length, cell, weight, slope, order,
            cell_start, counts, totals, lows, highs, max_pixels, m, n_out, qs, exact):
     """Every cell's summary of at most ``m`` points (as ``summarise``) and, where
     ``exact[c]``, its exact quantiles ``qs`` (as ``quantiles``), from one histogram.
 
     One pass spreads a cell's pixels over ``SKETCH_BUCKETS * m`` equal-width value
-    buckets (weight, count, smallest and largest value); a second copies out the
-    pixels of the buckets the quantiles lie in and of the buckets heavier than half a
-    point holding several values, the latter bucketed again (``_refine``). Point j, at
-    the weighted quantile (j + 1/2) / m, is the smallest value of a light (sub-)bucket
-    (its rank off by at most 1/(2m)) or the exact pixel of a sorted one; cells of at
-    most ``m`` pixels give their pixels. So sketches merge with the rank bound of
-    ``summarise``, in two passes over the pixels where ``quantiles`` and ``summarise``
+    buckets (weight, count, smallest and largest value), keeping each pixel's value,
+    weight and bucket; a second, over those, copies out the pixels of the buckets the
+    quantiles lie in and of the buckets heavier than half a point holding several
+    values, the latter bucketed again (``_refine``). Point j, at the weighted quantile
+    (j + 1/2) / m, is the smallest value of a light (sub-)bucket (its rank off by at
+    most 1/(2m)) or the exact pixel of a sorted one; cells of at most ``m`` pixels give
+    their pixels. So sketches merge with the rank bound of ``summarise``, in one pass
+    over the pixels and one over a copy of them where ``quantiles`` and ``summarise``
     take up to six. Returns (cells, values, weights, quantiles).
     """
+    # each pixel's bucket, in 16 bits where they are few enough (less to write and read)
+    buckets = np.empty(max_pixels, dtype=np.uint16 if SKETCH_BUCKETS * m <= 2**16 else
+                       np.int64)
+    return _sketch(data, nodata, has_nodata, row, start, length, weight, slope, order,
+                   cell_start, counts, totals, lows, highs, max_pixels, m, n_out, qs, exact,
+                   buckets)
+
+
+@nb.njit(cache=True, nogil=True)
+def _sketch(data, nodata, has_nodata, row, start, length, weight, slope, order, cell_start,
+            counts, totals, lows, highs, max_pixels, m, n_out, qs, exact, bk):
+    """``sketch``, with ``bk`` for each pixel's bucket."""
     n_cells = len(cell_start) - 1
     nq = len(qs)
     n1 = SKETCH_BUCKETS * m
@@ -676,11 +755,12 @@ def sketch(data, nodata, has_nodata, row, start, length, cell, weight, slope, or
     lo1 = np.empty(n1)
     hi1 = np.empty(n1)
     off = np.empty(n1, dtype=np.int64)  # a copied bucket's place in the buffer (-1: not)
-    fill = np.empty(n1, dtype=np.int64)
+    fill = np.empty(n1, dtype=np.int32)
+    step = np.empty(n1, dtype=np.int32)
     bucket = np.empty(nq, dtype=np.int64)
     below = np.empty(nq)
-    vbuf = np.empty(max_pixels)
-    wbuf = np.empty(max_pixels)
+    vbuf = np.empty(max_pixels + 1)  # and a slot for the pixels not copied
+    wbuf = np.empty(max_pixels + 1)
     tmp_v = np.empty(max_pixels)
     tmp_w = np.empty(max_pixels)
     hist = np.empty(N_BUCKETS)
@@ -704,6 +784,7 @@ def sketch(data, nodata, has_nodata, row, start, length, cell, weight, slope, or
         lo1[:] = np.inf
         hi1[:] = -np.inf
         qtotal = 0.0  # summed pixel by pixel, as ``quantiles`` does
+        n = 0  # the valid pixels, their values, weights and buckets kept in tmp_v, tmp_w, bk
         for j in range(cell_start[c], cell_start[c + 1]):
             r = order[j]
             run = data[row[r], start[r]:start[r] + length[r]]
@@ -713,6 +794,8 @@ def sketch(data, nodata, has_nodata, row, start, length, cell, weight, slope, or
                     w = weight[r] + i * slope[r]
                     qtotal += w
                     b = int((v - lo) * scale)
+                    tmp_v[n], tmp_w[n], bk[n] = v, w, b
+                    n += 1
                     h1[b] += w
                     c1[b] += 1
                     lo1[b] = min(lo1[b], v)
@@ -736,13 +819,28 @@ def sketch(data, nodata, has_nodata, row, start, length, cell, weight, slope, or
                 off[b] = size
                 size += c1[b]
         if size > 0:  # the copied buckets' pixels, each bucket contiguous
-            fill[:] = off
-            _copy_buckets(data, nodata, has_nodata, row, start, length, weight, slope, order,
-                          cell_start[c], cell_start[c + 1], lo, scale, off, fill, vbuf, wbuf)
+            _copy_kept(tmp_v, tmp_w, bk, n, off, size, fill, step, vbuf, wbuf)
         _select_in_buckets(bucket, below, off, c1, vbuf, wbuf, qs, qtotal, quant[c])
         k = _sketch_points(h1, c1, lo1, hi1, off, vbuf, wbuf, heavy, c, total, hi, m,
                            cells, values, weights, k, tmp_v, tmp_w, sub)
     return cells[:k], values[:k], weights[:k], quant
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _copy_kept(values, weights, buckets, n, off, size, fill, step, vbuf, wbuf):
+    """The first ``n`` pixels (``values``, ``weights`` and ``buckets``, in the order of
+    the cell's runs) of the buckets with a place (``off[b] >= 0``) copied there, each
+    bucket contiguous, as ``_copy_buckets`` copies them. Without a branch per pixel (the
+    copied buckets are many, their pixels spread among the others): every pixel is
+    written, those of the other buckets to the slot ``size``, which the next overwrites."""
+    for b in range(len(off)):
+        fill[b], step[b] = (off[b], 1) if off[b] >= 0 else (size, 0)
+    for i in range(n):
+        b = buckets[i]
+        p = fill[b]
+        vbuf[p] = values[i]
+        wbuf[p] = weights[i]
+        fill[b] = p + step[b]
 
 
 @nb.njit(cache=True, nogil=True)
@@ -799,9 +897,9 @@ def _sketch_points(h1, c1, lo1, hi1, off, vbuf, wbuf, heavy, c, total, hi, m, ce
 @nb.njit(cache=True, nogil=True)
 def _refine(vbuf, wbuf, a, e, lo, hi, ns, heavy, tmp_v, tmp_w, sub):
     """A heavy bucket's pixels ``vbuf[a:e]`` spread over ``ns`` equal-width
-    sub-buckets (weight, count, smallest and largest value into ``sub``), reordered
-    sub-bucket by sub-bucket (starting at ``pos``), those still heavy holding several
-    values sorted; returns ``ns``."""
+    sub-buckets (weight, count, smallest and largest value into ``sub``); where some
+    sub-bucket is still heavy holding several values, reordered sub-bucket by sub-bucket
+    (starting at ``pos``), those sorted. Returns ``ns``."""
     h2, c2, lo2, hi2, pos = sub
     scale = (ns - 1e-9) / (hi - lo)
     scale = scale if np.isfinite(scale) else 0.0
@@ -816,8 +914,12 @@ def _refine(vbuf, wbuf, a, e, lo, hi, ns, heavy, tmp_v, tmp_w, sub):
         lo2[s] = min(lo2[s], vbuf[i])
         hi2[s] = max(hi2[s], vbuf[i])
     pos[0] = a
+    sorted_any = False
     for s in range(ns):
         pos[s + 1] = pos[s] + c2[s]
+        sorted_any |= h2[s] > heavy and lo2[s] < hi2[s]
+    if not sorted_any:  # the points are the sub-buckets' smallest values: no reordering
+        return ns
     fill = pos[:ns].copy()
     for i in range(a, e):
         s = _bucket(vbuf[i], lo, scale, ns)

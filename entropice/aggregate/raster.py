@@ -318,12 +318,14 @@ def _reduce_levels(values, base, targets, indexes, nodata, want_spread, want_ran
     ``indexes`` holds the block's indexes (:func:`_block_indexes`).
 
     The base's moments are computed once and combined per cell of each level (exact).
-    For quantiles every base cell is sketched once (``_kernels.sketch``, two passes
-    over its pixels): the finest level's complete cells get their exact quantiles from
-    it, its split cells their summaries (``_kernels.summarise``, as on its own); a
-    coarser cell complete in this block gets its quantiles from its children's
-    sketches merged (rank within 1 / SUMMARY_POINTS), a split one sends them,
-    compressed to at most SUMMARY_POINTS points (within 1.5 / SUMMARY_POINTS).
+    For quantiles every base cell is sketched once (``_kernels.sketch``, one pass over
+    its pixels and one over a copy of them): the finest level's complete cells get their
+    exact quantiles from it, its split cells their summaries (``_kernels.summarise``, as
+    on its own); a coarser cell complete in this block gets its quantiles from its
+    children's sketches merged (rank within 1 / SUMMARY_POINTS), a split one sends them,
+    compressed to at most SUMMARY_POINTS points (within 1.5 / SUMMARY_POINTS): the
+    sketches' points are sorted by value once, and each coarser level takes them in one
+    pass (``_kernels.merge``).
     """
     bi = indexes[base]
     args = _runs(values, bi, nodata)
@@ -339,8 +341,7 @@ def _reduce_levels(values, base, targets, indexes, nodata, want_spread, want_ran
         *sketch, exact_q = _kernels.sketch(
             *args, bi.order, bi.cell_start, count, wsum, vmin, vmax, bi.max_pixels_per_cell,
             SUMMARY_POINTS, n_out, np.asarray(qs), exact)
-        by_value = np.argsort(sketch[1], kind="stable")  # once for every coarser level
-        sketch = [a[by_value] for a in sketch]
+        sketch = _kernels.by_value(*sketch, np.argsort(sketch[1]))  # for every coarser level
     out = []
     for t, done in zip(targets, complete):
         index = indexes[t.key]
@@ -358,7 +359,7 @@ def _reduce_levels(values, base, targets, indexes, nodata, want_spread, want_ran
                     args, bi, moments, keep, inv, done, exact, exact_q)
             else:
                 q, (g_local, g_values, g_weights) = _coarse_quantiles(
-                    sketch, to_t, touched, done, qs)
+                    sketch, keep, inv, done, qs)
             quantiles = touched[done], q[done]
             points = touched[g_local], g_values, g_weights
         out.append(_Partial.of(touched, [st[k] for k in _MOMENTS], want_spread, want_range,
@@ -394,23 +395,15 @@ def _finest_quantiles(args, bi, moments, keep, inv, done, exact, exact_q):
     return q, (to_level[local], values, weights)
 
 
-def _coarse_quantiles(sketch, to_t, touched, done, qs):
+def _coarse_quantiles(sketch, keep, inv, done, qs):
     """A coarser level's quantiles from its finest cells' sketches (sorted by value)
     merged, where its cell is whole in the block, and the compressed points of the
-    others (sorted by cell, a radix sort where the cells are few, keeping the values'
-    order)."""
-    p_cells, p_values, p_weights = sketch
-    pt = to_t[p_cells]
-    pk = pt >= 0
-    pinv = np.searchsorted(touched, pt[pk])
-    pv, pw = p_values[pk], p_weights[pk]
-    whole = done[pinv]  # points of cells wholly in this block
-    q = _kernels.grouped_quantiles(pinv[whole], pv[whole], pw[whole], len(touched),
-                                   np.asarray(qs))
-    key = pinv[~whole]
-    order = np.argsort(key.astype(np.int16) if len(touched) < 2**15 else key, kind="stable")
-    return q, _kernels.compress(pinv[~whole][order], pv[~whole][order], pw[~whole][order],
-                                SUMMARY_POINTS)
+    others (``_kernels.merge``, one pass over the points in value order); ``inv`` holds
+    the level's cell (a position in its ``touched``) of each base cell ``keep``."""
+    to_cell = np.full(len(keep), -1, dtype=np.int64)
+    to_cell[keep] = inv
+    return _kernels.merge(*sketch, to_cell, done, np.asarray(qs, dtype=np.float64),
+                          SUMMARY_POINTS)
 
 
 # -- sampling at cell centres (coarse rasters) ---------------------------------------------

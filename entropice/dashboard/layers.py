@@ -18,6 +18,8 @@ LABEL_LAYERS = ["rts_density", "rts_count", "rts_class", "rts_area_km2"]
 CELL_LAYERS = ["land_fraction", "area_km2"]
 PREDICTIONS = {"predicted class": "pred_class", "prediction entropy": "pred_entropy",
                "uncertainty (members' spread of P(any RTS))": "pred_spread",
+               "uncertainty across folds (their models' spread of P(any RTS))":
+                   "pred_fold_spread",
                "novelty (outside the training data)": "pred_novelty"}
 NOVELTY = "pred_novelty"
 """How far a cell's features lie outside the training data: the share of the training

@@ -31,8 +31,9 @@ from .layers import (
     is_prediction,
     novel,
 )
-from .lookup import graticule_image, land_image, to_polar
+from .lookup import land_and_lines, to_polar
 from .selection import Selection
+from .store import robust_range
 from .view import View
 
 PIXELS = 640  # the image's width and height
@@ -43,6 +44,9 @@ PAD = 1.03
 LOD = {"interval": 50, "timeout": 100}
 """Bokeh tells the server of a zoom or pan once the interaction has paused this long
 (ms; its default, 500, delayed every redraw by half a second)."""
+
+
+CLEAR = "#00000000"  # a colour not drawn
 
 
 GRATICULE_LATS = (50, 60, 70, 80)
@@ -73,13 +77,12 @@ def _hatch_lines(shape) -> np.ndarray:
 
 @functools.lru_cache(maxsize=8)
 def land_planes(x_range: tuple, y_range: tuple) -> tuple[np.ndarray, np.ndarray]:
-    """The land (1, NaN off it) and the lines above the cells (2 on the coast, 3 on the
-    graticule, NaN elsewhere) of a view, read-only and shared by every session: each
-    new page opens on its group's home extent, whose land is then made once."""
-    img = land_image(x_range, y_range, PIXELS, PIXELS)
-    graticule = graticule_image(x_range, y_range, PIXELS, PIXELS)
-    fill = np.where(img >= 1, 1.0, np.nan).astype(np.float32)
-    lines = np.where(img == 2, 2.0, np.where(graticule, 3.0, np.nan)).astype(np.float32)
+    """The land (1, 0 off it) and the lines above the cells (2 on the coast, 3 on the
+    graticule, 0 elsewhere) of a view, read-only and shared by every session: each new
+    page opens on its group's home extent, whose land is then made once. Bytes, not
+    floats: a zoom sends both to the browser, a quarter of the size (0 is drawn
+    transparent, below the colour range)."""
+    fill, lines = land_and_lines(x_range, y_range, PIXELS, PIXELS)
     fill.flags.writeable = lines.flags.writeable = False
     return fill, lines
 
@@ -93,17 +96,6 @@ def home_extent(selection: Selection) -> tuple[tuple, tuple]:
     x, y = to_polar(0.0, np.nanmin(lat))
     r = PAD * float(np.hypot(x, y))
     return (-r, r), (-r, r)
-
-
-def robust_range(values: np.ndarray) -> tuple[float, float]:
-    """2nd to 98th percentile of the finite values (0-1 if there are none)."""
-    v = values[np.isfinite(values)]
-    if not len(v):
-        return 0.0, 1.0
-    lo, hi = np.percentile(v, [2, 98])
-    if hi <= lo:
-        lo, hi = float(v.min()), float(v.max())
-    return float(lo), float(hi if hi > lo else lo + 1.0)
 
 
 def in_view(idx: np.ndarray, n: int) -> np.ndarray:
@@ -215,6 +207,22 @@ def _true_aspect(plot, element):
     fig.y_range.js_on_change("end", cb)
 
 
+RANGE_DEBOUNCE = None
+"""HoloViews waits until the map's ranges have not changed for 100 ms before it draws a
+new view (polling every 50 ms): Bokeh sends the ranges once the wheel or the pan has
+paused (``LOD``) already, so the map draws at once (``None``: 10 ms)."""
+
+
+def _prompt_ranges(plot, element):
+    """Have the range stream answer a zoom or pan at once (``RANGE_DEBOUNCE``)."""
+    from holoviews.plotting.bokeh.callbacks import RangeXYCallback
+
+    for sub in plot.traverse(lambda p: p):
+        for cb in getattr(sub, "callbacks", ()):
+            if isinstance(cb, RangeXYCallback):
+                cb.debounce = RANGE_DEBOUNCE
+
+
 def _style_hover(plot, element, names):
     """One line per value the image carries, named and formatted: the layer's (a class
     by its name), the cell's RTS label and its P(any RTS); no map coordinates."""
@@ -257,9 +265,8 @@ class MapView(View):
                 dict(responsive=True, aspect=1.15, min_width=MIN_SIZE, max_width=MAX_SIZE))
         self.plot = (self.land * self.dmap * self.coast * graticule_labels()).opts(
             xaxis=None, yaxis=None, framewise=True, active_tools=["wheel_zoom"], lod=LOD,
-            hooks=[_true_aspect, self._keep_figure], **size)
+            hooks=[_true_aspect, _prompt_ranges, self._keep_figure], **size)
         self.figure = None  # the Bokeh figure, once drawn
-        self._ranges = {}  # each layer's colour range over its group
         self._frame = None  # (what it shows, the frame) last drawn
         self._land_frames = None  # (extent, land, coast) last drawn
         self.link_to = None  # a map whose extent this one shares in the browser
@@ -343,12 +350,13 @@ class MapView(View):
             clim = (classes[0] - 0.5, classes[-1] + 0.5)
         else:
             value = hv.Dimension("value", label=long, unit=units or None)
-            values = s.values(layer)
-            lo, hi = robust_range(img) if fit else self._group_range(
-                (grid, level, year, layer, s.store.group_stamp(grid, level)), values)
+            # the range over the whole group: computed once for every session (a zoom
+            # keeps it)
+            lo, hi = robust_range(img) if fit else s.store.layer_range(grid, level, year,
+                                                                       layer)
             clim = (lo if vmin is None else vmin, hi if vmax is None else vmax)
             if log and np.nanmax(img, initial=0) > 0:
-                img, clim = log_scale(img, clim, values)
+                img, clim = log_scale(img, clim, s.values(layer))
                 value = hv.Dimension(LOG, label=f"{long} (log scale)", unit=units or None)
         kdims = ["x", "y"]
         extra, planes = self.hover_values(idx, layer)
@@ -391,6 +399,9 @@ class MapView(View):
                                  else ""))
         frame = hv.Overlay(layers).opts(title=f"{long} — {grid} level {level}, {year}",
                                         xlim=xr_, ylim=yr_)
+        if self._frame is None or self._frame[0][:2] != (grid, level):
+            # a level drawn the first time here: ready its neighbours for a change of level
+            s.store.prefetch_levels(grid, level, (xr_, yr_, PIXELS, PIXELS), year, layer)
         self._frame = (key, frame)
         return frame
 
@@ -406,15 +417,6 @@ class MapView(View):
         far = far & (s.dataset.land_fraction.values > 0)
         drawn = _hatch_lines(idx.shape) & (idx >= 0) & far[np.maximum(idx, 0)]
         return np.where(drawn, 1.0, np.nan).astype(np.float32), int(far.sum())
-
-    def _group_range(self, key, values):
-        """The colour range of a layer over the whole group, computed once (a zoom
-        keeps it: 0.06 s at 1.66M cells)."""
-        if key not in self._ranges:
-            if len(self._ranges) > 32:
-                self._ranges.clear()
-            self._ranges[key] = robust_range(values)
-        return self._ranges[key]
 
     def hover_values(self, idx, layer):
         """What the hover tells beside the layer, as value dimensions and an image of
@@ -444,11 +446,13 @@ class MapView(View):
         if self._land_frames is None or self._land_frames[0] != (xr_, yr_):
             fill, lines = land_planes(xr_, yr_)
             bounds = (xr_[0], yr_[0], xr_[1], yr_[1])
+            none = {"min": CLEAR, "NaN": CLEAR}  # 0: no land, no line
             land = hv.Image(fill, bounds=bounds, kdims=["x", "y"], vdims=["land"]).opts(
-                cmap=["#e6e2d8"], tools=[])
+                cmap=["#e6e2d8"], clim=(0.5, 1.5), clipping_colors=none, tools=[])
             coast = hv.Image(lines, bounds=bounds, kdims=["x", "y"],
                              vdims=["coast"]).opts(cmap=["#303030", "#8a8a8a"],
-                                                   clim=(1.5, 3.5), alpha=0.8, tools=[])
+                                                   clim=(1.5, 3.5), clipping_colors=none,
+                                                   alpha=0.8, tools=[])
             self._land_frames = ((xr_, yr_), land, coast)
         return self._land_frames
 
@@ -489,6 +493,10 @@ class MapView(View):
                 sp = float(ds.pred_spread.sel(year=s.year).values[pos])
                 lines.append(f"P(any RTS) {1 - p[0]:.2f} ± {sp:.2f} (standard deviation "
                              "across the model's ensemble members)")
+            if "pred_fold_spread" in ds:
+                sp = float(ds.pred_fold_spread.sel(year=s.year).values[pos])
+                lines.append(f"P(any RTS) ± {sp:.2f} across the outer folds' models "
+                             "(each trained without one fold's land)")
             far = novel(ds, s.year)
             if far is not None:
                 nv = float(ds[NOVELTY].sel(year=s.year).values[pos])

@@ -4,31 +4,39 @@ shares. What a session looks at is kept apart, in ``selection``."""
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from collections import OrderedDict
 from concurrent.futures import Future
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..cube import Cube, CubeError, group_name
 from ..design import cell_features
 from ..grids import get_grid
 from ..runs import RunStore
+from . import layers
 from .layers import PROBA
 from .lookup import PixelLookup
+
+log = logging.getLogger(__name__)
+PREFETCH_BYTES = 512 << 20
+"""A neighbouring level's group is loaded ahead of need (``CubeStore.prefetch_levels``)
+only if it holds less than this in memory."""
 
 
 class SharedCache:
     """A function's results by its arguments, the ``size`` last used kept, shared by every
     session and safe to call from several threads at once.
 
-    The box prefetch computes in a thread of its own beside the sessions' (see
-    ``CubeStore.prefetch_boxes``); ``pn.cache`` evicts without a lock, so two threads
-    could evict the same entry or read one just evicted. Here the cache is read and
-    changed under a lock, and each result is computed once: a caller asking for what
-    another thread is computing waits for it (a group of 1.66M cells is not loaded
-    twice), while other arguments are computed meanwhile.
+    The prefetches compute in threads of their own beside the sessions' (see
+    ``CubeStore.prefetch_boxes`` and ``prefetch_levels``); ``pn.cache`` evicts without
+    a lock, so two threads could evict the same entry or read one just evicted. Here the
+    cache is read and changed under a lock, and each result is computed once: a caller
+    asking for what another thread is computing waits for it (a group of 1.66M cells is
+    not loaded twice), while other arguments are computed meanwhile.
 
     Parameters
     ----------
@@ -95,7 +103,29 @@ def _relevance(root: str, run: str, stamp: float):
 @shared_cache(12)
 def _lookup(path: str, grid: str, level: int, stamp: float):
     ds = _load_group(path, grid, level, stamp)
-    return PixelLookup(grid, level, ds.cell_ids.values)
+    return PixelLookup(grid, level, ds.cell_ids.values,
+                       min_lat=float(np.nanmin(ds.lat.values, initial=np.inf)))
+
+
+def robust_range(values: np.ndarray) -> tuple[float, float]:
+    """2nd to 98th percentile of the finite values (0-1 if there are none)."""
+    v = values[np.isfinite(values)]
+    if not len(v):
+        return 0.0, 1.0
+    lo, hi = np.percentile(v, [2, 98])
+    if hi <= lo:
+        lo, hi = float(v.min()), float(v.max())
+    return float(lo), float(hi if hi > lo else lo + 1.0)
+
+
+@shared_cache(64)
+def _layer_range(path: str, grid: str, level: int, year, layer: str, stamp: float):
+    return robust_range(layers.values(_load_group(path, grid, level, stamp), layer, year))
+
+
+@shared_cache(64)
+def _group_bytes(path: str, grid: str, level: int, stamp: float) -> int:
+    return Cube(path).read(grid, level).nbytes  # opened, not read
 
 
 @shared_cache(16)
@@ -142,6 +172,7 @@ class CubeStore:
             self.problem = f"The cube at `{self.path}` has no grid groups yet."
         self.run_store = RunStore(models) if models else RunStore.of_cube(self.path, attrs)
         self._listed: set[str] = set()
+        self._prefetched: set[tuple] = set()
 
     # -- groups -----------------------------------------------------------------------------
 
@@ -166,6 +197,59 @@ class CubeStore:
     def lookup(self, grid: str, level: int) -> PixelLookup:
         """The map pixels' cells of a group."""
         return _lookup(str(self.path), grid, level, self.group_stamp(grid, level))
+
+    def layer_range(self, grid: str, level: int, year, layer: str) -> tuple[float, float]:
+        """A layer's colour range over every cell of a group in a year (its 2nd to 98th
+        percentile), computed once for every session: 0.03-0.06 s at 1.66M cells."""
+        return _layer_range(str(self.path), grid, level, year, layer,
+                            self.group_stamp(grid, level))
+
+    def neighbours(self, grid: str, level: int) -> list[int]:
+        """The levels of a grid next to ``level``: the finer one first, then the
+        coarser one."""
+        levels = self.levels(grid)
+        if level not in levels:
+            return []
+        i = levels.index(level)
+        return levels[i + 1:i + 2] + levels[max(i - 1, 0):i]
+
+    def prefetch_levels(self, grid: str, level: int, view: tuple, year=None, layer=None,
+                        delay=0.5):
+        """Ready the neighbouring levels of a group in the background after ``delay``
+        seconds (once the map is drawn), so that a first change of level is as quick as
+        a change back: each one's group loaded (if it holds less than
+        ``PREFETCH_BYTES``), its pixel lookup of the map's ``view`` (x_range, y_range,
+        width, height) made, its run's model read and the colour range of ``layer`` in
+        ``year`` computed. At H3 level 6 that is about 0.6 s of work the change would
+        do. A session asking for any of it meanwhile waits for the prefetch's result
+        (nothing is computed twice); a view prefetched once is not again."""
+        key = (grid, level, view, year, layer)
+        if key in self._prefetched or not self.neighbours(grid, level):
+            return None
+        self._prefetched.add(key)
+        timer = threading.Timer(delay, self._prefetch, (grid, level, view, year, layer))
+        timer.daemon = True
+        timer.start()
+        return timer
+
+    def _prefetch(self, grid, level, view, year, layer):
+        for other in self.neighbours(grid, level):
+            try:
+                stamp = self.group_stamp(grid, other)
+                if _group_bytes(str(self.path), grid, other, stamp) > PREFETCH_BYTES:
+                    continue
+                self.lookup(grid, other)(*view)
+                runs = self.run_ids(grid, other)
+                if runs:
+                    self.model(runs[0])
+                ds = self.dataset(grid, other)
+                if layer is not None and (year is None or "year" not in ds.dims
+                                          or year in ds.year.values):
+                    self.layer_range(grid, other, year, layer)
+            except Exception as err:  # noqa: BLE001 (ahead of need: a change of level
+                # will say what is wrong, if anything is: a layer or year the other level
+                # has not, a group being rewritten, a cube gone)
+                log.debug("prefetch of %s level %s skipped: %s", grid, other, err)
 
     # -- model runs -------------------------------------------------------------------------
 

@@ -64,10 +64,13 @@ DEFAULTS = {
     # at scale: the inner search runs on a sample of each training fold, stratified by
     # inner block and class; the chosen eSPA+ and the baselines are fitted on at most
     # fit_rows of it, and a random forest's trees draw at most tree_rows each (0 or
-    # None: all)
+    # None: all); a forest whose trees are so capped has as many trees as draw
+    # forest_rows samples in all (75; 0 or None: the baseline's 200), the trees' count
+    # traded for their depth at the same cost (cap_trees)
     "search_rows": 20_000,
     "fit_rows": 100_000,
-    "tree_rows": 20_000,
+    "tree_rows": 80_000,
+    "forest_rows": 6_000_000,
     # the out-of-fold scores (metrics, calibration, triage, permutation importance) of a
     # larger group are measured on a sample of its samples, stratified by inner block
     # and class (0 or None: all)
@@ -107,11 +110,21 @@ def espa_model(s, indicators, n_estimators=None, **params) -> Pipeline:
 
 
 def cap_trees(model, n_rows, s):
-    """A random forest's trees drawing at most ``tree_rows`` of ``n_rows`` samples each
-    (other models as they are): the forest's cost bounded at scale."""
-    if "max_samples" in model.named_steps["model"].get_params() and s["tree_rows"] and \
-            n_rows > s["tree_rows"]:
-        model.set_params(model__max_samples=int(s["tree_rows"]))
+    """A random forest fitted on ``n_rows`` samples, its cost bounded at scale (other
+    models as they are): on more than ``tree_rows`` samples its trees draw ``tree_rows``
+    each (a bootstrap sample, as the full forest's trees draw ``n_rows``), and only as
+    many of them as draw ``forest_rows`` in all (at most the baseline's trees; all of
+    them if ``forest_rows`` is 0 or None). On fewer samples it is the full forest.
+
+    Fewer, deeper trees: the AUC gap to the full forest is mostly the trees' depth,
+    which grows with the samples each draws (benchmarks/train_scale.py; README)."""
+    est = model.named_steps["model"]
+    tree_rows = s["tree_rows"]
+    if "max_samples" in est.get_params() and tree_rows and n_rows > tree_rows:
+        model.set_params(model__max_samples=int(tree_rows))
+        if s.get("forest_rows"):
+            model.set_params(model__n_estimators=max(1, min(
+                est.n_estimators, int(s["forest_rows"]) // int(tree_rows))))
     return model
 
 
@@ -685,6 +698,7 @@ def train_group(ds, section=None, *, store: RunStore, quiet=True) -> dict:
     step()
     results, chosen, relevance = _oof(fitted, design, scored, folds, labels, s, quiet,
                                       where)
+    fold_models = {k: models["eSPA+"][0] for k, models in fitted.items()}  # kept: small
     del fitted
     # scores; triage: every model's out-of-fold expected RTS density ranks the cells
     step()
@@ -720,7 +734,7 @@ def train_group(ds, section=None, *, store: RunStore, quiet=True) -> dict:
     store.save(run_id, final, names, meta,
                folds=pd.DataFrame({"cell_ids": design.cell_ids, "year": design.years,
                                    "fold": folds}),
-               relevance=relevance,
+               fold_models=fold_models, relevance=relevance,
                metrics={"metrics": metrics, "reliability": curves, "triage": triage,
                         "triage_score": "expected RTS density"})
     step()
@@ -737,9 +751,11 @@ def predict_group(ds, model: StoredModel, store=None) -> xr.Dataset:
     """Predictions of a stored run's model for every cell and year of a group (labelled
     or not): ``pred_proba`` (year, cells, class), ``pred_class``, ``pred_entropy``,
     ``pred_spread`` (how much the ensemble's members disagree on P(any RTS): the
-    model's uncertainty) and, for a run that kept its training samples' box distances,
+    model's uncertainty); for a run that kept its training samples' box distances,
     ``pred_novelty`` (how far the cell's features lie outside the training data, see
-    :meth:`StoredModel.novelty`).
+    :meth:`StoredModel.novelty`); for a run that kept its outer folds' models,
+    ``pred_fold_spread`` (how much they disagree on P(any RTS), see
+    :meth:`StoredModel.fold_spread`).
     (The class dimension is not named ``rts_class``: that is the labels' variable.)
 
     The cells are predicted a year and a chunk of cells at a time, each year written to
@@ -759,28 +775,32 @@ def predict_group(ds, model: StoredModel, store=None) -> xr.Dataset:
     attrs = {"run_id": model.meta["run_id"], "source": "espa"}
     n = ds.sizes["cells"]
 
-    novel = bool(model.meta.get("novelty_reference"))
+    scores = {"spread": ("pred_spread", "spread of P(any RTS) across the model's "
+                         f"{model.meta.get('n_members', 1)} ensemble members (standard "
+                         "deviation)")}
+    if model.meta.get("novelty_reference"):
+        scores["novelty"] = ("pred_novelty", "novelty of the cell's features (share of "
+                             "the training samples nearer to their box; near 1: outside "
+                             "the training data)")
+    if len(model.folds) > 1:
+        scores["fold_spread"] = ("pred_fold_spread", "spread of P(any RTS) across the "
+                                 f"run's {len(model.folds)} outer folds' models, each "
+                                 "fitted without one fold's land (standard deviation)")
 
     def year_part(k):
         one = ds.isel(year=k) if yearly else ds
         proba = np.empty((n, len(labels)), np.float32)
-        novelty = np.empty(n, np.float32)
-        spread = np.empty(n, np.float32)
+        score = {key: np.empty(n, np.float32) for key in scores}
         for a in range(0, n, PREDICT_ROWS):
             part = one.isel(cells=slice(a, a + PREDICT_ROWS)).load()
             # the model's columns, in its order
-            p, sp, nv = model.predictions(cell_features(part, names).to_numpy(np.float64))
-            proba[a:a + len(p)] = p
-            spread[a:a + len(p)] = sp
-            if novel:
-                novelty[a:a + len(p)] = nv
-        extra = {"pred_spread": (("year", "cells"), spread[None], {
-            **attrs, "units": "1", "long_name": "spread of P(any RTS) across the model's "
-            f"{model.meta.get('n_members', 1)} ensemble members (standard deviation)"})}
-        extra |= {"pred_novelty": (("year", "cells"), novelty[None], {
-            **attrs, "units": "1", "long_name": "novelty of the cell's features (share of "
-            "the training samples nearer to their box; near 1: outside the training "
-            "data)"})} if novel else {}
+            out = model.predictions(cell_features(part, names).to_numpy(np.float64))
+            proba[a:a + len(out["proba"])] = out["proba"]
+            for key, values in score.items():
+                values[a:a + len(out["proba"])] = out[key]
+        extra = {var: (("year", "cells"), score[key][None],
+                       {**attrs, "units": "1", "long_name": long_name})
+                 for key, (var, long_name) in scores.items()}
         with np.errstate(divide="ignore", invalid="ignore"):
             entropy = -np.nansum(np.where(proba > 0, proba * np.log(proba), 0.0), axis=-1)
         return xr.Dataset(

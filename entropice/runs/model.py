@@ -15,13 +15,28 @@ from ..cube import SCHEMA_VERSION
 
 MODEL_FORMAT = 2
 MODEL_ARRAYS = ("boxes", "feature_weights", "box_label_proba", "box_counts")
+FOLDS = "folds"
+"""The subdirectory of a run's model holding its outer folds' models (``folds/<k>/``)."""
 
 
-def save_model(path, model: Pipeline, feature_names, meta=None):
+def save_model(path, model: Pipeline, feature_names, meta=None, fold_models=None):
     """Write an imputer + scaler + ESPAClassifier pipeline as ``arrays.npz`` and
     ``model.json`` in the directory ``path`` (nothing is pickled): the shown member's
-    boxes, weights and box label probabilities, and every ensemble member's."""
+    boxes, weights and box label probabilities, and every ensemble member's; and
+    ``fold_models`` (outer fold -> such a pipeline, fitted without that fold's land)
+    each the same way in ``folds/<k>/`` with the labels it saw (a fold may lack a
+    class), listed in ``model.json`` as ``fold_models``."""
     path = Path(path)
+    meta = dict(meta or {})
+    if fold_models:
+        shared = {k: v for k, v in meta.items() if k in ("run_id", "grid", "level", "target")}
+        for k, fold_model in fold_models.items():
+            seen = fold_model.named_steps["model"].classes_.tolist()
+            names = dict(zip(meta.get("labels", []), meta.get("classes", [])))
+            save_model(path / FOLDS / str(int(k)), fold_model, feature_names, {
+                **shared, "fold": int(k), "labels": seen,
+                **({"classes": [names[c] for c in seen]} if names else {})})
+        meta["fold_models"] = sorted(int(k) for k in fold_models)
     path.mkdir(parents=True, exist_ok=True)
     imp, sc, est = (model.named_steps[k] for k in ("impute", "scale", "model"))
     members = {f"member{i}_{a}": getattr(m, a + "_")
@@ -37,19 +52,22 @@ def save_model(path, model: Pipeline, feature_names, meta=None):
                       for k, v in est.get_params().items()
                       if k not in ("init", "indicators", "weight_prior")},
            "temperature": est.temperature_, "n_members": len(est.estimators_),
-           **(meta or {})}
+           **meta}
     (path / "model.json").write_text(json.dumps(doc, indent=2, default=str))
 
 
 class StoredModel:
     """A trained pipeline rebuilt from arrays: median imputation, standardisation and
-    eSPA+, applied with the same arithmetic as the scikit-learn pipeline it came from."""
+    eSPA+, applied with the same arithmetic as the scikit-learn pipeline it came from;
+    ``folds``, the run's outer folds' models (each a ``StoredModel``, empty for a run
+    stored without them)."""
 
-    def __init__(self, statistics, mean, scale, estimator, meta):
+    def __init__(self, statistics, mean, scale, estimator, meta, folds=()):
         self.statistics, self.mean, self.scale = statistics, mean, scale
         self.estimator = estimator
         self.meta = meta
         self.classes_ = estimator.classes_
+        self.folds = list(folds)
 
     def transform(self, X):
         X = np.array(X, dtype=np.float64)
@@ -79,13 +97,31 @@ class StoredModel:
         labels = np.asarray(self.meta["labels"])
         return labels[labels != 0]
 
-    def predictions(self, X):
-        """Class probabilities, the members' spread of P(any RTS) (see
-        :meth:`ESPAClassifier.predict_proba_spread`) and :meth:`novelty` of the same
-        samples, from one imputation and standardisation of ``X``."""
+    def p_any(self, X) -> np.ndarray:
+        """P(any RTS): the summed probability of every class but "none"."""
+        return self.predict_proba(X)[:, np.isin(self.classes_, self.any_rts())].sum(axis=1)
+
+    def fold_spread(self, X):
+        """The standard deviation of P(any RTS) across the run's outer folds' models,
+        each fitted without one fold's blocks of land: how much the answer hangs on
+        which land was mapped (larger than the members' spread far from the mapped
+        regions); None for a run stored with fewer than two of them."""
+        if len(self.folds) < 2:
+            return None
+        return np.std([fold.p_any(X) for fold in self.folds], axis=0)
+
+    def predictions(self, X) -> dict:
+        """Everything ``predict`` writes of the samples ``X``, from one imputation and
+        standardisation for the model's own: the class probabilities (``proba``), the
+        members' spread of P(any RTS) (``spread``, see
+        :meth:`ESPAClassifier.predict_proba_spread`), :meth:`novelty` and
+        :meth:`fold_spread` (None where the run lacks what they need)."""
         Xt = self.transform(X)
         proba, spread = self.estimator.predict_proba_spread(Xt, self.any_rts())
-        return proba, spread, self._novelty(Xt)
+        novelty = self._novelty(Xt)
+        del Xt  # each fold's model makes its own
+        return {"proba": proba, "spread": spread, "novelty": novelty,
+                "fold_spread": self.fold_spread(X)}
 
     def _novelty(self, Xt):
         ref = self.meta.get("novelty_reference")
@@ -129,16 +165,20 @@ def load_model(path) -> StoredModel:
     fields of ``model.json``; the arrays of ``arrays.npz``, their shapes read from
     their ``.npy`` headers and checked against ``model.json`` and the archive's sizes
     before anything is allocated; then their values (finite, weights and box label
-    probabilities on the simplex).
+    probabilities on the simplex). The outer folds' models its ``fold_models`` lists
+    are checked the same way, and must read the same features and some of its classes;
+    the run's and its folds' arrays together hold at most ``MAX_ELEMENTS`` numbers.
     """
     path = Path(path)
-    from .model_check import checked_files
+    from .model_check import checked_files, checked_folds
 
     meta, params, arrays = checked_files(path)
-    return _rebuilt(arrays, meta, params)
+    folds = [_rebuilt(f_arrays, f_meta, f_params)
+             for f_meta, f_params, f_arrays in checked_folds(path, meta)]
+    return _rebuilt(arrays, meta, params, folds)
 
 
-def _rebuilt(arrays, meta, params) -> StoredModel:
+def _rebuilt(arrays, meta, params, folds=()) -> StoredModel:
     """The stored model of checked arrays and ``model.json``."""
     from ..espa import ESPAClassifier
 
@@ -156,7 +196,7 @@ def _rebuilt(arrays, meta, params) -> StoredModel:
     est = rebuilt("", meta["temperature"], len(temps))
     est.estimators_ = [rebuilt(f"member{i}_", t, 1) for i, t in enumerate(temps)]
     return StoredModel(arrays["impute_statistics"], arrays["scale_mean"], arrays["scale_scale"],
-                       est, meta)
+                       est, meta, folds)
 
 
 def predict_frame(model: StoredModel, X: pd.DataFrame) -> np.ndarray:

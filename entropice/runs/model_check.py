@@ -13,18 +13,63 @@ import zlib
 import numpy as np
 
 from ..cube import SCHEMA_VERSION
-from .model import MODEL_ARRAYS, MODEL_FORMAT
+from .model import FOLDS, MODEL_ARRAYS, MODEL_FORMAT
 
 
-def checked_files(path):
+def checked_files(path, share=None):
     """``model.json`` and ``arrays.npz`` of the model at ``path``, checked: (meta, eSPA+
-    parameters, arrays); a ``ValueError`` naming the file and the field otherwise."""
+    parameters, arrays); a ``ValueError`` naming the file and the field otherwise. Its
+    arrays may hold at most ``1 / share`` of :data:`MAX_ELEMENTS` (``share``: how many
+    models are read together; by default the run's own and the folds' it lists)."""
     meta = _read_meta(path)
+    share = share or len(fold_numbers(path, meta)) + 1
     params = _params(path / "model.json", meta["params"])
-    arrays = _read_arrays(path / "arrays.npz", meta, params)
+    arrays = _read_arrays(path / "arrays.npz", meta, params, MAX_ELEMENTS // share)
     _check_values(path / "arrays.npz", arrays, meta["n_members"])
     _check_labels(path / "model.json", meta, len(arrays["classes"]))
     return meta, params, arrays
+
+
+MAX_FOLDS = 30
+"""Most outer folds' models a run may list: far beyond any cross-validation."""
+
+
+def fold_numbers(path, meta) -> list[int]:
+    """The outer folds whose models the run at ``path`` lists (``fold_models`` of its
+    ``model.json``: ``meta``), checked: distinct integers below :data:`MAX_FOLDS`."""
+    listed = meta.get("fold_models", [])
+    if not (isinstance(listed, list) and len(listed) <= MAX_FOLDS and all(
+            isinstance(k, int) and not isinstance(k, bool) and 0 <= k < MAX_FOLDS
+            for k in listed) and len(set(listed)) == len(listed)):
+        raise _invalid(path / "model.json", "'fold_models'", f"is {_show(listed)}; expected "
+                       f"a list of distinct fold numbers (integers 0-{MAX_FOLDS - 1})")
+    return listed
+
+
+def checked_folds(path, meta) -> list:
+    """The outer folds' models of the run at ``path`` (its ``model.json``: ``meta``),
+    each :func:`checked_files` (the run's and its folds' arrays sharing
+    :data:`MAX_ELEMENTS`), reading the run's features and some of its classes: a list
+    of (meta, parameters, arrays), empty for a run stored without them."""
+    listed = fold_numbers(path, meta)
+    file = path / "model.json"
+    found = []
+    for k in listed:
+        fold = path / FOLDS / str(k)
+        if not (fold / "model.json").is_file():
+            raise ValueError(f"the model at {path} lists outer fold {k}'s model, but "
+                             f"{fold / 'model.json'} is missing: train the run again "
+                             "(`entropice train --force`).")
+        checked = checked_files(fold, share=len(listed) + 1)
+        if checked[0]["feature_names"] != meta["feature_names"]:
+            raise _invalid(fold / "model.json", "'feature_names'", "differ from the "
+                           f"run's; expected the features of {file}")
+        labels = checked[0].get("labels", [])
+        if not set(labels) <= set(meta.get("labels", labels)):
+            raise _invalid(fold / "model.json", "'labels'", f"are {_show(labels)}; "
+                           f"expected some of the run's labels in {file}")
+        found.append(checked)
+    return found
 
 
 MAX_ELEMENTS = 10**8
@@ -158,9 +203,10 @@ def _array_names(n_members):
             yield prefix + a
 
 
-def _read_arrays(file, meta, params) -> dict:
+def _read_arrays(file, meta, params, max_elements=None) -> dict:
     """The arrays of ``arrays.npz``: each entry's ``.npy`` header read and checked
-    against the archive and ``model.json`` before any array is loaded."""
+    against the archive and ``model.json`` (and at most ``max_elements`` numbers in
+    all) before any array is loaded."""
     if not file.is_file():
         raise _invalid(file, "the file", "is missing; expected the arrays save_model writes")
     try:
@@ -169,7 +215,8 @@ def _read_arrays(file, meta, params) -> dict:
             size = file.stat().st_size
             headers = {name: _header(file, archive, info, size)
                        for name, info in entries.items()}
-            _check_headers(file, headers, meta, params["n_boxes"])
+            _check_headers(file, headers, meta, params["n_boxes"],
+                           MAX_ELEMENTS if max_elements is None else max_elements)
             return {name: _array(file, archive, name, info) for name, info in entries.items()}
     except (zipfile.BadZipFile, OSError) as err:
         raise _invalid(file, "the file", f"is not a readable zip archive ({err}); expected "
@@ -226,10 +273,10 @@ def _header(file, archive, info, archive_size):
     return shape, dtype
 
 
-def _check_headers(file, headers, meta, max_boxes):
+def _check_headers(file, headers, meta, max_boxes, max_elements):
     """The arrays' shapes and dtypes, as their headers state them, against the features
     and members of ``model.json``, the classes and boxes they state, the ``n_boxes``
-    the model was fitted with, and :data:`MAX_ELEMENTS`."""
+    the model was fitted with, and ``max_elements``."""
     d, m = len(meta["feature_names"]), meta["n_members"]
 
     def expect(name, shape, why):
@@ -261,9 +308,9 @@ def _check_headers(file, headers, meta, max_boxes):
                f"a row per box of {prefix}boxes, a column per class")
         expect(prefix + "box_counts", (k,), f"one per box of {prefix}boxes")
     total = sum(math.prod(shape) for shape, _ in headers.values())
-    if total > MAX_ELEMENTS:
+    if total > max_elements:
         raise _invalid(file, "the arrays", f"hold {total} numbers; expected at most "
-                                           f"{MAX_ELEMENTS}")
+                                           f"{max_elements}")
 
 
 def _array(file, archive, name, info) -> np.ndarray:

@@ -4,8 +4,10 @@ is current, the summary tables, and a run's files.
 A project's runs share one directory (by default ``models/`` beside the cube):
 
 - ``<run_id>/``: ``arrays.npz`` and ``model.json`` (the model, never pickled),
-  ``folds.csv``, ``metrics.json``, ``relevance.csv``; after ``entropice evaluate`` also
-  ``transfer.csv``, ``learning_curve.csv``, ``temporal.csv`` and ``evaluation.json``;
+  ``folds/<k>/`` (the same two files of each outer fold's eSPA+, fitted without that
+  fold's land), ``folds.csv``, ``metrics.json``, ``relevance.csv``; after ``entropice
+  evaluate`` also ``transfer.csv``, ``learning_curve.csv``, ``temporal.csv`` and
+  ``evaluation.json``;
 - ``latest.json``: for each group (``h3/5``), its current run and what it was trained
   on (the config hash and the cube data's provenance), with its summary rows;
 - ``summary.csv`` and ``summary.md``: the current runs' metrics, one row per model.
@@ -114,11 +116,13 @@ class RunStore:
         return [run_id for _, run_id in sorted(found, reverse=True)]
 
     def save(self, run_id: str, model, feature_names, meta: dict, *, folds=None,
-             relevance=None, metrics=None):
-        """Write a run: the model (arrays and JSON), and its folds, relevance and metrics."""
+             fold_models=None, relevance=None, metrics=None):
+        """Write a run: the model (arrays and JSON), the outer folds' models (fold ->
+        model), and its folds (the samples' folds), relevance and metrics."""
         path = self.path(run_id)
         save_model(path, model, feature_names, {
-            "run_id": run_id, "created": dt.datetime.now(dt.UTC).isoformat(), **meta})
+            "run_id": run_id, "created": dt.datetime.now(dt.UTC).isoformat(), **meta},
+            fold_models=fold_models)
         if folds is not None:
             folds.to_csv(path / "folds.csv", index=False)
         if relevance is not None:
@@ -128,7 +132,8 @@ class RunStore:
             (path / "metrics.json").write_text(json.dumps(metrics, indent=2))
 
     def load(self, run_id: str) -> StoredModel:
-        """A run's model, rebuilt from its arrays; it predicts exactly as when trained."""
+        """A run's model (with its outer folds' models), rebuilt from its arrays; it
+        predicts exactly as when trained."""
         return load_model(self.path(run_id))
 
     def metrics(self, run_id: str) -> dict:

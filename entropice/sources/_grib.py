@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import sys
 
+from ..atomic import replacing
+
 
 def convert(src: str, dst: str) -> None:
     """Every hypercube of a GRIB file (cfgrib splits step types) into one NetCDF-4 file,
@@ -27,9 +29,8 @@ def convert(src: str, dst: str) -> None:
     for v in out.variables.values():
         v.attrs = {k: val for k, val in v.attrs.items() if not k.startswith("GRIB_")
                    or k in ("GRIB_units", "GRIB_shortName")}
-    tmp = f"{dst}.{os.getpid()}.tmp"
-    out.to_netcdf(tmp, engine="h5netcdf")
-    os.replace(tmp, dst)
+    with replacing(dst) as tmp:
+        out.to_netcdf(tmp, engine="h5netcdf")
 
 
 def _on_valid_time(ds):

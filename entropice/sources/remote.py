@@ -15,6 +15,8 @@ import logging
 import os
 from pathlib import Path
 
+from ..atomic import replacing
+
 log = logging.getLogger("entropice")
 
 
@@ -42,21 +44,10 @@ def replace_atomically(target: Path, write) -> Path:
     """``write(tmp)`` fills a temporary path beside ``target``, which then takes its place:
     a failed or killed fetch or extraction never leaves a partial file where a complete
     one is expected (nor a stray temporary one)."""
-    import shutil
-
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-    try:
+    with replacing(target) as tmp:
         write(tmp)
-        if target.is_dir():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            tmp.unlink(missing_ok=True)
     return target
 
 
