@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .runs.cv import DEFAULTS as TRAIN_DEFAULTS
+from .runs.settings import DEFAULTS as TRAIN_DEFAULTS
 from .sources import arcticdem as _arcticdem
 from .sources import darts as _darts
 from .sources import era5 as _era5

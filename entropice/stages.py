@@ -57,10 +57,10 @@ STAGES = {s.name: s for s in (
     Stage("train", "eSPA+ and baselines on every group with spatial cross-validation; runs "
                    "go to models/<run_id>/ and a summary table to models/summary.md.",
           "[train] (and labels)", "a run per group in the run store"),
-    Stage("predict", "Predicted class probabilities, class, entropy, uncertainty and novelty "
-                     "for every cell and year.", "the current runs",
+    Stage("predict", "Predicted class probabilities, class, entropy, expected RTS density, "
+                     "uncertainty and novelty for every cell and year.", "the current runs",
           "pred_proba, pred_class, pred_entropy, pred_spread, pred_novelty, "
-          "pred_fold_spread"),
+          "pred_fold_spread, pred_density"),
 )}
 """Every stage, in the order ``run`` runs them."""
 

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from entropice.dashboard import _kernels, build
 from entropice.dashboard.boxes_view import BoxesView, box_rule, box_table
+from entropice.dashboard.cache import SharedCache
 from entropice.dashboard.compare_view import CompareView
 from entropice.dashboard.data_view import DataView, by_class
 from entropice.dashboard.downloads import layer_csv, layer_geoparquet
@@ -38,11 +39,15 @@ from entropice.dashboard.layers import (
 )
 from entropice.dashboard.link import URL_STATE, apply_query
 from entropice.dashboard.lookup import (
+    LAND_MIN_LAT,
+    LAND_STEP,
+    MERIDIANS,
+    MERIDIANS_TO,
+    PARALLELS,
     PixelLookup,
-    graticule_image,
     grid_lonlat,
     land_and_lines,
-    land_image,
+    land_share,
     pixel_centres,
     pixel_lonlat,
     to_lonlat,
@@ -53,7 +58,7 @@ from entropice.dashboard.page import App, cube_path
 from entropice.dashboard.relevance_view import RelevanceView, importance, is_flat, weights
 from entropice.dashboard.selection import Brush, Selection
 from entropice.dashboard.space_view import SpaceView, cell_table
-from entropice.dashboard.store import CubeStore, SharedCache
+from entropice.dashboard.store import CubeStore
 from entropice.grids import get_grid
 
 hv.extension("bokeh")  # as the served page does: the map's options need a backend
@@ -74,6 +79,27 @@ def store(cube):
 @pytest.fixture
 def sel(store):
     return Selection(store=store)
+
+
+def in_threads(work, n):
+    """``work(i)`` in ``n`` threads started at once, ``i`` the thread's number; an error
+    raised in any of them is raised here."""
+    errors, start = [], threading.Barrier(n)
+
+    def run(i):
+        start.wait()
+        try:
+            work(i)
+        except Exception as e:  # noqa: BLE001 (any failure in a thread is the test's)
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
 
 
 def test_store_reads_the_cube_and_its_runs(store, cube):
@@ -100,23 +126,13 @@ def test_the_shared_cache_takes_threads_hammering_it():
         return k * k
 
     cache = SharedCache(square, size=4)
-    errors, start = [], threading.Barrier(16)
 
     def hammer(seed):
-        rng = np.random.default_rng(seed)
-        start.wait()
-        try:
-            for k in rng.integers(0, 12, 400):
-                assert cache(int(k)) == k * k
-        except Exception as e:  # noqa: BLE001 (any failure in a thread is the test's)
-            errors.append(e)
+        for k in np.random.default_rng(seed).integers(0, 12, 400):
+            assert cache(int(k)) == k * k
 
-    threads = [threading.Thread(target=hammer, args=(i,)) for i in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors and max(most.values()) == 1 and len(cache._items) <= 4
+    in_threads(hammer, 16)
+    assert max(most.values()) == 1 and len(cache._items) <= 4
 
 
 def test_the_box_prefetch_runs_beside_the_sessions(store, cube):
@@ -124,25 +140,18 @@ def test_the_box_prefetch_runs_beside_the_sessions(store, cube):
     each gets the same boxes, computed once."""
     run = cube[1]
     store.run_ids("h3", 3)
-    errors, boxes = [], []
+    boxes = []
 
-    def session():
-        try:
-            for _ in range(20):
-                assert store.dataset("h3", 3) is store.dataset("h3", 3)
-                store.model(run)
-                boxes.append(store.cell_boxes(run, "h3", 3, 2022))
-        except Exception as e:  # noqa: BLE001 (any failure in a thread is the test's)
-            errors.append(e)
+    def session(_):
+        for _ in range(20):
+            assert store.dataset("h3", 3) is store.dataset("h3", 3)
+            store.model(run)
+            boxes.append(store.cell_boxes(run, "h3", 3, 2022))
 
     for _ in range(8):
         store.prefetch_boxes(run, "h3", 3, 2022, delay=0.0)
-    threads = [threading.Thread(target=session) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors and all(b is boxes[0] for b in boxes)
+    in_threads(session, 8)
+    assert all(b is boxes[0] for b in boxes)
 
 
 def test_selection_follows_the_store(sel, cube):
@@ -165,6 +174,7 @@ def test_layers_decode_names_classes_and_sources(store):
     menu = layer_menu(ds)
     assert menu["Predictions"] == {"P(any RTS)": "pred_any", "predicted class": "pred_class",
                                    "prediction entropy": "pred_entropy",
+                                   "expected RTS density": "pred_density",
                                    "uncertainty (members' spread of P(any RTS))":
                                        "pred_spread",
                                    "uncertainty across folds (their models' spread of "
@@ -320,27 +330,135 @@ def test_the_maps_inverse_projection_is_pyprojs(cx, cy, half):
     np.testing.assert_allclose(dlon[far], 0.0, atol=1e-6)
 
 
+def _edges(band: np.ndarray) -> np.ndarray:
+    """Pixels beside a pixel of another band: one-pixel lines between bands."""
+    b = np.pad(band, 1, mode="edge")
+    return ((b[1:-1, 1:-1] != b[:-2, 1:-1]) | (b[1:-1, 1:-1] != b[1:-1, :-2]))
+
+
+def land_share_at(lon, lat) -> np.ndarray:
+    """The numpy formula of the land share beneath the map: ``land_share`` interpolated
+    bilinearly between its boxes' centres at each ``(lon, lat)``, wrapping in longitude
+    and, beyond the centres of its first and last rows, those rows'."""
+    land = land_share().astype(np.float64)
+    nr, nc = land.shape
+    t = (90.0 - lat) / LAND_STEP - 0.5
+    r0 = np.floor(t)
+    edge = (r0 < 0) | (r0 >= nr - 1)
+    fr = np.where(edge, 0.0, t - r0)
+    r0 = np.clip(r0, 0, nr - 1).astype(int)
+    r1 = np.where(edge, r0, r0 + 1)
+    u = (lon + 180.0) / LAND_STEP - 0.5
+    c0 = np.floor(u)
+    fc = u - c0
+    c0 = c0.astype(int) % nc
+    c1 = (c0 + 1) % nc
+    top = land[r0, c0] + fc * (land[r0, c1] - land[r0, c0])
+    bottom = land[r1, c0] + fc * (land[r1, c1] - land[r1, c0])
+    return top + fr * (bottom - top)
+
+
+def land_boxes(lon, lat) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column of the ``land_share`` box each ``(lon, lat)`` falls in."""
+    nr, nc = land_share().shape
+    return (np.clip(((90.0 - lat) / LAND_STEP).astype(int), 0, nr - 1),
+            np.clip(((lon + 180.0) / LAND_STEP).astype(int), 0, nc - 1))
+
+
+def land_image(x_range, y_range, width, height, nearest=False) -> np.ndarray:
+    """The numpy formula of ``land_and_lines``' land and coast: at each pixel of a view
+    1 on land, 2 on the coast (land beside water), NaN on water; ``nearest``: the land
+    of the box each pixel falls in, as the map drew it before issue 15."""
+    lon, lat = pixel_lonlat(x_range, y_range, width, height)
+    ok = np.isfinite(lat) & (lat > LAND_MIN_LAT)
+    lon, lat = np.nan_to_num(lon), np.where(ok, lat, 90.0)
+    share = land_share()[land_boxes(lon, lat)] if nearest else land_share_at(lon, lat)
+    is_land = ok & (share >= 0.5)
+    water = np.pad(~is_land, 1, mode="edge")
+    coast = is_land & (water[:-2, 1:-1] | water[2:, 1:-1] | water[1:-1, :-2] | water[1:-1, 2:])
+    return np.where(is_land, np.where(coast, 2.0, 1.0), np.nan)
+
+
+def graticule_image(x_range, y_range, width, height) -> np.ndarray:
+    """The numpy formula of ``land_and_lines``' graticule: true at the pixels of a view
+    on the parallels (every PARALLELS degrees) and meridians (every MERIDIANS, stopping
+    short of the pole), one pixel wide."""
+    lon, lat = pixel_lonlat(x_range, y_range, width, height)
+    fin = np.isfinite(lat)
+    parallels = _edges(np.floor(np.where(fin, lat, 90.0) / PARALLELS)) & fin
+    lon_band = np.floor((np.nan_to_num(lon) + 180.0) / MERIDIANS) % (360.0 / MERIDIANS)
+    return parallels | (_edges(lon_band) & fin & (lat < MERIDIANS_TO))
+
+
 def test_land_and_coastline_ship_offline():
-    img = land_image((-4e6, 4e6), (-4e6, 4e6), 200, 200)
-    assert 0.2 < np.isfinite(img).mean() < 0.8
-    coast = img == 2
+    fill, lines = land_and_lines((-4e6, 4e6), (-4e6, 4e6), 200, 200)
+    assert 0.2 < (fill == 1).mean() < 0.8
+    coast = lines == 2
+    assert coast.any() and (fill[coast] == 1).all()
     assert 0.01 < coast.mean() < 0.2  # a thin line between land and water
     # the graticule: one-pixel lines on the parallels and meridians, nowhere else
-    grat = graticule_image((-4e6, 4e6), (-4e6, 4e6), 200, 200)
+    grat = lines == 3
     lon, lat = pixel_lonlat((-4e6, 4e6), (-4e6, 4e6), 200, 200)
     step = 0.4  # degrees of latitude in a 40 km pixel, and a little more
     near_parallel = np.abs(lat - 10 * np.round(lat / 10)) < step
     dlon = np.abs(((lon + 180) % 30 + 15) % 30 - 15)  # to the nearest meridian
     near_meridian = dlon * np.cos(np.radians(lat)) < 2 * step
     assert grat.any() and (near_parallel | near_meridian)[grat].all()
-    g = np.pad(grat, 1)  # 60 N drawn all round: on or beside every pixel at 60 N
+    g = np.pad(lines > 0, 1)  # 60 N drawn all round (or the coast): by every pixel there
     beside = g[1:-1, 1:-1] | g[:-2, 1:-1] | g[2:, 1:-1] | g[1:-1, :-2] | g[1:-1, 2:]
     assert beside[np.abs(lat - 60) < 0.15].mean() > 0.95
     # Greenland's ice sheet is land, the North Pole is water
     x, y = to_polar([-40.0, 0.0], [75.0, 90.0])
-    for xi, yi, want in zip(x, y, [1.0, None]):
-        one = land_image((xi - 1, xi + 1), (yi - 1, yi + 1), 1, 1)[0, 0]
-        assert (one == want) if want else np.isnan(one)
+    for xi, yi, want in zip(x, y, [1, 0]):
+        assert land_and_lines((xi - 1, xi + 1), (yi - 1, yi + 1), 1, 1)[0][0, 0] == want
+
+
+def test_the_coast_runs_smoothly_when_zoomed_in():
+    """Issue 15: zoomed in, the coast ran in the land share's 0.05 degree steps (each
+    pixel took its box's share); the share is now interpolated bilinearly between the
+    boxes' centres. Over Siberia's coast at 135 E (the grid's rows across the map's
+    columns there) a box is 20 pixels high: the boxes' coast keeps a row for a box's
+    width of columns, then jumps a box's height, along the boxes' edges; the
+    interpolated one moves a little from column to column and crosses the boxes."""
+    x, y = to_polar(135.0, 71.6)
+    n, half = 320, 45_000.0
+    view = (x - half, x + half), (y - half, y + half)
+    lon, lat = pixel_lonlat(*view, n, n)
+    assert 15 < LAND_STEP / np.abs(np.diff(lat, axis=0)).mean() < 25  # pixels a box high
+    r, c = land_boxes(lon, lat)
+    smooth = land_and_lines(*view, n, n)[0] == 1
+    stairs = land_image(*view, n, n, nearest=True) >= 1
+
+    def coast_rows(f):
+        """The row at which the coast crosses each column it crosses once."""
+        change = f[1:] != f[:-1]
+        return change.argmax(axis=0)[change.sum(axis=0) == 1]
+
+    def in_one_box(f):
+        """The share of the neighbouring pixels either side of the coast that are in
+        one box."""
+        cross = same = 0
+        for a, b in [(np.s_[1:], np.s_[:-1]), (np.s_[:, 1:], np.s_[:, :-1])]:
+            t = f[a] != f[b]
+            cross += t.sum()
+            same += (t & (r[a] == r[b]) & (c[a] == c[b])).sum()
+        return same / cross
+
+    rows_smooth, rows_stairs = coast_rows(smooth), coast_rows(stairs)
+    assert min(len(rows_smooth), len(rows_stairs)) > 0.8 * n  # the coast crosses the view
+    assert len(np.unique(rows_smooth)) > 3 * len(np.unique(rows_stairs))
+    assert in_one_box(stairs) == 0 and in_one_box(smooth) > 0.8
+    # the whole map: the land as before but along the coast
+    n, home = 640, ((-4.5e6, 4.5e6), (-4.5e6, 4.5e6))
+    now = land_and_lines(*home, n, n)[0] == 1
+    before = land_image(*home, n, n, nearest=True)
+    changed = now != (before >= 1)
+    near_coast = np.zeros_like(changed)
+    coast = np.pad(before == 2, 2)
+    for i in range(5):
+        for j in range(5):
+            near_coast |= coast[i:i + n, j:j + n]
+    assert changed.mean() < 0.01 and (changed & ~near_coast).sum() <= 0.01 * changed.sum()
 
 
 def test_the_maps_numba_loops_equal_the_numpy_formulas():
@@ -362,6 +480,15 @@ def test_the_maps_numba_loops_equal_the_numpy_formulas():
         assert fill.dtype == lines.dtype == np.uint8
         assert (fill == (img >= 1)).all()
         assert (lines == np.where(img == 2, 2, np.where(grat, 3, 0))).all()
+    # the land's interpolation zoomed in over coasts: Alaska's, Norway's, Wrangel
+    # Island's across 180 degrees, Portugal's across the land share's southern edge
+    for lon_, lat_, half in [(-150.0, 70.3, 9e4), (15.5, 68.8, 2e4), (180.0, 71.2, 4e4),
+                             (-8.87, 40.02, 3e3)]:
+        (x,), (y,) = to_polar([lon_], [lat_])
+        view = (x - half, x + half), (y - half, y + half)
+        fill = land_and_lines(*view, 80, 80)[0]
+        img = land_image(*view, 80, 80)
+        assert (fill == (img >= 1)).all() and 0 < fill.mean() < 1
     # ids there, ids between them, below and above them all
     ids = np.unique(rng.integers(2**52, 2**60, 50_000, dtype=np.uint64))
     ask = np.concatenate([ids[::7], ids[::11] + np.uint64(1),
@@ -370,6 +497,38 @@ def test_the_maps_numba_loops_equal_the_numpy_formulas():
     want = np.where(ids[np.minimum(pos, len(ids) - 1)] == ask, pos, -1)
     assert (_kernels.IdIndex(ids).positions(ask) == want).all()
     assert (_kernels.IdIndex(ids[:0]).positions(ask) == -1).all()
+
+
+@pytest.mark.parametrize("grid, level", [("h3", 3), ("healpix", 6)])
+def test_tracking_runs_finds_the_cells_pixel_by_pixel_finds(grid, level, monkeypatch):
+    """Zoomed in (pixels a half to a hundredth of a cell's side), the lookup that tracks
+    runs between cells gives every pixel the cell the per-pixel lookup gives: over the
+    pole, across the antimeridian, on the domain's southern edge (and south of it, where
+    nothing is looked up), in views of any shape."""
+    cells = get_grid(grid, level).cells(50.0)
+    lookup = PixelLookup(grid, level, cells.cell_ids.values, min_lat=float(cells.lat.min()))
+    rng = np.random.default_rng(1)
+    places = [(0.0, 90.0), (-100.0, 68.0), (180.0, 75.0), (20.0, 50.5), (-60.0, 49.0),
+              (10.0, 30.0)]
+    for k in range(24):
+        lon, lat = places[k % len(places)]
+        (cx,), (cy,) = to_polar([lon], [lat])
+        width, height = (int(v) for v in rng.integers(20, 160, 2))
+        pixel = lookup.side * 10 ** rng.uniform(-2, np.log10(0.5))
+        aspect = rng.uniform(0.7, 1.4)
+        view = ((cx - pixel * width / 2, cx + pixel * width / 2),
+                (cy - aspect * pixel * height / 2, cy + aspect * pixel * height / 2),
+                width, height)
+        want = lookup.per_pixel(*view)
+        assert (lookup.tracked(*view) == want).all(), (grid, lon, lat, view)
+    assert (want == -1).all() and (lookup.tracked(*view) == -1).all()  # at 30 N: none
+    # a large view of small pixels is tracked on H3, looked up pixel by pixel on HEALPix
+    (cx,), (cy,) = to_polar([-100.0], [68.0])
+    half = 0.05 * lookup.side * 100
+    view = ((cx - half, cx + half), (cy - half, cy + half), 200, 200)
+    other = "per_pixel" if grid == "h3" else "tracked"
+    monkeypatch.setattr(lookup, other, lambda *a: pytest.fail(f"{other} chosen"))
+    assert lookup.compute(*view).shape == (200, 200)
 
 
 def test_pixel_lookup_skips_what_no_cell_reaches_and_serves_threads(store):
@@ -381,33 +540,24 @@ def test_pixel_lookup_skips_what_no_cell_reaches_and_serves_threads(store):
     lookup = store.lookup("h3", 3)
     assert 45 < lookup.south < 50
     view = ((-7e6, 7e6), (-7e6, 7e6), 300, 300)  # its corners far south of the cells
-    assert (lookup._lookup(*view) == plain._lookup(*view)).all()
+    assert (lookup.compute(*view) == plain.compute(*view)).all()
     shared = PixelLookup("h3", 3, ds.cell_ids.values, min_lat=float(ds.lat.min()))
-    calls, errors, first = [], [], shared._lookup
+    calls, first = [], shared.compute
 
     def counted(*args):
         calls.append(args)
         time.sleep(0.01)
         return first(*args)
 
-    shared._lookup = counted
+    shared.compute = counted
     views = [((-3e6 + k * 1e5, 3e6), (-3e6, 3e6), 64, 64) for k in range(4)]
-    start = threading.Barrier(8)
 
     def ask(seed):
-        start.wait()
-        try:
-            for k in np.random.default_rng(seed).integers(0, 4, 20):
-                assert (shared(*views[k]) == plain(*views[k])).all()
-        except Exception as e:  # noqa: BLE001 (any failure in a thread is the test's)
-            errors.append(e)
+        for k in np.random.default_rng(seed).integers(0, 4, 20):
+            assert (shared(*views[k]) == plain(*views[k])).all()
 
-    threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors and len(calls) == 4
+    in_threads(ask, 8)
+    assert len(calls) == 4
 
 
 def test_a_drawn_level_readies_its_neighbours(cube, monkeypatch):
@@ -422,10 +572,34 @@ def test_a_drawn_level_readies_its_neighbours(cube, monkeypatch):
     store.prefetch_levels("h3", 2, view, 2022, "era5_tdd_sum", delay=0.0).join(120)
     assert store.prefetch_levels("h3", 2, view, 2022, "era5_tdd_sum") is None  # once
     lookup = store.lookup("h3", 3)
-    monkeypatch.setattr(lookup, "_lookup", lambda *a: pytest.fail("not prefetched"))
+    monkeypatch.setattr(lookup, "compute", lambda *a: pytest.fail("not prefetched"))
     monkeypatch.setattr(store_module, "robust_range", lambda v: pytest.fail("not either"))
     assert lookup(*view).shape == (32, 32)
     assert store.layer_range("h3", 3, 2022, "era5_tdd_sum")[0] < 1e9
+
+
+def test_a_view_is_prefetched_again_for_a_rewritten_group_and_few_are_kept(cube,
+                                                                           monkeypatch):
+    """The views whose neighbours were prefetched are remembered by the groups' stamps
+    (a rewritten group's are prefetched again), the last ``PREFETCHES_KEPT`` of them."""
+    import entropice.dashboard.store as store_module
+
+    store = CubeStore(cube[0])
+    monkeypatch.setattr(store_module, "PREFETCHES_KEPT", 2)
+    views = [((-3e6 + k, 3e6), (-3e6, 3e6), 32, 32) for k in range(3)]
+
+    def prefetches(view):  # whether the view's neighbours would be (not done here)
+        timer = store.prefetch_levels("h3", 2, view, delay=3600)
+        if timer is not None:
+            timer.cancel()
+        return timer is not None
+
+    assert prefetches(views[0]) and not prefetches(views[0])
+    stamp = store.group_stamp
+    monkeypatch.setattr(store, "group_stamp", lambda g, lvl: stamp(g, lvl) + (lvl == 3))
+    assert prefetches(views[0]) and not prefetches(views[0])  # h3 3 rewritten
+    assert prefetches(views[1]) and prefetches(views[2])
+    assert len(store._prefetched) == 2 and prefetches(views[0])  # the first forgotten
 
 
 def test_the_map_answers_a_zoom_at_once_and_sends_its_land_as_bytes(sel):

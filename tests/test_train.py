@@ -602,14 +602,14 @@ def fold_sample(n=3000, seed=0):
 
 
 def stepped_and_whole(make, sample, settings):
-    """A model fitted by :func:`runs.cv._fit` with a progress bar's maker (in steps) and
-    without (at once), their probabilities of the samples, and the count and total of
-    the bar it made ((0, None) if none)."""
+    """A model fitted by :func:`runs.estimators.fit_sample` with a progress bar's maker
+    (in steps) and without (at once), their probabilities of the samples, and the count
+    and total of the bar it made ((0, None) if none)."""
     import io
 
     from tqdm import tqdm
 
-    from entropice.runs import cv
+    from entropice.runs import estimators as est
 
     bars = []
 
@@ -617,26 +617,27 @@ def stepped_and_whole(make, sample, settings):
         bars.append(tqdm(total=total, file=io.StringIO()))
         return bars[-1]
 
-    stepped, _ = cv._fit(make, sample, settings, progress)
+    stepped, _ = est.fit_sample(make, sample, settings, progress)
     done = (bars[0].n, bars[0].total) if bars else (0, None)
-    whole, _ = cv._fit(make, sample, settings)
+    whole, _ = est.fit_sample(make, sample, settings)
     X = sample[0]
-    return cv._ask(stepped, X), cv._ask(whole, X), stepped, whole, done
+    return est.ask(stepped, X), est.ask(whole, X), stepped, whole, done
 
 
 def test_a_forest_grown_in_steps_is_the_forest_of_one_fit():
     """A forest's trees grown in warm-started batches (so that a bar shows the fit's
     progress) make the model of one fit: the same probabilities, bit for bit, and the
     same parameters; other models are fitted at once, whatever the bar."""
-    from entropice.runs import cv
+    from entropice.runs import estimators as est
+    from entropice.runs.settings import train_settings
 
-    s = cv._settings({"tree_rows": 1000})
+    s = train_settings({"tree_rows": 1000})
     stepped, whole, a, b, (n, total) = stepped_and_whole(
-        lambda: cv._baseline("RandomForest", 0), fold_sample(), s)
+        lambda: est.baseline("RandomForest", 0), fold_sample(), s)
     np.testing.assert_array_equal(stepped, whole)
     assert a.get_params()["model"].get_params() == b.get_params()["model"].get_params()
     assert n == total == 200
-    *_, (n, _) = stepped_and_whole(lambda: cv._baseline("HistGradientBoosting", 0),
+    *_, (n, _) = stepped_and_whole(lambda: est.baseline("HistGradientBoosting", 0),
                                    fold_sample(), s)
     assert n == 0
 
@@ -645,10 +646,11 @@ def test_a_forest_on_more_samples_than_tree_rows_has_fewer_deeper_trees():
     """On more than tree_rows samples a forest's trees draw tree_rows each, and only as
     many as draw forest_rows in all (at most the baseline's 200); on fewer it is the full
     forest; other models are left as they are. Its bar counts the trees it grows."""
-    from entropice.runs import cv
+    from entropice.runs import estimators as est
+    from entropice.runs.settings import train_settings
 
     def forest(n_rows, **settings):
-        rf = cv.cap_trees(cv._baseline("RandomForest", 0), n_rows, cv._settings(settings))
+        rf = est.cap_trees(est.baseline("RandomForest", 0), n_rows, train_settings(settings))
         return rf[-1].n_estimators, rf[-1].max_samples
 
     assert forest(100_000) == (75, 80_000)  # the defaults at fit_rows
@@ -658,12 +660,12 @@ def test_a_forest_on_more_samples_than_tree_rows_has_fewer_deeper_trees():
     assert forest(3000, tree_rows=1000, forest_rows=10**9) == (200, 1000)  # at most 200
     assert forest(3000, tree_rows=1000, forest_rows=10) == (1, 1000)
     assert forest(10**7, tree_rows=0) == (200, None)  # trees uncapped
-    hgb = cv._baseline("HistGradientBoosting", 0)
+    hgb = est.baseline("HistGradientBoosting", 0)
     before = hgb.get_params()["model"].get_params()
-    assert cv.cap_trees(hgb, 10**7, cv._settings(None))[-1].get_params() == before
-    s = cv._settings({"tree_rows": 1000, "forest_rows": 40_000})
+    assert est.cap_trees(hgb, 10**7, train_settings(None))[-1].get_params() == before
+    s = train_settings({"tree_rows": 1000, "forest_rows": 40_000})
     stepped, whole, _, b, (n, total) = stepped_and_whole(
-        lambda: cv._baseline("RandomForest", 0), fold_sample(), s)
+        lambda: est.baseline("RandomForest", 0), fold_sample(), s)
     np.testing.assert_array_equal(stepped, whole)
     assert n == total == len(b[-1].estimators_) == 40
     assert {t.tree_.n_node_samples[0] for t in b[-1].estimators_} <= set(range(400, 1001))

@@ -222,7 +222,7 @@ def test_a_search_in_each_split_sees_its_training_samples_alone(monkeypatch):
                "grid": {"n_boxes": [4, 8], "eps_C": [1.0], "eps_W": [1.0],
                         "class_weight": ["balanced"]}}
     d = T.Samples(ds, section, regions)
-    searched, plain = [], T._fit
+    searched, plain = [], T.fit_sample
 
     def fit(make, sample, s, bar=None):
         model, search = plain(make, sample, s, bar)
@@ -230,7 +230,7 @@ def test_a_search_in_each_split_sees_its_training_samples_alone(monkeypatch):
             searched.append((set(d.regions[sample[4]]), len(sample[4]), search["params"]))
         return model, search
 
-    monkeypatch.setattr(T, "_fit", fit)
+    monkeypatch.setattr(T, "fit_sample", fit)
     t = T.leave_one_region_out(ds, regions, section, T.SEARCH, samples=d)
     held_out = sorted(set(t.region))
     assert len(searched) == len(held_out) == 8

@@ -288,7 +288,7 @@ def _positions(cell_ids, ids, lat):
 def build_index(x, y, crs, grid, cell_ids, per_pixel=False):
     """The index of a raster grid on ``grid``: its runs and their pixel areas.
 
-    Cells are found by tracking run boundaries from row to row (``_tracked_runs``), or
+    Cells are found by tracking run boundaries from row to row (``tracked_runs``), or
     by looking every pixel up: with ``per_pixel``, for a non-monotonic ``x``, and for
     the rows of a lon/lat raster near a pole (``_polar_rows``). Both give the same index.
     """
@@ -301,7 +301,7 @@ def build_index(x, y, crs, grid, cell_ids, per_pixel=False):
     if not per_pixel and nx > 0 and (np.all(steps > 0) or np.all(steps < 0)):
         slow = _polar_rows(y, grid) if to_lonlat is None else np.zeros(ny, dtype=bool)
     parts = []
-    for rows, runs in ((slow, _per_pixel_runs), (~slow, _tracked_runs)):
+    for rows, runs in ((slow, _per_pixel_runs), (~slow, tracked_runs)):
         if rows.any():
             r, start, length, cell = runs(x, y[rows], grid, cell_ids, to_lonlat)
             parts.append((np.flatnonzero(rows)[r], start, length, cell))
@@ -366,7 +366,7 @@ def _probe(x, y, grid, cell_ids, to_lonlat, rows, cols):
     return keys, _positions(cell_ids, ids, lat)
 
 
-def _tracked_runs(x, y, grid, cell_ids, to_lonlat):
+def tracked_runs(x, y, grid, cell_ids, to_lonlat):
     """Runs (row, start, length, cell) from the cells of a few pixels of each row.
 
     A row meets each cell in one stretch (cells are convex at the scale of a row's

@@ -91,17 +91,57 @@ def polar_lonlat(xs, ys, r0, dr, lat_at, lon_0, lon, lat):
             lon[i, j] = (lon_0 + np.degrees(np.arctan2(x, -y)) + 180.0) % 360.0 - 180.0
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def is_land(land, sides, step, la, lo):
+    """Whether the land share ``land`` (a ``step``-degree grid, rows from the north,
+    columns from 180 W) is at least a half at ``(la, lo)``, interpolated bilinearly
+    between the boxes' centres (wrapping in longitude; beyond the centres of the grid's
+    first and last rows, those rows'): the coast a smooth line between the boxes'
+    centres, not the boxes' stairs. ``sides`` (``lookup.land_sides``) says where the four
+    boxes around a point are all on one side of a half, and the share between them then
+    too (each lerp ``a + f (b - a)``, ``0 <= f < 1``, stays between ``a`` and ``b`` as
+    rounded): only the few points between boxes on both sides are interpolated, and a
+    view reads one byte a pixel where it would read four floats. Inlined into the
+    pixels' loop by numba (a call a pixel would take ten times as long)."""
+    nr, nc = land.shape
+    t = (90.0 - la) / step - 0.5
+    r0 = int(np.floor(t))
+    fr = t - r0
+    if r0 < 0:
+        r0, r1, fr = 0, 0, 0.0
+    elif r0 >= nr - 1:
+        r0, r1, fr = nr - 1, nr - 1, 0.0
+    else:
+        r1 = r0 + 1
+    u = (lo + 180.0) / step - 0.5
+    c0 = int(np.floor(u))
+    fc = u - c0
+    if c0 < 0 or c0 >= nc:  # ``c0 % nc`` for longitudes within a turn of [-180, 180)
+        # (not ``%`` itself, nor ``/``: either may raise and so slow the loop tenfold)
+        c0 = min(max(c0 + nc if c0 < 0 else c0 - nc, 0), nc - 1)
+    side = sides[r0, c0]
+    if side != 2:
+        return side == 1
+    c1 = c0 + 1 if c0 < nc - 1 else 0
+    a, b = np.float64(land[r0, c0]), np.float64(land[r0, c1])
+    top = a + fc * (b - a)
+    a, b = np.float64(land[r1, c0]), np.float64(land[r1, c1])
+    bottom = a + fc * (b - a)
+    return top + fr * (bottom - top) >= 0.5
+
+
 @nb.njit(cache=True, nogil=True)
-def land_lines(lon, lat, land, step, min_lat, parallels, meridians, meridians_to,
-               fill, lines):
+def land_lines(lon, lat, land, sides, step, min_lat, parallels, meridians,
+               meridians_to, fill, lines):
     """The land (1 on land, 0 elsewhere) and the lines above the cells (2 on the coast,
     3 on the graticule, 0 elsewhere) at each pixel of a view, into ``fill`` and
-    ``lines``: ``lookup.land_image``'s and ``lookup.graticule_image``'s formulas (the
-    land share ``land`` on a ``step``-degree grid north of ``min_lat``, rows from the
-    north; parallels every ``parallels`` degrees, meridians every ``meridians`` up to
-    ``meridians_to``)."""
+    ``lines`` (``lookup.land_and_lines``; the tests hold it equal to numpy formulas):
+    the land share ``land`` on a ``step``-degree grid north of ``min_lat``, rows from
+    the north, interpolated bilinearly between the boxes' centres at each pixel's
+    centre, land where at least a half (``is_land``, ``sides`` its shortcut); parallels
+    every ``parallels`` degrees, meridians every ``meridians`` up to
+    ``meridians_to``."""
     ny, nx = lat.shape
-    nr, nc = land.shape
     n_bands = int(round(360.0 / meridians))
     par = np.empty((ny, nx), dtype=np.int32)  # the pixel's band of latitude
     mer = np.empty((ny, nx), dtype=np.int32)  # its band of longitude
@@ -112,9 +152,7 @@ def land_lines(lon, lat, land, step, min_lat, parallels, meridians, meridians_to
             lo = lo if np.isfinite(lo) else 0.0
             on = fin and la > min_lat
             if on:
-                r = min(max(int((90.0 - la) / step), 0), nr - 1)
-                c = min(max(int((lo + 180.0) / step), 0), nc - 1)
-                on = land[r, c] >= 0.5
+                on = is_land(land, sides, step, la, lo)
             fill[i, j] = 1 if on else 0
             par[i, j] = int(np.floor((la if fin else 90.0) / parallels))
             mer[i, j] = int(np.floor((lo + 180.0) / meridians)) % n_bands
@@ -135,3 +173,13 @@ def land_lines(lon, lat, land, step, min_lat, parallels, meridians, meridians_to
                                             or mer[i, j] != mer[i, left]):
                     line = 3
             lines[i, j] = line
+
+
+@nb.njit(cache=True, nogil=True)
+def fill_runs(row, start, length, cell, out):
+    """``out[row[k], start[k]:start[k] + length[k]] = cell[k]`` for each run ``k`` (a
+    row's stretch of pixels in one cell)."""
+    for k in range(len(row)):
+        r, s = row[k], start[k]
+        for j in range(s, s + length[k]):
+            out[r, j] = cell[k]

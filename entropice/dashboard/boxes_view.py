@@ -134,8 +134,12 @@ class BoxesView(View):
         rule = box_rule(s, s.box) if 0 <= s.box < len(boxes) else (
             "*Click a box's column in the heat map, or choose it above, to see its cells on "
             "the map and its rule here.*")
+        # the heat map's feature axis is its own (its top features, in its own order):
+        # linked, it would be one axis with the Feature relevance tab's bars (Panel links
+        # the axes of a page's plots that have the same label), reordering both
         return pn.Column(pn.pane.Markdown(f"{ABOUT}\n\n{rule}", css_classes=["box-rule"],
-                                          width=720), heat, bars, size)
+                                          width=720),
+                         pn.pane.HoloViews(heat, linked_axes=False), bars, size)
 
     def _choose(self, x=None, y=None):
         """A click on the heat map: the box of the column clicked."""

@@ -16,11 +16,15 @@ SOURCES = {"era5": "ERA5 climate", "arcticdem": "ArcticDEM terrain",
 """The features' sources, by their ``source`` attribute, with their heading in the menu."""
 LABEL_LAYERS = ["rts_density", "rts_count", "rts_class", "rts_area_km2"]
 CELL_LAYERS = ["land_fraction", "area_km2"]
-PREDICTIONS = {"predicted class": "pred_class", "prediction entropy": "pred_entropy",
+PREDICTIONS = {"expected RTS density": "pred_density",
+               "predicted class": "pred_class", "prediction entropy": "pred_entropy",
                "uncertainty (members' spread of P(any RTS))": "pred_spread",
                "uncertainty across folds (their models' spread of P(any RTS))":
                    "pred_fold_spread",
                "novelty (outside the training data)": "pred_novelty"}
+"""A group's prediction layers beside the class probabilities, by their label in the
+menu (those the group holds; ``pred_density``, the expected RTS area per unit of land,
+only from a run that kept its classes' RTS densities), in the menu's order."""
 NOVELTY = "pred_novelty"
 """How far a cell's features lie outside the training data: the share of the training
 samples nearer to their box (see ``StoredModel.novelty``)."""

@@ -3,14 +3,18 @@
 Cells are drawn as an image whose pixels are looked up by cell (see ``lookup``), at
 screen resolution and recomputed on zoom, so the pole sits in the middle, nothing tears
 at 180 degrees and a million cells draw as fast as a thousand. Zoomed in to a few hundred
-cells, their outlines are drawn too. The hover names the layer's value, the cell's RTS
-label and its P(any RTS); a click gives everything about the cell, its box included.
+cells, their outlines are drawn too. The graticule's labels follow the view
+(``graticule``); the title names what is shown, so the save tool's PNG (the whole
+canvas: title, map and colour bar) says it too. The hover names the layer's value, the
+cell's RTS label and its P(any RTS); a click gives everything about the cell, its box
+included.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import re
 
 import holoviews as hv
 import numpy as np
@@ -18,6 +22,7 @@ import panel as pn
 import param
 
 from .boxes_view import box_rule
+from .graticule import graticule_labels
 from .layers import (
     ANY,
     LIT,
@@ -49,21 +54,40 @@ LOD = {"interval": 50, "timeout": 100}
 CLEAR = "#00000000"  # a colour not drawn
 
 
-GRATICULE_LATS = (50, 60, 70, 80)
-GRATICULE_LONS = tuple(range(-180, 180, 30))
+def _label_box(plot, element):
+    """A pale box behind each graticule label, readable over any colour of cell."""
+    glyph = plot.handles.get("glyph")
+    if glyph is not None and glyph.background_fill_color is None:
+        glyph.update(background_fill_color="white", background_fill_alpha=0.6, padding=1)
 
 
-def graticule_labels() -> hv.Labels:
-    """The graticule's labels (its lines are in the land image): parallels along the
-    15 E meridian, meridians at 48.5 N (the domain's edge)."""
-    px, py = to_polar(np.full(len(GRATICULE_LATS), 15.0), np.array(GRATICULE_LATS, float))
-    mx, my = to_polar(np.array(GRATICULE_LONS, float), np.full(len(GRATICULE_LONS), 48.5))
-    names = [f"{abs(v)}°{'E' if v > 0 else 'W' if v < 0 else ''}" if abs(v) != 180
-             else "180°" for v in GRATICULE_LONS]
-    return hv.Labels({"x": np.r_[px, mx], "y": np.r_[py, my],
-                      "text": [f"{v}°N" for v in GRATICULE_LATS] + names},
-                     kdims=["x", "y"], vdims=["text"]).opts(
-        text_font_size="8pt", text_color="#555555", text_alpha=0.9, apply_ranges=False)
+def graticule_layer(x_range, y_range) -> hv.Labels:
+    """The labels of the graticule's lines that cross a view (``graticule``; the lines
+    are in the coastline's image), just inside its edges, left out of the plot's ranges.
+    No line in view: one empty label off the view (an empty layer is never redrawn)."""
+    x, y, text = graticule_labels(x_range, y_range)
+    if not text:
+        (x0, x1), (y0, y1) = x_range, y_range
+        x, y, text = np.array([2 * x0 - x1]), np.array([2 * y0 - y1]), [""]
+    return hv.Labels({"x": x, "y": y, "text": text}, kdims=["x", "y"], vdims=["text"]).opts(
+        text_font_size="8pt", text_color="#444444", text_align="center",
+        text_baseline="middle", apply_ranges=False, hooks=[_label_box])
+
+
+def figure_title(layer_label: str, units: str | None, grid: str, level: int, year,
+                 run: str | None) -> str:
+    """The map's title, in two lines, so that a saved figure says what it shows: the
+    layer (with its units), then the year, the grid and level and the model run."""
+    where = f"{year}, {grid} level {level}" + (f", run {run}" if run else "")
+    return f"{colorbar_title(layer_label, units)}\n{where}"
+
+
+def figure_filename(layer: str, grid: str, level: int, year, run: str | None) -> str:
+    """The saved figure's file name (without ``.png``): what it shows, in safe
+    characters."""
+    name = "_".join(str(p) for p in ("entropice", f"{grid}-level{level}", layer, year, run)
+                    if p is not None and p != "")
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name)
 
 
 @functools.cache
@@ -151,12 +175,26 @@ def _number_format(plot, names=None, log=False):
     return made[code]
 
 
+def nice_ticks(lo: float, hi: float, n: int = 6) -> list[float]:
+    """About ``n`` round ticks from ``lo`` to ``hi`` (steps of 1, 2, 2.5 or 5 times a
+    power of ten), as Bokeh's own ticker would place them."""
+    if lo is None or hi is None or not np.isfinite([lo, hi]).all() or hi <= lo:
+        return []
+    raw = (hi - lo) / n
+    mag = 10.0 ** np.floor(np.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw * (1 - 1e-9))
+    ticks = np.arange(np.ceil(lo / step - 1e-9), np.floor(hi / step + 1e-9) + 1) * step
+    return [float(t) + 0.0 for t in np.round(ticks, 12)]  # + 0.0: no -0
+
+
 def _style_colorbar(plot, element):
     """Title the colour bar and word the hover from the frame shown: HoloViews sets both
     once, from the first layer drawn, and keeps them when a dynamic map changes layer. A
     class layer's colours are labelled with its classes (carried by the value dimension's
-    ``values`` and ``value_format``), a log layer's ticks with powers of ten."""
-    from bokeh.models import BasicTicker, FixedTicker
+    ``values`` and ``value_format``), a log layer's ticks with powers of ten. One ticker
+    for the plot's life, its ticks changed: BokehJS's colour bar reads its ticker once,
+    when first drawn, and would keep drawing the first layer's ticks."""
+    from bokeh.models import FixedTicker
 
     value = element.vdims[0]
     names = ({int(v): value.value_format(v).split(" (")[0] for v in value.values}
@@ -166,17 +204,20 @@ def _style_colorbar(plot, element):
     if bar is None:
         return
     bar.title = colorbar_title(value.label, value.unit)
+    ticker = plot.handles.setdefault("entropice_ticker", FixedTicker(ticks=[]))
+    if bar.ticker is not ticker:
+        bar.ticker = ticker
+    lo, hi = plot.handles["color_mapper"].low, plot.handles["color_mapper"].high
     if value.values:
         ticks = [int(v) for v in value.values]
-        bar.ticker = FixedTicker(ticks=ticks)
-        bar.major_label_overrides = {v: value.value_format(v) for v in ticks}
+        labels = {v: value.value_format(v) for v in ticks}
     elif value.name == LOG:
-        lo, hi = plot.handles["color_mapper"].low, plot.handles["color_mapper"].high
         ticks = list(range(int(np.floor(lo)), int(np.ceil(hi)) + 1))
-        bar.ticker = FixedTicker(ticks=ticks)
-        bar.major_label_overrides = {k: f"{10.0 ** k:,g}" for k in ticks}
-    elif not isinstance(bar.ticker, BasicTicker):
-        bar.ticker, bar.major_label_overrides = BasicTicker(), {}
+        labels = {k: f"{10.0 ** k:,g}" for k in ticks}
+    else:
+        ticks, labels = nice_ticks(lo, hi), {}
+    ticker.ticks = ticks
+    bar.major_label_overrides = labels
 
 
 TRUE_ASPECT = """
@@ -256,19 +297,23 @@ class MapView(View):
             s, ["grid", "level", "year", "layer", "cmap", "vmin", "vmax", "fit", "scale", "box",
                 "brush", "run"])
         # three layers, so a layer change resends only the cells' image: the land
-        # beneath and the coastline above follow the view alone
+        # beneath and the coastline and graticule (its labels too) above follow the
+        # view alone
         self.land = hv.DynamicMap(self._land, streams=[self.range])
         self.coast = hv.DynamicMap(self._coast, streams=[self.range])
         self.dmap = hv.DynamicMap(self._render, streams=[self.shown, self.range])
         # square, as wide as the window leaves beside the details, at most MAX_SIZE
         size = (dict(frame_width=self.size, frame_height=self.size) if self.size else
                 dict(responsive=True, aspect=1.15, min_width=MIN_SIZE, max_width=MAX_SIZE))
-        self.plot = (self.land * self.dmap * self.coast * graticule_labels()).opts(
+        self.plot = (self.land * self.dmap * self.coast).opts(
             xaxis=None, yaxis=None, framewise=True, active_tools=["wheel_zoom"], lod=LOD,
-            hooks=[_true_aspect, _prompt_ranges, self._keep_figure], **size)
+            hooks=[_true_aspect, _prompt_ranges, self._keep_figure, self._title_figure],
+            **size)
         self.figure = None  # the Bokeh figure, once drawn
-        self._frame = None  # (what it shows, the frame) last drawn
-        self._land_frames = None  # (extent, land, coast) last drawn
+        self._frame = None  # (what it shows, the frame, its title, file name) last drawn
+        self.title = ""  # the figure's title (``figure_title``) of the frame last drawn
+        self.filename = "entropice_map"  # the name the save tool gives its PNG
+        self._land_frames = None  # (extent, land, coast and labels) last drawn
         self.link_to = None  # a map whose extent this one shares in the browser
         self._linked = False  # the two figures' ranges are linked in the browser
         self.range.add_subscriber(self._remember_extent)
@@ -288,6 +333,18 @@ class MapView(View):
                     for attr in ("start", "end"):
                         getattr(a, rng).js_link(attr, getattr(b, rng), attr)
             self._linked = True
+
+    def _title_figure(self, plot, element):
+        """Title the figure with the frame drawn and name the save tool's PNG after it:
+        the save tool exports the whole canvas, title and colour bar included."""
+        from bokeh.models import SaveTool
+
+        fig = plot.state
+        if fig.title is not None and fig.title.text != self.title:
+            fig.title.text = self.title
+        for tool in fig.toolbar.tools:
+            if isinstance(tool, SaveTool) and tool.filename != self.filename:
+                tool.filename = self.filename
 
     def show_extent(self, x_range, y_range):
         """Draw the map's image for an extent (the browser moves a linked map's ranges
@@ -334,6 +391,7 @@ class MapView(View):
         key = (grid, level, year, layer, run, cmap, vmin, vmax, box, fit, log, s.brush,
                xr_, yr_, s.store.group_stamp(grid, level))
         if self._frame is not None and self._frame[0] == key:
+            self.title, self.filename = self._frame[2:]
             return self._frame[1]
         bounds = (xr_[0], yr_[0], xr_[1], yr_[1])
         img, idx = self.image(xr_, yr_, layer)
@@ -397,12 +455,13 @@ class MapView(View):
                               + (f"; hatched: {n_novel:,} cells predicted outside the "
                                  f"training data (novelty > {NOVEL})" if hatch is not None
                                  else ""))
-        frame = hv.Overlay(layers).opts(title=f"{long} — {grid} level {level}, {year}",
-                                        xlim=xr_, ylim=yr_)
+        self.title = figure_title(value.label, value.unit, grid, level, year, run)
+        self.filename = figure_filename(layer, grid, level, year, run)
+        frame = hv.Overlay(layers).opts(xlim=xr_, ylim=yr_)
         if self._frame is None or self._frame[0][:2] != (grid, level):
             # a level drawn the first time here: ready its neighbours for a change of level
             s.store.prefetch_levels(grid, level, (xr_, yr_, PIXELS, PIXELS), year, layer)
-        self._frame = (key, frame)
+        self._frame = (key, frame, self.title, self.filename)
         return frame
 
     def extrapolated(self, idx, layer, year):
@@ -441,7 +500,9 @@ class MapView(View):
 
     def _land_image(self, x_range, y_range):
         """The land beneath the cells and the coastline and graticule above them, as
-        images of a view, made once per view (HoloViews asks twice for a new plot)."""
+        images of a view, with the graticule's labels, made once per view (HoloViews
+        asks twice for a new plot). The labels are in the coastline's layer: a fourth
+        layer following the view would cost a zoom 8 ms of HoloViews' time, this 2."""
         xr_, yr_ = self._extent(x_range, y_range)
         if self._land_frames is None or self._land_frames[0] != (xr_, yr_):
             fill, lines = land_planes(xr_, yr_)
@@ -453,7 +514,8 @@ class MapView(View):
                              vdims=["coast"]).opts(cmap=["#303030", "#8a8a8a"],
                                                    clim=(1.5, 3.5), clipping_colors=none,
                                                    alpha=0.8, tools=[])
-            self._land_frames = ((xr_, yr_), land, coast)
+            self._land_frames = ((xr_, yr_), land,
+                                 hv.Overlay([coast, graticule_layer(xr_, yr_)]))
         return self._land_frames
 
     def _land(self, x_range=None, y_range=None):
@@ -462,7 +524,7 @@ class MapView(View):
 
     def _coast(self, x_range=None, y_range=None):
         """The coastline (dark) and the graticule (grey) above the cells, as the land
-        image's pixels."""
+        image's pixels, and the graticule's labels (``graticule_layer``)."""
         return self._land_image(x_range, y_range)[2]
 
     def cell_at(self, x, y):

@@ -20,6 +20,15 @@ SOURCE_COLOURS = {"era5": "#e07b39", "arcticdem": "#5b8c5a", "alphaearth": "#4a6
 TOP = 25
 FLAT = 0.02
 """Weights all within 2 % of the uniform weight are flat: they rank nothing."""
+ROW = 18
+"""Height of a feature's row in the plots, in pixels. The plots' heights are fixed (their
+widths follow the window's): a plot that only has a minimum height is drawn taller than
+the row Panel gives it, under the plot below (the weights' smallest bar and axis were)."""
+
+
+def plot_height(features: int, margins: int = 110) -> int:
+    """Height of a plot of ``features`` rows: each its row, and the title and axis."""
+    return max(300, margins + ROW * features)
 
 
 def weights(model, relevance: pd.DataFrame | None = None,
@@ -90,8 +99,9 @@ class RelevanceView(View):
             err = hv.ErrorBars(df.fillna(0.0), kdims=["feature"],
                                vdims=["fold_mean", "fold_std"]).opts(invert_axes=True)
             bars = bars * err
+        height = plot_height(len(df))
         bars = bars.opts(title=f"eSPA+ weights, top {TOP} (whiskers: folds)",
-                         responsive=True, min_height=560)
+                         responsive=True, height=height)
         plots = [bars]
         if len(rel):
             imp = importance(rel, df.feature)
@@ -105,7 +115,7 @@ class RelevanceView(View):
                                label=m).redim.values(feature=list(df.feature)).opts(
                         size=7, tools=["hover"])
                     for m, g in imp.groupby("model")])
-                    .opts(invert_axes=True, responsive=True, min_height=560,
+                    .opts(invert_axes=True, responsive=True, height=height,
                           title="Permutation importance (held-out folds)",
                           legend_position="bottom_right",
                           ylabel="ROC AUC drop / the model's largest", xlabel=""))
@@ -125,7 +135,8 @@ class RelevanceView(View):
         top = df.groupby("feature").weight.mean().nlargest(TOP).index
         df = df[df.feature.isin(top)]
         heat = hv.HeatMap(df, kdims=["group", "feature"], vdims=["weight"]).opts(
-            cmap="magma", colorbar=True, responsive=True, min_height=560, tools=["hover"],
+            cmap="magma", colorbar=True, responsive=True, tools=["hover"],
+            height=plot_height(len(top), margins=150),
             title="Weights of the most relevant features across grids and levels (newest run)")
         hv.streams.Tap(source=heat, x=None, y=None).add_subscriber(
             lambda x=None, y=None: self.show(y, x))

@@ -3,11 +3,9 @@ shares. What a session looks at is kept apart, in ``selection``."""
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 from collections import OrderedDict
-from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ from ..design import cell_features
 from ..grids import get_grid
 from ..runs import RunStore
 from . import layers
+from .cache import shared_cache
 from .layers import PROBA
 from .lookup import PixelLookup
 
@@ -25,64 +24,9 @@ log = logging.getLogger(__name__)
 PREFETCH_BYTES = 512 << 20
 """A neighbouring level's group is loaded ahead of need (``CubeStore.prefetch_levels``)
 only if it holds less than this in memory."""
-
-
-class SharedCache:
-    """A function's results by its arguments, the ``size`` last used kept, shared by every
-    session and safe to call from several threads at once.
-
-    The prefetches compute in threads of their own beside the sessions' (see
-    ``CubeStore.prefetch_boxes`` and ``prefetch_levels``); ``pn.cache`` evicts without
-    a lock, so two threads could evict the same entry or read one just evicted. Here the
-    cache is read and changed under a lock, and each result is computed once: a caller
-    asking for what another thread is computing waits for it (a group of 1.66M cells is
-    not loaded twice), while other arguments are computed meanwhile.
-
-    Parameters
-    ----------
-    func : callable
-        The function, of hashable positional arguments.
-    size : int
-        Results kept; the least recently used goes first.
-    """
-
-    def __init__(self, func, size: int):
-        self.func, self.size = func, size
-        self._items: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()
-        self._computing: dict[tuple, Future] = {}  # arguments -> their result to come
-        functools.update_wrapper(self, func)
-
-    def __call__(self, *args):
-        with self._lock:
-            if args in self._items:
-                self._items.move_to_end(args)
-                return self._items[args]
-            pending = self._computing.get(args)
-            mine = pending is None
-            if mine:
-                pending = self._computing[args] = Future()
-        if not mine:  # another thread computes it: its result (or its error)
-            return pending.result()
-        try:
-            value = self.func(*args)
-        except BaseException as err:
-            with self._lock:
-                del self._computing[args]
-            pending.set_exception(err)
-            raise
-        with self._lock:
-            self._items[args] = value
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-            del self._computing[args]
-        pending.set_result(value)
-        return value
-
-
-def shared_cache(size: int):
-    """Decorate a function with a :class:`SharedCache` of ``size`` results."""
-    return lambda func: SharedCache(func, size)
+PREFETCHES_KEPT = 256
+"""Views whose neighbouring levels were prefetched that a store remembers (not to
+prefetch them again), the least recently drawn forgotten first."""
 
 
 @shared_cache(12)
@@ -172,7 +116,8 @@ class CubeStore:
             self.problem = f"The cube at `{self.path}` has no grid groups yet."
         self.run_store = RunStore(models) if models else RunStore.of_cube(self.path, attrs)
         self._listed: set[str] = set()
-        self._prefetched: set[tuple] = set()
+        self._prefetched: OrderedDict = OrderedDict()  # see prefetch_levels
+        self._prefetch_lock = threading.Lock()
 
     # -- groups -----------------------------------------------------------------------------
 
@@ -222,11 +167,24 @@ class CubeStore:
         width, height) made, its run's model read and the colour range of ``layer`` in
         ``year`` computed. At H3 level 6 that is about 0.6 s of work the change would
         do. A session asking for any of it meanwhile waits for the prefetch's result
-        (nothing is computed twice); a view prefetched once is not again."""
-        key = (grid, level, view, year, layer)
-        if key in self._prefetched or not self.neighbours(grid, level):
+        (nothing is computed twice); a view prefetched once is not again while the
+        groups and their current runs are those it was prefetched from (keyed by the
+        groups' stamps, as the caches of their values are, and the runs' ids), of the
+        last ``PREFETCHES_KEPT`` views."""
+        others = self.neighbours(grid, level)
+        if not others:
             return None
-        self._prefetched.add(key)
+        # the groups' stamps and their current runs (a run trained since has another model)
+        stamps = tuple((self.group_stamp(grid, lvl), self.run_store.current(get_grid(grid, lvl)))
+                       for lvl in (level, *others))
+        key = (grid, level, stamps, view, year, layer)
+        with self._prefetch_lock:  # sessions draw at once
+            if key in self._prefetched:
+                self._prefetched.move_to_end(key)
+                return None
+            self._prefetched[key] = True
+            while len(self._prefetched) > PREFETCHES_KEPT:
+                self._prefetched.popitem(last=False)
         timer = threading.Timer(delay, self._prefetch, (grid, level, view, year, layer))
         timer.daemon = True
         timer.start()

@@ -1,7 +1,8 @@
 """Model runs: the :class:`RunStore` that owns them (ids, layout, the current run of each
 group, summaries, model files) and the cross-validation that makes them."""
 
-from .cv import DEFAULTS, make_model, permutation_importance, predict_group, train_group
+from .cv import permutation_importance, predict_group, train_group
+from .estimators import make_model
 from .folds import spatial_folds, stratified_sample
 from .metrics import evaluate, ranking_auc, reliability_curve, triage_curve
 from .model import (
@@ -12,6 +13,7 @@ from .model import (
     predict_frame,
     save_model,
 )
+from .settings import DEFAULTS
 from .store import RunStore, markdown_table
 
 __all__ = ["DEFAULTS", "MODEL_FORMAT", "RunStore", "StoredModel", "evaluate", "load_model",

@@ -19,150 +19,19 @@ import weakref
 import numpy as np
 import pandas as pd
 import xarray as xr
-from sklearn.model_selection import GridSearchCV
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
 
 from ..cube import config_hash
 from ..design import cell_features, design_rows
 from ..grids import grid_of
 from ..parts import concat_parts
-from .backports import fast_weighted_binning
-from .folds import spatial_folds, stratified_samples
-from .impute import MedianImputer
-from .metrics import evaluate, macro_roc_auc, ranking_auc, reliability_curve, triage_curve
+from .estimators import as_rows, ask, baseline, espa_search, fit_sample
+from .folds import spatial_folds, strata, stratified_samples
+from .metrics import evaluate, macro_roc_auc, reliability_curve, triage_curve
 from .model import StoredModel, novelty_reference
+from .settings import train_settings
 from .store import RunStore
 
 log = logging.getLogger("entropice")
-
-DEFAULTS = {
-    "features": ["era5_*", "dem_*", "emb_pc*"],
-    "target": "rts_class",
-    "missing": "impute",
-    "n_folds": 5,
-    "inner_folds": 3,
-    "ancestor_level": None,
-    "grid": {"n_boxes": [10, 30], "eps_C": [0.3, 3.0], "eps_W": [0.1, 1.0],
-             "class_weight": ["balanced"]},
-    # what the inner search maximises: "ranking" (ranking_auc: the ranking the triage
-    # uses) or any scikit-learn scorer name ("balanced_accuracy", ...)
-    "search_scoring": "ranking",
-    "n_restarts": 2,
-    "n_estimators": 4,  # ensemble members: the probabilities' average, W's spread
-    # members of each candidate in the search: ranking candidates needs fewer members
-    # than the probabilities do (the chosen parameters are fitted with n_estimators)
-    "search_estimators": 1,
-    "weight_prior": "corr",  # KL(W || W_ref), W_ref from corr^2 ("mi", or "none")
-    # eSPA+'s probabilities count the cells as they are: class_weight shapes the boxes,
-    # the probabilities stay calibrated to the classes' frequencies
-    "weighted_proba": False,
-    "permutation_repeats": 2,  # permutation importance on the outer test folds
-    "baselines": ["RandomForest", "HistGradientBoosting", "LogisticRegression", "Majority"],
-    "random_state": 0,
-    "n_jobs": -1,  # the search's workers (joblib processes; on a dask cluster with --scheduler)
-    # at scale: the inner search runs on a sample of each training fold, stratified by
-    # inner block and class; the chosen eSPA+ and the baselines are fitted on at most
-    # fit_rows of it, and a random forest's trees draw at most tree_rows each (0 or
-    # None: all); a forest whose trees are so capped has as many trees as draw
-    # forest_rows samples in all (75; 0 or None: the baseline's 200), the trees' count
-    # traded for their depth at the same cost (cap_trees)
-    "search_rows": 20_000,
-    "fit_rows": 100_000,
-    "tree_rows": 80_000,
-    "forest_rows": 6_000_000,
-    # the out-of-fold scores (metrics, calibration, triage, permutation importance) of a
-    # larger group are measured on a sample of its samples, stratified by inner block
-    # and class (0 or None: all)
-    "score_rows": 2_000_000,
-}
-
-
-def _settings(section):
-    s = {**DEFAULTS, **(section or {})}
-    for key in ("search_rows", "fit_rows", "tree_rows", "score_rows"):  # 0 (TOML has no None): all
-        s[key] = None if s[key] is None else (int(s[key]) or None)
-    s["grid"] = {k: [float(v) if v in ("inf", "-inf") else v for v in vals]
-                 for k, vals in {**DEFAULTS["grid"], **s.get("grid", {})}.items()}
-    return s
-
-
-def make_model(estimator) -> Pipeline:
-    """Median imputation and standardisation (fitted inside each training fold), then the
-    estimator."""
-    return Pipeline([("impute", MedianImputer()),
-                     ("scale", StandardScaler()), ("model", estimator)])
-
-
-def espa_model(s, indicators, n_estimators=None, **params) -> Pipeline:
-    """eSPA+ as the settings ``s`` configure it (members, restarts, prior, seed), behind
-    :func:`make_model`; ``indicators`` (the flag and near-constant columns) carry no
-    feature weight; ``params`` are its hyper-parameters (``"inf"`` as text, as TOML
-    writes it)."""
-    from ..espa import ESPAClassifier
-
-    params = {k: (float(v) if v in ("inf", "-inf") else v) for k, v in params.items()}
-    return make_model(ESPAClassifier(
-        **params, n_estimators=n_estimators or s["n_estimators"], n_restarts=s["n_restarts"],
-        indicators=indicators, weighted_proba=s["weighted_proba"],
-        weight_prior=None if s["weight_prior"] == "none" else s["weight_prior"],
-        random_state=s["random_state"]))
-
-
-def cap_trees(model, n_rows, s):
-    """A random forest fitted on ``n_rows`` samples, its cost bounded at scale (other
-    models as they are): on more than ``tree_rows`` samples its trees draw ``tree_rows``
-    each (a bootstrap sample, as the full forest's trees draw ``n_rows``), and only as
-    many of them as draw ``forest_rows`` in all (at most the baseline's trees; all of
-    them if ``forest_rows`` is 0 or None). On fewer samples it is the full forest.
-
-    Fewer, deeper trees: the AUC gap to the full forest is mostly the trees' depth,
-    which grows with the samples each draws (benchmarks/train_scale.py; README)."""
-    est = model.named_steps["model"]
-    tree_rows = s["tree_rows"]
-    if "max_samples" in est.get_params() and tree_rows and n_rows > tree_rows:
-        model.set_params(model__max_samples=int(tree_rows))
-        if s.get("forest_rows"):
-            model.set_params(model__n_estimators=max(1, min(
-                est.n_estimators, int(s["forest_rows"]) // int(tree_rows))))
-    return model
-
-
-def _espa_search(s, indicators):
-    """eSPA+'s hyper-parameters chosen on inner spatial folds, each candidate of
-    ``search_estimators`` members."""
-    from sklearn.model_selection import GroupKFold
-
-    model = espa_model(s, indicators, n_estimators=s["search_estimators"])
-    grid = {f"model__{k}": v for k, v in s["grid"].items()}
-    return GridSearchCV(model, grid, cv=GroupKFold(s["inner_folds"]),
-                        scoring=ranking_auc if s["search_scoring"] == "ranking"
-                        else s["search_scoring"], n_jobs=s.get("n_jobs"),
-                        error_score="raise", refit=False)
-
-
-def _baseline(name, random_state):
-    from sklearn.dummy import DummyClassifier
-    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-    from sklearn.linear_model import LogisticRegression
-
-    est = {
-        "RandomForest": lambda: RandomForestClassifier(200, min_samples_leaf=2, n_jobs=-1,
-                                                       random_state=random_state,
-                                                       class_weight="balanced"),
-        "HistGradientBoosting": lambda: HistGradientBoostingClassifier(
-            random_state=random_state, class_weight="balanced"),
-        # newton-cholesky converges in a few steps where lbfgs needs thousands here
-        "LogisticRegression": lambda: LogisticRegression(solver="newton-cholesky",
-                                                         class_weight="balanced"),
-        "Majority": lambda: DummyClassifier(strategy="prior"),
-    }
-    if name not in est:
-        raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(est)}.")
-    if name == "HistGradientBoosting":  # class weights: 15x faster binning, same bins
-        fast_weighted_binning()
-    return make_model(est[name]())
-
 
 def fold_levels(grid, s) -> tuple[int, int]:
     """The ancestor levels whose cells make the outer spatial folds' blocks and the
@@ -171,21 +40,14 @@ def fold_levels(grid, s) -> tuple[int, int]:
     return anc, min(grid.level, anc + 1)
 
 
-def _samples(rows, strata, s):
-    """The samples of the training rows ``rows`` (``strata``: theirs, from
-    :func:`_strata`) that models are fitted on (at most ``fit_rows``) and searched on
-    (at most ``search_rows``), each stratified by inner block and class; drawn once per
-    training fold, for every model."""
-    fit, search = stratified_samples(strata, [s["fit_rows"], s["search_rows"]],
+def _samples(rows, stratum, s):
+    """The samples of the training rows ``rows`` (``stratum``: theirs, from
+    :func:`~entropice.runs.folds.strata`) that models are fitted on (at most
+    ``fit_rows``) and searched on (at most ``search_rows``), each stratified by inner
+    block and class; drawn once per training fold, for every model."""
+    fit, search = stratified_samples(stratum, [s["fit_rows"], s["search_rows"]],
                                      s["random_state"])
     return rows[fit], rows[search]
-
-
-def _strata(y, blocks) -> np.ndarray:
-    """Each sample's stratum: its inner block and class (the same strata, in the same
-    order, as those of any subset of the samples)."""
-    _, block = np.unique(blocks, return_inverse=True)
-    return block * (int(y.max()) + 1) + y
 
 
 def _read_samples(design, blocks, samples):
@@ -197,75 +59,6 @@ def _read_samples(design, blocks, samples):
     X, y, b = design.read(need), design.y[need], blocks[need]
     return {k: (X, y, b, np.searchsorted(need, fit), np.searchsorted(need, search))
             for k, (fit, search) in samples.items()}
-
-
-FOREST_STEPS = 10
-"""Batches a random forest's trees are grown in when its fit shows progress. Only a
-forest's fit is shown in steps: grown in warm-started batches it draws the same trees
-for the same CPU time, where a gradient-boosting model's batches cost 1.2x (each bins
-the samples again and predicts them with every tree so far) and an eSPA+ search's
-1.0-1.6x the wall time (each batch waits for its slowest fit); those stay one step of
-the folds' bar."""
-
-
-def fit_in_steps(model, X, y, progress=None):
-    """``model.fit(X, y)`` (a pipeline of :func:`make_model`); with ``progress`` (a tqdm
-    bar's maker, called with ``total``) a random forest's trees are grown in
-    :data:`FOREST_STEPS` warm-started batches, each a step of the bar it makes: the trees
-    a single fit draws, from the same seeds (tests/test_train.py). Other models are
-    fitted at once, with no bar."""
-    from sklearn.ensemble import RandomForestClassifier
-
-    est = model[-1]
-    if progress is None or not isinstance(est, RandomForestClassifier):
-        return model.fit(X, y)
-    total = est.n_estimators
-    Xt = model[:-1].fit_transform(X, y)
-    with progress(total=total) as bar, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "class_weight presets", UserWarning)  # same samples
-        for end in np.unique(np.linspace(0, total, FOREST_STEPS + 1).round().astype(int))[1:]:
-            est.set_params(n_estimators=int(end), warm_start=True).fit(Xt, y)
-            bar.update(int(end) - bar.n)
-    est.set_params(n_estimators=total, warm_start=False)
-    return model
-
-
-def _fit(make, sample, s, progress=None):
-    """A model (``make()``) fitted on a training fold's samples; and, for a
-    search, the parameters it chose and the samples it searched and fitted on.
-
-    ``sample`` holds the samples drawn from the fold (:func:`_read_samples`): a search
-    runs on those at positions ``search`` (at most ``search_rows``; candidates of
-    ``search_estimators`` members) and the chosen parameters are then fitted on those
-    at ``fit`` (at most ``fit_rows``; ``n_estimators`` members), as are the baselines;
-    a random forest's trees draw at most ``tree_rows`` samples each. Small groups use
-    every sample throughout. ``progress`` (a tqdm bar's maker, or None) shows a
-    forest's trees (:func:`fit_in_steps`).
-    """
-    from sklearn.base import clone
-
-    X, y, blocks, fit, search = sample
-    model = make()
-    if not hasattr(model, "param_grid"):
-        return (fit_in_steps(cap_trees(model, len(fit), s), _rows(X, fit), y[fit], progress),
-                None)
-    model.fit(_rows(X, search), y[search], groups=blocks[search])
-    # the chosen parameters with every member, on the fit samples (on every core when
-    # they are more than the search saw)
-    best = clone(model.estimator).set_params(**model.best_params_,
-                                             model__n_estimators=s["n_estimators"])
-    if len(search) < len(fit):
-        best.set_params(model__n_jobs=s["n_jobs"])
-    best.fit(_rows(X, fit), y[fit])
-    return best, {"params": {k.removeprefix("model__"): v
-                             for k, v in model.best_params_.items()},
-                  "search_samples": len(search), "fit_samples": len(fit)}
-
-
-def _rows(X, rows=None):
-    """Rows of a design matrix (all by default) in float64 and row-major, as the models
-    are fitted and asked."""
-    return np.ascontiguousarray(X if rows is None else X[rows], dtype=np.float64)
 
 
 def _predict_proba(models, X, labels) -> dict:
@@ -280,61 +73,11 @@ def _predict_proba(models, X, labels) -> dict:
     keys = {name: _preparation(m) for name, m in models.items()}
     step = max(1, 2**23 // max(1, X.shape[1]))
     for a in range(0, len(X), step):
-        chunk, prepared = _rows(X[a:a + step]), {}
+        chunk, prepared = as_rows(X[a:a + step]), {}
         for name, m in models.items():
             if keys[name] not in prepared:
                 prepared[keys[name]] = m[:-1].transform(chunk)
-            out[name][a:a + step, cols[name]] = _ask(m[-1], prepared[keys[name]])
-    return out
-
-
-ASK_ROWS = 4096
-"""Rows a gradient-boosting model is asked at a time: it walks each tree over every row
-asked before the next tree, so the rows should stay in the processor's cache between
-trees (4096 x 113 float64: 3.7 MB); 1.6-2.3x faster than 65,536 rows at a time."""
-
-
-def _ask(model, X) -> np.ndarray:
-    """``model.predict_proba(X)`` (a pipeline or its estimator); a HistGradientBoosting
-    model asked ``ASK_ROWS`` rows at a time (the same answers, sooner), a random forest's
-    trees summed in their order (:func:`forest_proba`)."""
-    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-
-    est = model[-1] if isinstance(model, Pipeline) else model
-    forest = isinstance(est, RandomForestClassifier)
-    if not (forest or isinstance(est, HistGradientBoostingClassifier) and len(X) > ASK_ROWS):
-        return model.predict_proba(X)
-    if est is not model:
-        X = model[:-1].transform(X)
-    if forest:
-        return forest_proba(est, X)
-    return np.concatenate([est.predict_proba(X[a:a + ASK_ROWS])
-                           for a in range(0, len(X), ASK_ROWS)])
-
-
-def forest_proba(forest, X) -> np.ndarray:
-    """A fitted random forest's ``predict_proba(X)`` with its trees summed in their
-    order, the rows shared between threads. scikit-learn shares the trees between
-    threads and adds each one's answer as it comes, so the last digits (and a tie's
-    class, a ROC AUC's seventh digit) change from one run to the next; here a run
-    repeats exactly, whatever the number of threads."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from joblib import effective_n_jobs
-
-    X = forest._validate_X_predict(X)
-    n = max(1, min(effective_n_jobs(forest.n_jobs), -(-len(X) // 1024)))
-    bounds = np.linspace(0, len(X), n + 1).astype(int)
-    out = np.zeros((len(X), forest.n_classes_))
-
-    def rows(k):
-        part = out[bounds[k]:bounds[k + 1]]
-        for tree in forest.estimators_:  # the trees release the GIL
-            part += tree.predict_proba(X[bounds[k]:bounds[k + 1]], check_input=False)
-        part /= len(forest.estimators_)
-
-    with ThreadPoolExecutor(n) as pool:
-        list(pool.map(rows, range(n)))
+            out[name][a:a + step, cols[name]] = ask(m[-1], prepared[keys[name]])
     return out
 
 
@@ -400,7 +143,7 @@ def _slabs(ci, max_rows):
 
 def _fit_folds(makers, sample, folds, s, quiet, where):
     """Every model fitted on every outer training fold's samples (``sample``: from
-    :func:`_read_samples`), a model at a time: fold to name to (model, search)."""
+    :func:`runs.cv._read_samples`), a model at a time: fold to name to (model, search)."""
     from tqdm.auto import tqdm
 
     fitted = {k: {} for k in np.unique(folds)}
@@ -410,7 +153,7 @@ def _fit_folds(makers, sample, folds, s, quiet, where):
         for k in _progress(fitted, quiet, f"{where} {name}"):
             progress = None if quiet else functools.partial(
                 tqdm, desc=f"{where} {name} fold {k}", leave=False)
-            fitted[k][name] = _fit(make, sample[k], s, progress)
+            fitted[k][name] = fit_sample(make, sample[k], s, progress)
         seconds[name] = time.perf_counter() - t0
     log.info("%s: fitted on %d folds in %s", where, len(fitted),
              ", ".join(f"{n} {sec:.0f} s" for n, sec in seconds.items()))
@@ -472,7 +215,7 @@ def _oof(fitted, design, scored, folds, labels, s, quiet, where):
             relevance.extend({"model": name, "fold": int(k), "member": -1,
                               "measure": "permutation", "feature": f, "value": v}
                              for f, v in _permutation_drops(
-                                 model, _rows(values), y[aside], labels,
+                                 model, as_rows(values), y[aside], labels,
                                  feature_groups(names), s["permutation_repeats"],
                                  rng).items())
             relevance.extend({"model": name, **r} for r in _weights(model, int(k), names))
@@ -524,7 +267,7 @@ def permutation_importance(model, X, y, labels, groups, repeats=2, seed=0, max_r
     """
     rows = np.arange(len(y)) if rows is None else np.asarray(rows)
     sel, rng = _permutation_rows(len(rows), max_rows, seed)
-    return _permutation_drops(model, _rows(X, rows[sel]), np.asarray(y)[rows[sel]], labels,
+    return _permutation_drops(model, as_rows(X, rows[sel]), np.asarray(y)[rows[sel]], labels,
                               groups, repeats, rng)
 
 
@@ -537,14 +280,14 @@ def _permutation_drops(model, X, y, labels, groups, repeats, rng):
         p[:, cols] = p_model
         return macro_roc_auc(y, p, labels)
 
-    base = auc(_ask(model, X))
+    base = auc(ask(model, X))
     drops = np.zeros((repeats, len(groups)))
     for r in range(repeats):
         stacked = np.tile(X, (len(groups), 1))
         for g, idx in enumerate(groups.values()):
             block = stacked[g * len(y):(g + 1) * len(y)]
             block[:, idx] = X[rng.permutation(len(y))][:, idx]
-        proba = _ask(model, stacked)
+        proba = ask(model, stacked)
         for g in range(len(groups)):
             drops[r, g] = base - auc(proba[g * len(y):(g + 1) * len(y)])
     return dict(zip(groups, drops.mean(axis=0).tolist()))
@@ -559,6 +302,27 @@ def feature_groups(columns) -> dict[str, list[int]]:
     return groups
 
 
+def _class_density(y, area, land, labels, where=None) -> np.ndarray:
+    """The RTS density of each class of ``labels``: the RTS area of its samples (those
+    ``where`` marks, by default all) over their land area, in km2 of RTS per km2 of land
+    (0 for a class without land); ``area`` and ``land`` without NaN."""
+    out = np.zeros(len(labels))
+    for k, lab in enumerate(labels):
+        m = (y == lab) if where is None else where & (y == lab)
+        out[k] = area[m].sum() / land[m].sum() if land[m].sum() > 0 else 0.0
+    return out
+
+
+def class_density(y, area, land, labels) -> np.ndarray:
+    """The RTS density (area over land) of each class of ``labels`` on the samples
+    (their labels ``y``, RTS area and land area in km2; a NaN counts 0), at most 1 (RTS
+    mapped on cells of little land can sum to more than the land): what a run keeps
+    (``class_density`` of ``model.json``) and its predictions' ``pred_density`` weighs
+    the class probabilities with."""
+    return np.minimum(_class_density(y, np.nan_to_num(area), np.nan_to_num(land), labels),
+                      1.0)
+
+
 def _fold_class_density(y, area, land, folds, labels, rows) -> np.ndarray:
     """For each sample of ``rows``, the RTS density (area over land) of each class,
     measured on the other folds' cells (all of them): a model's probabilities times it
@@ -566,12 +330,8 @@ def _fold_class_density(y, area, land, folds, labels, rows) -> np.ndarray:
     land."""
     area, land = np.nan_to_num(area), np.nan_to_num(land)
     fold_ids = np.unique(folds)
-    table = np.zeros((len(fold_ids), len(labels)))
-    for i, f in enumerate(fold_ids):
-        train_ = folds != f
-        for k, lab in enumerate(labels):
-            m = train_ & (y == lab)
-            table[i, k] = area[m].sum() / land[m].sum() if land[m].sum() > 0 else 0.0
+    table = np.array([_class_density(y, area, land, labels, folds != f)
+                      for f in fold_ids]).reshape(len(fold_ids), len(labels))
     return table[np.searchsorted(fold_ids, folds[rows])]
 
 
@@ -645,12 +405,12 @@ def train_group(ds, section=None, *, store: RunStore, quiet=True) -> dict:
     ds : xarray.Dataset
         A cube group with labels and features.
     section : dict, optional
-        The ``[train]`` settings (see ``DEFAULTS``).
+        The ``[train]`` settings (see :data:`entropice.runs.DEFAULTS`).
     store : RunStore
         Where the run is written.
     """
     grid = grid_of(ds)
-    s = _settings(section)
+    s = train_settings(section)
     where = f"{grid.name}/{grid.level}"
     step = _steps(quiet, where)
     t0 = time.perf_counter()
@@ -665,10 +425,10 @@ def train_group(ds, section=None, *, store: RunStore, quiet=True) -> dict:
     blocks = grid.parents(design.cell_ids, inner_level)
     indicators = design.indicators()
     names = design.columns
-    makers = {"eSPA+": lambda: _espa_search(s, indicators),
-              **{n: (lambda n=n: _baseline(n, s["random_state"])) for n in s["baselines"]}}
+    makers = {"eSPA+": lambda: espa_search(s, indicators),
+              **{n: (lambda n=n: baseline(n, s["random_state"])) for n in s["baselines"]}}
     # every training fold's samples and the final model's, read in one pass
-    whole = _strata(y, blocks)
+    whole = strata(y, blocks)
     samples = {k: _samples(tr, whole[tr], s)
                for k in np.unique(folds) for tr in [np.flatnonzero(folds != k)]}
     fit, search, scored = stratified_samples(
@@ -683,7 +443,7 @@ def train_group(ds, section=None, *, store: RunStore, quiet=True) -> dict:
     step()
     t0 = time.perf_counter()
     final_sample = sample.pop("final")
-    final, search = _fit(makers["eSPA+"], final_sample, s)
+    final, search = fit_sample(makers["eSPA+"], final_sample, s)
     reference = novelty_reference(final, final_sample[0], final_sample[3])
     del final_sample
     log.info("%s: the final eSPA+ in %.0f s", where, time.perf_counter() - t0)
@@ -707,8 +467,11 @@ def train_group(ds, section=None, *, store: RunStore, quiet=True) -> dict:
     year_idx = np.searchsorted(ds.year.values, design.years)
     area = ds.rts_area_km2.transpose("year", "cells").values[year_idx, pos]
     land = (ds.land_fraction.values * ds.area_km2.values)[pos]
-    dens = (_fold_class_density(y, area, land, folds, labels, scored)
-            if np.nansum(area) > 0 and labels[0] == 0 else None)
+    densities = np.nansum(area) > 0 and labels[0] == 0
+    dens = _fold_class_density(y, area, land, folds, labels, scored) if densities else None
+    # the final model's: each class's density on every sample the run trained on, which
+    # its predictions weigh their probabilities with (pred_density)
+    density = class_density(y, area, land, labels).tolist() if densities else None
     area, land, y_scored = area[scored], land[scored], y[scored]
     metrics, curves, triage = {}, {}, ({} if dens is not None else None)
     for name in makers:  # a model's probabilities at a time, freed once scored
@@ -728,7 +491,8 @@ def train_group(ds, section=None, *, store: RunStore, quiet=True) -> dict:
             "outer_fold_params": chosen["eSPA+"],
             "indicators": [names[i] for i in indicators],
             "n_samples": int(len(y)), "scored_samples": int(len(scored)),
-            "ancestor_level": anc, "novelty_reference": reference}
+            "ancestor_level": anc, "novelty_reference": reference,
+            **({"class_density": density} if density is not None else {})}
     relevance.extend({"model": "eSPA+", **r}
                      for r in _weights(final, -1, names))
     store.save(run_id, final, names, meta,
@@ -755,7 +519,9 @@ def predict_group(ds, model: StoredModel, store=None) -> xr.Dataset:
     ``pred_novelty`` (how far the cell's features lie outside the training data, see
     :meth:`StoredModel.novelty`); for a run that kept its outer folds' models,
     ``pred_fold_spread`` (how much they disagree on P(any RTS), see
-    :meth:`StoredModel.fold_spread`).
+    :meth:`StoredModel.fold_spread`); for a run that kept its classes' RTS densities,
+    ``pred_density`` (the expected RTS density, see
+    :meth:`StoredModel.expected_density`).
     (The class dimension is not named ``rts_class``: that is the labels' variable.)
 
     The cells are predicted a year and a chunk of cells at a time, each year written to
@@ -777,15 +543,22 @@ def predict_group(ds, model: StoredModel, store=None) -> xr.Dataset:
 
     scores = {"spread": ("pred_spread", "spread of P(any RTS) across the model's "
                          f"{model.meta.get('n_members', 1)} ensemble members (standard "
-                         "deviation)")}
+                         "deviation)", {})}
     if model.meta.get("novelty_reference"):
         scores["novelty"] = ("pred_novelty", "novelty of the cell's features (share of "
                              "the training samples nearer to their box; near 1: outside "
-                             "the training data)")
+                             "the training data)", {})
     if len(model.folds) > 1:
         scores["fold_spread"] = ("pred_fold_spread", "spread of P(any RTS) across the "
                                  f"run's {len(model.folds)} outer folds' models, each "
-                                 "fitted without one fold's land (standard deviation)")
+                                 "fitted without one fold's land (standard deviation)", {})
+    if model.class_density is not None:
+        scores["density"] = ("pred_density", "expected RTS density", {
+            "description": "RTS area expected per unit of land area: the sum over "
+                           "classes of the predicted probability of the class times its "
+                           "RTS density (the RTS area of the run's labelled samples of "
+                           "that class over their land area, at most 1: class_density)",
+            "class_density": [float(d) for d in model.class_density]})
 
     def year_part(k):
         one = ds.isel(year=k) if yearly else ds
@@ -799,8 +572,8 @@ def predict_group(ds, model: StoredModel, store=None) -> xr.Dataset:
             for key, values in score.items():
                 values[a:a + len(out["proba"])] = out[key]
         extra = {var: (("year", "cells"), score[key][None],
-                       {**attrs, "units": "1", "long_name": long_name})
-                 for key, (var, long_name) in scores.items()}
+                       {**attrs, "units": "1", "long_name": long_name, **more})
+                 for key, (var, long_name, more) in scores.items()}
         with np.errstate(divide="ignore", invalid="ignore"):
             entropy = -np.nansum(np.where(proba > 0, proba * np.log(proba), 0.0), axis=-1)
         return xr.Dataset(

@@ -73,3 +73,10 @@ def stratified_samples(strata, sizes, random_state=0) -> list[np.ndarray]:
         quota = np.diff(cum, prepend=0.0).astype(np.int64)
         out.append(np.flatnonzero(rank < quota[inverse]))
     return out
+
+
+def strata(y, blocks) -> np.ndarray:
+    """Each sample's stratum: its inner block and class (the same strata, in the same
+    order, as those of any subset of the samples)."""
+    _, block = np.unique(blocks, return_inverse=True)
+    return block * (int(y.max()) + 1) + y

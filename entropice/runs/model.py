@@ -101,6 +101,25 @@ class StoredModel:
         """P(any RTS): the summed probability of every class but "none"."""
         return self.predict_proba(X)[:, np.isin(self.classes_, self.any_rts())].sum(axis=1)
 
+    @property
+    def class_density(self) -> np.ndarray | None:
+        """Each class's RTS density in training, in the order of the model's labels (its
+        outputs): the RTS area of the run's labelled samples of the class over their land
+        area (km2 of RTS per km2 of land, at most 1); None for a run stored without it
+        (``class_density`` of ``model.json``)."""
+        dens = self.meta.get("class_density")
+        return None if dens is None else np.asarray(dens, dtype=np.float64)
+
+    def expected_density(self, X=None, proba=None):
+        """The expected RTS density of the samples ``X`` (or of their class
+        probabilities ``proba``): the sum over classes of P(class) times the class's RTS
+        density (:attr:`class_density`): the triage's score, there measured out of fold.
+        None for a run stored without the densities."""
+        dens = self.class_density
+        if dens is None:
+            return None
+        return (self.predict_proba(X) if proba is None else np.asarray(proba)) @ dens
+
     def fold_spread(self, X):
         """The standard deviation of P(any RTS) across the run's outer folds' models,
         each fitted without one fold's blocks of land: how much the answer hangs on
@@ -114,14 +133,16 @@ class StoredModel:
         """Everything ``predict`` writes of the samples ``X``, from one imputation and
         standardisation for the model's own: the class probabilities (``proba``), the
         members' spread of P(any RTS) (``spread``, see
-        :meth:`ESPAClassifier.predict_proba_spread`), :meth:`novelty` and
-        :meth:`fold_spread` (None where the run lacks what they need)."""
+        :meth:`ESPAClassifier.predict_proba_spread`), :meth:`novelty`,
+        :meth:`fold_spread` and :meth:`expected_density` (``density``; None where the
+        run lacks what they need)."""
         Xt = self.transform(X)
         proba, spread = self.estimator.predict_proba_spread(Xt, self.any_rts())
         novelty = self._novelty(Xt)
         del Xt  # each fold's model makes its own
         return {"proba": proba, "spread": spread, "novelty": novelty,
-                "fold_spread": self.fold_spread(X)}
+                "fold_spread": self.fold_spread(X),
+                "density": self.expected_density(proba=proba)}
 
     def _novelty(self, Xt):
         ref = self.meta.get("novelty_reference")

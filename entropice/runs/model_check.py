@@ -136,6 +136,10 @@ _OPTIONAL_FIELDS = {
                 "a list of class names (strings)"),
     "novelty_reference": (lambda v: isinstance(v, list) and all(map(_finite, v)),
                           "a list of finite distances"),
+    "class_density": (lambda v: isinstance(v, list) and all(_finite(x) and 0 <= x <= 1
+                                                            for x in v),
+                      "a list of RTS densities from 0 to 1 (km2 of RTS per km2 of "
+                      "land), one per label"),
 }
 """The fields of ``model.json`` predictions read when a run wrote them."""
 
@@ -362,8 +366,13 @@ def _check_values(file, arrays, n_members):
 
 
 def _check_labels(file, meta, n_classes):
-    """The run's ``labels`` in ``model.json``, if written, name every class."""
+    """The run's ``labels`` in ``model.json``, if written, name every class; its
+    ``class_density``, if written, has one density per class."""
     labels = meta.get("labels")
     if labels is not None and len(labels) != n_classes:
         raise _invalid(file, "'labels'", f"holds {len(labels)} labels; expected one per "
                                          f"class of arrays.npz ({n_classes})")
+    density = meta.get("class_density")
+    if density is not None and len(density) != n_classes:
+        raise _invalid(file, "'class_density'", f"holds {len(density)} densities; "
+                       f"expected one per label ({n_classes}, the classes of arrays.npz)")

@@ -18,9 +18,11 @@ import pandas as pd
 
 from ..design import design_matrix
 from ..grids import grid_of
-from .cv import _ask, _baseline, _espa_search, _fit, _settings, _strata, espa_model, fold_levels
-from .folds import stratified_sample, stratified_samples
+from .cv import fold_levels
+from .estimators import ask, baseline, espa_model, espa_search, fit_sample
+from .folds import strata, stratified_sample, stratified_samples
 from .metrics import triage_curve
+from .settings import train_settings
 
 log = logging.getLogger(__name__)
 
@@ -119,10 +121,10 @@ def _models(s, espa_params, indicators):
     """The models to compare, as makers: eSPA+ with ``espa_params`` (the indicator
     columns carrying no weight, as in training; :data:`SEARCH`: its search on inner
     spatial folds) and the configured baselines."""
-    espa = (lambda: _espa_search(s, indicators)) if espa_params == SEARCH else (
+    espa = (lambda: espa_search(s, indicators)) if espa_params == SEARCH else (
         lambda: espa_model(s, indicators, **espa_params))
     return {"eSPA+": espa,
-            **{b: (lambda b=b: _baseline(b, s["random_state"])) for b in s["baselines"]}}
+            **{b: (lambda b=b: baseline(b, s["random_state"])) for b in s["baselines"]}}
 
 
 def planned_fits(samples, repeats=3, n_test=N_TEST) -> dict[str, int]:
@@ -157,7 +159,7 @@ class Samples:
     :func:`cell_regions`)."""
 
     def __init__(self, ds, section=None, regions=None):
-        self.s = _settings(section)
+        self.s = train_settings(section)
         dm = design_matrix(ds, self.s["features"], target=self.s["target"],
                            missing=self.s["missing"])
         self.X, self.y = dm.X.to_numpy(np.float64), np.asarray(dm.y)
@@ -189,7 +191,7 @@ class Samples:
         each fit a step of ``bar`` (a tqdm bar, or None), which names the model fitted.
         A search (:data:`SEARCH`) runs on at most ``search_rows`` of ``train``, drawn by
         inner block and class, as in training."""
-        search = train[stratified_samples(_strata(self.y[train], self.blocks[train]),
+        search = train[stratified_samples(strata(self.y[train], self.blocks[train]),
                                           [self.s["search_rows"]], self.s["random_state"])[0]]
         if self.s["fit_rows"] and len(train) > self.s["fit_rows"]:
             train = train[stratified_sample(self.y[train], self.s["fit_rows"], seed)]
@@ -204,12 +206,12 @@ class Samples:
             if bar is not None:
                 bar.set_postfix_str(name)
             # as in training: a forest's trees capped, a search then its choice fitted
-            model, _ = _fit(functools.partial(_within, make, n_blocks, self.s),
+            model, _ = fit_sample(functools.partial(_within, make, n_blocks, self.s),
                             (self.X, self.y, self.blocks, train, search), self.s)
             if bar is not None:
                 bar.update()
             p = np.zeros((len(test), len(self.labels)))
-            p[:, np.searchsorted(self.labels, model.classes_)] = _ask(model, self.X[test])
+            p[:, np.searchsorted(self.labels, model.classes_)] = ask(model, self.X[test])
             area = self.area[test] if self.area is not None else np.zeros(len(test))
             out[name] = _scores(self.y[test], p, self.labels, area, self.land[test])
         return out
@@ -234,7 +236,7 @@ def _within(make, n_blocks, s):
 def _espa_params(section, espa_params):
     if espa_params:
         return espa_params
-    s = _settings(section)
+    s = train_settings(section)
     return {k: v[0] for k, v in s["grid"].items()}
 
 

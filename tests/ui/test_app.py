@@ -36,9 +36,13 @@ def select(page, label, value):
         value)
 
 
-def test_page_loads_cleanly_and_every_view_renders(page, app_url, errors, artifacts):
+@pytest.mark.parametrize("size", [(1280, 800), (1920, 1080)])
+def test_page_loads_cleanly_and_every_view_renders(page, app_url, errors, artifacts, size):
     """Every tab renders with no console error, and no request leaves the machine (the
-    page works offline: every script, style sheet and font is served by the app)."""
+    page works offline: every script, style sheet and font is served by the app), in a
+    laptop's window and a desktop's."""
+    page.set_viewport_size({"width": size[0], "height": size[1]})
+    shot = f"{size[0]}x{size[1]}"
     outside, failed = [], []
     page.on("request", lambda r: outside.append(r.url) if not re.match(
         r"(https?|wss?)://127\.0\.0\.1[:/]|data:|blob:", r.url) else None)
@@ -46,15 +50,15 @@ def test_page_loads_cleanly_and_every_view_renders(page, app_url, errors, artifa
     page.goto(app_url)
     expect(status(page)).to_contain_text("h3 level", timeout=60_000)
     page.wait_for_timeout(1000)
-    page.screenshot(path=artifacts / "map.png")
+    page.screenshot(path=artifacts / f"{shot}_map.png")
     for tab, text in [("Compare", "Zooming or panning"), ("Boxes", "Highlight box"),
-                      ("Feature space", "No cells brushed"), ("Feature relevance", None),
+                      ("Feature space", "No cells brushed"),
+                      ("Feature relevance", "Click a feature"),
                       ("Evaluation", "balanced_accuracy"), ("Data", "Feature")]:
         page.locator(".bk-tab", has_text=tab).first.click()
-        if text:
-            expect(page.get_by_text(text).first).to_be_visible(timeout=30_000)
+        expect(page.get_by_text(text).first).to_be_visible(timeout=30_000)
         page.wait_for_timeout(1500)
-        page.screenshot(path=artifacts / f"{tab.lower().replace(' ', '_')}.png")
+        page.screenshot(path=artifacts / f"{shot}_{tab.lower().replace(' ', '_')}.png")
     assert errors == []
     assert outside == [] and failed == []
 
@@ -351,4 +355,225 @@ def test_compare_zooms_both_maps_together(page, app_url, errors, artifacts):
         "h3 level 2", timeout=60_000)
     expect(again.locator(".left-map .map-status p")).to_contain_text("h3 level 3")
     again.close()
+    assert errors == []
+
+
+RELEVANCE_AXES = """() => {
+  // each plot's feature axis (bottom to top), the features of its bars or cells and
+  // where it is on the page (top, bottom)
+  const out = {};
+  for (const doc of Bokeh.documents)
+    for (const m of doc._all_models.values()) {
+      const title = m.title && m.title.text;
+      if (typeof title !== "string" || !m.y_range || !m.y_range.factors) continue;
+      const key = title.startsWith("eSPA+ weights") ? "bars"
+        : title.startsWith("Permutation importance") ? "importance"
+        : title.startsWith("Box centres") ? "boxes"
+        : title.startsWith("Weights of the most relevant") ? "across" : null;
+      if (key === null) continue;
+      const drawn = {feature: [], weight: []};
+      for (const r of m.renderers) {
+        const source = r.data_source;
+        if (!source || !source.get_column) continue;
+        const f = source.get_column("feature");
+        if (!f) continue;
+        drawn.feature.push(...Array.from(f));
+        const w = source.get_column("weight");
+        if (w && key === "bars") drawn.weight.push(...Array.from(w));
+      }
+      const at = [];
+      for (const view of Bokeh.index.find(m)) {
+        const r = view.el.getBoundingClientRect();
+        at.push(r.top, r.bottom);
+      }
+      out[key] = {factors: Array.from(m.y_range.factors), drawn, at};
+    }
+  return out.bars && out.bars.drawn.weight.length && out.across ? out : false;
+}"""
+
+
+def relevance_axes(page) -> dict:
+    return page.wait_for_function(RELEVANCE_AXES, polling=500, timeout=60_000).json_value()
+
+
+def check_largest_on_top(page, artifacts, name):
+    """The weights' bars, bottom to top, in the order of their weights (the largest on
+    top), every bar on the axis; the permutation importance on the same axis; neither
+    under the heat map below them (it hid the bottom bar and the axis)."""
+    page.wait_for_timeout(1500)
+    axes = relevance_axes(page)
+    page.screenshot(path=artifacts / f"{name}.png")
+    bars = axes["bars"]
+    by_feature = dict(zip(bars["drawn"]["feature"], bars["drawn"]["weight"]))
+    assert sorted(bars["factors"]) == sorted(by_feature)  # every bar, nothing else
+    w = [by_feature[f] for f in bars["factors"]]
+    assert w == sorted(w) and w[-1] == max(by_feature.values())  # the largest on top
+    assert bars["factors"] == bars["drawn"]["feature"][:len(bars["factors"])]
+    if "importance" in axes:
+        assert axes["importance"]["factors"] == bars["factors"]
+    below = axes["across"]["at"][0]
+    for plot in ("bars", "importance"):
+        if plot in axes:
+            assert axes[plot]["at"][1] <= below + 1, (plot, axes[plot]["at"], below)
+    return axes
+
+
+def test_the_largest_weight_is_on_top_whatever_tabs_were_visited(page, app_url, errors,
+                                                                  artifacts):
+    """The boxes' heat map has a feature axis of its own (its top features, in its own
+    order): visiting it first must not reorder the weights' bars, nor the reverse."""
+    page.goto(app_url + "?grid=h3&level=3&tab=Feature+relevance")
+    expect(page.get_by_text("Click a feature").first).to_be_visible(timeout=60_000)
+    direct = check_largest_on_top(page, artifacts, "relevance_direct")["bars"]["factors"]
+    for tab in ("Map", "Boxes", "Feature relevance"):
+        page.locator(".bk-tab", has_text=tab).first.click()
+    after = check_largest_on_top(page, artifacts, "relevance_after_boxes")
+    assert after["bars"]["factors"] == direct
+    page.goto(app_url + "?grid=h3&level=3")
+    expect(status(page)).to_contain_text("h3 level 3", timeout=60_000)
+    for tab in ("Boxes", "Feature relevance"):
+        page.locator(".bk-tab", has_text=tab).first.click()
+        if tab == "Boxes":
+            expect(page.locator(".box-rule")).to_contain_text("Click a box", timeout=30_000)
+            page.wait_for_timeout(1500)
+    after = check_largest_on_top(page, artifacts, "relevance_map_boxes_relevance")
+    assert after["bars"]["factors"] == direct
+    boxes = after["boxes"]  # and the heat map keeps its own features, its own order
+    assert sorted(boxes["factors"]) == sorted(set(boxes["drawn"]["feature"]))
+    assert errors == []
+
+
+COLOUR_BAR = """(title) => {
+  // the colour bar whose title holds ``title``: its ticks, their labels and its colours
+  // as the server set them, and the ticks its view draws (``drawn``)
+  for (const doc of Bokeh.documents)
+    for (const m of doc._all_models.values()) {
+      if (m.color_mapper === undefined || m.major_label_overrides === undefined) continue;
+      if (typeof m.title !== "string" || !m.title.includes(title)) continue;
+      const o = m.major_label_overrides;
+      const drawn = [];
+      for (const view of Bokeh.index.find(m)) {
+        const axis = view._axis_view;
+        drawn.push(...Array.from(axis.tick_coords.major[axis.dimension]));
+      }
+      return {title: m.title, ticks: m.ticker.ticks ? Array.from(m.ticker.ticks) : null,
+              labels: o instanceof Map ? Object.fromEntries(o) : o,
+              low: m.color_mapper.low, high: m.color_mapper.high,
+              palette: Array.from(m.color_mapper.palette), drawn};
+    }
+  return false;
+}"""
+
+SET = ("title", "ticks", "labels", "low", "high", "palette")
+"""What the server sets on a colour bar (``drawn`` is what the browser makes of it)."""
+
+
+def colour_bar(page, title) -> dict:
+    """The map's colour bar once its title holds ``title`` (read again after a moment:
+    the map may still be settling)."""
+    page.wait_for_function(COLOUR_BAR, arg=title, polling=250, timeout=30_000)
+    page.wait_for_timeout(1000)
+    return page.wait_for_function(COLOUR_BAR, arg=title, polling=250,
+                                  timeout=30_000).json_value()
+
+
+def in_range(bar) -> list:
+    """The ticks set on a colour bar that fall on it (the ones it draws)."""
+    return [t for t in bar["ticks"] if bar["low"] <= t <= bar["high"]]
+
+
+def field(page, label):
+    """The sidebar's input of that label."""
+    return page.locator(".bk-input-group", has=page.locator(
+        "label", has_text=re.compile(rf"^{re.escape(label)}$"))).locator("select, input").first
+
+
+def fit(page):
+    """The sidebar's "fit to the view" check box (its label is not a <label>)."""
+    return page.locator(".bk-Checkbox", has_text="fit to the view").locator("input").first
+
+
+def test_a_class_layer_names_its_classes_and_thresholds_on_the_colour_bar(
+        page, app_url, cube, errors, artifacts):
+    """The predicted class and the RTS labels' class, chosen in the sidebar: one colour
+    per class, each named on the colour bar with its range of RTS area from the cube's
+    ``bin_edges``."""
+    from entropice.cube import Cube
+
+    ds = Cube(cube[0]).read("h3", 3)
+    edges = [f"{100 * float(e):.3g}" for e in ds.rts_class.attrs["bin_edges"]]
+    names = ds.rts_class.attrs["flag_meanings"].split()
+    assert names == ["none", "low", "medium", "high"] and len(edges) == 2
+    want = {"0": "none", "1": f"low (<= {edges[0]} %)",
+            "2": f"medium ({edges[0]}-{edges[1]} %)", "3": f"high (> {edges[1]} %)"}
+    page.goto(app_url + "?grid=h3&level=3")
+    expect(status(page)).to_contain_text("h3 level 3", timeout=60_000)
+    for label, title in [("predicted class", "predicted RTS class"),
+                         ("rts_class", "RTS density class")]:
+        field(page, "Layer").select_option(label)
+        bar = colour_bar(page, title)
+        assert bar["title"] == f"{title} (RTS area in % of land)"
+        assert bar["ticks"] == [0, 1, 2, 3]
+        assert bar["labels"] == want
+        assert len(set(bar["palette"])) == 4  # a colour per class
+        assert (bar["low"], bar["high"]) == (-0.5, 3.5)  # each class its colour's middle
+    page.locator(".entropice-map").first.screenshot(path=artifacts / "class_legend.png")
+    assert "layer=rts_class" in page.url
+    assert errors == []
+
+
+def test_colour_settings_set_in_the_sidebar_come_back_from_the_link(page, app_url, errors,
+                                                                   artifacts):
+    """The colour map, a minimum, fit to the view and log scale, set through the widgets:
+    the page's own URL reopens them, in the widgets and on the colour bar."""
+    page.goto(app_url + "?grid=h3&level=3&layer=era5_tdd_sum")
+    expect(status(page)).to_contain_text("era5_tdd_sum", timeout=60_000)
+    default = colour_bar(page, "thawing degree days")
+    field(page, "Colour map").select_option("magma")
+    field(page, "min").fill("100")
+    field(page, "min").press("Enter")
+    fit(page).check()
+    page.locator(".bk-btn", has_text=re.compile(r"^log$")).click()
+    for key in ("cmap=magma", "vmin=100", "fit=true", "scale=log"):
+        expect(page).to_have_url(re.compile(re.escape(key)), timeout=30_000)
+    expect(status(page)).to_contain_text("log scale", timeout=30_000)
+    before = colour_bar(page, "(log scale)")
+    assert before["palette"] != default["palette"]  # magma, not viridis
+    assert before["low"] == pytest.approx(2.0)  # log10 of the minimum set
+    assert before["ticks"][0] == 2 and before["labels"]["2"] == "100"
+    link = page.url
+    page.goto(link)
+    expect(status(page)).to_contain_text("log scale", timeout=60_000)
+    assert field(page, "Colour map").input_value() == "magma"
+    assert float(field(page, "min").input_value()) == 100
+    assert field(page, "max").input_value() == ""
+    assert fit(page).is_checked()
+    expect(page.locator(".bk-btn", has_text=re.compile(r"^log$"))).to_have_class(
+        re.compile(r"bk-active"))
+    after = colour_bar(page, "(log scale)")
+    page.locator(".entropice-map").first.screenshot(path=artifacts / "colour_link.png")
+    assert {k: after[k] for k in SET} == {k: before[k] for k in SET}
+    assert after["drawn"] == in_range(after)  # opened from the link: drawn as set
+    for key in ("cmap=magma", "vmin=100", "fit=true", "scale=log"):
+        assert key in page.url
+    assert errors == []
+
+
+def test_the_colour_bar_draws_the_ticks_of_the_layer_chosen_in_the_session(page, app_url,
+                                                                            errors, artifacts):
+    """A class layer, then a log scale, chosen after the page opened on a continuous
+    layer: the colour bar draws the ticks set for them (the class names, the powers of
+    ten), not the first layer's (a tick at every half class, log10 values)."""
+    page.goto(app_url + "?grid=h3&level=3")
+    expect(status(page)).to_contain_text("h3 level 3", timeout=60_000)
+    colour_bar(page, "P(none)")
+    field(page, "Layer").select_option("predicted class")
+    bar = colour_bar(page, "predicted RTS class")
+    page.locator(".entropice-map").first.screenshot(path=artifacts / "class_legend_chosen.png")
+    assert bar["ticks"] == [0, 1, 2, 3]
+    assert bar["drawn"] == bar["ticks"]
+    field(page, "Layer").select_option("era5_tdd_sum")
+    page.locator(".bk-btn", has_text=re.compile(r"^log$")).click()
+    bar = colour_bar(page, "(log scale)")
+    assert bar["drawn"] == in_range(bar) and bar["drawn"]  # powers of ten, not log10s
     assert errors == []
