@@ -260,6 +260,131 @@ def test_dask_distributed_cluster_gives_the_same_result():
                                                      stats=stats))
 
 
+def test_a_cluster_with_few_blocks_splits_their_slices_and_gives_the_same_result(
+        monkeypatch):
+    """With fewer blocks than TASKS_PER_THREAD per worker thread a block's slices go to
+    several tasks; the indexes the first pass keeps on the workers serve the second
+    (sent lean to another worker), or, beyond the room the workers' caches have, are
+    built again: every way, every bit as on the threaded scheduler."""
+    import dask.array
+    from distributed import Client, LocalCluster
+
+    rng = np.random.default_rng(6)
+    values = rng.normal(size=(3, 160, 200)).astype(np.float32)
+    da = projected_raster(values)
+    lazy = da.copy(data=dask.array.from_array(values, chunks=(1, 80, 100)))  # 4 blocks
+    grids = [get_grid("healpix", 7), get_grid("healpix", 8), get_grid("h3", 4)]
+    stats = ("count", "mean", "std", "min", "p10", "p50")
+    ref = raster_to_levels(lazy, grids, stats=stats)
+    split = []
+    groups = raster_module._slice_groups
+
+    def recorded(*args):
+        split.append(groups(*args))
+        return split[-1]
+
+    monkeypatch.setattr(raster_module, "_slice_groups", recorded)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster):
+        kept = raster_to_levels(lazy, grids, stats=stats)
+        monkeypatch.setattr(_index, "MEMORY_CACHE_BYTES", 0)  # no room: indexed again
+        rebuilt = raster_to_levels(lazy, grids, stats=stats)
+    assert split == [[(0, 1), (1, 2), (2, 3)]] * 2  # a task per slice of each block
+    for key, ds in ref.items():
+        xr.testing.assert_identical(kept[key], ds)
+        xr.testing.assert_identical(rebuilt[key], ds)
+
+
+def test_indexes_kept_between_the_passes_travel_as_their_runs():
+    """A block's indexes, kept by the worker that built them for the second pass, are
+    sent to another worker without the domains' cell ids and the arrays derived from
+    the runs, and made whole there: the same indexes, the same partials; dask counts
+    their arrays' bytes."""
+    import pickle
+
+    from dask.sizeof import sizeof
+
+    clear_cache()  # a base index cached by another test would hold other levels
+    rng = np.random.default_rng(8)
+    values = rng.normal(size=(120, 140))
+    da = projected_raster(values)
+    x, y, crs = da.x.values, da.y.values, CRS.from_user_input(da.rio.crs)
+    targets = raster_module._targets(
+        [get_grid("healpix", 7), get_grid("healpix", 8), get_grid("h3", 4)], 50.0)
+    kept = raster_module._KeptIndexes(x, y, crs, targets)
+    sent = pickle.dumps(kept, protocol=5)
+    assert len(sent) < len(pickle.dumps(kept.indexes, protocol=5)) / 3
+    back = pickle.loads(sent)
+    assert back.indexes.keys() == kept.indexes.keys()
+    for key, index in kept.indexes.items():
+        other = back.indexes[key]
+        for attr in ("row", "start", "length", "cell", "weight", "slope", "cell_ids",
+                     "touched", "local_cell", "local_pixels", "order", "cell_start"):
+            np.testing.assert_array_equal(getattr(other, attr), getattr(index, attr))
+        assert other.shape == index.shape
+        assert other.max_pixels_per_cell == index.max_pixels_per_cell
+        assert other.memo.keys() == index.memo.keys()
+        if "from_base" in index.memo:
+            np.testing.assert_array_equal(other.memo["from_base"], index.memo["from_base"])
+    assert sizeof(kept) >= sum(ix.nbytes() for key, ix in kept.indexes.items()
+                               if key in {t.base for t in targets} or key == ("h3", 4))
+    totals = [np.full(len(t.cells.cell_ids), 1e9) for t in targets]  # every cell split
+    for complete in (None, totals):
+        here, there = (raster_module._block_partials(
+            [values], indexes, targets, None, True, True, [0.1, 0.5], complete)
+            for indexes in (kept.indexes, back.indexes))
+        assert [[c.tolist() for c in counts] for counts in here[0]] == \
+            [[c.tolist() for c in counts] for counts in there[0]]
+        for per_slice, other in zip(here[1], there[1]):
+            for p, q in zip(per_slice, other):
+                for field in p.__dataclass_fields__:
+                    np.testing.assert_array_equal(getattr(p, field), getattr(q, field))
+
+
+@pytest.mark.parametrize("shared", ["halo", "two variables"])
+def test_a_chunk_its_neighbours_share_is_computed_once(monkeypatch, shared):
+    """Each block's tasks take their chunks from the slices' graphs as they are: a chunk
+    that its neighbours' halos read (``map_overlap``), or that two variables are made
+    from (blockwise), is computed once by the reduction, not once per block or variable
+    that reads it."""
+    import threading
+
+    import dask
+    import dask.array
+
+    rng = np.random.default_rng(9)
+    values = rng.normal(size=(240, 200))
+    lock, made = threading.Lock(), []
+
+    def source(block_info=None):
+        (r0, r1), (c0, c1) = block_info[None]["array-location"]
+        with lock:
+            made.append((r0, c0))
+        return values[r0:r1, c0:c1]
+
+    src = dask.array.map_blocks(source, chunks=((80,) * 3, (100,) * 2), dtype=values.dtype)
+    if shared == "halo":
+        lazy = projected_raster(values).copy(
+            data=src.map_overlap(lambda a: a, depth=2, boundary="nearest"))
+    else:
+        base = projected_raster(values)
+        lazy = xr.Dataset({"a": base.copy(data=src * 1.0), "b": base.copy(data=src + 1.0)})
+    reduce = raster_module._reduce_dask
+    during = []
+
+    def counted(*args, **kwargs):
+        made.clear()
+        out = reduce(*args, **kwargs)
+        during.extend(made)
+        return out
+
+    monkeypatch.setattr(raster_module, "_reduce_dask", counted)
+    with dask.config.set(scheduler="threads", num_workers=2):  # one batch of 8 blocks
+        got = raster_to_cells(lazy, get_grid("healpix", 8), stats=("mean", "p50"))
+    assert sorted(during) == [(r, c) for r in (0, 80, 160) for c in (0, 100)]
+    assert all(np.isfinite(got[v].values).any() for v in got.data_vars)
+
+
 def test_the_driver_holds_only_the_cells_still_split(monkeypatch):
     """Chunks are folded in as they come, row by row: the driver holds the summaries of
     the cells split between chunks folded and chunks to come, never all of them, and
@@ -461,7 +586,8 @@ def test_sketches_merge_within_the_rank_bound_and_give_exact_quantiles(seed, n_p
                                                                       kind):
     """``_kernels.sketch`` (the finest cells' summaries that coarser levels merge): each
     cell's points, merged with the others', give every quantile within 1/m of its true
-    rank; the quantiles it computes besides are numpy's, exactly."""
+    rank; the quantiles it computes besides are numpy's, exactly, and the summaries of
+    the cells it is told are split are ``summarise``'s, every bit."""
     from entropice.aggregate import _kernels
 
     rng = np.random.default_rng(seed)
@@ -478,11 +604,18 @@ def test_sketches_merge_within_the_rank_bound_and_give_exact_quantiles(seed, n_p
     weight, slope = rng.uniform(0.5, 1.5, size=k), rng.uniform(-1e-4, 1e-4, size=k)
     runs = (v[None, :], 0.0, False, np.zeros(k, dtype=np.int32), starts, lengths,
             np.arange(k, dtype=np.int32), weight, slope)
-    count, wsum, _, _, _, lo, hi = _kernels.moments(*runs, k, False, True)
+    moments = _kernels.moments(*runs, k, False, True)
     qs = np.array([0.0, 0.1, 0.5, 0.9, 1.0])
-    cells, values, weights, exact = _kernels.sketch(
-        *runs, np.arange(k), np.arange(k + 1, dtype=np.int64), count, wsum, lo, hi,
-        int(lengths.max()), m, int(np.minimum(lengths, m).sum()), qs, np.ones(k, dtype=bool))
+    split = rng.random(k) < 0.5
+    (cells, values, weights), exact, summaries = _kernels.sketch(
+        runs, np.arange(k), np.arange(k + 1, dtype=np.int64), moments, m, qs,
+        np.ones(k, dtype=bool), split)
+    count, wsum, _, _, _, lo, hi = moments
+    want = _kernels.summarise(*runs, np.arange(k), np.arange(k + 1, dtype=np.int64), split,
+                              count, wsum, lo, hi, int(lengths.max()), m,
+                              int(np.minimum(lengths[split], m).sum()))
+    for got, expected in zip(summaries, want):
+        np.testing.assert_array_equal(got, expected)
     assert np.all(np.bincount(cells, minlength=k) <= np.minimum(lengths, m))
     w = np.concatenate([weight[p] + np.arange(lengths[p]) * slope[p] for p in range(k)])
     np.testing.assert_allclose(weights.sum(), w.sum(), rtol=1e-9)
@@ -495,7 +628,8 @@ def test_sketches_merge_within_the_rank_bound_and_give_exact_quantiles(seed, n_p
 
 @settings(max_examples=80, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.sampled_from([1, 4, 16]),
-       st.sampled_from(["continuous", "ties", "one value"]))
+       st.sampled_from(["continuous", "float32", "ties", "signed zeros",
+                        "signed zeros, float64", "one value"]))
 def test_merge_gives_grouped_quantiles_and_compressed_points(seed, m, kind):
     """``_kernels.merge`` (the finest cells' points, sorted by value, into a coarser
     level's cells in one pass): a whole cell's quantiles are ``grouped_quantiles``' of its
@@ -503,21 +637,26 @@ def test_merge_gives_grouped_quantiles_and_compressed_points(seed, m, kind):
     has at most ``m``, else their inverted-CDF quantiles at (j + 1/2) / m, each weighing 1/m
     of its weight (summed in value order), sorted by cell and value; points of finest
     cells outside the level are left out. ``by_value`` orders the points as a stable sort
-    by value does."""
+    by value does, every bit (float32 values, which it sorts by keys, or others; -0.0
+    equal to 0.0)."""
     from entropice.aggregate import _kernels
 
     rng = np.random.default_rng(seed)
     n, n_fine, n_cells = int(rng.integers(0, 400)), 12, 5
     cells = rng.integers(0, n_fine, size=n)
     values = {"continuous": lambda: rng.gamma(2.0, size=n),
+              "float32": lambda: rng.normal(size=n).astype(np.float32).astype(float),
               "ties": lambda: rng.integers(0, 5, size=n).astype(float),
+              "signed zeros": lambda: rng.choice([-0.0, 0.0, -1.5, 2.0], size=n),
+              # 0.1 is no float32: sorted without keys
+              "signed zeros, float64": lambda: rng.choice([-0.0, 0.0, 0.1, -1.5], size=n),
               "one value": lambda: np.full(n, 3.0)}[kind]()
     weights = rng.uniform(0.5, 1.5, size=n)
     stable = np.argsort(values, kind="stable")
     points = (cells[stable], values[stable], weights[stable])
-    cells, values, weights = _kernels.by_value(cells, values, weights, np.argsort(values))
+    cells, values, weights = _kernels.by_value(cells, values, weights)
     for got, want in zip((cells, values, weights), points):
-        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(got.view(np.int64), want.view(np.int64))
     to_cell = rng.integers(-1, n_cells, size=n_fine)
     whole = rng.random(n_cells) < 0.5
     qs = np.array([0.9, 0.0, 0.5, 0.1, 1.0])

@@ -13,11 +13,18 @@ import pandas as pd
 import panel as pn
 import pytest
 import small_cube
+from bokeh.models import ColorBar
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from entropice.dashboard import _kernels, build
-from entropice.dashboard.boxes_view import BoxesView, box_rule, box_table
+from entropice.dashboard.boxes_view import (
+    BoxesView,
+    _fmt,
+    box_rule,
+    box_table,
+    physical_centres,
+)
 from entropice.dashboard.cache import SharedCache
 from entropice.dashboard.compare_view import CompareView
 from entropice.dashboard.data_view import DataView, by_class
@@ -37,7 +44,7 @@ from entropice.dashboard.layers import (
     model_class_labels,
     split_layer,
 )
-from entropice.dashboard.link import URL_STATE, apply_query
+from entropice.dashboard.link import URL_STATE, apply_query, url_value
 from entropice.dashboard.lookup import (
     LAND_MIN_LAT,
     LAND_STEP,
@@ -57,7 +64,7 @@ from entropice.dashboard.map_view import MapView, home_extent
 from entropice.dashboard.page import App, cube_path
 from entropice.dashboard.relevance_view import RelevanceView, importance, is_flat, weights
 from entropice.dashboard.selection import Brush, Selection
-from entropice.dashboard.space_view import SpaceView, cell_table
+from entropice.dashboard.space_view import AXES, FEATURES, SpaceView, cell_table
 from entropice.dashboard.store import CubeStore
 from entropice.grids import get_grid
 
@@ -840,6 +847,136 @@ def test_feature_space_brushes_cells_onto_the_map(sel):
     sel.brush = (view.x, view.y, x0, x1, y0, y1)
     sel.level = 2  # another group: the brush goes
     assert sel.brush is None
+
+
+def test_box_centres_hover_in_the_features_own_units(sel):
+    """The heat map's hover gives each box centre in its feature's units too: the
+    model's standardisation undone, which the model's own transform takes back."""
+    sel.level = 3
+    model = sel.store.model(sel.run)
+    names, centres, _, _, boxes = box_table(model)
+    all_names = model.meta["feature_names"]
+    phys = physical_centres(model, all_names, model.estimator.boxes_)
+    assert np.allclose(model.transform(phys), model.estimator.boxes_)
+    view = BoxesView(selection=sel)
+    heat = view.plots()[1].object
+    data = heat.data
+    assert [d.label for d in heat.vdims] == ["centre (standard units)",
+                                             "centre (feature's units)"]
+    j = list(names).index("era5_tdd_sum")
+    col = list(all_names).index("era5_tdd_sum")
+    for i, k in enumerate(boxes):
+        want = centres[i, j] * model.scale[col] + model.mean[col]
+        row = data[(data.box == f"box {k}") & (data.feature == "era5_tdd_sum")]
+        assert row.physical.item() == f"{_fmt(want)} degC day"
+        assert row.centre.item() == pytest.approx(centres[i, j])
+    # the hover names both, and the colour bar stays in standard units
+    fig = hv.render(heat)
+    tips = [t.tooltips for t in fig.tools if hasattr(t, "tooltips")][0]
+    assert ("centre (feature's units)", "@{physical}") in tips
+    assert fig.select_one({"type": ColorBar}).title == "box centre (standard units)"
+
+
+def test_the_principal_axes_plane_brushes_the_cells_it_holds(sel):
+    """The feature space's other plane: the first two principal axes of the run's
+    standardised features, in order of variance; a rectangle brushed there lights the
+    cells whose projections lie in it, and travels in a link."""
+    from sklearn.decomposition import PCA
+
+    sel.level = 3
+    p = sel.projection()
+    assert p is sel.projection()  # kept, not computed again
+    assert set(p.names) == set(sel.axes_features()) and len(p.names) >= 2
+    assert 1 >= p.ratio[0] >= p.ratio[1] > 0
+    coords = p.coords[np.isfinite(p.coords).all(axis=1)]
+    assert coords.var(axis=0)[0] >= coords.var(axis=0)[1]
+    # every cell fits in the sample here: the axes are the standardised features' own
+    z = np.column_stack([sel.values(n) for n in p.names])
+    z = (z - z.mean(0)) / z.std(0)
+    want = PCA(2).fit_transform(z)
+    assert p.fitted == len(z)
+    assert np.allclose(np.abs(p.coords), np.abs(want), atol=1e-8)
+    top = p.names[int(np.argmax(np.abs(p.components[0])))]
+    label = p.label(0)
+    assert label.startswith(f"principal axis 1 ({100 * p.ratio[0]:.0f} % of variance): +")
+    assert top in label
+    with pytest.raises(KeyError):
+        sel.store.projection(sel.grid, sel.level, sel.year, ("../etc", "era5_tdd_sum"))
+
+    view = SpaceView(selection=sel)
+    view.plane = AXES
+    pn.panel(view).get_root()
+    plot = view.plot()
+    assert "principal axes of" in plot[1].object and "standardised" in plot[1].object
+    df, _ = cell_table(sel, "PC1", "PC2", "RTS label")
+    assert len(df) == np.isfinite(p.coords).all(axis=1).sum()
+    x0, x1 = np.percentile(df.PC1, [30, 70])
+    y0, y1 = np.percentile(df.PC2, [10, 50])
+    view._brushed(bounds=(x0, y0, x1, y1))
+    assert sel.brush == ("PC1", "PC2", x0, x1, y0, y1)
+    pc1, pc2 = p.coords.T
+    inside = (pc1 >= x0) & (pc1 <= x1) & (pc2 >= y0) & (pc2 <= y1)
+    assert inside.any() and np.array_equal(sel.brushed(), inside)
+    assert f"{int(inside.sum()):,} cells brushed" in view.status().object
+    assert view._rectangle(sel.brush).data.shape[0] == 1
+    map_view = MapView(selection=sel)
+    map_view._render()
+    assert f"{int(inside.sum()):,} cells lit" in map_view.status.object
+
+    # a link keeps the brush in the axes' plane, and its page opens on that plane
+    query = {"level": "3", "year": str(sel.year), "run": sel.run,
+             "brush": url_value(sel.brush)}
+    other = Selection(store=sel.store)
+    other_view = SpaceView(selection=other)
+    kept = apply_query(other, query)
+    assert json.loads(kept["brush"])[:2] == ["PC1", "PC2"]
+    assert other_view.plane == AXES
+    assert np.array_equal(other.brushed(), inside)
+    # a brush in the features' plane brings the view back to it
+    other.brush = ("era5_tdd_sum", "dem_slope_mean", 0.0, 1e4, 0.0, 10.0)
+    assert other_view.plane == FEATURES and other_view.axes() == ("era5_tdd_sum",
+                                                                  "dem_slope_mean")
+    # the axes are the year's and the run's: another's brush goes, a feature's stays
+    sel.year = [y for y in sel.param.year.objects if y != sel.year][0]
+    assert sel.brush is None
+    other.year = sel.year
+    assert other.brush is not None
+    # without a run, the axes are made of every feature of the group
+    sel.run = None
+    assert sel.axes_features() == [f for g in features(sel.dataset).values() for f in g]
+    assert sel.projection().names == tuple(sel.axes_features())
+
+
+def test_principal_axes_impute_missing_values_and_skip_what_cannot_make_an_axis():
+    """A cell missing some features sits at their medians, one missing all is left out;
+    a feature without values or spread makes no axis; fewer than two features, none."""
+    import xarray as xr
+
+    from entropice.dashboard.projection import principal_axes
+
+    rng = np.random.default_rng(1)
+    n = 500
+    a, b = rng.normal(size=n), rng.normal(size=n)
+    a[:5] = np.nan  # missing one feature
+    a[5], b[5] = np.nan, np.nan  # missing both
+    ds = xr.Dataset({"a": ("cells", a), "b": ("cells", 2 * b + 0.5 * np.nan_to_num(a)),
+                     "flat": ("cells", np.ones(n)), "none": ("cells", np.full(n, np.nan))},
+                    coords={"cell_ids": ("cells", np.arange(n))})
+    p = principal_axes(ds, ["a", "flat", "b", "none"], None)
+    assert p.names == ("a", "b") and p.imputed == 5 and p.fitted == n - 1
+    assert np.isnan(p.coords[5]).all() and np.isfinite(np.delete(p.coords, 5, 0)).all()
+    assert abs(p.ratio.sum() - 1) < 1e-9 and p.ratio[0] >= p.ratio[1]
+    # a cell missing a feature projects as one with that feature's median
+    known = np.isfinite(ds.a.values)
+    med = np.median(ds.a.values[known])
+    filled = ds.a.values.copy()
+    filled[~known] = med
+    z = np.column_stack([filled, ds.b.values])[np.arange(n) != 5]
+    mean, sd = z.mean(0), z.std(0)
+    zz = (np.column_stack([filled, ds.b.values]) - mean) / sd
+    want = (zz - zz[np.arange(n) != 5].mean(0)) @ p.components.T
+    assert np.allclose(p.coords[:5], want[:5])
+    assert principal_axes(ds, ["a", "flat", "none"], None) is None
 
 
 def test_compare_puts_another_grid_beside_and_follows_the_extent(sel):

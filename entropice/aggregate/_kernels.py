@@ -296,15 +296,8 @@ def quantiles(data, nodata, has_nodata, row, start, length, cell, weight, slope,
         scale = (N_BUCKETS - 1e-9) / (hi - lo) if lo != hi else 0.0
         if n <= 64 or not (np.isfinite(lo) and np.isfinite(hi) and np.isfinite(scale)
                            and scale > 0.0):  # one value, infinities or a subnormal range
-            m = 0
-            for j in range(cell_start[c], cell_start[c + 1]):
-                r = order[j]
-                run = data[row[r], start[r]:start[r] + length[r]]
-                for i in range(len(run)):
-                    if not _missing(run[i], nodata, has_nodata):
-                        vbuf[m] = run[i]
-                        wbuf[m] = weight[r] + i * slope[r]
-                        m += 1
+            _gather((data, nodata, has_nodata, row, start, length, weight, slope), order,
+                    cell_start[c], cell_start[c + 1], vbuf, wbuf)
             if n <= 64:
                 _quantiles_into(vbuf[:n], wbuf[:n], qs, out[c], tmp_v, tmp_w, hist)
             else:
@@ -431,13 +424,6 @@ def _bucket(v, lo, scale, n):
     return min(max(b, 0), n - 1)
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
-def _sub_bucket(v, lo, scale, n1, sub0, lo1, sscale, nsub):
-    """The sub-bucket of ``v`` where its bucket is heavy (histogrammed again), else -1."""
-    b = _bucket(v, lo, scale, n1)
-    return sub0[b] + _bucket(v, lo1[b], sscale[b], nsub[b]) if sub0[b] >= 0 else -1
-
-
 @nb.njit(cache=True, nogil=True)
 def summarise(data, nodata, has_nodata, row, start, length, cell, weight, slope, order,
               cell_start, select, counts, totals, lows, highs, max_pixels, m, n_out):
@@ -454,162 +440,242 @@ def summarise(data, nodata, has_nodata, row, start, length, cell, weight, slope,
     bucket's pixels sorted. So a summary's cumulative weight is within 1/m of the true
     one at every value, and summaries of a cell's parts in several blocks, merged, give
     quantiles whose rank is off by at most 1/m; parts of at most ``m`` pixels stay
-    exact. Three passes over the pixels at most. ``n_out`` bounds the points: the sum
-    of min(pixels, m) over selected cells.
+    exact. A cell's valid pixels are gathered once, and ``_summary`` reads the copy.
+    ``n_out`` bounds the points: the sum of min(pixels, m) over selected cells.
     """
     n_cells = len(cell_start) - 1
-    n1 = 4 * m
-    n2_max = 16 * m + 4 * n1
     cells = np.empty(n_out, dtype=np.int64)
     values = np.empty(n_out)
     weights = np.empty(n_out)
-    h1 = np.empty(n1)
-    c1 = np.empty(n1, dtype=np.int64)
-    lo1 = np.empty(n1)
-    hi1 = np.empty(n1)
-    sub0 = np.empty(n1, dtype=np.int64)  # a heavy bucket's first sub-bucket (-1: light)
-    nsub = np.empty(n1, dtype=np.int64)
-    sscale = np.empty(n1)
-    h2 = np.empty(n2_max)
-    c2 = np.empty(n2_max, dtype=np.int64)
-    lo2 = np.empty(n2_max)
-    hi2 = np.empty(n2_max)
-    off2 = np.empty(n2_max, dtype=np.int64)  # a heavy sub-bucket's pixels in the buffer
-    fill = np.empty(n2_max, dtype=np.int64)
-    vbuf = np.empty(max_pixels)
-    wbuf = np.empty(max_pixels)
+    scratch = _summary_scratch(m, max_pixels)
+    pv = np.empty(max_pixels)
+    pw = np.empty(max_pixels)
     k = 0
     for c in range(n_cells):
         if not select[c] or counts[c] == 0:
             continue
-        total, lo, hi = totals[c], lows[c], highs[c]
-        if counts[c] <= m:  # the pixels themselves
-            for j in range(cell_start[c], cell_start[c + 1]):
-                r = order[j]
-                run = data[row[r], start[r]:start[r] + length[r]]
-                for i in range(len(run)):
-                    if not _missing(run[i], nodata, has_nodata):
-                        cells[k], values[k], weights[k] = c, run[i], weight[r] + i * slope[r]
-                        k += 1
-            continue
-        if lo == hi:  # one value: one point holds it exactly
-            cells[k], values[k], weights[k] = c, lo, total
-            k += 1
-            continue
-        heavy = total / (2 * m)
-        scale = (n1 - 1e-9) / (hi - lo)
-        scale = scale if np.isfinite(scale) else 0.0  # infinite or subnormal ranges
-        h1[:] = 0.0
-        c1[:] = 0
-        lo1[:] = np.inf
-        hi1[:] = -np.inf
-        for j in range(cell_start[c], cell_start[c + 1]):
-            r = order[j]
-            run = data[row[r], start[r]:start[r] + length[r]]
-            for i in range(len(run)):
-                if not _missing(run[i], nodata, has_nodata):
-                    v = np.float64(run[i])
-                    b = _bucket(v, lo, scale, n1)
-                    h1[b] += weight[r] + i * slope[r]
-                    c1[b] += 1
-                    lo1[b] = min(lo1[b], v)
-                    hi1[b] = max(hi1[b], v)
-        n2 = 0  # heavy buckets of several values: sub-buckets, 4 per 1/(2m) of weight
-        for b in range(n1):
-            sub0[b] = -1
-            if h1[b] > heavy and lo1[b] < hi1[b]:
-                nsub[b] = min(4 * (int(h1[b] / heavy) + 1), n2_max - n2)
-                sub0[b] = n2
-                sscale[b] = (nsub[b] - 1e-9) / (hi1[b] - lo1[b])
-                if not np.isfinite(sscale[b]):
-                    sscale[b] = 0.0
-                n2 += nsub[b]
-        if n2 > 0:
-            h2[:n2] = 0.0
-            c2[:n2] = 0
-            lo2[:n2] = np.inf
-            hi2[:n2] = -np.inf
-            for j in range(cell_start[c], cell_start[c + 1]):
-                r = order[j]
-                run = data[row[r], start[r]:start[r] + length[r]]
-                for i in range(len(run)):
-                    if not _missing(run[i], nodata, has_nodata):
-                        v = np.float64(run[i])
-                        s = _sub_bucket(v, lo, scale, n1, sub0, lo1, sscale, nsub)
-                        if s >= 0:
-                            h2[s] += weight[r] + i * slope[r]
-                            c2[s] += 1
-                            lo2[s] = min(lo2[s], v)
-                            hi2[s] = max(hi2[s], v)
-        # sub-buckets still heavy with several values (rare): their pixels, to be sorted
-        size = 0
-        for s in range(n2):
-            off2[s] = -1
-            if h2[s] > heavy and lo2[s] < hi2[s]:
-                off2[s] = size
-                fill[s] = size
-                size += c2[s]
-        if size > 0:
-            for j in range(cell_start[c], cell_start[c + 1]):
-                r = order[j]
-                run = data[row[r], start[r]:start[r] + length[r]]
-                for i in range(len(run)):
-                    if not _missing(run[i], nodata, has_nodata):
-                        v = np.float64(run[i])
-                        s = _sub_bucket(v, lo, scale, n1, sub0, lo1, sscale, nsub)
-                        if s >= 0 and off2[s] >= 0:
-                            vbuf[fill[s]] = v
-                            wbuf[fill[s]] = weight[r] + i * slope[r]
-                            fill[s] += 1
-            for s in range(n2):
-                if off2[s] >= 0:
-                    a, e = off2[s], off2[s] + c2[s]
-                    idx = np.argsort(vbuf[a:e], kind="mergesort")
-                    vbuf[a:e] = vbuf[a:e][idx]
-                    wbuf[a:e] = wbuf[a:e][idx]
-        acc = 0.0  # weight before bucket b (and before sub-bucket s, pixel p)
-        b = 0
-        s = -1
-        acc2 = 0.0
-        p = -1
-        cum = 0.0
-        for j in range(m):
-            target = (j + 0.5) / m * total
-            while b < n1 - 1 and acc + h1[b] < target:
-                acc += h1[b]
-                b += 1
-                s = -1
-            if c1[b] == 0:  # past the last pixel by rounding: the largest value
-                value = hi
-            elif sub0[b] < 0:
-                value = lo1[b]
-            else:
-                if s < 0:
-                    s, acc2, p = sub0[b], acc, -1
-                last = sub0[b] + nsub[b] - 1
-                while s < last and acc2 + h2[s] < target:
-                    acc2 += h2[s]
-                    s += 1
-                    p = -1
-                if c2[s] == 0:  # past the bucket's last pixel by rounding
-                    value = hi1[b]
-                elif off2[s] < 0:
-                    value = lo2[s]
-                else:
-                    if p < 0:
-                        p, cum = off2[s], acc2
-                    e = off2[s] + c2[s]
-                    while p < e - 1 and cum + wbuf[p] < target:
-                        cum += wbuf[p]
-                        p += 1
-                    value = vbuf[p]
-            cells[k], values[k], weights[k] = c, value, total / m
-            k += 1
+        n = _gather((data, nodata, has_nodata, row, start, length, weight, slope), order,
+                    cell_start[c], cell_start[c + 1], pv, pw)
+        k = _summary(pv, pw, n, c, totals[c], lows[c], highs[c], m, cells, values, weights,
+                     k, scratch)
     return cells[:k], values[:k], weights[:k]
 
 
 @nb.njit(cache=True, nogil=True)
-def by_value(cells, values, weights, order):
+def _summary_scratch(m, max_pixels):
+    """The scratch arrays of ``_summary`` (histograms of 4m buckets and of their heavy
+    ones' sub-buckets, sorted pixels, each pixel's bucket)."""
+    n1 = 4 * m
+    n2_max = 16 * m + 4 * n1
+    return (np.empty(n1), np.empty(n1, dtype=np.int64), np.empty(n1), np.empty(n1),
+            np.empty(n1, dtype=np.int64), np.empty(n1, dtype=np.int64), np.empty(n1),
+            np.empty(n2_max + 1), np.empty(n2_max + 1, dtype=np.int64), np.empty(n2_max + 1),
+            np.empty(n2_max + 1), np.empty(n2_max, dtype=np.int64),
+            np.empty(n2_max + 1, dtype=np.int64), np.empty(max_pixels), np.empty(max_pixels),
+            np.empty(max_pixels, dtype=np.int32), np.empty(max_pixels, dtype=np.int32))
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _stable_sort(v, w):
+    """``v`` sorted in place (``w`` along), equal values kept in their order: by insertion
+    for a few, else by numpy's mergesort (as ``np.argsort(kind="mergesort")`` orders)."""
+    n = len(v)
+    if n <= 48:
+        for i in range(1, n):
+            x, y = v[i], w[i]
+            j = i - 1
+            while j >= 0 and v[j] > x:
+                v[j + 1] = v[j]
+                w[j + 1] = w[j]
+                j -= 1
+            v[j + 1] = x
+            w[j + 1] = y
+        return
+    idx = np.argsort(v, kind="mergesort")
+    v[:] = v[idx]
+    w[:] = w[idx]
+
+
+@nb.njit(cache=True, nogil=True)
+def _summary(pv, pw, n, c, total, lo, hi, m, cells, values, weights, k, scratch):
+    """One cell's summary (see ``summarise``) from its ``n`` valid pixels ``pv``, ``pw``
+    (in the order of its runs), written at ``k`` of the output; returns the new ``k``.
+
+    The first pass keeps each pixel's bucket; the pixels of the heavy buckets are then
+    listed (without a branch per pixel: many are heavy) and only they are bucketed
+    again; the few still heavy are sorted in place."""
+    (h1, c1, lo1, hi1, sub0, nsub, sscale, h2, c2, lo2, hi2, off2, fill, vbuf, wbuf,
+     bk, hidx) = scratch
+    n1 = len(h1)
+    n2_max = len(off2)
+    if n <= m:  # the pixels themselves
+        for i in range(n):
+            cells[k], values[k], weights[k] = c, pv[i], pw[i]
+            k += 1
+        return k
+    if lo == hi:  # one value: one point holds it exactly
+        cells[k], values[k], weights[k] = c, lo, total
+        return k + 1
+    heavy = total / (2 * m)
+    scale = (n1 - 1e-9) / (hi - lo)
+    scale = scale if np.isfinite(scale) else 0.0  # infinite or subnormal ranges
+    h1[:] = 0.0
+    c1[:] = 0
+    lo1[:] = np.inf
+    hi1[:] = -np.inf
+    for i in range(n):
+        v = pv[i]
+        b = _bucket(v, lo, scale, n1)
+        bk[i] = b
+        h1[b] += pw[i]
+        c1[b] += 1
+        lo1[b] = min(lo1[b], v)
+        hi1[b] = max(hi1[b], v)
+    n2 = 0  # heavy buckets of several values: sub-buckets, 4 per 1/(2m) of weight
+    for b in range(n1):
+        sub0[b] = -1
+        if h1[b] > heavy and lo1[b] < hi1[b]:
+            nsub[b] = min(4 * (int(h1[b] / heavy) + 1), n2_max - n2)
+            sub0[b] = n2
+            sscale[b] = (nsub[b] - 1e-9) / (hi1[b] - lo1[b])
+            if not np.isfinite(sscale[b]):
+                sscale[b] = 0.0
+            n2 += nsub[b]
+    nh = 0
+    if n2 > 0:
+        # the pixels of heavy buckets, in order (without a branch per pixel)
+        for i in range(n):
+            hidx[nh] = i
+            nh += sub0[bk[i]] >= 0
+        h2[:n2] = 0.0
+        c2[:n2] = 0
+        lo2[:n2] = np.inf
+        hi2[:n2] = -np.inf
+        for t in range(nh):
+            i = hidx[t]
+            v = pv[i]
+            b = bk[i]
+            s = sub0[b] + _bucket(v, lo1[b], sscale[b], nsub[b])
+            hidx[t] = s  # now the pixel's sub-bucket
+            h2[s] += pw[i]
+            c2[s] += 1
+            lo2[s] = min(lo2[s], v)
+            hi2[s] = max(hi2[s], v)
+    # sub-buckets still heavy with several values (rare): their pixels, to be sorted
+    size = 0
+    for s in range(n2):
+        off2[s] = -1
+        if h2[s] > heavy and lo2[s] < hi2[s]:
+            off2[s] = size
+            fill[s] = size
+            size += c2[s]
+    if size > 0:
+        t = 0
+        for i in range(n):
+            if sub0[bk[i]] >= 0:
+                s = hidx[t]
+                t += 1
+                if off2[s] >= 0:
+                    vbuf[fill[s]] = pv[i]
+                    wbuf[fill[s]] = pw[i]
+                    fill[s] += 1
+        for s in range(n2):
+            if off2[s] >= 0:
+                _stable_sort(vbuf[off2[s]:off2[s] + c2[s]], wbuf[off2[s]:off2[s] + c2[s]])
+    acc = 0.0  # weight before bucket b (and before sub-bucket s, pixel p)
+    b = 0
+    s = -1
+    acc2 = 0.0
+    p = -1
+    cum = 0.0
+    for j in range(m):
+        target = (j + 0.5) / m * total
+        while b < n1 - 1 and acc + h1[b] < target:
+            acc += h1[b]
+            b += 1
+            s = -1
+        if c1[b] == 0:  # past the last pixel by rounding: the largest value
+            value = hi
+        elif sub0[b] < 0:
+            value = lo1[b]
+        else:
+            if s < 0:
+                s, acc2, p = sub0[b], acc, -1
+            last = sub0[b] + nsub[b] - 1
+            while s < last and acc2 + h2[s] < target:
+                acc2 += h2[s]
+                s += 1
+                p = -1
+            if c2[s] == 0:  # past the bucket's last pixel by rounding
+                value = hi1[b]
+            elif off2[s] < 0:
+                value = lo2[s]
+            else:
+                if p < 0:
+                    p, cum = off2[s], acc2
+                e = off2[s] + c2[s]
+                while p < e - 1 and cum + wbuf[p] < target:
+                    cum += wbuf[p]
+                    p += 1
+                value = vbuf[p]
+        cells[k], values[k], weights[k] = c, value, total / m
+        k += 1
+    return k
+
+
+def by_value(cells, values, weights):
+    """The points sorted by value, equal values in index order (as
+    ``np.argsort(values, kind="stable")`` orders them). Where every value is a float32
+    (the low 29 bits of its float64 zero: a float32 raster's) and they are fewer than
+    2**29, one sort of integer keys that hold each value's bits and, in those low bits,
+    its index; else numpy's unstable sort, each run of equal values put back in index
+    order."""
+    ok, keys = _value_keys(values)
+    if ok:
+        keys.sort()
+        return _take_keyed(cells, values, weights, keys)
+    return _ties_in_order(cells, values, weights, np.argsort(values))
+
+
+_INDEX_BITS = 29  # the low mantissa bits of a float64 that holds a float32: zero
+
+
+@nb.njit(cache=True, nogil=True)
+def _value_keys(values):
+    """Keys that sort as ``values`` do, equal values in index order: each value's bits,
+    made to sort as an unsigned integer (-0.0 as 0.0), with its index in the low
+    ``_INDEX_BITS``. Returns whether they could be made (every value's low bits zero,
+    and few enough values), and the keys."""
+    n = len(values)
+    keys = np.empty(n, dtype=np.uint64)
+    low = np.uint64((1 << _INDEX_BITS) - 1)
+    sign = np.uint64(1) << np.uint64(63)
+    if n > 1 << _INDEX_BITS:
+        return False, keys
+    for i in range(n):
+        bits = np.float64(values[i] + 0.0).view(np.uint64)
+        if bits & low:
+            return False, keys
+        keys[i] = ((~bits if bits & sign else bits | sign) & ~low) | np.uint64(i)
+    return True, keys
+
+
+@nb.njit(cache=True, nogil=True)
+def _take_keyed(cells, values, weights, keys):
+    """The points in the order of ``keys`` (sorted; the index in their low bits)."""
+    low = np.uint64((1 << _INDEX_BITS) - 1)
+    n = len(keys)
+    out_c = np.empty(n, dtype=cells.dtype)
+    out_v = np.empty(n, dtype=values.dtype)
+    out_w = np.empty(n, dtype=weights.dtype)
+    for i in range(n):
+        j = np.int64(keys[i] & low)
+        out_c[i], out_v[i], out_w[i] = cells[j], values[j], weights[j]
+    return out_c, out_v, out_w
+
+
+@nb.njit(cache=True, nogil=True)
+def _ties_in_order(cells, values, weights, order):
     """The points in ``order`` (an unstable argsort of ``values``), each run of equal
     values taken in index order: as ``np.argsort(values, kind="stable")`` orders them,
     at the cost of a faster sort and a pass."""
@@ -623,7 +689,9 @@ def by_value(cells, values, weights, order):
         if j - i > 1:
             order[i:j] = np.sort(order[i:j])
         i = j
-    return cells[order], sorted_values, weights[order]
+    # the values taken again: equal values may differ in sign (0.0 and -0.0), and each
+    # point keeps its own
+    return cells[order], values[order], weights[order]
 
 
 @nb.njit(cache=True, nogil=True)
@@ -715,48 +783,81 @@ SKETCH_BUCKETS = 8
 lighter than half a point, so that few pixels need sorting."""
 
 
-def sketch(data, nodata, has_nodata, row, start, length, cell, weight, slope, order,
-           cell_start, counts, totals, lows, highs, max_pixels, m, n_out, qs, exact):
-    """Every cell's summary of at most ``m`` points (as ``summarise``) and, where
-    ``exact[c]``, its exact quantiles ``qs`` (as ``quantiles``), from one histogram.
+def sketch(runs, order, cell_start, moments, m, qs, exact, split=None):
+    """Every cell's summary of at most ``m`` points, for coarser cells to merge; where
+    ``exact[c]`` also its quantiles ``qs`` (exact, as ``quantiles`` gives them), and
+    where ``split[c]`` its summary as ``summarise`` makes it (for its own level, whose
+    blocks' summaries are merged), in one pass over the pixels.
 
-    One pass spreads a cell's pixels over ``SKETCH_BUCKETS * m`` equal-width value
-    buckets (weight, count, smallest and largest value), keeping each pixel's value,
-    weight and bucket; a second, over those, copies out the pixels of the buckets the
-    quantiles lie in and of the buckets heavier than half a point holding several
-    values, the latter bucketed again (``_refine``). Point j, at the weighted quantile
-    (j + 1/2) / m, is the smallest value of a light (sub-)bucket (its rank off by at
-    most 1/(2m)) or the exact pixel of a sorted one; cells of at most ``m`` pixels give
-    their pixels. So sketches merge with the rank bound of ``summarise``, in one pass
-    over the pixels and one over a copy of them where ``quantiles`` and ``summarise``
-    take up to six. Returns (cells, values, weights, quantiles).
+    ``runs`` are the kernels' leading arguments (``data`` to ``slope``, as the other
+    kernels take them), ``order`` and ``cell_start`` the runs of each cell, ``moments``
+    what ``moments`` gave for them (their range wanted).
+
+    The pass spreads a cell's pixels over ``SKETCH_BUCKETS * m`` equal-width value
+    buckets (weight, count and smallest value), keeping each pixel's value, weight and
+    bucket. Point j, at the weighted quantile (j + 1/2) / m, lies in the first bucket
+    whose weight and the weight below it reach that: in a bucket lighter than half a
+    point, or holding one value, it is the bucket's smallest value (its rank off by at
+    most 1/(2m)); the pixels of the heavier buckets with points, and of the buckets the
+    quantiles lie in, are copied out (without a branch per pixel), the former bucketed
+    again (``_refine``): point j is a light sub-bucket's smallest value or the exact
+    pixel of a sorted one. Cells of at most ``m`` pixels give their pixels. So sketches
+    merge with the rank bound of ``summarise``. A split cell's ``summarise`` summary is
+    made from the kept pixels (``_summary``), not from the raster again.
+
+    Returns ``(cells, values, weights)``, the points (sorted by cell); the quantiles
+    (NaN for cells not ``exact`` or without pixels); and ``(cells, values, weights)``,
+    the split cells' summaries.
     """
+    data, nodata, has_nodata, row, start, length, _, weight, slope = runs
+    counts, totals, _, _, _, lows, highs = moments
+    split = np.zeros(len(counts), dtype=bool) if split is None else split
+    n_out = int(np.minimum(counts, m).sum())
+    n_split = int(np.minimum(counts[split], m).sum())
     # each pixel's bucket, in 16 bits where they are few enough (less to write and read)
-    buckets = np.empty(max_pixels, dtype=np.uint16 if SKETCH_BUCKETS * m <= 2**16 else
-                       np.int64)
-    return _sketch(data, nodata, has_nodata, row, start, length, weight, slope, order,
-                   cell_start, counts, totals, lows, highs, max_pixels, m, n_out, qs, exact,
-                   buckets)
+    buckets = np.empty(int(counts.max(initial=0)),
+                       dtype=np.uint16 if SKETCH_BUCKETS * m <= 2**16 else np.int64)
+    # each bucket's smallest value, in the data's type where it is float32 (the same
+    # values in less memory)
+    lo1 = np.empty(SKETCH_BUCKETS * m, dtype=np.float32 if data.dtype == np.float32 else
+                   np.float64)
+    return _sketch((data, nodata, has_nodata, row, start, length, weight, slope),
+                   order, cell_start, (counts, totals, lows, highs), m,
+                   np.asarray(qs, dtype=np.float64), exact, split, n_out, n_split, buckets,
+                   lo1)
 
 
 @nb.njit(cache=True, nogil=True)
-def _sketch(data, nodata, has_nodata, row, start, length, weight, slope, order, cell_start,
-            counts, totals, lows, highs, max_pixels, m, n_out, qs, exact, bk):
-    """``sketch``, with ``bk`` for each pixel's bucket."""
+def _sketch(runs, order, cell_start, moments, m, qs, exact, split, n_out, n_split, bk, lo1):
+    """``sketch``, with ``bk`` for each pixel's bucket and ``lo1`` for each bucket's
+    smallest value."""
+    counts, totals, lows, highs = moments
     n_cells = len(cell_start) - 1
+    max_pixels = len(bk)
     nq = len(qs)
     n1 = SKETCH_BUCKETS * m
     quant = np.full((n_cells, nq), np.nan)
     cells = np.empty(n_out, dtype=np.int64)
     values = np.empty(n_out)
     weights = np.empty(n_out)
+    s_cells = np.empty(n_split, dtype=np.int64)
+    s_values = np.empty(n_split)
+    s_weights = np.empty(n_split)
     h1 = np.empty(n1)
-    c1 = np.empty(n1, dtype=np.int64)
-    lo1 = np.empty(n1)
-    hi1 = np.empty(n1)
-    off = np.empty(n1, dtype=np.int64)  # a copied bucket's place in the buffer (-1: not)
-    fill = np.empty(n1, dtype=np.int32)
-    step = np.empty(n1, dtype=np.int32)
+    c1 = np.empty(n1, dtype=np.int32)
+    hi1 = np.empty(n1)  # the largest value of the buckets copied out
+    before = np.empty(n1 + 1)  # the weight before each bucket
+    point_bucket = np.empty(m, dtype=np.int64)
+    # the buckets with points (the first point in each), then of those the heavy ones
+    # (their points ``first`` to ``ends``) and the quantiles': the buckets copied out
+    kept = np.empty(m + nq, dtype=np.int64)
+    first = np.empty(m + 1, dtype=np.int64)
+    ends = np.empty(m, dtype=np.int64)
+    off = np.full(n1, -1, dtype=np.int64)  # a copied bucket's place in the buffer (-1: not)
+    # where the next pixel of each bucket is copied to, and the step after it: the pixels
+    # of the other buckets all go to the last slot
+    fill = np.full(n1, max_pixels, dtype=np.uint32)
+    step = np.zeros(n1, dtype=np.uint32)
     bucket = np.empty(nq, dtype=np.int64)
     below = np.empty(nq)
     vbuf = np.empty(max_pixels + 1)  # and a slot for the pixels not copied
@@ -766,44 +867,41 @@ def _sketch(data, nodata, has_nodata, row, start, length, weight, slope, order, 
     hist = np.empty(N_BUCKETS)
     n2 = SKETCH_BUCKETS * (2 * m + 2)  # sub-buckets of the heaviest bucket
     sub = (np.empty(n2), np.empty(n2, dtype=np.int64), np.empty(n2), np.empty(n2),
-           np.empty(n2 + 1, dtype=np.int64))
+           np.empty(n2 + 1, dtype=np.int64), np.empty(n2 + 1, dtype=np.int64))
+    scratch = _summary_scratch(m, max_pixels)
     k = 0
+    ks = 0
     for c in range(n_cells):
         if counts[c] == 0:
             continue
         total, lo, hi = totals[c], lows[c], highs[c]
         scale = (n1 - 1e-9) / (hi - lo) if hi > lo else 0.0
         if counts[c] <= m or not (np.isfinite(scale) and scale > 0.0):
-            k = _sketch_whole(data, nodata, has_nodata, row, start, length, weight, slope,
-                              order, cell_start[c], cell_start[c + 1], c, counts[c] <= m,
-                              total, lo, hi, m, qs, exact[c], quant[c], vbuf, wbuf, tmp_v,
-                              tmp_w, hist, cells, values, weights, k)
+            n = _gather(runs, order, cell_start[c], cell_start[c + 1], vbuf, wbuf)
+            if split[c]:
+                ks = _summary(vbuf, wbuf, n, c, total, lo, hi, m, s_cells, s_values,
+                              s_weights, ks, scratch)
+            k = _sketch_whole(vbuf, wbuf, n, c, counts[c] <= m, total, lo, hi, m, qs,
+                              exact[c], quant[c], tmp_v, tmp_w, hist, cells, values,
+                              weights, k)
             continue
         h1[:] = 0.0
         c1[:] = 0
         lo1[:] = np.inf
-        hi1[:] = -np.inf
-        qtotal = 0.0  # summed pixel by pixel, as ``quantiles`` does
-        n = 0  # the valid pixels, their values, weights and buckets kept in tmp_v, tmp_w, bk
-        for j in range(cell_start[c], cell_start[c + 1]):
-            r = order[j]
-            run = data[row[r], start[r]:start[r] + length[r]]
-            for i in range(len(run)):
-                if not _missing(run[i], nodata, has_nodata):
-                    v = np.float64(run[i])
-                    w = weight[r] + i * slope[r]
-                    qtotal += w
-                    b = int((v - lo) * scale)
-                    tmp_v[n], tmp_w[n], bk[n] = v, w, b
-                    n += 1
-                    h1[b] += w
-                    c1[b] += 1
-                    lo1[b] = min(lo1[b], v)
-                    hi1[b] = max(hi1[b], v)
+        qtotal, n = _spread(runs, order, cell_start[c], cell_start[c + 1], lo, scale, h1, c1,
+                            lo1, tmp_v, tmp_w, bk)
+        if split[c]:  # the finest level's summary of a cell split between blocks
+            ks = _summary(tmp_v, tmp_w, n, c, total, lo, hi, m, s_cells, s_values,
+                          s_weights, ks, scratch)
         heavy = total / (2 * m)
-        off[:] = -1
-        size = 0
-        for q in range(nq):
+        n_landing = _landing(h1, total, m, before, point_bucket, kept, first)
+        n_kept = 0  # of the buckets with points the heavy ones, copied out
+        for i in range(n_landing):
+            if h1[kept[i]] > heavy:
+                kept[n_kept], first[n_kept], ends[n_kept] = kept[i], first[i], first[i + 1]
+                n_kept += 1
+        n_heavy = n_kept
+        for q in range(nq):  # the quantiles' buckets, copied out too
             bucket[q] = -1
             target = qs[q] * qtotal * (1 - 1e-9)
             if not exact[c]:
@@ -811,30 +909,89 @@ def _sketch(data, nodata, has_nodata, row, start, length, weight, slope, order, 
             if target <= 0.0:
                 quant[c, q] = lo
                 continue
-            b, below[q] = _bucket_of(h1, target)
-            bucket[q] = b
-            off[b] = 0
-        for b in range(n1):
-            if off[b] >= 0 or (h1[b] > heavy and lo1[b] < hi1[b]):
+            # the first bucket whose weight and the weight before it reach the target (as
+            # ``_bucket_of`` walks to it: ``before`` holds its sums)
+            b = np.searchsorted(before[1:n1], target)
+            bucket[q], below[q] = b, before[b]
+            kept[n_kept] = b
+            n_kept += 1
+        size = 0
+        for i in range(n_kept):
+            b = kept[i]
+            if off[b] < 0:
                 off[b] = size
+                fill[b], step[b] = size, 1
                 size += c1[b]
-        if size > 0:  # the copied buckets' pixels, each bucket contiguous
-            _copy_kept(tmp_v, tmp_w, bk, n, off, size, fill, step, vbuf, wbuf)
+        _copy_kept(tmp_v, tmp_w, bk, n, fill, step, vbuf, wbuf)
+        for i in range(n_heavy):  # (before the quantiles are selected: in the pixels' order)
+            b = kept[i]
+            hi1[b] = _largest(vbuf[off[b]:off[b] + c1[b]])
         _select_in_buckets(bucket, below, off, c1, vbuf, wbuf, qs, qtotal, quant[c])
-        k = _sketch_points(h1, c1, lo1, hi1, off, vbuf, wbuf, heavy, c, total, hi, m,
-                           cells, values, weights, k, tmp_v, tmp_w, sub)
-    return cells[:k], values[:k], weights[:k], quant
+        k = _sketch_points(h1, c1, lo1, hi1, before, point_bucket, kept, first, ends,
+                           n_heavy, off, vbuf, wbuf, heavy, c, total, hi, m, cells, values,
+                           weights, k, tmp_v, tmp_w, sub)
+        for i in range(n_kept):
+            b = kept[i]
+            off[b] = -1
+            fill[b], step[b] = max_pixels, 0
+    return (cells[:k], values[:k], weights[:k]), quant, (s_cells[:ks], s_values[:ks],
+                                                        s_weights[:ks])
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _copy_kept(values, weights, buckets, n, off, size, fill, step, vbuf, wbuf):
+def _gather(runs, order, j0, j1, vbuf, wbuf):
+    """The valid pixels of runs ``order[j0:j1]`` into ``vbuf``, their areas into
+    ``wbuf``, in order; returns how many."""
+    data, nodata, has_nodata, row, start, length, weight, slope = runs
+    n = 0
+    for j in range(j0, j1):
+        r = order[j]
+        run = data[row[r], start[r]:start[r] + length[r]]
+        for i in range(len(run)):
+            if not _missing(run[i], nodata, has_nodata):
+                vbuf[n] = run[i]
+                wbuf[n] = weight[r] + i * slope[r]
+                n += 1
+    return n
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _spread(runs, order, j0, j1, lo, scale, h1, c1, lo1, tmp_v, tmp_w, bk):
+    """The valid pixels of runs ``order[j0:j1]`` spread over the buckets of ``h1``
+    (weight, count and smallest value), their values, weights and buckets kept
+    in ``tmp_v``, ``tmp_w`` and ``bk``; returns their weight (summed pixel by pixel, as
+    ``quantiles`` does) and how many. (Indexes unsigned: no wrap-around to check.)"""
+    data, nodata, has_nodata, row, start, length, weight, slope = runs
+    qtotal = 0.0
+    n = np.uint64(0)
+    for j in range(j0, j1):
+        r = order[j]
+        run = data[row[r], start[r]:start[r] + length[r]]
+        w0, g = weight[r], slope[r]
+        for i in range(len(run)):
+            x = run[i]
+            if not _missing(x, nodata, has_nodata):
+                v = np.float64(x)
+                w = w0 + i * g
+                qtotal += w
+                b = np.uint64((v - lo) * scale)
+                tmp_v[n] = v
+                tmp_w[n] = w
+                bk[n] = b
+                n += np.uint64(1)
+                h1[b] += w
+                c1[b] += 1
+                lo1[b] = min(lo1[b], x)
+    return qtotal, np.int64(n)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _copy_kept(values, weights, buckets, n, fill, step, vbuf, wbuf):
     """The first ``n`` pixels (``values``, ``weights`` and ``buckets``, in the order of
-    the cell's runs) of the buckets with a place (``off[b] >= 0``) copied there, each
-    bucket contiguous, as ``_copy_buckets`` copies them. Without a branch per pixel (the
-    copied buckets are many, their pixels spread among the others): every pixel is
-    written, those of the other buckets to the slot ``size``, which the next overwrites."""
-    for b in range(len(off)):
-        fill[b], step[b] = (off[b], 1) if off[b] >= 0 else (size, 0)
+    the cell's runs) copied to ``fill[b]`` of their bucket, which advances by ``step[b]``:
+    the copied buckets' pixels each bucket contiguous (step 1), as ``_copy_buckets``
+    copies them, those of the others all to one slot (step 0). Without a branch per
+    pixel: the copied buckets are many, their pixels spread among the others."""
     for i in range(n):
         b = buckets[i]
         p = fill[b]
@@ -844,34 +1001,69 @@ def _copy_kept(values, weights, buckets, n, off, size, fill, step, vbuf, wbuf):
 
 
 @nb.njit(cache=True, nogil=True)
-def _sketch_points(h1, c1, lo1, hi1, off, vbuf, wbuf, heavy, c, total, hi, m, cells,
-                   values, weights, k, tmp_v, tmp_w, sub):
-    """A cell's ``m`` points from its histogram; in a heavy bucket (its pixels copied
-    out, at ``off``) from its sub-histogram (``_refine``)."""
-    h2, c2, lo2, hi2, pos = sub
+def _landing(h1, total, m, before, point_bucket, kept, first):
+    """The weight before each bucket (``before``, summed bucket by bucket as the walks up
+    the histogram sum it) and the bucket each point lies in: point j, at ``(j + 0.5) / m
+    * total``, in the first bucket whose weight and the weight before it reach that. The
+    buckets with points go to ``kept`` (in order), the first point in each to ``first``;
+    returns how many."""
     n1 = len(h1)
-    acc = 0.0  # weight before bucket b
+    acc = 0.0
+    for b in range(n1):
+        before[b] = acc
+        acc += h1[b]
+    before[n1] = acc
     b = 0
-    j = 0
-    while j < m:
+    n = 0
+    for j in range(m):
         target = (j + 0.5) / m * total
-        while b < n1 - 1 and acc + h1[b] < target:
-            acc += h1[b]
+        while b < n1 - 1 and before[b + 1] < target:
             b += 1
-        if c1[b] == 0 or not (off[b] >= 0 and h1[b] > heavy and lo1[b] < hi1[b]):
-            # a light bucket: its smallest value (past the last pixel by rounding: the
-            # largest value)
-            cells[k], values[k], weights[k] = c, hi if c1[b] == 0 else lo1[b], total / m
-            k += 1
-            j += 1
+        point_bucket[j] = b
+        if n == 0 or kept[n - 1] != b:
+            kept[n], first[n] = b, j
+            n += 1
+    first[n] = m
+    return n
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _largest(values):
+    """The largest of ``values`` (-inf for none), taken in their order."""
+    hi = -np.inf
+    for i in range(len(values)):
+        hi = max(hi, values[i])
+    return hi
+
+
+@nb.njit(cache=True, nogil=True)
+def _sketch_points(h1, c1, lo1, hi1, before, point_bucket, kept, first, ends, n_heavy, off,
+                   vbuf, wbuf, heavy, c, total, hi, m, cells, values, weights, k, tmp_v,
+                   tmp_w, sub):
+    """A cell's ``m`` points (written from ``k``): in a light bucket, or one of a single
+    value, the bucket's smallest value (past the last pixel by rounding: the largest
+    value); in a heavy bucket holding several values (its pixels copied out, at ``off``)
+    from its sub-histogram (``_refine``). ``point_bucket`` is the bucket of each point,
+    ``kept[:n_heavy]`` the heavy buckets with points (``first[i]`` to ``ends[i]``),
+    ``before`` the weight before each bucket."""
+    h2, c2, lo2, hi2, pos, _ = sub
+    for j in range(m):
+        b = point_bucket[j]
+        cells[k + j] = c
+        values[k + j] = hi if c1[b] == 0 else np.float64(lo1[b])
+        weights[k + j] = total / m
+    for i in range(n_heavy):
+        b = kept[i]
+        if not lo1[b] < hi1[b]:
             continue
-        ns = _refine(vbuf, wbuf, off[b], off[b] + c1[b], lo1[b], hi1[b],
+        ns = _refine(vbuf, wbuf, off[b], off[b] + c1[b], np.float64(lo1[b]), hi1[b],
                      SKETCH_BUCKETS * (int(h1[b] / heavy) + 1), heavy, tmp_v, tmp_w, sub)
         s = 0
-        acc2 = acc  # weight before sub-bucket s, and before pixel p of a sorted one
+        acc2 = before[b]  # weight before sub-bucket s, and before pixel p of a sorted one
         p = -1
         cum = 0.0
-        while j < m and (b == n1 - 1 or acc + h1[b] >= target):
+        for j in range(first[i], ends[i]):
+            target = (j + 0.5) / m * total
             while s < ns - 1 and acc2 + h2[s] < target:
                 acc2 += h2[s]
                 s += 1
@@ -887,11 +1079,8 @@ def _sketch_points(h1, c1, lo1, hi1, off, vbuf, wbuf, heavy, c, total, hi, m, ce
                 value = vbuf[p]
             else:
                 value = lo2[s]
-            cells[k], values[k], weights[k] = c, value, total / m
-            k += 1
-            j += 1
-            target = (j + 0.5) / m * total
-    return k
+            values[k + j] = value
+    return k + m
 
 
 @nb.njit(cache=True, nogil=True)
@@ -900,7 +1089,7 @@ def _refine(vbuf, wbuf, a, e, lo, hi, ns, heavy, tmp_v, tmp_w, sub):
     sub-buckets (weight, count, smallest and largest value into ``sub``); where some
     sub-bucket is still heavy holding several values, reordered sub-bucket by sub-bucket
     (starting at ``pos``), those sorted. Returns ``ns``."""
-    h2, c2, lo2, hi2, pos = sub
+    h2, c2, lo2, hi2, pos, fill = sub
     scale = (ns - 1e-9) / (hi - lo)
     scale = scale if np.isfinite(scale) else 0.0
     h2[:ns] = 0.0
@@ -920,7 +1109,7 @@ def _refine(vbuf, wbuf, a, e, lo, hi, ns, heavy, tmp_v, tmp_w, sub):
         sorted_any |= h2[s] > heavy and lo2[s] < hi2[s]
     if not sorted_any:  # the points are the sub-buckets' smallest values: no reordering
         return ns
-    fill = pos[:ns].copy()
+    fill[:ns] = pos[:ns]
     for i in range(a, e):
         s = _bucket(vbuf[i], lo, scale, ns)
         tmp_v[fill[s]], tmp_w[fill[s]] = vbuf[i], wbuf[i]
@@ -929,28 +1118,16 @@ def _refine(vbuf, wbuf, a, e, lo, hi, ns, heavy, tmp_v, tmp_w, sub):
     wbuf[a:e] = tmp_w[a:e]
     for s in range(ns):
         if h2[s] > heavy and lo2[s] < hi2[s]:  # rare
-            x, y = pos[s], pos[s + 1]
-            idx = np.argsort(vbuf[x:y], kind="mergesort")
-            vbuf[x:y] = vbuf[x:y][idx]
-            wbuf[x:y] = wbuf[x:y][idx]
+            _stable_sort(vbuf[pos[s]:pos[s + 1]], wbuf[pos[s]:pos[s + 1]])
     return ns
 
 
 @nb.njit(cache=True, nogil=True)
-def _sketch_whole(data, nodata, has_nodata, row, start, length, weight, slope, order, j0,
-                  j1, c, few, total, lo, hi, m, qs, want_exact, quant, vbuf, wbuf, tmp_v,
+def _sketch_whole(vbuf, wbuf, n, c, few, total, lo, hi, m, qs, want_exact, quant, tmp_v,
                   tmp_w, hist, cells, values, weights, k):
     """``sketch`` of a cell of at most ``m`` pixels (``few``: the pixels are its points),
-    of one value, or of an infinite or subnormal range (its pixels sorted)."""
-    n = 0
-    for j in range(j0, j1):
-        r = order[j]
-        run = data[row[r], start[r]:start[r] + length[r]]
-        for i in range(len(run)):
-            if not _missing(run[i], nodata, has_nodata):
-                vbuf[n] = run[i]
-                wbuf[n] = weight[r] + i * slope[r]
-                n += 1
+    of one value, or of an infinite or subnormal range (its pixels sorted), from its
+    ``n`` valid pixels ``vbuf`` (weights ``wbuf``)."""
     if want_exact:
         _quantiles_into(vbuf[:n], wbuf[:n], qs, quant, tmp_v, tmp_w, hist)
     if few:

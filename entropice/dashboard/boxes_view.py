@@ -1,11 +1,13 @@
-"""The learned boxes: their centres over the most relevant features, their label
-probabilities and sizes; choosing a box (in the menu or by clicking the heat map)
-highlights its cells on the map and states its rule in the features' own units."""
+"""The learned boxes: their centres over the most relevant features (in standard units,
+each also in the feature's own units on hover), their label probabilities and sizes;
+choosing a box (in the menu or by clicking the heat map) highlights its cells on the map
+and states its rule in the features' own units."""
 
 from __future__ import annotations
 
 import holoviews as hv
 import numpy as np
+import pandas as pd
 import panel as pn
 import param
 
@@ -31,6 +33,46 @@ def box_table(model, top=TOP_FEATURES):
     boxes = np.argsort(proba[:, 0]) if proba.shape[1] > 1 else np.arange(len(proba))
     return names[order], est.boxes_[np.ix_(boxes, order)], proba[boxes], est.box_counts_[
         boxes], boxes
+
+
+def physical_centres(model, names, centres) -> np.ndarray:
+    """Box centres in the features' own units: the standard units undone with the
+    model's own standardisation (``centre * scale + mean`` of the scaler it was fitted
+    after), one column per name of ``names`` (of the model's features).
+
+    Parameters
+    ----------
+    model : StoredModel
+        The run's model: its ``mean`` and ``scale`` per feature.
+    names : sequence of str
+        Features of the model, one per column of ``centres``.
+    centres : ndarray, shape (n_boxes, len(names))
+        Box centres in standard units (as :func:`box_table` gives them).
+
+    Returns
+    -------
+    ndarray, shape (n_boxes, len(names))
+        The centres in the features' units (for a ``<name>_missing`` flag: the share of
+        missing values, 0 to 1, a centre stands for).
+    """
+    index = {str(n): j for j, n in enumerate(model.meta["feature_names"])}
+    cols = [index[str(n)] for n in names]
+    return np.asarray(centres) * np.asarray(model.scale)[cols] + np.asarray(model.mean)[cols]
+
+
+def physical_text(selection, name: str, value: float) -> str:
+    """A box centre in a feature's units, as the heat map's hover says it
+    (``1,350 degC day``; a ``_missing`` flag's as the share of missing values)."""
+    if not np.isfinite(value):
+        return "no value"
+    base = name.removesuffix("_missing")
+    if base != name:
+        return f"{_fmt(value)} (share of {base} missing)"
+    try:
+        units = selection.describe(base)[1]
+    except KeyError:  # a feature the group lacks: the number alone
+        units = ""
+    return f"{_fmt(value)} {units}".rstrip()
 
 
 def _fmt(v: float) -> str:
@@ -110,9 +152,18 @@ class BoxesView(View):
         model = self.store.model(s.run)
         names, centres, proba, counts, boxes = box_table(model)
         labels = [f"box {k}" for k in boxes]
+        physical = physical_centres(model, names, centres)
+        cells = pd.DataFrame(
+            [(labels[i], names[j], float(centres[i, j]),
+              physical_text(s, str(names[j]), float(physical[i, j])))
+             for i in range(len(boxes)) for j in range(len(names))],
+            columns=["box", "feature", "centre", "physical"])
+        # text kept as objects: HoloViews reshapes its values, and Arrow strings do not
+        cells["physical"] = cells["physical"].astype(object)
         heat = hv.HeatMap(
-            [(labels[i], names[j], float(centres[i, j])) for i in range(len(boxes))
-             for j in range(len(names))], kdims=["box", "feature"], vdims=["centre"]).opts(
+            cells, kdims=["box", "feature"],
+            vdims=[hv.Dimension("centre", label="centre (standard units)"),
+                   hv.Dimension("physical", label="centre (feature's units)")]).opts(
             cmap="RdBu_r", symmetric=True, colorbar=True, clabel="box centre (standard units)",
             xrotation=60, width=720, height=420, tools=["hover"],
             title="Box centres over the most relevant features")

@@ -8,6 +8,7 @@ import math
 
 import param
 
+from .projection import PC_NAMES
 from .selection import Brush, Selection, brush_problem
 
 URL_STATE = ["grid", "level", "year", "layer", "run", "box", "brush", "x0", "x1", "y0", "y1",
@@ -28,7 +29,8 @@ TAKES = {
     "grid": "one of the cube's grids", "level": "a level of the grid",
     "year": "a year of the group", "layer": "a layer of the group",
     "run": "a model run of the group", "box": "the number of one of the run's boxes",
-    "brush": "two of the group's layers and four finite numbers in order",
+    "brush": "two of the group's layers (or PC1 and PC2, its principal axes) and four "
+             "finite numbers in order",
     **dict.fromkeys(EXTENT, _EXTENT_TAKES), "cmap": "one of the colour maps",
     "vmin": "a finite number below vmax", "vmax": "a finite number above vmin",
     "fit": "true or false", "scale": "linear or log", "tab": "the name of a tab",
@@ -37,8 +39,9 @@ TAKES = {
 
 
 def _brush(selection: Selection, raw) -> tuple:
-    """A link's brush: two of the group's layers and a rectangle of finite numbers in
-    their plane (x0 <= x1, y0 <= y1); ValueError otherwise."""
+    """A link's brush: two of the group's layers, or its principal axes ``PC1`` and
+    ``PC2`` (those of the link's year and run, which come first), and a rectangle of
+    finite numbers in their plane (x0 <= x1, y0 <= y1); ValueError otherwise."""
     if len(str(raw)) > 1000:
         raise ValueError("the brush is a short list")
     try:
@@ -47,8 +50,9 @@ def _brush(selection: Selection, raw) -> tuple:
         raise ValueError("the brush is a JSON list") from None
     if not isinstance(value, tuple) or len(value) != 6:
         raise ValueError("the brush has six entries")
-    if not all(isinstance(n, str) and n in selection.param.layer.objects for n in value[:2]):
-        raise ValueError("the brush names layers of the group")
+    layers = all(isinstance(n, str) and n in selection.param.layer.objects for n in value[:2])
+    if not (layers or tuple(value[:2]) == PC_NAMES):
+        raise ValueError("the brush names layers of the group or its principal axes")
     problem = brush_problem(value)
     if problem:
         raise ValueError(problem)

@@ -169,7 +169,8 @@ tracking's fixed cost is a few milliseconds."""
 
 
 class PixelLookup(SharedCache):
-    """Which cell of a group each pixel of a view shows (-1: none), remembered per view.
+    """Which cell of a group each pixel of a view shows (its position; -1: none),
+    remembered per view: int32 positions (int64 for groups of 2**31 cells or more).
 
     Safe to call from several threads at once (the page's sessions and the prefetch of
     neighbouring levels, see ``CubeStore.prefetch_levels``): a view is looked up once, a
@@ -198,6 +199,8 @@ class PixelLookup(SharedCache):
         if min_lat is not None and np.isfinite(min_lat):
             self.south = max(-90.0, float(min_lat) - cell_margin(self.grid))
         self.side = EARTH_RADIUS * float(np.min(cell_sides(self.grid)))  # metres
+        # positions as int32 where they fit: half the memory of the views remembered
+        self.dtype = np.int32 if len(self.cell_ids) < 2**31 else np.int64
 
     def key(self, x_range, y_range, width, height):
         """A view, to the millimetre."""
@@ -218,7 +221,7 @@ class PixelLookup(SharedCache):
         ``south``)."""
         lon, lat = pixel_lonlat(x_range, y_range, width, height)
         lon, lat = lon.ravel(), lat.ravel()
-        out = np.full(lon.size, -1, dtype=np.int64)
+        out = np.full(lon.size, -1, dtype=self.dtype)
         if not len(self.cell_ids):
             return out.reshape(height, width)
         where = np.flatnonzero(np.isfinite(lat) & (lat >= self.south))
@@ -237,7 +240,7 @@ class PixelLookup(SharedCache):
         which looks up the pixels around the boundaries between cells, each row's ends
         and every 256th pixel, and checks each row against its neighbours."""
         lon, lat = pixel_lonlat(x_range, y_range, width, height)
-        out = np.full((height, width), -1, dtype=np.int64)
+        out = np.full((height, width), -1, dtype=self.dtype)
         if not len(self.cell_ids):
             return out
         # in this thread: the tracking's own passes hold the GIL, and two parts of the

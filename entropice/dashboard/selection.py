@@ -1,5 +1,7 @@
-"""What a session looks at: grid, level, year, layer, model run, box, colours and the map's
-extent, as parameters the views follow. Their choices come from the data store."""
+"""What a session looks at: grid, level, year, layer, model run, box, brush, colours and
+the map's extent, as parameters the views follow. Their choices come from the data store.
+A brush's plane is two layers or the first two principal axes of the features
+(``PC1``, ``PC2``), whose values the selection reads like a layer's."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import param
 from ..grids import Grid, get_grid
 from . import layers
 from .lookup import PixelLookup
+from .projection import PC_NAMES, Projection
 from .store import CubeStore
 
 CMAPS = ["viridis", "magma", "cividis", "plasma", "fire", "coolwarm", "RdBu_r", "gray"]
@@ -22,7 +25,8 @@ TABS = ["Map", "Compare", "Boxes", "Feature space", "Feature relevance", "Evalua
 
 class Brush(param.Tuple):
     """(feature across, feature up, x0, x1, y0, y1) of a rectangle brushed in the feature
-    space, read back from a link's JSON list. Only two names and four finite, ordered
+    space (the features ``PC1`` and ``PC2`` in the plane of the principal axes), read
+    back from a link's JSON list. Only two names and four finite, ordered
     numbers are taken, whoever sets it (the URL's sync sets it unchecked by the page)."""
 
     @classmethod
@@ -80,7 +84,8 @@ class Selection(param.Parameterized):
     box = param.Integer(default=-1, bounds=(-1, None), doc="Highlighted box (-1: none).")
     brush = Brush(default=None, allow_None=True, length=6,
                         doc="Cells brushed in the feature space, highlighted on the map: "
-                            "(feature across, feature up, x0, x1, y0, y1).")
+                            "(feature across, feature up, x0, x1, y0, y1); the features "
+                            "PC1 and PC2 are the principal axes.")
     cmap = param.Selector(default="viridis", objects=CMAPS, doc="Colour map.")
     vmin = param.Number(default=None, allow_None=True, doc="Colour range low (auto if empty).")
     vmax = param.Number(default=None, allow_None=True, doc="Colour range high (auto if empty).")
@@ -131,6 +136,13 @@ class Selection(param.Parameterized):
             self.box = -1
             self.brush = None
 
+    @param.depends("year", "run", watch=True)
+    def _on_axes(self):
+        """A brush in the plane of the principal axes goes with the year or run they were
+        made of (another year's or run's axes are other axes)."""
+        if self.brush and tuple(self.brush[:2]) == PC_NAMES:
+            self.brush = None
+
     # -- what is selected -----------------------------------------------------------------
 
     @property
@@ -163,20 +175,50 @@ class Selection(param.Parameterized):
         one); none without a brush."""
         n = len(self.dataset.cell_ids)
         b = self.brush
-        if not b or not {b[0], b[1]} <= set(self.param.layer.objects):
+        if not b or not ({b[0], b[1]} <= set(self.param.layer.objects)
+                         or tuple(b[:2]) == PC_NAMES):
             return np.zeros(n, dtype=bool)
         x, y = self.values(b[0], year), self.values(b[1], year)
         return (x >= b[2]) & (x <= b[3]) & (y >= b[4]) & (y <= b[5])
 
     def values(self, layer=None, year=None) -> np.ndarray:
         """A layer's (default: the selected one's) value in every cell of the group in a
-        year (default: the selected one)."""
-        return layers.values(self.dataset, layer or self.layer,
-                             self.year if year is None else year)
+        year (default: the selected one); ``PC1`` and ``PC2``, each cell's coordinate on
+        the principal axes of the year (:meth:`projection`; NaN where there are none)."""
+        year = self.year if year is None else year
+        if layer in PC_NAMES:
+            p = self.projection(year)
+            if p is None:
+                return np.full(len(self.dataset.cell_ids), np.nan)
+            return p.coords[:, PC_NAMES.index(layer)]
+        return layers.values(self.dataset, layer or self.layer, year)
 
     def describe(self, layer=None) -> tuple[str, str]:
-        """(long name, units) of a layer (default: the selected one)."""
+        """(long name, units) of a layer (default: the selected one) or principal axis."""
+        if layer in PC_NAMES:
+            return f"principal axis {PC_NAMES.index(layer) + 1}", ""
         return layers.describe(self.dataset, layer or self.layer)
+
+    def axes_features(self) -> list[str]:
+        """The features the principal axes are made of: the selected run's weighted ones
+        (those the model's boxes are placed by), else every feature of the group."""
+        names = [f for group in layers.features(self.dataset).values() for f in group]
+        if self.run:
+            model = self.store.model(self.run)
+            meta = model.meta["feature_names"]
+            weighted = {str(meta[j]).removesuffix("_missing") for j in
+                        np.flatnonzero(model.estimator.weighted_features_)}
+            names = [f for f in names if f in weighted]
+        return names
+
+    def projection(self, year=None) -> Projection | None:
+        """Every cell of the group in the plane of the first two principal axes of
+        :meth:`axes_features` in a year (default: the selected one), standardised, missing
+        values at their medians; None with fewer than two features. Computed once per
+        grid, level, year and run (the store keeps it for every session)."""
+        return self.store.projection(self.grid, self.level,
+                                     self.year if year is None else year,
+                                     tuple(self.axes_features()))
 
     def cell_boxes(self, year=None) -> np.ndarray:
         """The box of every cell of the group in a year under the selected run's model."""

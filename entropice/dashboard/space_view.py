@@ -1,6 +1,6 @@
-"""The feature space: every cell of the group in the plane of two features, shaded by
-datashader and coloured by RTS label or by box. Brushing a rectangle highlights the
-same cells on the map."""
+"""The feature space: every cell of the group in the plane of two features, or of the
+first two principal axes of the features, shaded by datashader and coloured by RTS label
+or by box. Brushing a rectangle highlights the same cells on the map."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ import panel as pn
 import param
 
 from .layers import LIT, class_colours, class_names, features
+from .projection import PC_NAMES
 from .view import View
 
+FEATURES, AXES = "two features", "principal axes"
+"""The planes the feature space shows."""
 UNMAPPED = "not mapped"
 UNMAPPED_COLOUR = "#9ecae1"
 BOX_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -35,8 +38,9 @@ def top_features(selection, n=2) -> list[str]:
 
 
 def cell_table(selection, x: str, y: str, colour: str) -> tuple[pd.DataFrame, dict]:
-    """Every cell of the group in the selected year: its values of ``x`` and ``y`` and
-    its category (RTS label name, or "box k"), with a colour per category."""
+    """Every cell of the group in the selected year: its values of ``x`` and ``y`` (two
+    layers, or ``PC1`` and ``PC2``: its coordinates on the principal axes) and its
+    category (RTS label name, or "box k"), with a colour per category."""
     s = selection
     ds = s.dataset
     xv, yv = s.values(x), s.values(y)
@@ -67,11 +71,32 @@ def legend(colours: dict, counts: pd.Series) -> str:
         for name, c in colours.items() if counts.get(name, 0))
 
 
-class SpaceView(View):
-    """Cells in the plane of two features (default: the run's two most relevant),
-    shaded by datashader, coloured by RTS label or box; a brushed rectangle is the
-    selection's ``brush`` and lights up its cells on the map."""
+def axes_note(selection, projection) -> str:
+    """What the principal axes are made of, in words (Markdown)."""
+    made = ("the selected run's weighted features" if selection.run
+            else "every feature of the group")
+    missing = (f"{projection.imputed:,} cells with some features missing are placed at "
+               "those features' medians; cells with none are left out." if projection.imputed
+               else "Cells with no feature value are left out.")
+    shown = int(np.isfinite(projection.coords).all(axis=1).sum())
+    fitted = (f"fitted on {projection.fitted:,} of its {shown:,} cells drawn at random"
+              if projection.fitted < shown else f"fitted on all its {shown:,} cells")
+    return (f"The first two principal axes of {len(projection.names)} standardised "
+            f"features ({made}) in {selection.year}, {fitted}: "
+            f"{100 * projection.ratio.sum():.0f} % of their variance. "
+            f"{missing}\n\nAcross: {projection.label(0)}.\n\nUp: {projection.label(1)}.")
 
+
+class SpaceView(View):
+    """Cells in the plane of two features (default: the run's two most relevant), or of
+    the first two principal axes of the features (``plane``), shaded by datashader,
+    coloured by RTS label or box; a brushed rectangle is the selection's ``brush`` (in
+    the axes' plane, of the features ``PC1`` and ``PC2``) and lights up its cells on the
+    map."""
+
+    plane = param.Selector(default=FEATURES, objects=[FEATURES, AXES],
+                           doc="The plane: two features, or the first two principal axes "
+                               "of the features")
     x = param.Selector(objects=[], doc="Feature across")
     y = param.Selector(objects=[], doc="Feature up")
     colour = param.Selector(default="RTS label", objects=["RTS label", "box"],
@@ -95,21 +120,29 @@ class SpaceView(View):
 
     @param.depends("selection.brush", watch=True)
     def _plane(self):
-        """The plane of a brush that came with a link (its two features), so that its
-        rectangle is drawn where it was made."""
+        """The plane of a brush that came with a link (its two features, or the
+        principal axes), so that its rectangle is drawn where it was made."""
         b = self.selection.brush
-        if b and {b[0], b[1]} <= set(self.param.x.objects) and (b[0], b[1]) != (self.x,
-                                                                                self.y):
-            self.param.update(x=b[0], y=b[1])
+        if not b:
+            return
+        if tuple(b[:2]) == PC_NAMES:
+            self.plane = AXES
+        elif {b[0], b[1]} <= set(self.param.x.objects) and (
+                self.plane, self.x, self.y) != (FEATURES, b[0], b[1]):
+            self.param.update(plane=FEATURES, x=b[0], y=b[1])
+
+    def axes(self) -> tuple[str, str]:
+        """The names across and up of the plane shown: two features, or PC1 and PC2."""
+        return PC_NAMES if self.plane == AXES else (self.x, self.y)
 
     def _brushed(self, bounds=None):
         if bounds is None:
             self.selection.brush = None
             return
         x0, y0, x1, y1 = map(float, bounds)
-        self.selection.brush = (self.x, self.y, x0, x1, y0, y1)
+        self.selection.brush = (*self.axes(), x0, x1, y0, y1)
 
-    @param.depends("x", "y", "colour", "selection.year", "selection.level",
+    @param.depends("plane", "x", "y", "colour", "selection.year", "selection.level",
                    "selection.grid", "selection.run")
     def plot(self):
         import datashader as ds
@@ -118,13 +151,25 @@ class SpaceView(View):
         s = self.selection
         if not (self.x and self.y):
             return pn.pane.Alert("This group has no features.", alert_type="warning")
-        df, colours = cell_table(s, self.x, self.y, self.colour)
-        points = hv.Points(df, kdims=[self.x, self.y], vdims=["category"])
+        note = None
+        if self.plane == AXES:
+            projection = s.projection()
+            if projection is None:
+                return pn.pane.Alert("The principal axes need two features with values "
+                                     "that vary: this group or run has fewer.",
+                                     alert_type="warning")
+            xlabel, ylabel = projection.label(0), projection.label(1)
+            note = pn.pane.Markdown(axes_note(s, projection), css_classes=["space-axes"])
+        else:
+            xlabel, ylabel = self._label(self.x), self._label(self.y)
+        x, y = self.axes()
+        df, colours = cell_table(s, x, y, self.colour)
+        points = hv.Points(df, kdims=[x, y], vdims=["category"])
         shaded = dynspread(datashade(points, aggregator=ds.count_cat("category"),
                                      color_key=colours, min_alpha=60), threshold=0.6)
         shaded = shaded.opts(responsive=True, min_height=520, max_width=1000,
                              tools=["box_select"], active_tools=["box_select"],
-                             xlabel=self._label(self.x), ylabel=self._label(self.y),
+                             xlabel=xlabel, ylabel=ylabel,
                              title=f"{len(df):,} cells, {s.year}: drag a rectangle to "
                                    "light them up on the map")
         brush = hv.streams.BoundsXY(source=shaded, bounds=None)
@@ -132,7 +177,8 @@ class SpaceView(View):
         counts = df["category"].value_counts()
         # the brush as a rectangle, drawn also when it came with a link
         drawn = hv.DynamicMap(pn.bind(self._rectangle, self.selection.param.brush))
-        return pn.Column(pn.pane.HTML(legend(colours, counts), css_classes=["space-legend"]),
+        parts = [pn.pane.HTML(legend(colours, counts), css_classes=["space-legend"])]
+        return pn.Column(*parts, *([] if note is None else [note]),
                          pn.pane.HoloViews(shaded * drawn, sizing_mode="stretch_width",
                                            css_classes=["space-plot"]),
                          sizing_mode="stretch_width")
@@ -140,7 +186,7 @@ class SpaceView(View):
     def _rectangle(self, brush):
         """The brushed rectangle, if it lies in the plane shown."""
         b = brush
-        rect = [(b[2], b[4], b[3], b[5])] if b and (b[0], b[1]) == (self.x, self.y) else []
+        rect = [(b[2], b[4], b[3], b[5])] if b and tuple(b[:2]) == self.axes() else []
         return hv.Rectangles(rect).opts(fill_alpha=0.05, fill_color=LIT,
                                         line_color=LIT, line_width=2)
 
@@ -161,10 +207,20 @@ class SpaceView(View):
     def __panel__(self):
         clear = pn.widgets.Button(label="Clear the brush", width=140)
         clear.on_click(lambda _: setattr(self.selection, "brush", None))
-        widgets = pn.Row(pn.widgets.Select.from_param(self.param.x, width=260),
-                         pn.widgets.Select.from_param(self.param.y, width=260),
-                         pn.widgets.RadioButtonGroup.from_param(self.param.colour, width=200),
-                         clear)
+        x = pn.widgets.Select.from_param(self.param.x, width=260)
+        y = pn.widgets.Select.from_param(self.param.y, width=260)
+
+        def follow(*_):  # the features are chosen in their plane only
+            x.disabled = y.disabled = self.plane == AXES
+
+        follow()
+        self.param.watch(follow, "plane")
+        # wrapped: in a laptop's window the menus take two lines
+        widgets = pn.FlexBox(
+            pn.widgets.RadioButtonGroup.from_param(self.param.plane, width=240,
+                                                   css_classes=["space-plane"]),
+            x, y, pn.widgets.RadioButtonGroup.from_param(self.param.colour, width=200),
+            clear, align_items="end")
         # lazy: the tabs ask every view for its panel when the page is made, and the
         # scatter of every cell takes seconds at the finest levels
         return pn.Column(widgets, self.status, pn.param.ParamMethod(self.plot, lazy=True),

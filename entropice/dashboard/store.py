@@ -3,8 +3,10 @@ shares. What a session looks at is kept apart, in ``selection``."""
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
+import weakref
 from collections import OrderedDict
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from . import layers
 from .cache import shared_cache
 from .layers import PROBA
 from .lookup import PixelLookup
+from .projection import principal_axes
 
 log = logging.getLogger(__name__)
 PREFETCH_BYTES = 512 << 20
@@ -37,6 +40,32 @@ def _load_group(path: str, grid: str, level: int, stamp: float):
 @shared_cache(24)
 def _load_model(root: str, run: str, stamp: float):
     return RunStore(root).load(run)
+
+
+_BACKGROUND: weakref.WeakSet = weakref.WeakSet()  # the prefetches' timers
+
+
+def in_background(delay: float, func, args) -> threading.Timer:
+    """``func(*args)`` in a thread of its own after ``delay`` seconds (a prefetch): a
+    daemon thread, so that it never holds a server up, and finished when the process
+    exits (``_finish_background``)."""
+    timer = threading.Timer(delay, func, args)
+    timer.daemon = True
+    _BACKGROUND.add(timer)
+    timer.start()
+    return timer
+
+
+@atexit.register
+def _finish_background():
+    """Cancel the prefetches not yet started and wait for those running: a daemon
+    thread cut off inside numba's or numpy's compiled code as the interpreter exits can
+    abort the process ("FATAL: exception not rethrown")."""
+    timers = list(_BACKGROUND)
+    for timer in timers:
+        timer.cancel()
+    for timer in timers:
+        timer.join(timeout=60)
 
 
 @shared_cache(24)
@@ -78,6 +107,11 @@ def _cell_boxes(root: str, run: str, path: str, grid: str, level: int, year: int
     model = _load_model(root, run, _stamp(RunStore(root).path(run) / "model.json"))
     ds = _load_group(path, grid, level, stamp)
     return model.apply(cell_features(ds, model.meta["feature_names"], year).to_numpy())
+
+
+@shared_cache(8)
+def _projection(path: str, grid: str, level: int, year, names: tuple, stamp: float):
+    return principal_axes(_load_group(path, grid, level, stamp), names, year)
 
 
 def _stamp(path: Path) -> float:
@@ -149,6 +183,18 @@ class CubeStore:
         return _layer_range(str(self.path), grid, level, year, layer,
                             self.group_stamp(grid, level))
 
+    def projection(self, grid: str, level: int, year, names: tuple):
+        """Every cell of a group in the plane of the first two principal axes of its
+        features ``names`` in a year (:func:`~.projection.principal_axes`; None with fewer
+        than two features to make them of), computed once for every session: a few
+        seconds at 1.66M cells."""
+        known = {f for group in layers.features(self.dataset(grid, level)).values()
+                 for f in group}
+        if not set(names) <= known:  # never a name from a request unchecked
+            raise KeyError(f"not features of the group: {sorted(set(names) - known)}.")
+        return _projection(str(self.path), grid, level, year, tuple(names),
+                           self.group_stamp(grid, level))
+
     def neighbours(self, grid: str, level: int) -> list[int]:
         """The levels of a grid next to ``level``: the finer one first, then the
         coarser one."""
@@ -185,10 +231,7 @@ class CubeStore:
             self._prefetched[key] = True
             while len(self._prefetched) > PREFETCHES_KEPT:
                 self._prefetched.popitem(last=False)
-        timer = threading.Timer(delay, self._prefetch, (grid, level, view, year, layer))
-        timer.daemon = True
-        timer.start()
-        return timer
+        return in_background(delay, self._prefetch, (grid, level, view, year, layer))
 
     def _prefetch(self, grid, level, view, year, layer):
         for other in self.neighbours(grid, level):
@@ -281,6 +324,4 @@ class CubeStore:
         """Compute :meth:`cell_boxes` in the background after ``delay`` seconds (once the
         map is drawn), so that the first box highlighted is lit at once: at H3 level 6
         a run's boxes of 1.66M cells take about a second."""
-        timer = threading.Timer(delay, self.cell_boxes, (run, grid, level, year))
-        timer.daemon = True
-        timer.start()
+        in_background(delay, self.cell_boxes, (run, grid, level, year))

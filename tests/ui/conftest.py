@@ -76,3 +76,28 @@ def app_url(cube, tmp_path_factory):
 def artifacts():
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture
+def errors(page):
+    """The page's console errors and uncaught exceptions, as they come."""
+    found = []
+    page.on("console", lambda m: found.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: found.append(str(e)))
+    return found
+
+
+def status(page):
+    """The map's status line."""
+    return page.locator(".map-status p")
+
+
+def brush(page):
+    """Drag a rectangle over the middle of the feature space's plot."""
+    plot = page.locator(".space-plot .bk-events").first.bounding_box()
+    x, y, w, h = plot["x"], plot["y"], plot["width"], plot["height"]
+    page.mouse.move(x + 0.2 * w, y + 0.2 * h)
+    page.mouse.down()
+    page.mouse.move(x + 0.5 * w, y + 0.5 * h, steps=8)
+    page.mouse.move(x + 0.8 * w, y + 0.8 * h, steps=8)
+    page.mouse.up()

@@ -6,24 +6,12 @@ import re
 
 import numpy as np
 import pytest
-from conftest import serve
+from conftest import brush, serve, status
 from PIL import Image
 from playwright.sync_api import expect
 from servers import stop
 
 HIGHLIGHT = (255, 45, 149)  # the box highlight, #ff2d95
-
-
-@pytest.fixture
-def errors(page):
-    found = []
-    page.on("console", lambda m: found.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: found.append(str(e)))
-    return found
-
-
-def status(page):
-    return page.locator(".map-status p")
 
 
 def map_png(page) -> np.ndarray:
@@ -268,13 +256,7 @@ def test_brushing_the_feature_space_lights_the_cells_on_the_map(page, app_url, e
     expect(page.get_by_text("No cells brushed").first).to_be_visible(timeout=60_000)
     expect(page.locator(".space-legend")).to_contain_text("not mapped")
     page.wait_for_timeout(2000)
-    plot = page.locator(".space-plot .bk-events").first.bounding_box()
-    x, y, w, h = plot["x"], plot["y"], plot["width"], plot["height"]
-    page.mouse.move(x + 0.2 * w, y + 0.2 * h)
-    page.mouse.down()
-    page.mouse.move(x + 0.5 * w, y + 0.5 * h, steps=8)
-    page.mouse.move(x + 0.8 * w, y + 0.8 * h, steps=8)
-    page.mouse.up()
+    brush(page)
     brushed = page.locator(".space-status")
     expect(brushed).to_contain_text(re.compile(r"\d[\d,]* cells brushed"), timeout=30_000)
     # (the Markdown's text is in its shadow root: read the bold words)

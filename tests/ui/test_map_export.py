@@ -6,7 +6,7 @@ import json
 import re
 
 import numpy as np
-import pytest
+from conftest import status
 from PIL import Image
 from playwright.sync_api import expect
 
@@ -48,18 +48,6 @@ GEOMETRY = """() => {
   for (const id of Object.keys(Bokeh.index)) walk(Bokeh.index[id]);
   return out;
 }"""
-
-
-@pytest.fixture
-def errors(page):
-    found = []
-    page.on("console", lambda m: found.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: found.append(str(e)))
-    return found
-
-
-def status(page):
-    return page.locator(".map-status p")
 
 
 def inside(labels) -> bool:

@@ -5,7 +5,7 @@ import io
 
 import numpy as np
 import pytest
-from conftest import serve
+from conftest import serve, status
 from PIL import Image
 from playwright.sync_api import expect
 from servers import stop
@@ -24,13 +24,11 @@ def served(cube, tmp_path_factory):
 
 @pytest.mark.parametrize("query", ["?box=inf&x0=1&x1=1&y0=1&y1=1",
                                    f"?level=3&brush={BRUSH}&y1=NaN&vmax=1e400&fit=2"])
-def test_a_link_that_broke_a_session_loads_the_page_with_a_notice(page, served, query):
+def test_a_link_that_broke_a_session_loads_the_page_with_a_notice(page, served, query,
+                                                                  errors):
     url, log = served
-    errors = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(url + query)
-    expect(page.locator(".map-status p")).to_contain_text("h3 level 3", timeout=60_000)
+    expect(status(page)).to_contain_text("h3 level 3", timeout=60_000)
     notice = page.locator(".link-notice")
     expect(notice).to_be_visible()
     expect(notice).to_contain_text("left out")
