@@ -9,7 +9,7 @@ import pandas as pd
 import panel as pn
 import param
 
-from .layers import class_colours, class_labels, class_names, features
+from .layers import class_colours, class_labels, class_names, feature_names
 from .view import View
 
 
@@ -40,7 +40,7 @@ class DataView(View):
     @param.depends("selection.grid", "selection.level", "selection.layer", watch=True)
     def _features(self):
         s = self.selection
-        names = [n for group in features(s.dataset).values() for n in group]
+        names = feature_names(s.dataset)
         self.param.feature.objects = names
         if s.layer in names:
             self.feature = s.layer

@@ -141,6 +141,11 @@ def features(ds) -> dict[str, list[str]]:
     return out
 
 
+def feature_names(ds) -> list[str]:
+    """A group's features in one list, by source as :func:`features` orders them."""
+    return [name for names in features(ds).values() for name in names]
+
+
 def layer_menu(ds) -> dict[str, dict[str, str]]:
     """A group's layers under their headings, each a {label: layer} mapping."""
     out: dict[str, dict[str, str]] = {}

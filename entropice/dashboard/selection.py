@@ -202,7 +202,7 @@ class Selection(param.Parameterized):
     def axes_features(self) -> list[str]:
         """The features the principal axes are made of: the selected run's weighted ones
         (those the model's boxes are placed by), else every feature of the group."""
-        names = [f for group in layers.features(self.dataset).values() for f in group]
+        names = layers.feature_names(self.dataset)
         if self.run:
             model = self.store.model(self.run)
             meta = model.meta["feature_names"]

@@ -10,7 +10,7 @@ import pandas as pd
 import panel as pn
 import param
 
-from .layers import LIT, class_colours, class_names, features
+from .layers import LIT, class_colours, class_names, feature_names
 from .projection import PC_NAMES
 from .view import View
 
@@ -27,7 +27,7 @@ def top_features(selection, n=2) -> list[str]:
     """The ``n`` features of the selected run with the largest weights (features of
     the group in the menu's order without a run)."""
     s = selection
-    names = [f for group in features(s.dataset).values() for f in group]
+    names = feature_names(s.dataset)
     if s.run:
         est = s.store.model(s.run).estimator
         meta = np.asarray(s.store.model(s.run).meta["feature_names"])
@@ -109,7 +109,7 @@ class SpaceView(View):
 
     @param.depends("selection.grid", "selection.level", "selection.run", watch=True)
     def _features(self):
-        names = [f for group in features(self.selection.dataset).values() for f in group]
+        names = feature_names(self.selection.dataset)
         self.param.x.objects = self.param.y.objects = names
         top = top_features(self.selection)
         with param.parameterized.batch_call_watchers(self):
@@ -178,10 +178,11 @@ class SpaceView(View):
         # the brush as a rectangle, drawn also when it came with a link
         drawn = hv.DynamicMap(pn.bind(self._rectangle, self.selection.param.brush))
         parts = [pn.pane.HTML(legend(colours, counts), css_classes=["space-legend"])]
-        return pn.Column(*parts, *([] if note is None else [note]),
-                         pn.pane.HoloViews(shaded * drawn, sizing_mode="stretch_width",
-                                           css_classes=["space-plot"]),
-                         sizing_mode="stretch_width")
+        if note is not None:
+            parts.append(note)
+        parts.append(pn.pane.HoloViews(shaded * drawn, sizing_mode="stretch_width",
+                                       css_classes=["space-plot"]))
+        return pn.Column(*parts, sizing_mode="stretch_width")
 
     def _rectangle(self, brush):
         """The brushed rectangle, if it lies in the plane shown."""

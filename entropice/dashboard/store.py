@@ -188,8 +188,7 @@ class CubeStore:
         features ``names`` in a year (:func:`~.projection.principal_axes`; None with fewer
         than two features to make them of), computed once for every session: a few
         seconds at 1.66M cells."""
-        known = {f for group in layers.features(self.dataset(grid, level)).values()
-                 for f in group}
+        known = set(layers.feature_names(self.dataset(grid, level)))
         if not set(names) <= known:  # never a name from a request unchecked
             raise KeyError(f"not features of the group: {sorted(set(names) - known)}.")
         return _projection(str(self.path), grid, level, year, tuple(names),
