@@ -6,11 +6,12 @@ stage run, its CPU time per pixel, projected onto the real data.
   10 m pixels (dims band/y/x, bands A00-A63, in memory, as a dask array in chunks of
   2048 pixels and all bands, as ``alphaearth.open`` gives it), in EPSG:3413 where
   ``index_speed.py`` is (the real tiles are in UTM zones: the index's cost is alike).
-  The stage takes the bands in a few passes per grid system (``PASS_BYTES``) and each
-  pass indexes the raster anew: on the real mosaic the index cache (1 GiB) holds a few
+  The stage takes the bands in one pass per grid system where their means fit
+  ``PASS_BYTES`` (at the default levels they do), else in several, and each pass
+  indexes the raster anew: on the real mosaic the index cache (1 GiB) holds a few
   dozen of a year's tens of thousands of blocks, so every pass here starts with a cold
-  cache too (the table's row; a note gives the run with the later passes' indexes
-  from the cache). What a year costs whatever its pixels (arrays over the domain's
+  cache too (the table's row; with several passes a note gives the run with the later
+  passes' indexes from the cache). What a year costs whatever its pixels (arrays over the domain's
   cells) is measured on a 256 x 256 raster and left out of the rate (added back once
   per year).
   The principal components (``n_components``) are timed apart: a fit on ``PCA_ROWS``
@@ -124,7 +125,7 @@ def passes(grids, min_lat):
     for g in grids:
         out.setdefault(g.name, 0)
         out[g.name] += len(g.cells(min_lat).cell_ids)
-    steps = {n: int(min(64, max(1, alphaearth.PASS_BYTES // (40 * c)))) for n, c in out.items()}
+    steps = {n: alphaearth.bands_per_pass(64, c) for n, c in out.items()}
     return {n: (s, math.ceil(64 / s)) for n, s in steps.items()}
 
 
@@ -239,8 +240,10 @@ def main():
     px = args.ae_size**2
     archive = AE_ARCHIVE[1] - AE_ARCHIVE[0] + 1
     pca = pca_seconds(grids, min_lat, n_pc, len(years)) if n_pc else 0.0
+    p = passes(grids, min_lat)
+    p_all = sum(k for _, k in p.values())
     ae = {}
-    for cold in (True, False):
+    for cold in (True, False) if p_all > len(p) else (True,):  # (one pass: nothing cached)
         fixed, _ = alphaearth_run(FIXED_SIZE, grids, min_lat, cold)
         c, w = alphaearth_run(args.ae_size, grids, min_lat, cold)
         rate = (px - FIXED_SIZE**2) / max(c - fixed, 1e-9)  # pixels per CPU s, fixed apart
@@ -255,29 +258,32 @@ def main():
                  f"{AE_PIXELS:.0e} a year (64 bands each) x {len(years)} years "
                  f"({years[0]}-{years[-1]})",
                  ae_hours, ae_hours / args.workers))
-    p = passes(grids, min_lat)
     notes.append(
         f"AlphaEarth: {c_ae:.1f} CPU s ({w_ae:.1f} wall s) for one year of {px / 1e6:.1f} Mpx "
         f"x 64 bands onto {len(grids)} levels; bands in "
-        + ", ".join(f"{n} {k} passes of {s}" for n, (s, k) in p.items())
-        + f", each indexing anew; {fixed:.1f} CPU s a year whatever the pixels "
+        + ", ".join(f"{n} {k} passes of {s}" if k > 1 else f"{n} one pass"
+                    for n, (s, k) in p.items())
+        + f"{', each indexing anew' if p_all > len(p) else ''}; {fixed:.1f} CPU s a year "
+        f"whatever the pixels "
         f"({FIXED_SIZE}^2 raster); principal components ({n_pc}, fit on "
         f"{alphaearth.PCA_ROWS:,} rows and {len(years)} years transformed, every level) "
         f"{pca:.0f} CPU s in all, in the hours; the whole archive ({AE_ARCHIVE[0]}-"
         f"{AE_ARCHIVE[1]}, {archive} years) {(archive * per_year + pca) / 3600:.0f} "
         "core-hours")
-    p_all = sum(k for _, k in p.values())
     again = len(years) * p_all / len(p) * AE_PIXELS * idx / idx_px / 3600
+    calls = f"each of its {p_all // len(p)} calls" if p_all > len(p) else "its call"
     notes.append(
         f"AlphaEarth: a block's index, both grid systems, {idx / idx_px * 1e6:.2f} CPU s per "
         f"Mpx; on the mosaic the cache holds few of a year's blocks, so the second pass of "
-        f"each of its {p_all // len(p)} calls builds it again: +{again:.0f} core-hours")
-    cw, _, fw, rw, pyw, hw = ae[False]
-    notes.append(
-        f"AlphaEarth with each block indexed once a year per grid system (the later passes' "
-        f"indexes from the cache): {cw:.1f} CPU s, {fw:.1f} fixed, {rw / 1e6:.2f} Mpx per "
-        f"CPU-s, {hw:.0f} core-hours ({hw / args.workers:.1f} wall hours on {args.workers} "
-        f"workers); the whole archive {(archive * pyw + pca) / 3600:.0f} core-hours")
+        f"{calls} builds it again: +{again:.0f} core-hours")
+    if False in ae:
+        cw, _, fw, rw, pyw, hw = ae[False]
+        notes.append(
+            f"AlphaEarth with each block indexed once a year per grid system (the later "
+            f"passes' indexes from the cache): {cw:.1f} CPU s, {fw:.1f} fixed, {rw / 1e6:.2f} "
+            f"Mpx per CPU-s, {hw:.0f} core-hours ({hw / args.workers:.1f} wall hours on "
+            f"{args.workers} workers); the whole archive {(archive * pyw + pca) / 3600:.0f} "
+            "core-hours")
 
     # -- ERA5 -------------------------------------------------------------------------
     small = era5_data(2.0, "2018-10-01", "2019-12-31", False)

@@ -417,6 +417,63 @@ def test_the_driver_holds_only_the_cells_still_split(monkeypatch):
         assert np.isfinite(ds["p50"].values[valid]).all()
 
 
+def test_the_driver_holds_the_moments_of_open_cells_only(monkeypatch):
+    """A cell's moments are held while its chunks come and made final when the last
+    has: the rows held stay a small part of the cells (two rows of nine chunks, and the
+    rows double as they grow), and the statistics equal the raster's in one block."""
+    import dask.array
+
+    rng = np.random.default_rng(22)
+    values = rng.gamma(2.0, size=(360, 360))
+    values[rng.random(values.shape) < 0.05] = np.nan
+    da = projected_raster(values, crs="EPSG:6931", x0=0, y0=-2000e3, res=1000.0)
+    lazy = da.copy(data=dask.array.from_array(values, chunks=(40, 40)))  # 9 x 9 chunks
+    rows = {}
+    add = raster_module._Fold.add
+
+    def watched(self, touched, pixels, partials):
+        add(self, touched, pixels, partials)
+        rows[id(self)] = (len(self.cells), max(rows.get(id(self), (0, 0))[1],
+                                               self.held_rows))
+
+    monkeypatch.setattr(raster_module._Fold, "add", watched)
+    grids = [get_grid("healpix", lv) for lv in (9, 10)]
+    stats = ("count", "sum", "mean", "std", "min", "max")
+    got = raster_to_levels(lazy, grids, stats=stats, dtype=np.float32)
+    whole = raster_to_levels(da, grids, stats=stats, dtype=np.float32)
+    cells, held = rows[max(rows, key=lambda k: rows[k][0])]
+    assert cells > 3000 and held < 0.1 * cells
+    for key, ds in got.items():
+        assert ds["mean"].dtype == np.float32 and ds["count"].dtype == np.int64
+        np.testing.assert_array_equal(ds["count"].values, whole[key]["count"].values)
+        for s in stats[1:]:
+            np.testing.assert_allclose(ds[s].values, whole[key][s].values, rtol=1e-6)
+
+
+def test_a_cell_whole_in_a_chunk_is_final_as_a_split_one():
+    """A cell whose pixels are all in one chunk is made final from that chunk alone, as
+    if combined with the others: its minimum keeps a -0.0, and an infinite pixel makes
+    the mean NaN, whatever the chunks."""
+    import dask.array
+
+    values = np.full((60, 60), -0.0)
+    values[40:, :] = 1.0
+    values[45, 45] = np.inf
+    da = projected_raster(values, crs="EPSG:6931", x0=0, y0=-2000e3, res=1000.0)
+    grids = [get_grid("healpix", 7)]
+    stats = ("min", "max", "mean", "std")
+    whole = raster_to_levels(da, grids, stats=stats)["healpix", 7]
+    for chunks in ((7, 7), (30, 60)):
+        lazy = da.copy(data=dask.array.from_array(values, chunks=chunks))
+        got = raster_to_levels(lazy, grids, stats=stats)["healpix", 7]
+        for s in stats:  # (a split cell's mean to rounding: its parts are combined)
+            a, b = got[s].values, whole[s].values
+            np.testing.assert_allclose(a, b, rtol=1e-15 if s in ("mean", "std") else 0)
+            np.testing.assert_array_equal(np.signbit(a), np.signbit(b))
+    assert np.signbit(whole["min"].values).sum() > 0
+    assert np.isnan(whole["mean"].values).sum() == 1
+
+
 LEVEL_STATS = ("count", "sum", "mean", "std", "min", "max", "p10", "p50", "p90")
 
 

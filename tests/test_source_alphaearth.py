@@ -6,6 +6,7 @@ import rioxarray  # noqa: F401
 import xarray as xr
 from pyproj import Transformer
 
+from entropice import aggregate
 from entropice.grids import get_grid
 from entropice.sources import alphaearth
 
@@ -121,3 +122,31 @@ def test_every_level_in_one_pass(tmp_path):
     only = alphaearth.to_levels(rasters, grids[:1], finest=[grids[-1]])
     np.testing.assert_array_equal(only["healpix", 7].emb_a10_mean.values,
                                   levels["healpix", 7].emb_a10_mean.values)
+
+
+def test_bands_in_several_passes_equal_one(tmp_path, monkeypatch):
+    """All bands go in one pass where their means fit ``PASS_BYTES``; with less room
+    they go in several, and each band's means are the same."""
+    path = tmp_path / "alphaearth_2020.tif"
+    embedding(2020, n=200, res=200.0).rio.to_raster(path)
+    rasters = alphaearth.open([path])
+    grids = [get_grid("healpix", lv) for lv in (8, 9)]
+    n_cells = sum(len(g.cells().cell_ids) for g in grids)
+    assert alphaearth.bands_per_pass(64, n_cells) == 64
+    one = alphaearth.to_levels(rasters, grids)
+    calls = []
+    original = aggregate.raster_to_levels
+
+    def counted(raster, *args, **kwargs):
+        calls.append(raster.sizes["band"])
+        return original(raster, *args, **kwargs)
+
+    monkeypatch.setattr(aggregate, "raster_to_levels", counted)
+    # room for the 64 bands' means and the fold's of 20 bands at a time
+    monkeypatch.setattr(alphaearth, "PASS_BYTES", (4 * 64 + 8 * 20) * n_cells)
+    step = alphaearth.bands_per_pass(64, n_cells)
+    assert step == 20
+    several = alphaearth.to_levels(rasters, grids)
+    assert calls == [step] * (64 // step) + ([64 % step] if 64 % step else [])
+    for key, ds in one.items():
+        xr.testing.assert_identical(several[key].load(), ds.load())

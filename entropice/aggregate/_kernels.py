@@ -868,7 +868,7 @@ def _sketch(runs, order, cell_start, moments, m, qs, exact, split, n_out, n_spli
     n2 = SKETCH_BUCKETS * (2 * m + 2)  # sub-buckets of the heaviest bucket
     sub = (np.empty(n2), np.empty(n2, dtype=np.int64), np.empty(n2), np.empty(n2),
            np.empty(n2 + 1, dtype=np.int64), np.empty(n2 + 1, dtype=np.int64))
-    scratch = _summary_scratch(m, max_pixels)
+    scratch = _summary_scratch(m, max_pixels if n_split > 0 else 0)  # split cells' only
     k = 0
     ks = 0
     for c in range(n_cells):

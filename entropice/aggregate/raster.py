@@ -233,25 +233,33 @@ class _Fold:
     """One target's statistics, its blocks' partials folded in one block at a time.
 
     Blocks come in a fixed order, so the result does not depend on which finished
-    first. Moments combine exactly. A cell whole in one block has its quantiles from
-    that block; the points of a cell split between blocks are held only until its last
-    part has come (its pixels add up to ``total``), then its quantiles are computed from
-    them: the driver holds the open cells, not every block's partials.
+    first. Moments combine exactly. A cell's moments are held only while it is open:
+    once its last part has come (its pixels add up to ``total``) its statistics are
+    made final, in ``dtype``, and its moments' row goes to the next cells opened. A
+    cell whole in one block is made final from that block's partials, its quantiles
+    too; the points of a cell split between blocks are held until it closes, then its
+    quantiles are computed from them. The driver holds the final statistics and the
+    open cells' moments and points, not every block's partials nor every cell's
+    moments.
     """
 
-    def __init__(self, total, n_slices, qs, want_spread, want_range):
+    def __init__(self, total, n_slices, names, qs, want_spread, want_range, dtype):
         self.cells = np.flatnonzero(total > 0)  # domain positions with a pixel centre
         self.total = total[self.cells]
         self.seen = np.zeros(len(self.cells))
         self.qs = np.asarray(qs, dtype=np.float64)
-        n, empty = len(self.cells), np.empty(0)
-        self.stats = [dict(count=np.zeros(n, dtype=np.int64), wsum=np.zeros(n),
-                           mean=np.zeros(n), m2=np.zeros(n) if want_spread else empty,
-                           vsum=np.zeros(n),
-                           vmin=np.full(n, np.inf) if want_range else empty,
-                           vmax=np.full(n, -np.inf) if want_range else empty)
+        self.quantile_names = [s for s in names if QUANTILE_RE.match(s)]
+        self.moment_names = [s for s in names if not QUANTILE_RE.match(s)]
+        want = dict(m2=want_spread, vmin=want_range, vmax=want_range)
+        self.kept = [k for k in _MOMENTS if want.get(k, True)]  # the moments wanted
+        n = len(self.cells)
+        self.final = [{s: np.zeros(n, dtype=np.int64) if s == "count" else
+                       np.full(n, np.nan, dtype=dtype) for s in names}
                       for _ in range(n_slices)]
-        self.quant = [np.full((n, len(qs)), np.nan) for _ in range(n_slices)]
+        self.room = np.full(n, -1, dtype=np.int64)  # an open cell's row in the moments
+        self.free = np.empty(0, dtype=np.int64)  # rows free for the next cells opened
+        self.moments = [{k: np.empty(0, dtype=np.int64 if k == "count" else np.float64)
+                         for k in _MOMENTS} for _ in range(n_slices)]
         self.open = [{} for _ in range(n_slices)]  # slot -> [(values, weights), ...]
 
     @property
@@ -260,26 +268,86 @@ class _Fold:
         return sum(len(v) for per_slice in self.open for parts in per_slice.values()
                    for v, _ in parts)
 
+    @property
+    def held_rows(self):
+        """Rows of moments held now, of open cells or free (for tests)."""
+        return len(self.moments[0]["count"]) if self.moments else 0
+
+    def _rows(self, slots):
+        """The moments' rows of ``slots``, a row given (zeroed) to each cell not yet open;
+        the rows grow when none are free."""
+        rows = self.room[slots]
+        new = np.flatnonzero(rows < 0)
+        if len(new) > len(self.free):
+            have = self.held_rows
+            grow = max(have, len(new) - len(self.free), 64)
+            for st in self.moments:
+                for k in self.kept:
+                    st[k] = np.concatenate([st[k], np.empty(grow, dtype=st[k].dtype)])
+            self.free = np.concatenate([np.arange(have + grow - 1, have - 1, -1), self.free])
+        taken, self.free = self.free[len(self.free) - len(new):], self.free[
+            :len(self.free) - len(new)]
+        rows[new] = taken
+        self.room[slots[new]] = taken
+        for st in self.moments:
+            for k in self.kept:
+                st[k][taken] = np.inf if k == "vmin" else -np.inf if k == "vmax" else 0
+        return rows
+
     def add(self, touched, pixels, partials):
         """Fold in one block: its cells (domain positions), their pixel centres in the
-        block, and its partials, one per slice."""
+        block, and its partials, one per slice. A cell whose pixels are all in this block
+        is combined on its own (as with an empty row) and made final; the others are
+        combined with what came before, and made final if this block was their last."""
         slots = np.searchsorted(self.cells, touched)
+        opened = self.room[slots] >= 0
         self.seen[slots] += pixels
-        closing = slots[self.seen[slots] == self.total[slots]]
+        done = self.seen[slots] == self.total[slots]
+        whole = done & ~opened
+        rows = self._rows(slots[~whole])
+        n_rows = len(rows)
+        # the block's cells as groups of one combination: the open ones with their rows'
+        # moments (groups 0 to n_rows - 1), each whole one on its own (after them)
+        group = np.empty(len(slots), dtype=np.int64)
+        group[~whole] = np.arange(n_rows)
+        group[whole] = n_rows + np.arange(len(slots) - n_rows)
+        groups = np.concatenate([np.arange(n_rows), group])
+        closing = slots[done]
         for s, p in enumerate(partials):
-            st = self.stats[s]
-            n = len(slots)
-            both = np.concatenate([np.arange(n), np.arange(n)])  # the fold so far, the block
-            new = _combine(both, n, *(np.concatenate([st[k][slots], getattr(p, k)])
-                                      if len(st[k]) else st[k] for k in _MOMENTS))
-            for k in _MOMENTS:
-                if new[k] is not None:
-                    st[k][slots] = new[k]
-            if not len(self.qs):
-                continue
-            self.quant[s][np.searchsorted(self.cells, p.q_cells)] = p.q_values
-            self._points(s, np.searchsorted(self.cells, p.g_cells), p.g_values,
-                         p.g_weights, closing)
+            st = self.moments[s]
+            new = _combine(groups, len(slots), *(
+                np.concatenate([st[k][rows], getattr(p, k)]) if k in self.kept
+                else np.empty(0) for k in _MOMENTS))
+            for k in self.kept:
+                st[k][rows] = new[k][:n_rows]
+            self._finish(s, closing, {k: new[k][group[done]] for k in self.kept})
+            if len(self.qs):
+                q_slots = np.searchsorted(self.cells, p.q_cells)
+                for j, name in enumerate(self.quantile_names):
+                    self.final[s][name][q_slots] = p.q_values[:, j]
+                self._points(s, np.searchsorted(self.cells, p.g_cells), p.g_values,
+                             p.g_weights, closing)
+        freed = slots[done & opened]  # their rows go to the next cells opened
+        self.free = np.concatenate([self.free, self.room[freed]])
+        self.room[freed] = -1
+
+    def _finish(self, s, slots, m):
+        """The final statistics of slice ``s``'s cells ``slots`` from their moments ``m``."""
+        final = self.final[s]
+        valid = m["count"] > 0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for name in self.moment_names:
+                if name == "count":
+                    final[name][slots] = m["count"]
+                elif name == "sum":
+                    final[name][slots] = np.where(valid, m["vsum"], np.nan)
+                elif name == "mean":
+                    final[name][slots] = np.where(valid, m["mean"], np.nan)
+                elif name == "std":
+                    final[name][slots] = np.where(valid, np.sqrt(np.maximum(m["m2"], 0)
+                                                                 / m["wsum"]), np.nan)
+                else:
+                    final[name][slots] = np.where(valid, m["v" + name], np.nan)
 
     def _points(self, s, g_slots, values, weights, closing):
         """Hold a block's points of split cells; the quantiles of the cells now whole."""
@@ -293,18 +361,22 @@ class _Fold:
         if done:
             groups = [held.pop(c) for c in done]
             cell = np.repeat(np.arange(len(done)), [sum(len(v) for v, _ in g) for g in groups])
-            self.quant[s][done] = _kernels.grouped_quantiles(
+            quantiles = _kernels.grouped_quantiles(
                 cell, np.concatenate([v for g in groups for v, _ in g]),
                 np.concatenate([w for g in groups for _, w in g]), len(done), self.qs)
+            for j, name in enumerate(self.quantile_names):
+                self.final[s][name][done] = quantiles[:, j]
 
     def results(self):
         """The cells with a pixel centre (domain positions) and, per slice, a generator
-        of their statistics (each slice's arrays freed as it is taken)."""
+        of their final statistics by name (each slice's arrays freed as it is taken)."""
+        if self.room.max(initial=-1) >= 0:
+            raise RuntimeError("a cell's pixels did not all come: the fold is not done.")
+        self.moments = None
+
         def each():
-            for s in range(len(self.stats)):
-                st, self.stats[s] = self.stats[s], None
-                out = {k: (v if len(v) == len(self.cells) else None) for k, v in st.items()}
-                out["quantiles"], self.quant[s] = self.quant[s], None
+            for s in range(len(self.final)):
+                out, self.final[s] = self.final[s], None
                 yield out
         return self.cells, each()
 
@@ -653,8 +725,8 @@ def raster_to_levels(raster: xr.DataArray, grids, stats=("mean",),
     step = _Steps(progress, 2 * n_blocks + len(targets))
     if lazy:  # every slice and every grid, block by block, in one dask pass
         reduced = {t.key: fold.results() for t, fold in
-                   zip(targets, _reduce_dask(slices, x, y, crs, targets, nodata, step=step,
-                                             **want))}
+                   zip(targets, _reduce_dask(slices, x, y, crs, targets, nodata, names,
+                                             dtype, step=step, **want))}
     else:  # the raster is one block
         reduced, live = {}, []
         for t in targets:
@@ -671,14 +743,15 @@ def raster_to_levels(raster: xr.DataArray, grids, stats=("mean",),
             for t, (touched, pixels), per_slice in zip(live, counts, parts):
                 total = np.zeros(len(t.cells.cell_ids))
                 total[touched] = pixels
-                fold = _Fold(total, len(slices), qs, want["want_spread"], want["want_range"])
+                fold = _Fold(total, len(slices), names, qs, want["want_spread"],
+                             want["want_range"], dtype)
                 fold.add(touched, pixels, per_slice)
                 reduced[t.key] = fold.results()
         step()  # indexed (or every grid sampled at its cells' centres)
         step()  # reduced
     out = {}
     for t in targets:
-        out[t.key] = _assemble(raster, slices, t, *reduced[t.key], x, y, crs, names, qs,
+        out[t.key] = _assemble(raster, slices, t, *reduced[t.key], x, y, crs, names,
                                nodata, domain, dtype)
         step()  # a level assembled
     return out
@@ -717,8 +790,7 @@ def _cell_km2(t, x, y, crs, index=None):
     return float(np.median(areas[near] if near.any() else areas))
 
 
-def _assemble(raster, slices, t, covered, results, x, y, crs, names, qs, nodata, domain,
-              dtype):
+def _assemble(raster, slices, t, covered, results, x, y, crs, names, nodata, domain, dtype):
     """The dataset of one target from its reduced slices (``results``, a generator of
     each slice's statistics of the ``covered`` cells, or None: sampled at the cell
     centres)."""
@@ -747,10 +819,9 @@ def _assemble(raster, slices, t, covered, results, x, y, crs, names, qs, nodata,
     keep[covered] = True
     for pos, res in zip(np.ndindex(*raster.shape[:-2]), results):
         if res is not None:  # statistics of the cells with pixel centres
-            filled = _binned_stats(names, res, qs)
             for s in names:
-                arrays[s][pos][covered] = filled[s]
-            del res, filled
+                arrays[s][pos][covered] = res[s]
+            del res
         if samples is not None:
             sample = next(samples)
             for s in names:
@@ -811,30 +882,6 @@ def _row(var, i):
     """The dims and data of ``var`` at position ``i`` along "variable"."""
     row = var.isel(variable=i)
     return row.dims, row.data
-
-
-def _binned_stats(names, st, qs):
-    count = st["count"]
-    valid = count > 0
-    out = {}
-    q_iter = iter(range(len(qs)))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        for s in names:
-            if s == "count":
-                out[s] = count
-            elif s == "sum":
-                out[s] = np.where(valid, st["vsum"], np.nan)
-            elif s == "mean":
-                out[s] = np.where(valid, st["mean"], np.nan)
-            elif s == "std":
-                out[s] = np.where(valid, np.sqrt(np.maximum(st["m2"], 0) / st["wsum"]), np.nan)
-            elif s == "min":
-                out[s] = np.where(valid, st["vmin"], np.nan)
-            elif s == "max":
-                out[s] = np.where(valid, st["vmax"], np.nan)
-            else:
-                out[s] = st["quantiles"][:, next(q_iter)].copy()
-    return out
 
 
 def _stat_attrs(raster, stat, sampled):
@@ -930,11 +977,11 @@ def _in_order(tasks):
         yield from dask.compute(*tasks[k:k + batch])
 
 
-def _reduce_dask(slices, x, y, crs, targets, nodata, want_spread, want_range, qs,
-                 step=None):
+def _reduce_dask(slices, x, y, crs, targets, nodata, names, dtype, want_spread, want_range,
+                 qs, step=None):
     """Reduce dask-backed 2-D slices (same grid, same chunks) block by block, every
     target of a block's slices in one task, on the current scheduler: per target, a
-    :class:`_Fold` of the blocks' statistics.
+    :class:`_Fold` of the blocks' statistics ``names``, final in ``dtype``.
 
     Two passes over the blocks' pixel indexes: the first sums every cell's pixel
     centres (the blocks' counts), which tells each block of the second which of its
@@ -980,7 +1027,8 @@ def _reduce_dask(slices, x, y, crs, targets, nodata, want_spread, want_range, qs
         for total, (touched, n) in zip(totals, counts):
             total[touched] += n
         step()
-    folds = [_Fold(total, len(slices), qs, want_spread, want_range) for total in totals]
+    folds = [_Fold(total, len(slices), names, qs, want_spread, want_range, dtype)
+             for total in totals]
     shared = None
     if len(qs):  # sent to each worker once, not in the graph of every task
         shared = (client.scatter(totals, broadcast=True) if client is not None else

@@ -120,9 +120,17 @@ PCA_ROWS = 1_000_000
 PCA."""
 
 PASS_BYTES = 2**30
-"""Band statistics held while one pass reduces a year's raster onto a grid system's
-levels (about 40 bytes per band and cell); more bands than fit are taken in more
-passes."""
+"""Band means held while one pass reduces a year's raster onto a grid system's levels:
+8 bytes per band and cell (the fold's and the dataset's float32), 4 more for every band
+when they do not all fit and are taken in more passes (each indexing the raster again)."""
+
+
+def bands_per_pass(n_bands: int, n_cells: int) -> int:
+    """How many of ``n_bands`` one pass takes onto ``n_cells`` cells (a grid system's
+    levels together) within ``PASS_BYTES``: all of them where they fit."""
+    if 8 * n_bands * n_cells <= PASS_BYTES:
+        return n_bands
+    return int(max(1, (PASS_BYTES - 4 * n_bands * n_cells) // (8 * n_cells)))
 
 
 def to_cells(rasters, grid: Grid, *, n_components=None, min_lat: float = DEFAULT_MIN_LAT,
@@ -189,7 +197,7 @@ def to_levels(rasters, grids, *, n_components=None, min_lat: float = DEFAULT_MIN
         base = [f for f in finest if f.name == name]
         n_cells = sum(len(cells[g.name, g.level].cell_ids) for g in system) + sum(
             len(f.cells(min_lat).cell_ids) for f in base if f not in system)
-        passes[name] = base, int(min(len(bands), max(1, PASS_BYTES // (40 * n_cells))))
+        passes[name] = base, bands_per_pass(len(bands), n_cells)
 
     for y in years:
         da = rasters[y]
@@ -198,15 +206,18 @@ def to_levels(rasters, grids, *, n_components=None, min_lat: float = DEFAULT_MIN
                              f"year {years[0]} has {bands[:3]}...")
         for name, system in systems.items():
             base, step = passes[name]
-            means = {(g.name, g.level): np.empty((len(bands), len(cells[g.name, g.level]
-                                                                 .cell_ids)), np.float32)
-                     for g in system}
+            means = {}  # (band, cells) float32 per level: one pass's, or filled by several
             for a in range(0, len(bands), step):
                 per_level = raster_to_levels(da.isel(band=slice(a, a + step)), system,
                                              stats=("mean",), min_lat=min_lat, domain=True,
                                              dtype=np.float32, finest=base)
                 for k, ds in per_level.items():
-                    means[k][a:a + step] = ds["mean"].transpose("band", "cells").values
+                    m = ds["mean"].transpose("band", "cells").values
+                    if step == len(bands):
+                        means[k] = m
+                    else:
+                        means.setdefault(k, np.empty((len(bands), m.shape[1]),
+                                                     np.float32))[a:a + step] = m
                 del per_level
             for k, m in means.items():
                 parts[k].add(xr.Dataset(
