@@ -29,15 +29,14 @@ Target (issue 14): on one machine ``--scheduler`` not slower than without.
 """
 
 import argparse
-import resource
 import statistics
 import time
 from collections import defaultdict
 
 import dask
-from levels_speed import LEVELS, dem  # benchmarks/, the script's folder, is on the path
+from levels_speed import LEVELS, build_domains, dem  # benchmarks/ is on the path
 
-from entropice.aggregate import _index, clear_cache
+from entropice.aggregate import clear_cache
 from entropice.aggregate import raster as raster_module
 from entropice.grids import get_grid
 from entropice.sources import arcticdem
@@ -46,21 +45,11 @@ MOSAIC_MPX = 40_000.0  # ArcticDEM 32 m north of 50 N, about 40 Gpx
 CHUNK = 2048
 
 
-def cpu_seconds():
-    """CPU seconds of this process (every thread)."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def warm_up(grids):
-    """What a process does once, before its first chunk: the grids' domains and the
-    wider ones the levels derive from (``levels_speed.py`` does the same), and the
-    kernels compiled, on a small DEM of every level."""
-    for g in grids:
-        g.cells()
-    for t in raster_module._targets(grids, 50.0):
-        if t.base is not None:
-            _index._domain_ids(*t.base)
+    """What a process does once, before its first chunk: the domains
+    (``levels_speed.build_domains``), and the kernels compiled, on a small DEM of every
+    level."""
+    build_domains(grids)
     arcticdem.to_levels(dem(256, 32.0, 64), grids)
 
 
@@ -98,22 +87,22 @@ def run(da, grids, client=None):
     raster_module._assemble = timed
     try:
         if client is None:
-            c0, t0 = cpu_seconds(), time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             with dask.config.set(scheduler="threads", num_workers=2):
                 arcticdem.to_levels(da, grids)
-            return (time.perf_counter() - t0, cpu_seconds() - c0, None, max(held),
+            return (time.perf_counter() - t0, time.process_time() - c0, None, max(held),
                     fold_s)
         from distributed import get_task_stream
 
         client.run(clear_cache)
-        workers0 = client.run(cpu_seconds)
-        c0 = cpu_seconds()
+        workers0 = client.run(time.process_time)
+        c0 = time.process_time()
         with get_task_stream(client) as ts:
             t0 = time.perf_counter()
             arcticdem.to_levels(da, grids)
             wall = time.perf_counter() - t0
-        cpu = cpu_seconds() - c0 + sum(v - workers0[w] for w, v in
-                                       client.run(cpu_seconds).items())
+        cpu = time.process_time() - c0 + sum(v - workers0[w] for w, v in
+                                             client.run(time.process_time).items())
         per_prefix = defaultdict(float)
         for task in ts.data:
             name = str(task["key"]).strip("('").split("-")[0]

@@ -46,7 +46,6 @@ Issue 14: the core-hours of the full pan-Arctic run of each source.
 
 import argparse
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -54,9 +53,10 @@ import numpy as np
 import pandas as pd
 import rioxarray  # noqa: F401  (the .rio accessor)
 import xarray as xr
+from levels_speed import build_domains, dem  # benchmarks/, the script's folder, is on the path
 
 import entropice.aggregate as aggregate
-from entropice.aggregate import _index, clear_cache
+from entropice.aggregate import clear_cache
 from entropice.aggregate import raster as raster_module
 from entropice.grids import get_grid
 from entropice.pipeline import load_config
@@ -226,11 +226,7 @@ def main():
     trend = int(cfg["era5"].get("trend_window", 10))
     n_pc = cfg["alphaearth"].get("n_components") or 0
     grids = [get_grid(n, lv) for n in ("h3", "healpix") for lv in cfg["grids"].get(n, [])]
-    for g in grids:
-        g.cells(min_lat)  # the domains: the grids stage's work
-    for t in raster_module._targets(grids, min_lat):  # and the wider ones levels derive from
-        if t.base is not None:
-            _index._domain_ids(*t.base)
+    build_domains(grids, min_lat)
     levels = ", ".join(f"{n} {min(cfg['grids'][n])}-{max(cfg['grids'][n])}"
                        for n in ("h3", "healpix") if cfg["grids"].get(n))
     rows, notes, small_share = [], [], []
@@ -315,9 +311,6 @@ def main():
                      f"{len(years)} onto cells")
 
     # -- ArcticDEM --------------------------------------------------------------------
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from levels_speed import dem
-
     def dem_run(n):
         clear_cache()
         da = dem(n, 32.0)

@@ -783,7 +783,7 @@ SKETCH_BUCKETS = 8
 lighter than half a point, so that few pixels need sorting."""
 
 
-def sketch(runs, order, cell_start, moments, m, qs, exact, split=None):
+def sketch(runs, order, cell_start, moments, m, qs, exact, split):
     """Every cell's summary of at most ``m`` points, for coarser cells to merge; where
     ``exact[c]`` also its quantiles ``qs`` (exact, as ``quantiles`` gives them), and
     where ``split[c]`` its summary as ``summarise`` makes it (for its own level, whose
@@ -811,7 +811,6 @@ def sketch(runs, order, cell_start, moments, m, qs, exact, split=None):
     """
     data, nodata, has_nodata, row, start, length, _, weight, slope = runs
     counts, totals, _, _, _, lows, highs = moments
-    split = np.zeros(len(counts), dtype=bool) if split is None else split
     n_out = int(np.minimum(counts, m).sum())
     n_split = int(np.minimum(counts[split], m).sum())
     # each pixel's bucket, in 16 bits where they are few enough (less to write and read)

@@ -97,6 +97,14 @@ def _nodata(raster, nodata):
     return None
 
 
+def _wanted(names):
+    """What the reductions compute for the statistics ``names``: the spread, the range,
+    and the quantiles (fractions, in the order of ``names``)."""
+    return dict(want_spread="std" in names, want_range="min" in names or "max" in names,
+                qs=[int(QUANTILE_RE.match(s).group(1)) / 100 for s in names
+                    if QUANTILE_RE.match(s)])
+
+
 def _parse_stats(stats):
     if isinstance(stats, str):
         stats = (stats,)
@@ -243,15 +251,16 @@ class _Fold:
     moments.
     """
 
-    def __init__(self, total, n_slices, names, qs, want_spread, want_range, dtype):
+    def __init__(self, total, n_slices, names, dtype):
         self.cells = np.flatnonzero(total > 0)  # domain positions with a pixel centre
         self.total = total[self.cells]
         self.seen = np.zeros(len(self.cells))
-        self.qs = np.asarray(qs, dtype=np.float64)
+        want = _wanted(names)
+        self.qs = np.asarray(want["qs"], dtype=np.float64)
         self.quantile_names = [s for s in names if QUANTILE_RE.match(s)]
         self.moment_names = [s for s in names if not QUANTILE_RE.match(s)]
-        want = dict(m2=want_spread, vmin=want_range, vmax=want_range)
-        self.kept = [k for k in _MOMENTS if want.get(k, True)]  # the moments wanted
+        kept = dict(m2=want["want_spread"], vmin=want["want_range"], vmax=want["want_range"])
+        self.kept = [k for k in _MOMENTS if kept.get(k, True)]  # the moments wanted
         n = len(self.cells)
         self.final = [{s: np.zeros(n, dtype=np.int64) if s == "count" else
                        np.full(n, np.nan, dtype=dtype) for s in names}
@@ -707,9 +716,7 @@ def raster_to_levels(raster: xr.DataArray, grids, stats=("mean",),
     x = np.asarray(raster[xdim].values, dtype=np.float64)
     y = np.asarray(raster[ydim].values, dtype=np.float64)
     nodata = _nodata(raster, nodata)
-    qs = [int(QUANTILE_RE.match(s).group(1)) / 100 for s in names if QUANTILE_RE.match(s)]
-    want = dict(want_spread="std" in names, want_range="min" in names or "max" in names,
-                qs=qs)
+    want = _wanted(names)
 
     lazy = raster.chunks is not None
     if lazy:  # pixels larger than some grid's cells: fewer pixels than cells, read once
@@ -726,7 +733,7 @@ def raster_to_levels(raster: xr.DataArray, grids, stats=("mean",),
     if lazy:  # every slice and every grid, block by block, in one dask pass
         reduced = {t.key: fold.results() for t, fold in
                    zip(targets, _reduce_dask(slices, x, y, crs, targets, nodata, names,
-                                             dtype, step=step, **want))}
+                                             dtype, step=step))}
     else:  # the raster is one block
         reduced, live = {}, []
         for t in targets:
@@ -743,8 +750,7 @@ def raster_to_levels(raster: xr.DataArray, grids, stats=("mean",),
             for t, (touched, pixels), per_slice in zip(live, counts, parts):
                 total = np.zeros(len(t.cells.cell_ids))
                 total[touched] = pixels
-                fold = _Fold(total, len(slices), names, qs, want["want_spread"],
-                             want["want_range"], dtype)
+                fold = _Fold(total, len(slices), names, dtype)
                 fold.add(touched, pixels, per_slice)
                 reduced[t.key] = fold.results()
         step()  # indexed (or every grid sampled at its cells' centres)
@@ -977,8 +983,7 @@ def _in_order(tasks):
         yield from dask.compute(*tasks[k:k + batch])
 
 
-def _reduce_dask(slices, x, y, crs, targets, nodata, names, dtype, want_spread, want_range,
-                 qs, step=None):
+def _reduce_dask(slices, x, y, crs, targets, nodata, names, dtype, step=None):
     """Reduce dask-backed 2-D slices (same grid, same chunks) block by block, every
     target of a block's slices in one task, on the current scheduler: per target, a
     :class:`_Fold` of the blocks' statistics ``names``, final in ``dtype``.
@@ -1027,10 +1032,10 @@ def _reduce_dask(slices, x, y, crs, targets, nodata, names, dtype, want_spread, 
         for total, (touched, n) in zip(totals, counts):
             total[touched] += n
         step()
-    folds = [_Fold(total, len(slices), names, qs, want_spread, want_range, dtype)
-             for total in totals]
+    want = _wanted(names)
+    folds = [_Fold(total, len(slices), names, dtype) for total in totals]
     shared = None
-    if len(qs):  # sent to each worker once, not in the graph of every task
+    if len(want["qs"]):  # sent to each worker once, not in the graph of every task
         shared = (client.scatter(totals, broadcast=True) if client is not None else
                   dask.delayed(totals, pure=True))
     # every slice's blocks from its graph as it is: a block of ``.blocks[i, j]`` is a
@@ -1041,9 +1046,9 @@ def _reduce_dask(slices, x, y, crs, targets, nodata, names, dtype, want_spread, 
     chunks = [sl.data.to_delayed(optimize_graph=False) for sl in slices]
     groups = _slice_groups(len(slices), len(blocks), client)
     reduced = _in_order([dask.delayed(_block_task, pure=True)(
-        [c[i, j] for c in chunks[a:b]], bx, by, crs, targets, nodata, want_spread, want_range,
-        qs, shared, k) for (i, j), (bx, by), k in zip(blocks, coords, kept)
-        for a, b in groups])
+        [c[i, j] for c in chunks[a:b]], bx, by, crs, targets, nodata, want["want_spread"],
+        want["want_range"], want["qs"], shared, k)
+        for (i, j), (bx, by), k in zip(blocks, coords, kept) for a, b in groups])
     del kept  # each block's indexes released once its tasks are done with them
     for _ in blocks:
         parts = [next(reduced) for _ in groups]  # a block's slices, in order

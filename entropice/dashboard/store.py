@@ -111,7 +111,11 @@ def _cell_boxes(root: str, run: str, path: str, grid: str, level: int, year: int
 
 @shared_cache(8)
 def _projection(path: str, grid: str, level: int, year, names: tuple, stamp: float):
-    return principal_axes(_load_group(path, grid, level, stamp), names, year)
+    ds = _load_group(path, grid, level, stamp)
+    known = set(layers.feature_names(ds))
+    if not set(names) <= known:  # never a name from a request unchecked (nor cached)
+        raise KeyError(f"not features of the group: {sorted(set(names) - known)}.")
+    return principal_axes(ds, names, year)
 
 
 def _stamp(path: Path) -> float:
@@ -188,9 +192,6 @@ class CubeStore:
         features ``names`` in a year (:func:`~.projection.principal_axes`; None with fewer
         than two features to make them of), computed once for every session: a few
         seconds at 1.66M cells."""
-        known = set(layers.feature_names(self.dataset(grid, level)))
-        if not set(names) <= known:  # never a name from a request unchecked
-            raise KeyError(f"not features of the group: {sorted(set(names) - known)}.")
         return _projection(str(self.path), grid, level, year, tuple(names),
                            self.group_stamp(grid, level))
 
